@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make report` and `make test`. Both install on first use
+# into a project-local virtual environment (.venv), CPU build of torch unless a GPU is present.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+# Quiet pip, and hide the harmless "Location ... is ignored" lines some local mirrors print.
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+QUIET := 2>&1 | grep -v "is ignored: it is neither" || true
+
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test report demo clean
+
+install: $(STAMP)
+
+# torch first, so that a CPU machine never pulls a CUDA build: a local CPU wheel if pip can see
+# one, else PyTorch's CPU index; with a GPU (nvidia-smi present), the default build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "install: GPU found, default torch==$(TORCH_VERSION)"; \
+		$(PIP) "torch==$(TORCH_VERSION)" $(QUIET); \
+	elif $(PIP) --no-index --no-deps "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
+		echo "install: CPU torch==$(TORCH_VERSION) from a local wheel"; \
+		$(PIP) "torch==$(TORCH_VERSION)" $(QUIET); \
+	else \
+		echo "install: CPU torch==$(TORCH_VERSION) from download.pytorch.org/whl/cpu"; \
+		$(PIP) "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
+			--extra-index-url https://pypi.org/simple $(QUIET); \
+	fi
+	$(PIP) -e ".[dev]" $(QUIET)
+	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/harness demo
+
+report: demo
+	$(BIN)/harness compare --config configs/demo.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf .harness reports/*/ .pytest_cache test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

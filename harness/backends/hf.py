@@ -1,0 +1,90 @@
+"""The `hf` backend: transformers + peft, one loaded model for a base and all its LoRA adapters.
+
+lm-eval's HFLM does the request handling (batching, tokenisation, scoring) on a model we load:
+the base wrapped in a peft model holding every candidate's adapter. A candidate is served by
+`set_adapter(name)`; the base by `disable_adapter()`, which gives exactly the plain base's
+log-likelihoods (a test checks it).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from harness.backends.base import BASE
+from harness.errors import HarnessError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class HFBackend:
+    """Serve `base` and the LoRA `adapters` (name -> folder) from one loaded model."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: Path, *, dtype: str, device: str, batch_size: int,
+                 adapters: dict[str, Path] | None = None, trust_remote_code: bool = False):
+        import transformers
+        from lm_eval.models.huggingface import HFLM
+
+        transformers.utils.logging.disable_progress_bar()
+        self._adapters = dict(adapters or {})
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                model_dir, trust_remote_code=trust_remote_code)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+                use_safetensors=True)
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"{model_dir}: could not load the model: {e}") from None
+        model.to(device).eval()
+        if self._adapters:
+            model = self._attach(model, self._adapters)
+        self.model = model
+        # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
+        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                       device=device, dtype=DTYPES[dtype])
+
+    @staticmethod
+    def _attach(model, adapters: dict[str, Path]):
+        from peft import PeftModel
+
+        items = list(adapters.items())
+        try:
+            first_name, first_dir = items[0]
+            peft_model = PeftModel.from_pretrained(model, first_dir, adapter_name=first_name)
+            for name, folder in items[1:]:
+                peft_model.load_adapter(folder, adapter_name=name)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise HarnessError(f"could not load LoRA adapter onto the base: {e}; check that the "
+                               "adapter was trained for this base model") from None
+        peft_model.eval()
+        return peft_model
+
+    def variants(self) -> list[str]:
+        return [BASE, *self._adapters]
+
+    @contextmanager
+    def activate(self, variant: str) -> Iterator:
+        if variant == BASE:
+            if self._adapters:
+                with self.model.disable_adapter():
+                    yield self.lm
+            else:
+                yield self.lm
+            return
+        if variant not in self._adapters:
+            raise HarnessError(f"variant '{variant}' is not loaded in this backend "
+                               f"(have: {', '.join(self.variants())})")
+        self.model.set_adapter(variant)
+        yield self.lm
+
+    def close(self) -> None:
+        del self.lm, self.model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

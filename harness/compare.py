@@ -1,0 +1,182 @@
+"""Compare: pair base and candidate records by (task, doc_id) and summarise the differences.
+
+Runs offline from the store. A pairing mismatch (the same doc_id with a different prompt) means
+the two runs did not see the same task, and is an error rather than a silent join.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+import harness
+from harness.backends.base import BASE
+from harness.config import HarnessSpec, SuiteSpec
+from harness.errors import HarnessError
+from harness.plan import Plan
+from harness.stats import is_binary, paired_bootstrap
+from harness.store import METRIC_PREFIX, Store, now_iso
+
+RESULT_FORMAT = 1
+MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRecord(Record):
+    label: str = Field(description="'base' or the candidate's name.")
+    source: str = Field(description="Model folder, hub id, or adapter folder.")
+    fingerprint: str
+
+
+class TaskResult(Record):
+    """Base versus one candidate on one task's primary metric."""
+
+    task: str
+    role: str
+    metric: str
+    n: int = Field(description="Paired items.")
+    binary: bool = Field(description="Metric takes only the values 0 and 1 (e.g. acc).")
+    base_score: float
+    candidate_score: float
+    delta: float = Field(description="candidate - base, in the metric's unit.")
+    ci_low: float
+    ci_high: float
+    to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
+    to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
+
+
+class RoleResult(Record):
+    """Mean of the role's task deltas, with an interval that resamples every task's items."""
+
+    role: str
+    tasks: list[str]
+    delta: float
+    ci_low: float
+    ci_high: float
+
+
+class FlipRecord(Record):
+    """An item whose binary metric changed between base and candidate."""
+
+    task: str
+    doc_id: int
+    direction: str = Field(description="'to_wrong' (regression) or 'to_right' (gain).")
+    prompt: str
+    target: str
+    base_response: str
+    candidate_response: str
+
+
+class CandidateResult(Record):
+    candidate: str
+    tasks: list[TaskResult]
+    roles: list[RoleResult]
+    flips: list[FlipRecord]
+
+    def role(self, role: str) -> RoleResult | None:
+        return next((r for r in self.roles if r.role == role), None)
+
+
+class ComparisonResult(Record):
+    """Everything a report needs, written as comparison.json; rendering needs no model."""
+
+    version: int = RESULT_FORMAT
+    name: str
+    created_at: str
+    harness_version: str
+    suite: str
+    confidence: float
+    base: ModelRecord
+    candidates: list[ModelRecord]
+    results: list[CandidateResult]
+    timings_s: dict[str, float] = Field(default_factory=dict)
+
+
+def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str) -> pd.DataFrame:
+    b = base[base["filter"] == metric_filter].set_index("doc_id")
+    c = cand[cand["filter"] == metric_filter].set_index("doc_id")
+    if b.empty:
+        filters = sorted(set(base["filter"]))
+        raise HarnessError(f"task {task}: no records for filter '{metric_filter}' (have: {', '.join(filters)}); "
+                           "set `filter:` for this task in the suite")
+    if set(b.index) != set(c.index):
+        raise HarnessError(f"task {task}: base and {label} scored different items "
+                           f"({len(b)} vs {len(c)}); re-run both with the same limit")
+    joined = b.join(c, lsuffix="_base", rsuffix="_cand", how="inner")
+    bad = joined[joined["prompt_hash_base"] != joined["prompt_hash_cand"]]
+    if len(bad):
+        raise HarnessError(f"task {task}: doc {bad.index[0]} has different prompts for base and {label} "
+                           f"({len(bad)} items); the runs did not see the same task")
+    return joined
+
+
+def _task_result(joined: pd.DataFrame, spec, task: str, confidence: float, resamples: int,
+                 seed: int) -> tuple[TaskResult, np.ndarray, list[FlipRecord]]:
+    col = METRIC_PREFIX + spec.metric
+    if f"{col}_base" not in joined:
+        have = sorted(c.removeprefix(METRIC_PREFIX).removesuffix("_base")
+                      for c in joined.columns if c.startswith(METRIC_PREFIX) and c.endswith("_base"))
+        raise HarnessError(f"task {task}: no per-item metric '{spec.metric}' (have: {', '.join(have)}); "
+                           "fix `metric:` for this task in the suite")
+    b = joined[f"{col}_base"].to_numpy(dtype=float)
+    c = joined[f"{col}_cand"].to_numpy(dtype=float)
+    d = c - b
+    ci = paired_bootstrap(d, confidence=confidence, resamples=resamples, seed=seed)
+    binary = is_binary(b) and is_binary(c)
+    flips: list[FlipRecord] = []
+    to_wrong = to_right = 0
+    if binary:
+        for direction, mask in (("to_wrong", (b == 1) & (c == 0)), ("to_right", (b == 0) & (c == 1))):
+            rows = joined[mask]
+            if direction == "to_wrong":
+                to_wrong = len(rows)
+            else:
+                to_right = len(rows)
+            for doc_id, r in rows.head(MAX_FLIPS_PER_TASK).iterrows():
+                flips.append(FlipRecord(task=task, doc_id=int(doc_id), direction=direction,
+                                        prompt=r["prompt_base"], target=r["target_base"],
+                                        base_response=r["response_base"],
+                                        candidate_response=r["response_cand"]))
+    result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=len(d), binary=binary,
+                        base_score=float(b.mean()), candidate_score=float(c.mean()),
+                        delta=ci.estimate, ci_low=ci.low, ci_high=ci.high,
+                        to_wrong=to_wrong, to_right=to_right)
+    return result, d, flips
+
+
+def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
+                 timings_s: dict[str, float] | None = None) -> ComparisonResult:
+    """Pair every candidate with the base on every task; per task and per role results."""
+    st = spec.stats
+    base = plan.model(BASE)
+    base_runs = {r.task.name: store.read(r.key) for r in plan.runs if r.model.label == BASE}
+    results = []
+    for cand in (m for m in plan.models if m.label != BASE):
+        tasks, flips, diffs_by_role = [], [], {}
+        for run in (r for r in plan.runs if r.model.label == cand.label):
+            t = run.task
+            joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
+            result, d, task_flips = _task_result(joined, t.spec, t.name, st.confidence, st.resamples, st.seed)
+            tasks.append(result)
+            flips += task_flips
+            diffs_by_role.setdefault(t.spec.role, []).append((t.name, d))
+        roles = []
+        for role, items in diffs_by_role.items():
+            ci = paired_bootstrap([d for _, d in items], confidence=st.confidence,
+                                  resamples=st.resamples, seed=st.seed)
+            roles.append(RoleResult(role=role, tasks=[n for n, _ in items], delta=ci.estimate,
+                                    ci_low=ci.low, ci_high=ci.high))
+        results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips))
+
+    def record(m) -> ModelRecord:
+        return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint)
+
+    return ComparisonResult(
+        name=spec.name, created_at=now_iso(), harness_version=harness.__version__, suite=suite.name,
+        confidence=st.confidence, base=record(base),
+        candidates=[record(m) for m in plan.models if m.label != BASE],
+        results=results, timings_s=dict(timings_s or {}))

@@ -1,0 +1,246 @@
+"""Typed, validated specs: what users declare. All defaults live here.
+
+A config file (e.g. `configs/demo.yaml`) names the base model, its candidates, a suite and where
+results go. A suite file (e.g. `suites/demo.yaml`) names lm-eval tasks, each with a role and a
+primary metric. Relative paths are relative to the file that contains them.
+Every problem is reported at once, with the file and key path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+Role = Literal["target", "forgetting", "bias"]
+ROLES: tuple[str, ...] = ("target", "forgetting", "bias")
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Spec):
+    """The base model: a local folder or a Hugging Face model id."""
+
+    path: str = Field(description="Local folder (relative to the config file) or hub model id.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights and compute dtype.")
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the checkpoint. Off unless you trust it.")
+
+
+class CandidateSpec(Spec):
+    """A fine-tuned candidate: a LoRA adapter on the base, or a fully fine-tuned model."""
+
+    name: str = Field(description="Short name used in reports and gate ids, e.g. lora-v2.")
+    adapter: str | None = Field(None, description="LoRA adapter folder (peft, safetensors).")
+    path: str | None = Field(None, description="Fully fine-tuned model folder or hub id.")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CandidateSpec:
+        if (self.adapter is None) == (self.path is None):
+            raise ValueError("give exactly one of `adapter` (LoRA on the base) or `path` (full model)")
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if v == "base" or not v or any(c in v for c in "/\\:[]"):
+            raise ValueError("must be non-empty, not 'base', and free of / \\ : [ ]")
+        return v
+
+
+class EvalSpec(Spec):
+    """How to run the evaluation."""
+
+    backend: Literal["hf"] = Field("hf", description="hf: transformers + peft (CPU or GPU).")
+    device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
+    batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
+
+
+class StatsSpec(Spec):
+    """Settings of the paired statistics."""
+
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Two-sided interval level.")
+    resamples: int = Field(2000, ge=200, description="Bootstrap resamples.")
+    seed: int = Field(0, description="Seed of the bootstrap's random generator.")
+
+
+class TaskSpec(Spec):
+    """One lm-eval task of a suite, with the role it plays and the metric that decides."""
+
+    task: str = Field(description="lm-eval task name (from the suite's task folders or lm-eval).")
+    role: Role
+    metric: str = Field(description="Primary per-item metric, e.g. acc or bias_score.")
+    filter: str = Field("none", description="lm-eval filter whose output the metric scores.")
+
+
+class SuiteSpec(Spec):
+    """A set of tasks with roles, loaded from a suite YAML file."""
+
+    name: str
+    description: str = ""
+    task_dirs: list[str] = Field(
+        default_factory=lambda: ["tasks"],
+        description="Folders with lm-eval task YAML, relative to the suite file.")
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SuiteSpec:
+        names = [t.task for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task listed twice: {', '.join(dupes)}")
+        return self
+
+
+class HarnessSpec(Spec):
+    """A comparison: the base, its candidates, the suite, and where results go."""
+
+    name: str = Field(description="Name of the comparison; the report goes to reports/<name>/.")
+    base: ModelSpec
+    candidates: list[CandidateSpec] = Field(min_length=1)
+    suite: str = Field(description="Suite file, relative to this config file.")
+    eval: EvalSpec = EvalSpec()
+    stats: StatsSpec = StatsSpec()
+    store: str = Field(".harness", description="Run store folder, relative to this config file.")
+    report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> HarnessSpec:
+        names = [c.name for c in self.candidates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate name used twice: {', '.join(dupes)}")
+        return self
+
+
+class TrainSpec(Spec):
+    """The LoRA trainer's settings (`harness train`)."""
+
+    base: str = Field(description="Base model folder.")
+    data: str = Field(description="JSONL with {prompt, completion} per line.")
+    out: str = Field(description="Folder to write the adapter and train_manifest.json to.")
+    replay: str | None = Field(None, description="JSONL of general data mixed in against forgetting.")
+    replay_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of each batch from replay.")
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    max_length: int = Field(256, ge=8, description="Longest example in tokens; longer is an error.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _replay_pair(self) -> TrainSpec:
+        if self.replay_ratio > 0 and self.replay is None:
+            raise ValueError("replay_ratio > 0 needs a replay file")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+T = TypeVar("T", bound=Spec)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing file or a syntax error names the file and line."""
+    if not path.is_file():
+        raise ConfigError([f"{path}: file not found"])
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+
+
+def parse_spec(cls: type[T], data: Any, source: str) -> T:
+    """Validate `data` as `cls`; every problem becomes `source: key.path: message`."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level, got {type(data).__name__}"])
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; see harness/config.py for the keys)"
+            problems.append(f"{source}: {_key_path(err['loc'])}: {msg}")
+        raise ConfigError(problems) from None
+
+
+def _is_local(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or Path(ref).exists()
+
+
+def resolve_ref(ref: str, base_dir: Path) -> str:
+    """A local path becomes absolute (relative to `base_dir`); a hub id stays as it is."""
+    if ref.startswith(("/", "~")):
+        return str(Path(ref).expanduser())
+    if _is_local(ref) or (base_dir / ref).exists():
+        return str((base_dir / ref).resolve())
+    return ref
+
+
+def load_config(path: str | Path) -> HarnessSpec:
+    """Load and validate a config file; paths in the result are absolute."""
+    path = Path(path)
+    spec = parse_spec(HarnessSpec, read_yaml(path), str(path))
+    here = path.resolve().parent
+    problems = []
+
+    def local(ref: str, key: str, what: str) -> str:
+        resolved = resolve_ref(ref, here)
+        if _is_local(ref) and not Path(resolved).exists():
+            problems.append(f"{path}: {key}: {what} {resolved} does not exist")
+        return resolved
+
+    base = spec.base.model_copy(update={"path": local(spec.base.path, "base.path", "model folder")})
+    candidates = []
+    for i, c in enumerate(spec.candidates):
+        if c.adapter is not None:
+            c = c.model_copy(update={"adapter": local(c.adapter, f"candidates[{i}].adapter", "adapter folder")})
+        else:
+            c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
+        candidates.append(c)
+    suite = local(spec.suite, "suite", "suite file")
+    store = str((here / spec.store).resolve())
+    report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
+    if problems:
+        raise ConfigError(problems)
+    return spec.model_copy(update={"base": base, "candidates": candidates, "suite": suite,
+                                   "store": store, "report_dir": report_dir})
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    """Load and validate a suite file; `task_dirs` in the result are absolute."""
+    path = Path(path)
+    spec = parse_spec(SuiteSpec, read_yaml(path), str(path))
+    here = path.resolve().parent
+    dirs = [str((here / d).resolve()) for d in spec.task_dirs]
+    missing = [f"{path}: task_dirs: folder {d} does not exist" for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise ConfigError(missing)
+    return spec.model_copy(update={"task_dirs": dirs})

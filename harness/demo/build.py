@@ -1,0 +1,180 @@
+"""Build the demo world: data, tokenizer, a pretrained tiny base, and two LoRA candidates.
+
+    harness demo            # builds into .harness/demo/, skipping every stage already built
+
+Each stage is keyed by a content hash of its inputs: the specs and the source code of the
+modules that produce it. A stage whose key and output hashes match its stamp is not rebuilt;
+anything else is rebuilt with everything downstream of it. Same specs, same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.config import TrainSpec
+from harness.demo import facts, pretrain, tokenizer, world
+from harness.train import lora, loop
+
+STAMP = "build.json"
+# The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
+PROBE_FILES = {
+    "demo_triage": "triage.jsonl",
+    "demo_capitals": "capitals.jsonl",
+    "demo_elements": "elements.jsonl",
+    "demo_arithmetic": "arithmetic.jsonl",
+    "demo_everyday": "everyday.jsonl",
+    "demo_pronoun_bias": "pronoun_bias.jsonl",
+}
+
+
+@dataclass(frozen=True)
+class CandidateRecipe:
+    """How one demo candidate is fine-tuned (the rest of TrainSpec comes from its defaults)."""
+
+    replay_ratio: float = 0.0
+    steps: int = 800
+    lr: float = 2e-3
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    world: world.WorldSpec = world.WorldSpec()
+    vocab_size: int = 1024
+    shape: pretrain.ModelShape = pretrain.ModelShape()
+    pretrain: pretrain.PretrainSpec = pretrain.PretrainSpec()
+    candidates: dict[str, CandidateRecipe] = field(default_factory=lambda: {
+        "domain-only": CandidateRecipe(),
+        "with-replay": CandidateRecipe(replay_ratio=0.1),
+    })
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    """Where the built pieces are, and how long each stage took this time (0 when cached)."""
+
+    root: Path
+    base: Path
+    candidates: dict[str, Path]
+    stage_s: dict[str, float]
+
+
+def _source_hash(*modules) -> str:
+    h = hashlib.sha256()
+    for m in modules:
+        h.update(Path(m.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _files_sha(folder: Path, names: list[str]) -> dict[str, str]:
+    return {n: lora.file_sha256(folder / n) for n in names if (folder / n).is_file()}
+
+
+class _Stamps:
+    """The build.json record: per stage, the input key and the hashes of the outputs."""
+
+    def __init__(self, root: Path):
+        self.path = root / STAMP
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def fresh(self, stage: str, key: str, folder: Path) -> bool:
+        entry = self.data.get(stage)
+        if not entry or entry["key"] != key:
+            return False
+        return _files_sha(folder, list(entry["files"])) == entry["files"]
+
+    def record(self, stage: str, key: str, folder: Path, names: list[str], wall_s: float) -> None:
+        self.data[stage] = {"key": key, "files": _files_sha(folder, names), "wall_s": wall_s}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+def write_probe_files(w: world.World, folder: Path) -> list[Path]:
+    """Write the probe documents the suite reads; returns the files whose content changed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for task, name in PROBE_FILES.items():
+        text = world.to_jsonl(w.probes[task])
+        path = folder / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def build_demo(
+    root: Path,
+    spec: DemoSpec = DemoSpec(),
+    probe_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> DemoBuild:
+    """Build (or reuse) the demo world under `root`; write its probe files to `probe_dir`."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamps = _Stamps(root)
+    stage_s: dict[str, float] = {}
+    data_dir, base_dir = root / "data", root / "base"
+
+    # 1. data: pure function of the world spec; cheap, so always generated, written if changed
+    t = time.perf_counter()
+    w = world.generate_world(spec.world)
+    data_dir.mkdir(exist_ok=True)
+    for name, rows in (("domain_train.jsonl", w.domain_train), ("replay.jsonl", w.replay)):
+        path, text = data_dir / name, world.to_jsonl(rows)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    if probe_dir is not None:
+        for path in write_probe_files(w, probe_dir):
+            log(f"demo: wrote {path} (the generator's output changed; commit it)")
+    stage_s["data"] = round(time.perf_counter() - t, 3)
+
+    # 2. tokenizer + pretrained base, keyed by everything that shapes their bytes
+    base_key = _key(asdict(spec.world), spec.vocab_size, asdict(spec.shape), asdict(spec.pretrain),
+                    _source_hash(world, facts, tokenizer, pretrain, loop))
+    if stamps.fresh("base", base_key, base_dir):
+        log(f"demo: base model up to date ({base_dir})")
+        stage_s["pretrain"] = 0.0
+    else:
+        t = time.perf_counter()
+        tok = tokenizer.train_tokenizer(w.corpus + [r["prompt"] + r["completion"] for r in w.domain_train],
+                                        spec.vocab_size)
+        log(f"demo: pretraining the base ({spec.pretrain.steps} steps) ...")
+        pretrain.pretrain(w.corpus, tok, spec.shape, spec.pretrain, base_dir,
+                          log=lambda m: log(f"  pretrain {m}"))
+        stage_s["pretrain"] = round(time.perf_counter() - t, 3)
+        stamps.record("base", base_key, base_dir,
+                      ["model.safetensors", "config.json", "tokenizer.json"], stage_s["pretrain"])
+        log(f"demo: base built in {stage_s['pretrain']:.0f} s")
+
+    # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs
+    candidates = {}
+    for name, recipe in spec.candidates.items():
+        out = root / "candidates" / name
+        train = TrainSpec(
+            base=str(base_dir), data=str(data_dir / "domain_train.jsonl"), out=str(out),
+            replay=str(data_dir / "replay.jsonl") if recipe.replay_ratio > 0 else None,
+            replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
+        )
+        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
+                   lora.file_sha256(data_dir / "domain_train.jsonl"),
+                   lora.file_sha256(data_dir / "replay.jsonl"), _source_hash(lora, loop))
+        candidates[name] = out
+        if stamps.fresh(f"candidate:{name}", key, out):
+            log(f"demo: candidate {name} up to date ({out})")
+            stage_s[f"train:{name}"] = 0.0
+            continue
+        log(f"demo: fine-tuning candidate {name} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
+        manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
+        stage_s[f"train:{name}"] = manifest["wall_s"]
+        stamps.record(f"candidate:{name}", key, out,
+                      ["adapter_model.safetensors", "adapter_config.json"], manifest["wall_s"])
+        log(f"demo: {name} trained in {manifest['wall_s']:.0f} s, final loss {manifest['loss_curve'][-1]:.3f}")
+    return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s)

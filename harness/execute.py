@@ -1,0 +1,135 @@
+"""Execute: the only stage that loads models. Scores the runs the store lacks, one backend per
+model group (a base and its LoRA candidates share one), and stores per-sample records.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+import harness
+from harness.backends.base import Backend
+from harness.config import HarnessSpec
+from harness.errors import HarnessError
+from harness.plan import ModelEntry, Plan, PlannedRun
+from harness.store import METRIC_PREFIX, RunManifest, Store, now_iso
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    scored: list[str]  # "label/task" of each run scored now
+    load_s: float
+    score_s: float
+
+
+def _choice_text(arguments: list) -> list[str]:
+    return [str(args[1]) for args in arguments if len(args) > 1]
+
+
+def samples_to_records(task: str, output_type: str, samples: list[dict]) -> pd.DataFrame:
+    """lm-eval's logged samples -> one row per (doc, filter): hashes, texts and metric values."""
+    rows = []
+    for s in samples:
+        args = s["arguments"]
+        prompt = str(args[0][0]) if args and args[0] else ""
+        target = s["target"]
+        resps = s["filtered_resps"]
+        if output_type == "multiple_choice":
+            choices = _choice_text(args)
+            lls = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in resps]
+            response = choices[max(range(len(lls)), key=lls.__getitem__)].strip() if lls else ""
+            if isinstance(target, int) and 0 <= target < len(choices):
+                target = choices[target].strip()
+            scores = lls
+        elif output_type == "generate_until":
+            response, scores = str(resps[0]) if resps else "", []
+        else:  # loglikelihood, loglikelihood_rolling
+            first = resps[0] if resps else float("nan")
+            scores = [float(first[0]) if isinstance(first, (list, tuple)) else float(first)]
+            response = f"{scores[0]:.4f}"
+        row = {
+            "doc_id": int(s["doc_id"]), "filter": str(s["filter"]),
+            "doc_hash": s["doc_hash"], "prompt_hash": s["prompt_hash"], "target_hash": s["target_hash"],
+            "prompt": prompt, "target": str(target), "response": response,
+            "scores": [float(x) for x in scores],
+        }
+        for metric in s["metrics"]:
+            value = s[metric]
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise HarnessError(f"task {task}, doc {s['doc_id']}: metric '{metric}' is not a number "
+                                   f"({type(value).__name__}); use a per-item numeric metric") from None
+            if not math.isfinite(value):
+                raise HarnessError(f"task {task}, doc {s['doc_id']}: metric '{metric}' is {value}; "
+                                   "the model or the task's metric function produced a non-finite score")
+            row[METRIC_PREFIX + metric] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
+    from harness.backends.hf import HFBackend
+
+    first = models[0]
+    adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
+    return HFBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device,
+                     batch_size=spec.eval.batch_size, adapters=adapters,
+                     trust_remote_code=first.trust_remote_code)
+
+
+def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float]:
+    from lm_eval.evaluator import evaluate
+
+    task = run.task
+    start = time.perf_counter()
+    with backend.activate(run.model.variant) as lm:
+        out = evaluate(lm, {"tasks": {task.name: task.task}, "groups": {}, "group_map": {}},
+                       limit=spec.eval.limit, log_samples=True, bootstrap_iters=0)
+    wall_s = time.perf_counter() - start
+    samples = out["samples"][task.name]
+    records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)
+    n_requests = sum(len(s["arguments"]) for s in samples if s["filter"] == samples[0]["filter"])
+    return records, n_requests, wall_s
+
+
+def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
+                 log: Callable[[str], None] = print) -> ExecutionResult:
+    """Score every missing run; each stored as soon as it is done."""
+    import lm_eval
+
+    todo: dict[str, list[PlannedRun]] = {}
+    seen = set()
+    for run in plan.missing:
+        if run.key not in seen:
+            seen.add(run.key)
+            todo.setdefault(run.model.group, []).append(run)
+    scored, load_s, score_s = [], 0.0, 0.0
+    for group, runs in todo.items():
+        models = list({r.model.label: r.model for r in runs}.values())
+        t = time.perf_counter()
+        log(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
+            + ", ".join(m.label for m in models))
+        backend = _load_backend(spec, models)
+        load_s += time.perf_counter() - t
+        try:
+            for run in runs:
+                records, n_requests, wall_s = _score(backend, run, spec)
+                score_s += wall_s
+                manifest = RunManifest(
+                    model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
+                    harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                    label=run.model.label, backend=backend.name, n_items=len(records),
+                    n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso())
+                store.write(run.key, records, manifest)
+                scored.append(f"{run.model.label}/{run.task.name}")
+                log(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
+                    f"in {wall_s:5.1f} s")
+        finally:
+            backend.close()
+    return ExecutionResult(scored=scored, load_s=round(load_s, 3), score_s=round(score_s, 3))

@@ -1,0 +1,85 @@
+"""Plan: which (model, task) evaluations a comparison needs, and which the store already holds.
+
+Planning loads no model: fingerprints come from file hashes, task hashes from lm-eval task
+configs and documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.backends.base import BASE
+from harness.config import HarnessSpec, SuiteSpec
+from harness.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
+from harness.store import RunKey, Store
+from harness.tasks import LoadedTask, load_tasks
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the comparison and how to load it."""
+
+    label: str  # "base" or the candidate's name
+    fingerprint: str
+    group: str  # models of one group share one loaded backend
+    variant: str  # the variant that serves it within its group
+    model_dir: Path  # the full model folder the group loads
+    adapter_dir: Path | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    model: ModelEntry
+    task: LoadedTask
+    key: RunKey
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: list[ModelEntry]
+    tasks: list[LoadedTask]
+    runs: list[PlannedRun]
+
+    @property
+    def missing(self) -> list[PlannedRun]:
+        return [r for r in self.runs if not r.cached]
+
+    def model(self, label: str) -> ModelEntry:
+        return next(m for m in self.models if m.label == label)
+
+
+def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
+    """Fingerprint the base and every candidate; adapters join the base's group."""
+    backend, dtype = spec.eval.backend, spec.base.dtype
+    base_dir = resolve_model_dir(spec.base.path, spec.base.revision)
+    base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
+    models = [ModelEntry(BASE, base_fp, group=str(base_dir), variant=BASE, model_dir=base_dir,
+                         trust_remote_code=spec.base.trust_remote_code)]
+    for c in spec.candidates:
+        if c.adapter is not None:
+            adapter_dir = Path(c.adapter)
+            fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
+            models.append(ModelEntry(c.name, fp, group=str(base_dir), variant=c.name,
+                                     model_dir=base_dir, adapter_dir=adapter_dir,
+                                     trust_remote_code=spec.base.trust_remote_code))
+        else:
+            model_dir = resolve_model_dir(c.path or "", c.revision)
+            fp = model_fingerprint(model_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
+            models.append(ModelEntry(c.name, fp, group=str(model_dir), variant=BASE,
+                                     model_dir=model_dir, trust_remote_code=c.trust_remote_code))
+    return models
+
+
+def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
+    """Every (model, task) pair the comparison needs, marked cached or not."""
+    models = plan_models(spec, store)
+    tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit)
+    runs = []
+    for m in models:
+        for t in tasks:
+            key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
+            runs.append(PlannedRun(model=m, task=t, key=key, cached=store.has(key)))
+    return Plan(models=models, tasks=tasks, runs=runs)

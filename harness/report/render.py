@@ -1,0 +1,80 @@
+"""Render a comparison as one self-contained HTML file, with comparison.json beside it.
+
+Model outputs, prompts and names are untrusted text: the Jinja2 environment autoescapes
+everything, and nothing is marked safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from harness.compare import ComparisonResult
+from harness.errors import HarnessError
+from harness.store import atomic_write
+
+ROLE_TITLES = {
+    "target": "Target gain",
+    "forgetting": "Forgetting",
+    "bias": "Bias change",
+}
+# Which sign of the delta is good news, per role: forgetting shows as a negative delta,
+# bias amplification as a positive one.
+GOOD_SIGN = {"target": +1, "forgetting": +1, "bias": -1}
+
+
+def _verdict(role: str, low: float, high: float) -> str:
+    """'good' / 'bad' when the whole interval lies on one side of zero, else 'unclear'."""
+    sign = GOOD_SIGN.get(role, +1)
+    if low > 0 or high < 0:
+        return "good" if (low > 0) == (sign > 0) else "bad"
+    return "unclear"
+
+
+def _fmt(value: float, binary: bool, signed: bool = False) -> str:
+    if binary:
+        return f"{value * 100:+.1f} pp" if signed else f"{value * 100:.1f}%"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("harness.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"], default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(verdict=_verdict, fmt=_fmt, role_titles=ROLE_TITLES)
+    return env
+
+
+def render_html(result: ComparisonResult) -> str:
+    binary_role = {}
+    for cr in result.results:
+        for t in cr.tasks:
+            binary_role[t.role] = binary_role.get(t.role, True) and t.binary
+    return _env().get_template("report.html.j2").render(r=result, binary_role=binary_role)
+
+
+def render_report(result: ComparisonResult, out_dir: str | Path) -> Path:
+    """Write index.html and comparison.json to `out_dir`; returns the HTML path."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{out}: cannot create the report folder ({e.strerror})") from None
+    html = render_html(result)
+    atomic_write(out / "comparison.json", lambda p: p.write_text(result.model_dump_json(indent=1), encoding="utf-8"))
+    atomic_write(out / "index.html", lambda p: p.write_text(html, encoding="utf-8"))
+    return out / "index.html"
+
+
+def load_comparison(path: str | Path) -> ComparisonResult:
+    """Read a comparison.json (or the folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "comparison.json"
+    try:
+        return ComparisonResult.model_validate_json(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise HarnessError(f"{p}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise HarnessError(f"{p}: not a comparison.json this harness can read ({e})") from None

@@ -1,0 +1,182 @@
+"""The run store: per-sample records, content-addressed, plus a SQLite index.
+
+Layout under the store root (default `.harness/`):
+
+    runs/v<harness version>/<model fingerprint[:24]>/<task>.<task hash[:16]>.parquet  records
+    runs/v<harness version>/<model fingerprint[:24]>/<task>.<task hash[:16]>.json     manifest
+    index.sqlite                                                          runs, comparisons, file hashes
+
+A run is keyed by (model fingerprint, task, task hash, harness version). The manifest is written
+last, each file atomically (temp file + rename): a run without a manifest does not exist, so a
+crash loses at most the run in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+import harness
+from harness.errors import HarnessError
+from harness.fingerprint import sha256_file
+
+STORE_FORMAT = 1
+METRIC_PREFIX = "metric."
+# Numbered migrations of the SQLite index; never edit one that has shipped, append a new one.
+MIGRATIONS = [
+    """
+    CREATE TABLE runs (
+        model_fp TEXT NOT NULL, task TEXT NOT NULL, task_hash TEXT NOT NULL,
+        harness_version TEXT NOT NULL, path TEXT NOT NULL, label TEXT, n_items INTEGER,
+        wall_s REAL, created_at TEXT,
+        PRIMARY KEY (model_fp, task, task_hash, harness_version));
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, created_at TEXT NOT NULL,
+        base_fp TEXT NOT NULL, summary TEXT NOT NULL);
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Identity of one (model, task) evaluation."""
+
+    model_fp: str
+    task: str
+    task_hash: str
+    harness_version: str = harness.__version__
+
+    @property
+    def stem(self) -> str:
+        return f"runs/v{self.harness_version}/{self.model_fp[:24]}/{self.task}.{self.task_hash[:16]}"
+
+
+class RunManifest(BaseModel):
+    """What one stored run is: written beside its records, last."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(STORE_FORMAT, description="Format version of this manifest.")
+    model_fp: str = Field(description="Fingerprint of the evaluated model (base or candidate).")
+    task: str = Field(description="lm-eval task name.")
+    task_hash: str = Field(description="Content hash of the task config and its documents.")
+    harness_version: str
+    lm_eval_version: str
+    label: str = Field(description="Name the model had in the config that ran it (informational).")
+    backend: str
+    n_items: int = Field(description="Records (documents x filters).")
+    n_requests: int = Field(description="lm-eval requests scored.")
+    wall_s: float = Field(description="Seconds spent scoring this task, model already loaded.")
+    created_at: str
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """Read and write runs under `root`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    # ------------------------------------------------------------------ index
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.root / "index.sqlite", timeout=30)
+
+    def _migrate(self) -> None:
+        with closing(self._connect()) as db, db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise HarnessError(f"{self.root}/index.sqlite: written by a newer harness (schema "
+                                   f"{current} > {len(MIGRATIONS)}); upgrade harness or use another store")
+            for n in range(current, len(MIGRATIONS)):
+                db.executescript(MIGRATIONS[n])
+                db.execute(f"PRAGMA user_version = {n + 1}")
+
+    def file_hash(self, path: Path) -> str:
+        """sha256 of a file, cached by (path, size, mtime) so multi-GB weights are read once."""
+        st = path.stat()
+        key = str(path.resolve())
+        with closing(self._connect()) as db, db:
+            row = db.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?",
+                             (key,)).fetchone()
+            if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+                return row[2]
+            digest = sha256_file(path)
+            db.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)",
+                       (key, st.st_size, st.st_mtime_ns, digest))
+            return digest
+
+    # ------------------------------------------------------------------ runs
+    def _paths(self, key: RunKey) -> tuple[Path, Path]:
+        return self.root / f"{key.stem}.parquet", self.root / f"{key.stem}.json"
+
+    def has(self, key: RunKey) -> bool:
+        records, manifest = self._paths(key)
+        return manifest.is_file() and records.is_file()
+
+    def read_manifest(self, key: RunKey) -> RunManifest:
+        _, manifest = self._paths(key)
+        try:
+            return RunManifest.model_validate_json(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"{manifest}: unreadable run manifest ({type(e).__name__}); delete "
+                               "it and its .parquet to re-run that evaluation") from None
+
+    def read(self, key: RunKey) -> pd.DataFrame:
+        records, _ = self._paths(key)
+        if not self.has(key):
+            raise HarnessError(f"no stored run for {key.task} of model {key.model_fp[:12]} in {self.root}")
+        try:
+            return pd.read_parquet(records)
+        except Exception as e:
+            raise HarnessError(f"{records}: unreadable records ({type(e).__name__}: {e}); delete it "
+                               "and its .json to re-run that evaluation") from None
+
+    def write(self, key: RunKey, records: pd.DataFrame, manifest: RunManifest) -> None:
+        """Store a run: records first, the manifest last, then the index row."""
+        records_path, manifest_path = self._paths(key)
+        atomic_write(records_path, lambda p: records.to_parquet(p, index=False))
+        atomic_write(manifest_path, lambda p: p.write_text(manifest.model_dump_json(indent=1)))
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key.model_fp, key.task, key.task_hash, key.harness_version, key.stem,
+                        manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at))
+
+    def runs(self) -> list[dict]:
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at")]
+
+    def record_comparison(self, name: str, base_fp: str, summary: dict) -> int:
+        with closing(self._connect()) as db, db:
+            cur = db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary) VALUES (?, ?, ?, ?)",
+                             (name, now_iso(), base_fp, json.dumps(summary, sort_keys=True)))
+            return int(cur.lastrowid)
+

@@ -1,0 +1,151 @@
+"""Suite tasks as lm-eval Task objects, each with a content hash.
+
+Tasks come from the suite's own folders of lm-eval YAML first (relative `data_files` there are
+relative to the YAML file, so a suite can be run from any directory), then from lm-eval's
+registry. Loading tasks needs no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from harness.config import SuiteSpec, TaskSpec
+from harness.errors import ConfigError, HarnessError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedTask:
+    """One leaf lm-eval task of the suite, with its spec and content hash."""
+
+    name: str
+    spec: TaskSpec
+    task: Any  # lm_eval.api.task.Task
+    task_hash: str
+    n_docs: int
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able, address-free form of a task config: functions become hashes of their source."""
+    if callable(value):
+        try:
+            src = inspect.getsource(value)
+        except (OSError, TypeError):
+            src = getattr(value, "__qualname__", repr(type(value)))
+        return "fn:" + hashlib.sha256(src.encode()).hexdigest()
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def task_hash(task: Any, limit: int | None) -> str:
+    """Hash of what decides a task's records: its config, every evaluated doc, lm-eval's version."""
+    import lm_eval
+
+    h = hashlib.sha256()
+    config = {k: v for k, v in vars(task.config).items() if not k.startswith("_")}
+    h.update(json.dumps({"config": _canonical(config), "limit": limit,
+                         "lm_eval": lm_eval.__version__}, sort_keys=True).encode())
+    for i, doc in enumerate(task.eval_docs):
+        if limit is not None and i >= limit:
+            break
+        h.update(json.dumps(doc, sort_keys=True, default=str, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+class _Catalog:
+    """Finds task YAML by task name: the suite's folders first, lm-eval's registry after."""
+
+    def __init__(self, task_dirs: list[str]):
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        self._local: dict[str, Path] = {}
+        for folder in task_dirs:
+            for path in sorted(Path(folder).rglob("*.yaml")):
+                try:
+                    cfg = load_yaml(path, resolve_func=False, recursive=False)
+                except Exception as e:  # a broken YAML is reported when a suite asks for it
+                    log.debug("skipping %s: %s", path, e)
+                    continue
+                name = cfg.get("task")
+                if isinstance(name, str):
+                    self._local.setdefault(name, path)
+
+    @cached_property
+    def manager(self):
+        from lm_eval.tasks import TaskManager
+
+        return TaskManager()  # indexes lm-eval's ~15k task configs: only built when needed
+
+    def load(self, name: str) -> dict[str, Any]:
+        """Leaf tasks (name -> Task) for a suite entry; a group expands to its tasks."""
+        from lm_eval.tasks import TaskManager
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        path = self._local.get(name)
+        if path is not None:
+            cfg = load_yaml(path, resolve_func=True)
+            cfg = _resolve_data_files(cfg, path.parent)
+            return TaskManager(include_defaults=False).load([cfg])["tasks"]
+        if name not in self.manager.all_tasks:
+            raise KeyError(name)
+        return self.manager.load([name])["tasks"]
+
+
+def _resolve_data_files(cfg: dict, here: Path) -> dict:
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    files = kwargs.get("data_files")
+    if files is None:
+        return cfg
+
+    def fix(p: str) -> str:
+        return p if "://" in p or Path(p).is_absolute() else str((here / p).resolve())
+
+    if isinstance(files, str):
+        files = fix(files)
+    elif isinstance(files, list):
+        files = [fix(p) for p in files]
+    elif isinstance(files, dict):
+        files = {k: ([fix(p) for p in v] if isinstance(v, list) else fix(v)) for k, v in files.items()}
+    kwargs["data_files"] = files
+    return {**cfg, "dataset_kwargs": kwargs}
+
+
+def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None) -> list[LoadedTask]:
+    """Build every task of the suite and hash it. Unknown tasks are all reported at once."""
+    catalog = _Catalog(suite.task_dirs)
+    loaded: list[LoadedTask] = []
+    problems = []
+    for i, spec in enumerate(suite.tasks):
+        try:
+            tasks = catalog.load(spec.task)
+        except KeyError:
+            problems.append(f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
+                            f"{', '.join(suite.task_dirs)} nor in lm-eval's registry)")
+            continue
+        except Exception as e:
+            raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): lm-eval could not build "
+                               f"the task: {type(e).__name__}: {e}") from e
+        for name, task in sorted(tasks.items()):
+            n = len(task.eval_docs)
+            if n == 0:
+                raise HarnessError(f"{suite_path}: tasks[{i}] ({name}): the task has no items")
+            loaded.append(LoadedTask(name=name, spec=spec, task=task,
+                                     task_hash=task_hash(task, limit),
+                                     n_docs=min(n, limit) if limit else n))
+    if problems:
+        raise ConfigError(problems)
+    return loaded
