@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny but real demo world (tokenizer, pretrained Llama, two LoRA adapters).
+
+The tiny world uses the demo's own builder with few training steps, so every stage runs on a
+real model in seconds. Tests that need the full-size world are marked `slow`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (full-size demo world, minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("HARNESS_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: builds the full-size demo world; run with --run-slow "
+                                   "or HARNESS_RUN_SLOW=1 (`make report` exercises the same path)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def tiny_spec():
+    """The demo's spec with training cut to a few steps: same code, seconds instead of minutes."""
+    from harness.demo.build import CandidateRecipe, DemoSpec
+    from harness.demo.pretrain import PretrainSpec
+
+    return DemoSpec(
+        pretrain=PretrainSpec(steps=30, batch_size=16),
+        candidates={"domain-only": CandidateRecipe(steps=12),
+                    "with-replay": CandidateRecipe(steps=12, replay_ratio=0.1)},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A built tiny demo world (read-only for tests: copy before changing anything)."""
+    from harness.demo.build import build_demo
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    return build_demo(root / "demo", tiny_spec(), probe_dir=root / "probes", log=lambda m: None)
+
+
+@pytest.fixture
+def tiny_config(tiny_world, tmp_path):
+    """Write a config for the tiny world; returns a function taking overrides of its YAML text."""
+
+    def make(candidates: dict[str, Path] | None = None, limit: int | None = 12,
+             store: Path | None = None) -> Path:
+        cands = candidates or tiny_world.candidates
+        lines = [
+            "name: tiny",
+            "base:",
+            f"  path: {tiny_world.base}",
+            "candidates:",
+            *[f"  - {{name: {n}, adapter: {p}}}" for n, p in cands.items()],
+            f"suite: {REPO / 'suites' / 'demo.yaml'}",
+            "eval: {batch_size: 16" + (f", limit: {limit}" if limit else "") + "}",
+            "stats: {resamples: 500}",
+            f"store: {store or tmp_path / 'store'}",
+            f"report_dir: {tmp_path / 'report'}",
+        ]
+        path = tmp_path / "tiny.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return make
+
+
+@pytest.fixture
+def copy_adapter(tiny_world, tmp_path):
+    """Copy one of the tiny world's adapters somewhere writable."""
+
+    def make(name: str = "domain-only") -> Path:
+        dst = tmp_path / f"adapter-{name}"
+        shutil.copytree(tiny_world.candidates[name], dst)
+        return dst
+
+    return make

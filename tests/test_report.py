@@ -1,0 +1,37 @@
+"""The HTML report: everything untrusted is shown as text, and it renders from a stored result."""
+
+from __future__ import annotations
+
+from harness.compare import (CandidateResult, ComparisonResult, FlipRecord, ModelRecord,
+                             RoleResult, TaskResult)
+from harness.report.render import load_comparison, render_report
+
+HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
+
+
+def _result() -> ComparisonResult:
+    task = TaskResult(task="t<b>", role="target", metric="acc", n=10, binary=True, base_score=0.4,
+                      candidate_score=0.6, delta=0.2, ci_low=0.05, ci_high=0.35, to_wrong=1, to_right=3)
+    flip = FlipRecord(task="t<b>", doc_id=3, direction="to_wrong", prompt=HOSTILE, target="</td>",
+                      base_response="ok", candidate_response=HOSTILE)
+    cr = CandidateResult(candidate="cand<i>", tasks=[task],
+                         roles=[RoleResult(role="target", tasks=["t<b>"], delta=0.2, ci_low=0.05, ci_high=0.35)],
+                         flips=[flip])
+    m = ModelRecord(label="base", source="/m<x>", fingerprint="f" * 64)
+    return ComparisonResult(name="n<h1>", created_at="now", harness_version="0", suite="s", confidence=0.95,
+                            base=m, candidates=[m.model_copy(update={"label": "cand<i>"})], results=[cr])
+
+
+def test_model_output_is_escaped(tmp_path):
+    html = render_report(_result(), tmp_path).read_text()
+    assert "<script>" not in html and "<img" not in html and "n&lt;h1&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;/td&gt;" in html
+    assert html.count("<td") == html.count("</td>")  # no cell was closed by the data
+
+
+def test_report_rerenders_from_comparison_json(tmp_path):
+    render_report(_result(), tmp_path / "a")
+    loaded = load_comparison(tmp_path / "a")
+    assert loaded == _result()
+    html = render_report(loaded, tmp_path / "b").read_text()
+    assert "+20.0 pp" in html and "[+5.0 pp, +35.0 pp]" in html and "better" in html
