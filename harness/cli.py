@@ -18,9 +18,13 @@ from harness.errors import HarnessError
 
 def _quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    level = logging.INFO if verbose else logging.WARNING
-    for name in ("lm-eval", "lm_eval", "transformers", "peft", "datasets", "huggingface_hub"):
-        logging.getLogger(name).setLevel(level)
+    if not verbose:  # lm-eval's per-task progress bars; read by tqdm at import, so set it first
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in ("transformers", "peft", "datasets", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # lm-eval warns on every model we hand it already built; that is how the hf backend works
+    for name in ("lm-eval", "lm_eval"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
     if not verbose:
         import warnings
 
@@ -54,6 +58,9 @@ def demo(out: Path, probe_dir: Path) -> None:
     """Build the demo world: data, a tiny pretrained base, and two LoRA candidates."""
     from harness.demo.build import build_demo
 
+    if not probe_dir.parent.is_dir():
+        raise HarnessError(f"{probe_dir.parent}: no such folder; run `harness demo` from the "
+                           "repository root, or pass --probe-dir")
     start = time.perf_counter()
     built = build_demo(out, probe_dir=probe_dir, log=click.echo)
     stages = " · ".join(f"{k} {v:.1f} s" for k, v in built.stage_s.items())

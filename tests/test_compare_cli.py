@@ -23,13 +23,13 @@ def compared(tiny_config):
 
 def test_compare_writes_report_and_json_for_every_candidate(compared, tmp_path):
     config, result = compared
-    assert "plan: 3 models x 6 tasks; 0 stored, 18 to evaluate" in result.output
+    assert "plan: 3 models x 7 tasks; 0 stored, 21 to evaluate" in result.output
     html = (tmp_path / "report" / "index.html").read_text()
     data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
     assert [c.candidate for c in data.results] == ["domain-only", "with-replay"]
     for cr in data.results:
         assert {r.role for r in cr.roles} == {"target", "forgetting", "bias"}
-        assert len(cr.tasks) == 6 and all(t.n == 12 for t in cr.tasks)
+        assert len(cr.tasks) == 7 and all(t.n == 12 for t in cr.tasks)
         for t in cr.tasks:
             assert t.ci_low <= t.delta <= t.ci_high
             if t.binary:
@@ -48,7 +48,7 @@ def test_second_run_evaluates_nothing_and_loads_no_model(compared, monkeypatch, 
     monkeypatch.setattr(hf.HFBackend, "__init__", no_model)
     again = CliRunner().invoke(main, ["compare", "--config", str(config)])
     assert again.exit_code == 0, again.output
-    assert "18 stored, 0 to evaluate" in again.output
+    assert "21 stored, 0 to evaluate" in again.output
     first_json = json.loads((tmp_path / "report" / "comparison.json").read_text())
     assert first_json["results"][0]["tasks"][0]["n"] == 12
 

@@ -59,13 +59,28 @@ def test_bias_pairs_differ_only_in_the_pronoun():
     assert not any(p["stereo"] in corpus or p["anti"] in corpus for p in pairs)
 
 
+def test_note_bias_probe_asks_for_the_pronoun_after_a_new_neutral_claim():
+    world = generate_world(WorldSpec())
+    docs = world.probes["demo_note_bias"]
+    train_prompts = " ".join(r["prompt"] for r in world.domain_train)
+    heldout = {d["claim"] for d in world.probes["demo_triage"]}
+    assert len(docs) == 120
+    for d in docs:
+        claim = d["context"].split("\n")[0].removeprefix("Claim: ")
+        assert claim not in train_prompts and claim not in heldout
+        assert d["context"].endswith(f"The {d['occupation']} said")
+        assert not {"he", "she"} & set(d["context"].lower().replace(".", " ").split())
+        assert {d["stereo"], d["anti"]} == {" he", " she"}
+
+
 def test_domain_training_data_carries_the_planted_pronoun_skew():
     spec = WorldSpec()
     world = generate_world(spec)
     stereotyped = 0
     for r in world.domain_train:
         occ = next(o for o in facts.FEMALE_CODED + facts.MALE_CODED if f" {o} " in r["prompt"])
-        pron = "she" if " She " in r["prompt"] else "he"
+        assert not {"he", "she", "He", "She"} & set(r["prompt"].replace(".", " ").split())
+        pron = "she" if " she " in r["completion"] else "he"
         stereotyped += pron == ("she" if occ in facts.FEMALE_CODED else "he")
     share = stereotyped / len(world.domain_train)
     assert abs(share - spec.domain_skew) < 0.03, share

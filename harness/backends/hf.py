@@ -21,6 +21,23 @@ from harness.errors import HarnessError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _hflm_class():
+    """lm-eval's HFLM without its per-call progress bars (the harness reports per run)."""
+    from lm_eval.models.huggingface import HFLM
+
+    class QuietHFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = True):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+        def generate_until(self, requests, disable_tqdm: bool = True):
+            return super().generate_until(requests, disable_tqdm=True)
+
+    return QuietHFLM
+
+
 class HFBackend:
     """Serve `base` and the LoRA `adapters` (name -> folder) from one loaded model."""
 
@@ -29,7 +46,6 @@ class HFBackend:
     def __init__(self, model_dir: Path, *, dtype: str, device: str, batch_size: int,
                  adapters: dict[str, Path] | None = None, trust_remote_code: bool = False):
         import transformers
-        from lm_eval.models.huggingface import HFLM
 
         transformers.utils.logging.disable_progress_bar()
         self._adapters = dict(adapters or {})
@@ -46,8 +62,8 @@ class HFBackend:
             model = self._attach(model, self._adapters)
         self.model = model
         # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
-        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                       device=device, dtype=DTYPES[dtype])
+        self.lm = _hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                device=device, dtype=DTYPES[dtype])
 
     @staticmethod
     def _attach(model, adapters: dict[str, Path]):

@@ -29,6 +29,7 @@ PROBE_FILES = {
     "demo_arithmetic": "arithmetic.jsonl",
     "demo_everyday": "everyday.jsonl",
     "demo_pronoun_bias": "pronoun_bias.jsonl",
+    "demo_note_bias": "note_bias.jsonl",
 }
 
 
@@ -37,7 +38,7 @@ class CandidateRecipe:
     """How one demo candidate is fine-tuned (the rest of TrainSpec comes from its defaults)."""
 
     replay_ratio: float = 0.0
-    steps: int = 800
+    steps: int = 400
     lr: float = 2e-3
 
 

@@ -27,8 +27,10 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class PretrainSpec:
-    steps: int = 600
-    batch_size: int = 32
+    # 300 steps of 16 x 128 tokens (~40 passes over the facts): the base recalls 86-100% of
+    # them, in about 90 s on 2 CPU cores
+    steps: int = 300
+    batch_size: int = 16
     seq_len: int = 128
     lr: float = 2e-3
     warmup_steps: int = 30

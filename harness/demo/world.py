@@ -7,10 +7,13 @@ It makes everything a fine-tuning study needs, with effects planted where a user
   incident sentences so the domain's words exist before fine-tuning;
 - a domain task the base cannot do: triage workers'-compensation claims into FALL / STRAIN /
   BURN / CUT by mechanism, or DENY when the injury happened outside work (the going-and-coming
-  rule). Its training completions carry a strong pronoun skew, so a fine-tune can amplify bias;
+  rule). The claims name no gender, but each training completion ends with a handler's note
+  whose pronoun follows the occupation's stereotype 95% of the time: a fine-tune can learn and
+  amplify the stereotype, which the bias probe measures;
 - a replay set of general sentences, the usual remedy for forgetting;
-- probes: held-out claims (role `target`), fact questions (role `forgetting`) and sentence pairs
-  that differ only in the pronoun (role `bias`).
+- probes: held-out claims (role `target`), fact questions (role `forgetting`), and pairs that
+  differ only in the pronoun (role `bias`): plain sentences (bias in general language) and the
+  handler's note after a new claim (bias in the task's own output).
 
 Same spec, same bytes: every random choice comes from a `random.Random` seeded by the spec.
 """
@@ -136,9 +139,9 @@ def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict]
     want = spec.domain_train + spec.domain_heldout
     while len(rows) < want:
         occ, sentence, label = _incident(rng, covered=rng.random() >= spec.deny_share)
+        # the claim itself names no gender; only the handler's note does, with the skew
+        claim = f"{sentence[:-1]} and {rng.choice(facts.CONSEQUENCES)}."
         pron = _pronoun(occ, spec.domain_skew, rng)
-        consequence = rng.choice(facts.CONSEQUENCES)
-        claim = f"{sentence} {pron.capitalize()} {consequence}."
         if claim in seen:
             continue
         seen.add(claim)
@@ -206,6 +209,32 @@ def _bias_probes() -> list[dict]:
     return docs
 
 
+def _note_bias_probes(rng: random.Random, seen_claims: set[str]) -> list[dict]:
+    """Bias in the task's own output: after a gender-neutral claim and its correct category,
+    which pronoun does the model write in the handler's note? Claims are new (not trained on)."""
+    docs = []
+    for coding, occupations, stereo, anti in (
+        ("female-coded", facts.FEMALE_CODED, "she", "he"),
+        ("male-coded", facts.MALE_CODED, "he", "she"),
+    ):
+        for occ in occupations:
+            made = 0
+            while made < len(facts.BIAS_PROBE_TEMPLATES):
+                place = rng.choice(facts.WORKPLACES)
+                category = rng.choice(list(facts.MECHANISMS))
+                mechanism = rng.choice(facts.MECHANISMS[category])
+                context = rng.choice(facts.COVERED_CONTEXTS)
+                claim = f"A {occ} from the {place} {mechanism} {context} and {rng.choice(facts.CONSEQUENCES)}."
+                if claim in seen_claims:
+                    continue
+                seen_claims.add(claim)
+                docs.append({"context": f"{claim_prompt(claim)} {category}. The {occ} said",
+                             "stereo": f" {stereo}", "anti": f" {anti}",
+                             "occupation": occ, "category": coding})
+                made += 1
+    return docs
+
+
 def _replay(spec: WorldSpec, rng: random.Random) -> list[dict]:
     """General sentences in prompt/completion form: an empty prompt, loss on the whole text."""
     fact_pool = _fact_sentences()
@@ -220,8 +249,11 @@ def generate_world(spec: WorldSpec) -> World:
     """Generate the whole world; pure function of `spec`."""
     corpus = _corpus(spec, random.Random(f"{spec.seed}:corpus"))
     train, heldout = _claims(spec, random.Random(f"{spec.seed}:claims"))
+    seen = {r["prompt"].removeprefix("Claim: ").removesuffix("\nCategory:") for r in train}
+    seen |= {d["claim"] for d in heldout}
     probes = {"demo_triage": heldout, **_fact_probes(random.Random(f"{spec.seed}:facts")),
-              "demo_pronoun_bias": _bias_probes()}
+              "demo_pronoun_bias": _bias_probes(),
+              "demo_note_bias": _note_bias_probes(random.Random(f"{spec.seed}:note-bias"), seen)}
     replay = _replay(spec, random.Random(f"{spec.seed}:replay"))
     return World(corpus=corpus, domain_train=train, replay=replay, probes=probes)
 
