@@ -20,6 +20,12 @@ Role = Literal["target", "forgetting", "bias"]
 ROLES: tuple[str, ...] = ("target", "forgetting", "bias")
 
 
+def _refuse_duplicates(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what}: {', '.join(dupes)}")
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,10 +102,7 @@ class SuiteSpec(Spec):
 
     @model_validator(mode="after")
     def _unique(self) -> SuiteSpec:
-        names = [t.task for t in self.tasks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"task listed twice: {', '.join(dupes)}")
+        _refuse_duplicates("task listed twice", [t.task for t in self.tasks])
         return self
 
 
@@ -117,10 +120,7 @@ class HarnessSpec(Spec):
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> HarnessSpec:
-        names = [c.name for c in self.candidates]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"candidate name used twice: {', '.join(dupes)}")
+        _refuse_duplicates("candidate name used twice", [c.name for c in self.candidates])
         return self
 
 

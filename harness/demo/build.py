@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
+from harness.fingerprint import sha256_file
 from harness.train import lora, loop
 
 STAMP = "build.json"
@@ -76,7 +77,7 @@ def _key(*parts) -> str:
 
 
 def _files_sha(folder: Path, names: list[str]) -> dict[str, str]:
-    return {n: lora.file_sha256(folder / n) for n in names if (folder / n).is_file()}
+    return {n: sha256_file(folder / n) for n in names if (folder / n).is_file()}
 
 
 class _Stamps:
@@ -165,8 +166,8 @@ def build_demo(
             replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
         )
         key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
-                   lora.file_sha256(data_dir / "domain_train.jsonl"),
-                   lora.file_sha256(data_dir / "replay.jsonl"), _source_hash(lora, loop))
+                   sha256_file(data_dir / "domain_train.jsonl"),
+                   sha256_file(data_dir / "replay.jsonl"), _source_hash(lora, loop))
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):
             log(f"demo: candidate {name} up to date ({out})")

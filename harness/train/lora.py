@@ -11,7 +11,6 @@ usually with an empty prompt so the whole text is learned. Writes the adapter (s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.fingerprint import sha256_file
 from harness.train.loop import IGNORE, LoopSettings, deterministic, pad_batch, run_loop
 
 MANIFEST = "train_manifest.json"
@@ -59,14 +59,6 @@ def encode_pair(tok: PreTrainedTokenizerBase, prompt: str, completion: str) -> t
     prompt_ids = tok(prompt)["input_ids"]
     completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     return prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None) -> dict:
@@ -128,8 +120,8 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None) -> dic
         "torch_version": torch.__version__,
         "machine": platform.machine(),
         "base": str(base),
-        "data_sha256": file_sha256(Path(spec.data)),
-        "replay_sha256": file_sha256(Path(spec.replay)) if spec.replay else None,
+        "data_sha256": sha256_file(Path(spec.data)),
+        "replay_sha256": sha256_file(Path(spec.replay)) if spec.replay else None,
         "records": len(domain),
         "replay_records": len(replay),
         "spec": spec.model_dump(),

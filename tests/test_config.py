@@ -1,0 +1,87 @@
+"""Config and suite files: typed, validated before any model loads, every problem named with
+its file and key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import load_config, load_suite
+from harness.errors import ConfigError
+
+from conftest import REPO
+
+
+def _write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_demo_config_loads_with_paths_relative_to_the_file(tiny_world, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "base").symlink_to(tiny_world.base)
+    (tmp_path / "models" / "a").symlink_to(tiny_world.candidates["domain-only"])
+    sub = tmp_path / "configs"
+    sub.mkdir()
+    path = _write(sub, f"name: x\nbase: {{path: ../models/base}}\ncandidates:\n"
+                       f"  - {{name: a, adapter: ../models/a}}\nsuite: {REPO / 'suites/demo.yaml'}\n")
+    spec = load_config(path)
+    assert spec.base.path == str((tmp_path / "models" / "base").resolve())
+    assert spec.candidates[0].adapter == str((tmp_path / "models" / "a").resolve())
+    assert spec.store == str((sub / ".harness").resolve())
+    assert spec.report_dir == str((sub / "reports" / "x").resolve())
+    assert spec.eval.batch_size == 32 and spec.base.trust_remote_code is False
+
+
+def test_every_problem_is_listed_with_file_and_key(tmp_path):
+    path = _write(tmp_path, "name: x\nbase: {path: ./missing, dtype: float8}\n"
+                            "candidates:\n  - {name: a}\n  - {name: base, adapter: ./x}\n"
+                            "suite: s.yaml\neval: {batch_size: 0}\nextra_key: 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    for expected in [
+        f"{path}: base.dtype: Input should be 'float32', 'bfloat16' or 'float16'",
+        f"{path}: candidates[0]: give exactly one of `adapter` (LoRA on the base) or `path`",
+        f"{path}: candidates[1].name: must be non-empty, not 'base'",
+        f"{path}: eval.batch_size: Input should be greater than or equal to 1",
+        f"{path}: extra_key: unknown key",
+    ]:
+        assert expected in msg, msg
+    assert len(e.value.problems) == 5
+
+
+def test_missing_model_and_adapter_folders_are_reported_before_loading(tmp_path):
+    path = _write(tmp_path, "name: x\nbase: {path: ./nope}\ncandidates:\n  - {name: a, adapter: ./gone}\n"
+                            f"suite: {REPO / 'suites/demo.yaml'}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert f"{path}: base.path: model folder {tmp_path / 'nope'} does not exist" in str(e.value)
+    assert f"{path}: candidates[0].adapter: adapter folder {tmp_path / 'gone'} does not exist" in str(e.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = _write(tmp_path, "name: x\nbase:\n  path: [unclosed\ncandidates: []\n")
+    with pytest.raises(ConfigError, match=rf"{path}:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_suite_validation(tmp_path):
+    suite = load_suite(REPO / "suites" / "demo.yaml")
+    assert {t.role for t in suite.tasks} == {"target", "forgetting", "bias"}
+    assert suite.task_dirs == [str(REPO / "suites" / "tasks")]
+    bad = _write(tmp_path, "name: s\ntasks:\n  - {task: a, role: target, metric: acc}\n"
+                           "  - {task: a, role: sideways, metric: acc}\n", name="s.yaml")
+    with pytest.raises(ConfigError) as e:
+        load_suite(bad)
+    assert f"{bad}: tasks[1].role: Input should be 'target', 'forgetting' or 'bias'" in str(e.value)
+
+
+def test_unknown_task_is_named_with_its_suite_entry(tmp_path):
+    from harness.tasks import load_tasks
+
+    (tmp_path / "tasks").mkdir()
+    path = _write(tmp_path, "name: s\ntasks:\n  - {task: no_such_task_anywhere, role: target, metric: acc}\n",
+                  name="s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml: tasks\[0\].task: unknown task 'no_such_task_anywhere'"):
+        load_tasks(load_suite(path), str(path))
