@@ -56,6 +56,11 @@ def task_hash(task: Any, limit: int | None) -> str:
 
     h = hashlib.sha256()
     config = {k: v for k, v in vars(task.config).items() if not k.startswith("_")}
+    # where the data files lie does not matter, only what they hold (hashed below): a moved
+    # checkout or a second clone reuses the same stored runs
+    kwargs = dict(config.get("dataset_kwargs") or {})
+    if kwargs.pop("data_files", None) is not None:
+        config["dataset_kwargs"] = kwargs
     h.update(json.dumps({"config": _canonical(config), "limit": limit,
                          "lm_eval": lm_eval.__version__}, sort_keys=True).encode())
     for i, doc in enumerate(task.eval_docs):
