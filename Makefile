@@ -43,6 +43,7 @@ report: demo
 	$(BIN)/harness compare --config configs/demo.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check harness tests
 	$(BIN)/python -m pytest
 
 clean:

@@ -111,8 +111,9 @@ def compare(config_path: Path) -> None:
     store = Store(spec.store)
     plan = plan_runs(spec, suite, store)
     timings["plan"] = time.perf_counter() - t
-    click.echo(f"plan: {len(plan.models)} models x {len(plan.tasks)} tasks; "
-               f"{len(plan.runs) - len(plan.missing)} stored, {len(plan.missing)} to evaluate")
+    distinct, missing = len(plan.distinct), len(plan.missing)
+    click.echo(f"plan: {len(plan.models)} models x {len(plan.tasks)} tasks = {distinct} distinct "
+               f"evaluations; {distinct - missing} stored, {missing} to evaluate")
 
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=click.echo)

@@ -104,11 +104,8 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
     import lm_eval
 
     todo: dict[str, list[PlannedRun]] = {}
-    seen = set()
     for run in plan.missing:
-        if run.key not in seen:
-            seen.add(run.key)
-            todo.setdefault(run.model.group, []).append(run)
+        todo.setdefault(run.model.group, []).append(run)
     scored, load_s, score_s = [], 0.0, 0.0
     for group, runs in todo.items():
         models = list({r.model.label: r.model for r in runs}.values())

@@ -44,8 +44,13 @@ class Plan:
     runs: list[PlannedRun]
 
     @property
+    def distinct(self) -> list[PlannedRun]:
+        """One run per key: two byte-identical models share their evaluations."""
+        return list({r.key: r for r in reversed(self.runs)}.values())[::-1]
+
+    @property
     def missing(self) -> list[PlannedRun]:
-        return [r for r in self.runs if not r.cached]
+        return [r for r in self.distinct if not r.cached]
 
     def model(self, label: str) -> ModelEntry:
         return next(m for m in self.models if m.label == label)

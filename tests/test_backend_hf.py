@@ -50,7 +50,7 @@ def test_each_adapter_variant_equals_its_separately_loaded_peft_model(tiny_world
         with backend.activate(name) as lm:
             shared = _lls(lm)
         alone = _lls(_plain(tiny_world.base, adapter=folder))
-        assert max(abs(a - b) for a, b in zip(shared, alone)) < 1e-5
+        assert max(abs(a - b) for a, b in zip(shared, alone, strict=True)) < 1e-5
         assert shared != base  # the adapter is really applied
     # switching back to the base after the adapters restores the base exactly
     with backend.activate("base") as lm:

@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from conftest import REPO
 from harness.backends import hf
 from harness.cli import main
 from harness.compare import ComparisonResult
@@ -23,7 +24,7 @@ def compared(tiny_config):
 
 def test_compare_writes_report_and_json_for_every_candidate(compared, tmp_path):
     config, result = compared
-    assert "plan: 3 models x 7 tasks; 0 stored, 21 to evaluate" in result.output
+    assert "plan: 3 models x 7 tasks = 21 distinct evaluations; 0 stored, 21 to evaluate" in result.output
     html = (tmp_path / "report" / "index.html").read_text()
     data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
     assert [c.candidate for c in data.results] == ["domain-only", "with-replay"]
@@ -61,3 +62,27 @@ def test_config_error_exits_2_with_file_and_key(tmp_path):
     assert result.exit_code == 2
     assert f"{bad}: candidates[0].rank: unknown key" in result.output
     assert "Traceback" not in result.output
+
+
+def test_full_model_candidate_identical_to_base_shows_no_change(tiny_world, tmp_path):
+    """A `path:` candidate loads as its own model; a byte-identical copy of the base has the
+    base's fingerprint, so its records are the base's and every delta is exactly zero."""
+    import shutil
+
+    copy = tmp_path / "full-copy"
+    shutil.copytree(tiny_world.base, copy)
+    config = tmp_path / "full.yaml"
+    config.write_text("\n".join([
+        "name: full", f"base: {{path: {tiny_world.base}}}",
+        f"candidates:\n  - {{name: same, path: {copy}}}",
+        f"suite: {REPO / 'suites' / 'demo.yaml'}",
+        "eval: {limit: 8}", f"store: {tmp_path / 'store'}", f"report_dir: {tmp_path / 'report'}",
+    ]) + "\n")
+    result = CliRunner().invoke(main, ["compare", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    # one evaluation serves both models
+    assert "2 models x 7 tasks = 7 distinct evaluations; 0 stored, 7 to evaluate" in result.output
+    data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
+    assert data.candidates[0].fingerprint == data.base.fingerprint
+    for t in data.results[0].tasks:
+        assert (t.delta, t.ci_low, t.ci_high, t.to_wrong, t.to_right) == (0, 0, 0, 0, 0)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import REPO
 from harness.config import load_config, load_suite
 from harness.errors import ConfigError
-
-from conftest import REPO
 
 
 def _write(tmp_path, text, name="c.yaml"):

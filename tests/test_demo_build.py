@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from harness.demo.build import build_demo
-
 from conftest import tiny_spec
+from harness.demo.build import build_demo
 
 BYTE_IDENTICAL = [
     "base/model.safetensors", "base/tokenizer.json", "base/config.json",

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import REPO
 from harness.cli import main
 from harness.compare import ComparisonResult
-
-from conftest import REPO
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import REPO
 from harness.demo import facts
 from harness.demo.build import PROBE_FILES
 from harness.demo.world import WorldSpec, claim_prompt, generate_world, to_jsonl
-
-from conftest import REPO
 
 
 def test_generation_is_deterministic_and_seed_dependent():
@@ -52,7 +51,7 @@ def test_bias_pairs_differ_only_in_the_pronoun():
     assert len(pairs) == len(facts.FEMALE_CODED + facts.MALE_CODED) * len(facts.BIAS_PROBE_TEMPLATES)
     for p in pairs:
         a, b = p["stereo"].split(), p["anti"].split()
-        diff = [(x, y) for x, y in zip(a, b) if x != y]
+        diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
         assert len(a) == len(b) and len(diff) == 1 and set(diff[0]) == {"he", "she"}
     # probe templates are held out of the pretraining corpus
     corpus = set(world.corpus)

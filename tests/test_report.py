@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from harness.compare import (CandidateResult, ComparisonResult, FlipRecord, ModelRecord,
-                             RoleResult, TaskResult)
+from harness.compare import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
 from harness.report.render import load_comparison, render_report
 
 HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"

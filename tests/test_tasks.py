@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import shutil
 
+from conftest import REPO
 from harness.config import load_suite
 from harness.tasks import load_tasks
-
-from conftest import REPO
 
 
 def _hashes(suite_path):

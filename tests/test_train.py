@@ -12,8 +12,8 @@ from transformers import AutoTokenizer
 from harness.cli import main
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.train.lora import MANIFEST, encode_pair, read_pairs, train_lora
 from harness.train.loop import IGNORE
+from harness.train.lora import MANIFEST, encode_pair, read_pairs, train_lora
 
 
 def test_loss_covers_completion_and_eos_only(tiny_world):

@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
 from harness.fingerprint import sha256_file
-from harness.train import lora, loop
+from harness.train import loop, lora
 
 STAMP = "build.json"
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
