@@ -7,9 +7,10 @@ fine-tuned model). Variant "base" is the base alone; any other variant is a cand
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lm_eval.api.model import LM
+if TYPE_CHECKING:  # lm-eval is heavy to import; planning and reporting do not need it
+    from lm_eval.api.model import LM
 
 BASE = "base"
 
