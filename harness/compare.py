@@ -6,16 +6,20 @@ the two runs did not see the same task, and is an error rather than a silent joi
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats as sps
 
 import harness
 from harness.backends.base import BASE
-from harness.config import HarnessSpec, SuiteSpec
+from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
 from harness.plan import Plan
-from harness.stats import is_binary, paired_bootstrap
+from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, paired_bootstrap
 from harness.store import METRIC_PREFIX, Store, now_iso
 
 RESULT_FORMAT = 1
@@ -45,6 +49,14 @@ class TaskResult(Record):
     delta: float = Field(description="candidate - base, in the metric's unit.")
     ci_low: float
     ci_high: float
+    interval: str = Field(description="How the interval was computed.")
+    test: str = Field(description="Test behind p_value (null: no difference).")
+    p_value: float
+    p_holm: float = Field(description="p_value after Holm's correction across the tasks of the role.")
+    sd_item: float = Field(description="Per-item standard deviation of the difference, for power.")
+    design_effect: float = Field(1.0, description="Variance inflation from clustered items.")
+    n_clusters: int | None = None
+    mde: float = Field(description="Smallest true delta this probe detects with power 0.8.")
     to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
     to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
 
@@ -54,9 +66,13 @@ class RoleResult(Record):
 
     role: str
     tasks: list[str]
+    n: int = Field(description="Paired items over all the role's tasks.")
     delta: float
     ci_low: float
     ci_high: float
+    se: float = Field(description="Standard error of the role delta (tasks independent).")
+    p_value: float = Field(description="Two-sided z test of the role delta against zero.")
+    mde: float = Field(description="Smallest true role delta detected with power 0.8.")
 
 
 class FlipRecord(Record):
@@ -114,8 +130,19 @@ def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str,
     return joined
 
 
-def _task_result(joined: pd.DataFrame, spec, task: str, confidence: float, resamples: int,
-                 seed: int) -> tuple[TaskResult, np.ndarray, list[FlipRecord]]:
+def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray | None:
+    if field is None:
+        return None
+    docs = [json.loads(d) for d in joined["doc_base"]]
+    missing = [i for i, d in zip(joined.index, docs, strict=True) if field not in d]
+    if missing:
+        raise HarnessError(f"task {task}: cluster field '{field}' is not in doc {missing[0]} "
+                           f"({len(missing)} docs lack it); fix `cluster:` for this task in the suite")
+    return np.array([json.dumps(d[field], sort_keys=True) for d in docs])
+
+
+def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
+                 st: StatsSpec) -> tuple[TaskResult, np.ndarray, PairedResult, list[FlipRecord]]:
     col = METRIC_PREFIX + spec.metric
     if f"{col}_base" not in joined:
         have = sorted(c.removeprefix(METRIC_PREFIX).removesuffix("_base")
@@ -124,28 +151,39 @@ def _task_result(joined: pd.DataFrame, spec, task: str, confidence: float, resam
                            "fix `metric:` for this task in the suite")
     b = joined[f"{col}_base"].to_numpy(dtype=float)
     c = joined[f"{col}_cand"].to_numpy(dtype=float)
-    d = c - b
-    ci = paired_bootstrap(d, confidence=confidence, resamples=resamples, seed=seed)
+    stats = analyze_paired(b, c, clusters=_clusters(joined, spec.cluster, task), confidence=st.confidence,
+                           resamples=st.resamples, seed=st.seed)
     binary = is_binary(b) and is_binary(c)
     flips: list[FlipRecord] = []
-    to_wrong = to_right = 0
+    counts = {"to_wrong": 0, "to_right": 0}
     if binary:
         for direction, mask in (("to_wrong", (b == 1) & (c == 0)), ("to_right", (b == 0) & (c == 1))):
             rows = joined[mask]
-            if direction == "to_wrong":
-                to_wrong = len(rows)
-            else:
-                to_right = len(rows)
+            counts[direction] = len(rows)
             for doc_id, r in rows.head(MAX_FLIPS_PER_TASK).iterrows():
                 flips.append(FlipRecord(task=task, doc_id=int(doc_id), direction=direction,
                                         prompt=r["prompt_base"], target=r["target_base"],
                                         base_response=r["response_base"],
                                         candidate_response=r["response_cand"]))
-    result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=len(d), binary=binary,
+    result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=stats.n, binary=binary,
                         base_score=float(b.mean()), candidate_score=float(c.mean()),
-                        delta=ci.estimate, ci_low=ci.low, ci_high=ci.high,
-                        to_wrong=to_wrong, to_right=to_right)
-    return result, d, flips
+                        delta=stats.estimate, ci_low=stats.low, ci_high=stats.high,
+                        interval=stats.interval, test=stats.test, p_value=stats.p_value,
+                        p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
+                        n_clusters=stats.n_clusters, mde=stats.mde, **counts)
+    return result, c - b, stats, flips
+
+
+def _role_result(role: str, items: list[tuple[str, np.ndarray, PairedResult]], st: StatsSpec) -> RoleResult:
+    ci = paired_bootstrap([d for _, d, _ in items], confidence=st.confidence, resamples=st.resamples,
+                          seed=st.seed)
+    # the mean of independent task means: its variance is the sum of theirs over T^2
+    se = math.sqrt(sum(r.se ** 2 for _, _, r in items)) / len(items)
+    z = ci.estimate / se if se > 0 else 0.0
+    p = float(2 * sps.norm.sf(abs(z))) if se > 0 else (1.0 if ci.estimate == 0 else 0.0)
+    power_z = float(sps.norm.ppf(0.5 + st.confidence / 2) + sps.norm.ppf(POWER))
+    return RoleResult(role=role, tasks=[n for n, _, _ in items], n=sum(r.n for _, _, r in items),
+                      delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se, p_value=p, mde=power_z * se)
 
 
 def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
@@ -156,20 +194,21 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     base_runs = {r.task.name: store.read(r.key) for r in plan.runs if r.model.label == BASE}
     results = []
     for cand in (m for m in plan.models if m.label != BASE):
-        tasks, flips, diffs_by_role = [], [], {}
+        tasks, flips, by_role = [], [], {}
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
-            result, d, task_flips = _task_result(joined, t.spec, t.name, st.confidence, st.resamples, st.seed)
+            result, d, stats, task_flips = _task_result(joined, t.spec, t.name, st)
             tasks.append(result)
             flips += task_flips
-            diffs_by_role.setdefault(t.spec.role, []).append((t.name, d))
-        roles = []
-        for role, items in diffs_by_role.items():
-            ci = paired_bootstrap([d for _, d in items], confidence=st.confidence,
-                                  resamples=st.resamples, seed=st.seed)
-            roles.append(RoleResult(role=role, tasks=[n for n, _ in items], delta=ci.estimate,
-                                    ci_low=ci.low, ci_high=ci.high))
+            by_role.setdefault(t.spec.role, []).append((t.name, d, stats))
+        # Holm across the tasks of each role
+        for items in by_role.values():
+            names = [n for n, _, _ in items]
+            adjusted = dict(zip(names, holm([r.p_value for _, _, r in items]), strict=True))
+            tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
+                     for t in tasks]
+        roles = [_role_result(role, items, st) for role, items in by_role.items()]
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips))
 
     def record(m) -> ModelRecord:

@@ -88,6 +88,9 @@ class TaskSpec(Spec):
     role: Role
     metric: str = Field(description="Primary per-item metric, e.g. acc or bias_score.")
     filter: str = Field("none", description="lm-eval filter whose output the metric scores.")
+    cluster: str | None = Field(
+        None, description="Document field whose items are correlated (template, passage): "
+                          "intervals and tests then use cluster-robust standard errors.")
 
 
 class SuiteSpec(Spec):

@@ -4,6 +4,7 @@ model group (a base and its LoRA candidates share one), and stores per-sample re
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ def samples_to_records(task: str, output_type: str, samples: list[dict]) -> pd.D
             "doc_id": int(s["doc_id"]), "filter": str(s["filter"]),
             "doc_hash": s["doc_hash"], "prompt_hash": s["prompt_hash"], "target_hash": s["target_hash"],
             "prompt": prompt, "target": str(target), "response": response,
+            "doc": json.dumps(s["doc"], sort_keys=True, default=str, ensure_ascii=False),
             "scores": [float(x) for x in scores],
         }
         for metric in s["metrics"]:

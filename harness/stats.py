@@ -1,16 +1,32 @@
-"""Paired statistics on per-item scores.
+"""Paired statistics on per-item scores of a base and a candidate.
 
-The comparison's unit is the paired difference d_i = candidate_i - base_i on the same item.
-Intervals are percentile intervals of a paired bootstrap (resampling items, so each resample
-keeps an item's two scores together), computed with scipy.stats.bootstrap.
+The unit is the paired difference d_i = candidate_i - base_i on the same item. What is used:
+
+- binary metrics (acc, exact_match): exact McNemar test (a binomial test on the discordant
+  pairs) and Newcombe's hybrid score interval for a difference of paired proportions
+  (Newcombe 1998, method 10: Wilson intervals of the two marginals combined with the phi
+  correlation of the pairs). It stays inside [-1, 1] and is not degenerate when few pairs differ.
+- continuous metrics (log-likelihood differences, bias scores): paired bootstrap percentile
+  interval and a paired permutation test (random sign flips of d_i), both through scipy.
+- clustered items (a suite names a cluster field: template, passage, occupation): a
+  cluster-robust standard error of the mean difference (CR1, as statsmodels' OLS with
+  cov_type="cluster"), a t interval and test with G-1 degrees of freedom.
+- minimum detectable effect at power 0.8 and the items a margin needs, from the observed
+  per-item spread: the discordance for binary metrics, the variance of d_i otherwise, times
+  the design effect of clustering.
+- Holm's step-down correction across the tasks of a role, and a role-level delta (the mean of
+  its task deltas) whose interval resamples every task's items in the same bootstrap replicate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+
+POWER = 0.8
 
 
 @dataclass(frozen=True)
@@ -20,13 +36,90 @@ class Interval:
     high: float
 
 
+@dataclass(frozen=True)
+class PairedResult:
+    """The paired comparison of one task's primary metric."""
+
+    n: int
+    estimate: float  # mean of candidate - base
+    low: float
+    high: float
+    interval: str  # how the interval was computed
+    test: str  # which test gave p_value (null: no difference)
+    p_value: float
+    sd_item: float  # per-item standard deviation that power calculations use
+    design_effect: float  # variance inflation from clustering (1 without clusters)
+    n_clusters: int | None
+    mde: float  # smallest true difference detected with power 0.8 at this n
+
+    @property
+    def se(self) -> float:
+        return self.sd_item * math.sqrt(self.design_effect / self.n)
+
+
+def _z(confidence: float) -> float:
+    return float(sps.norm.ppf(0.5 + confidence / 2))
+
+
+def mde(sd_item: float, n: float, *, confidence: float = 0.95, power: float = POWER,
+        design_effect: float = 1.0) -> float:
+    """Minimum detectable effect of a two-sided test at level 1 - confidence with `power`."""
+    return (_z(confidence) + float(sps.norm.ppf(power))) * sd_item * math.sqrt(design_effect / n)
+
+
+def n_required(sd_item: float, effect: float, *, confidence: float = 0.95, power: float = POWER,
+               design_effect: float = 1.0) -> int:
+    """Items needed so that the minimum detectable effect is at most `effect`."""
+    k = (_z(confidence) + float(sps.norm.ppf(power))) * sd_item / effect
+    return max(2, math.ceil(k * k * design_effect))
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a single proportion."""
+    z = _z(confidence)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def newcombe_paired(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> Interval:
+    """Newcombe (1998) method 10 for p1 - p2 of a paired 2x2 table.
+
+    n11: both 1; n12: first 1, second 0; n21: first 0, second 1; n22: both 0.
+    p1 = (n11 + n12) / N is the first measurement's proportion, p2 = (n11 + n21) / N.
+    """
+    n = n11 + n12 + n21 + n22
+    p1, p2 = (n11 + n12) / n, (n11 + n21) / n
+    l1, u1 = wilson(n11 + n12, n, confidence)
+    l2, u2 = wilson(n11 + n21, n, confidence)
+    phi = 0.0
+    marginals = (n11 + n12) * (n21 + n22) * (n11 + n21) * (n12 + n22)
+    if marginals > 0:
+        b = n11 * n22 - n12 * n21
+        c = b - n / 2 if b > n / 2 else (b if b < 0 else 0.0)  # Newcombe's continuity-corrected phi
+        phi = c / math.sqrt(marginals)
+    d = p1 - p2
+    low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = d + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    return Interval(d, max(-1.0, low), min(1.0, high))
+
+
+def mcnemar_exact(to_right: int, to_wrong: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of the discordant pairs against 1/2."""
+    discordant = to_right + to_wrong
+    if discordant == 0:
+        return 1.0
+    return float(sps.binomtest(to_right, discordant, 0.5).pvalue)
+
+
 def _mean_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean([np.mean(s, axis=axis) for s in samples], axis=0)
 
 
 def paired_bootstrap(diffs: list[np.ndarray] | np.ndarray, *, confidence: float = 0.95,
                      resamples: int = 2000, seed: int = 0) -> Interval:
-    """Interval for the mean over groups of each group's mean paired difference.
+    """Percentile interval for the mean over groups of each group's mean paired difference.
 
     `diffs` is one array of per-item differences, or one array per task (a role): each task's
     items are resampled independently within the same bootstrap replicate, and the statistic
@@ -45,5 +138,80 @@ def paired_bootstrap(diffs: list[np.ndarray] | np.ndarray, *, confidence: float 
     return Interval(estimate, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
+def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> float:
+    """Two-sided paired permutation test of mean(d) = 0 by random sign flips (exact if small)."""
+    if np.all(d == 0):
+        return 1.0
+    res = sps.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                               vectorized=True, n_resamples=resamples, alternative="two-sided",
+                               random_state=np.random.default_rng(seed))
+    return float(res.pvalue)
+
+
+def cluster_se(d: np.ndarray, clusters: np.ndarray) -> tuple[float, int]:
+    """Cluster-robust (CR1) standard error of mean(d), and the number of clusters."""
+    _, idx = np.unique(clusters, return_inverse=True)
+    g = int(idx.max()) + 1
+    if g < 2:
+        raise ValueError("clustered standard errors need at least two clusters")
+    resid = d - d.mean()
+    sums = np.bincount(idx, weights=resid, minlength=g)
+    return float(math.sqrt(g / (g - 1) * np.sum(sums ** 2)) / d.size), g
+
+
 def is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def analyze_paired(base: np.ndarray, cand: np.ndarray, *, clusters: np.ndarray | None = None,
+                   confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> PairedResult:
+    """Estimate, interval, test and power of candidate - base on paired per-item scores."""
+    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    if base.shape != cand.shape or base.size == 0:
+        raise ValueError("base and candidate need the same, non-zero number of paired items")
+    d = cand - base
+    n = d.size
+    binary = is_binary(base) and is_binary(cand)
+    if binary:
+        to_right, to_wrong = int(np.sum(d > 0)), int(np.sum(d < 0))
+        # per-item variance of d is the discordance minus delta^2; smoothed (+1 over n + 2) so
+        # that a probe where nothing changed still has a finite, honest power
+        disc = (to_right + to_wrong + 1) / (n + 2)
+        sd_item = math.sqrt(max(disc - d.mean() ** 2, disc / (n + 2)))
+    else:
+        sd_item = float(d.std(ddof=1)) if n > 1 else 0.0
+        if sd_item == 0.0:
+            sd_item = float(np.abs(d).max() or 1e-12) / math.sqrt(n)
+    if clusters is not None:
+        se, g = cluster_se(d, np.asarray(clusters))
+        iid_se = max(sd_item / math.sqrt(n), 1e-300)
+        deff = max(1.0, (se / iid_se) ** 2) if se > 0 else 1.0
+        t = float(sps.t.ppf(0.5 + confidence / 2, g - 1))
+        est = float(d.mean())
+        p = 1.0 if se == 0 else float(2 * sps.t.sf(abs(est) / se, g - 1))
+        lo, hi = (est - t * se, est + t * se) if se > 0 else (est, est)
+        return PairedResult(n, est, lo, hi, f"cluster-robust t, {g} clusters", f"clustered Wald t (df={g - 1})",
+                            p, sd_item, deff, g, mde(sd_item, n, confidence=confidence, design_effect=deff))
+    if binary:
+        n11 = int(np.sum((base == 1) & (cand == 1)))
+        n22 = int(np.sum((base == 0) & (cand == 0)))
+        ci = newcombe_paired(n11, to_right, to_wrong, n22, confidence)  # p1 = candidate, p2 = base
+        return PairedResult(n, ci.estimate, ci.low, ci.high, "Newcombe paired score (method 10)",
+                            "exact McNemar", mcnemar_exact(to_right, to_wrong), sd_item, 1.0, None,
+                            mde(sd_item, n, confidence=confidence))
+    ci = paired_bootstrap(d, confidence=confidence, resamples=resamples, seed=seed)
+    return PairedResult(n, ci.estimate, ci.low, ci.high, "paired bootstrap percentile",
+                        "paired permutation (sign flips)", permutation_p(d, resamples=resamples, seed=seed),
+                        sd_item, 1.0, None, mde(sd_item, n, confidence=confidence))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -10,11 +10,13 @@ HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
 
 def _result() -> ComparisonResult:
     task = TaskResult(task="t<b>", role="target", metric="acc", n=10, binary=True, base_score=0.4,
-                      candidate_score=0.6, delta=0.2, ci_low=0.05, ci_high=0.35, to_wrong=1, to_right=3)
+                      candidate_score=0.6, delta=0.2, ci_low=0.05, ci_high=0.35, interval="<i>", test="<t>",
+                      p_value=0.3, p_holm=0.3, sd_item=0.5, mde=0.4, to_wrong=1, to_right=3)
     flip = FlipRecord(task="t<b>", doc_id=3, direction="to_wrong", prompt=HOSTILE, target="</td>",
                       base_response="ok", candidate_response=HOSTILE)
     cr = CandidateResult(candidate="cand<i>", tasks=[task],
-                         roles=[RoleResult(role="target", tasks=["t<b>"], delta=0.2, ci_low=0.05, ci_high=0.35)],
+                         roles=[RoleResult(role="target", tasks=["t<b>"], n=10, delta=0.2, ci_low=0.05,
+                                           ci_high=0.35, se=0.1, p_value=0.04, mde=0.28)],
                          flips=[flip])
     m = ModelRecord(label="base", source="/m<x>", fingerprint="f" * 64)
     return ComparisonResult(name="n<h1>", created_at="now", harness_version="0", suite="s", confidence=0.95,

@@ -5,8 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats as sps
+from statsmodels.regression.linear_model import OLS
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
-from harness.stats import is_binary, paired_bootstrap
+from harness.stats import (
+    analyze_paired,
+    cluster_se,
+    holm,
+    is_binary,
+    mcnemar_exact,
+    mde,
+    n_required,
+    newcombe_paired,
+    paired_bootstrap,
+    permutation_p,
+    wilson,
+)
 
 
 def test_single_group_matches_normal_theory_for_large_n():
@@ -65,3 +81,70 @@ def test_is_binary():
 def test_empty_group_is_refused():
     with pytest.raises(ValueError):
         paired_bootstrap([np.array([1.0]), np.array([])])
+
+
+# --------------------------------------------------------------------------- against references
+
+
+
+def test_newcombe_matches_the_published_example():
+    """Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables, ch. 8:
+    the paired table [[59, 6], [16, 80]] gives -0.0621 (95% CI -0.1186 to -0.0046)."""
+    ci = newcombe_paired(59, 6, 16, 80)
+    assert (round(ci.estimate, 4), round(ci.low, 4), round(ci.high, 4)) == (-0.0621, -0.1186, -0.0046)
+
+
+def test_wilson_matches_statsmodels():
+    for x, n in [(0, 10), (3, 10), (59, 161), (161, 161)]:
+        assert wilson(x, n) == pytest.approx(proportion_confint(x, n, method="wilson"), abs=1e-12)
+
+
+def test_exact_mcnemar_matches_statsmodels():
+    for b, c in [(6, 16), (0, 5), (12, 12), (1, 30)]:
+        expected = mcnemar([[40, b], [c, 40]], exact=True).pvalue
+        assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-10)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_cluster_se_matches_statsmodels_cluster_robust_ols():
+    rng = np.random.default_rng(0)
+    clusters = np.repeat(np.arange(12), 10)
+    d = rng.normal(0, 1, 120) + np.repeat(rng.normal(0, 1, 12), 10)
+    se, g = cluster_se(d, clusters)
+    fit = OLS(d, np.ones_like(d)).fit(cov_type="cluster", cov_kwds={"groups": clusters})
+    assert g == 12 and se == pytest.approx(float(fit.bse[0]), rel=1e-10)
+
+
+def test_permutation_p_is_exact_for_small_n():
+    d = np.array([0.3, -0.1, 0.8, 0.5, 0.2, -0.4, 0.9, 0.1])
+    signs = np.array(np.meshgrid(*[[-1, 1]] * d.size)).reshape(d.size, -1).T
+    means = (signs * d).mean(axis=1)
+    expected = np.mean(np.abs(means) >= abs(d.mean()) - 1e-12)
+    assert permutation_p(d, resamples=10_000) == pytest.approx(expected)
+
+
+def test_holm_matches_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.2, 0.005]
+    assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+
+
+def test_mde_and_required_items_by_hand():
+    # (z_0.975 + z_0.8) * sd / sqrt(n) = (1.959964 + 0.841621) * 0.5 / 10
+    assert mde(0.5, 100) == pytest.approx(0.1400793, abs=1e-6)
+    # items for a 0.07 effect: (2.801585 * 0.5 / 0.07)^2 = 400.45 -> 401; design effect 2 doubles it
+    assert n_required(0.5, 0.07) == 401 and n_required(0.5, 0.07, design_effect=2.0) == 801
+    assert mde(0.5, n_required(0.5, 0.07)) <= 0.07
+
+
+def test_analyze_paired_picks_the_method_by_metric_and_clusters():
+    base = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 1] * 5, dtype=float)
+    cand = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1] * 5, dtype=float)
+    r = analyze_paired(base, cand)
+    ci = newcombe_paired(25, 15, 5, 5)
+    assert r.test == "exact McNemar" and (r.low, r.high) == (ci.low, ci.high)
+    assert r.p_value == mcnemar_exact(15, 5) and r.estimate == pytest.approx(0.2)
+    cont = analyze_paired(np.zeros(40), np.linspace(-1, 2, 40))
+    assert cont.test.startswith("paired permutation") and cont.low < 0.5 < cont.high
+    clustered = analyze_paired(base, cand, clusters=np.repeat(np.arange(10), 5))
+    assert clustered.n_clusters == 10 and clustered.interval.startswith("cluster-robust")
+    assert clustered.design_effect >= 1.0 and clustered.mde >= r.mde * 0.99
