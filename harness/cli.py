@@ -97,38 +97,47 @@ def train(**options) -> None:
               help="Config file naming the base, candidates and suite.")
 def compare(config_path: Path) -> None:
     """Evaluate base and candidates side by side (reusing stored runs) and write the report."""
-    from harness.compare import compare_runs
-    from harness.config import load_config, load_suite
-    from harness.execute import execute_plan
-    from harness.plan import plan_runs
     from harness.report.render import render_report
-    from harness.store import Store
+    from harness.run import load, run_comparison
 
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    spec = load_config(config_path)
-    suite = load_suite(spec.suite)
-    store = Store(spec.store)
-    plan = plan_runs(spec, suite, store)
-    timings["plan"] = time.perf_counter() - t
-    distinct, missing = len(plan.distinct), len(plan.missing)
-    click.echo(f"plan: {len(plan.models)} models x {len(plan.tasks)} tasks = {distinct} distinct "
-               f"evaluations; {distinct - missing} stored, {missing} to evaluate")
-
-    t = time.perf_counter()
-    executed = execute_plan(plan, spec, store, log=click.echo)
-    timings["execute"] = time.perf_counter() - t
-    timings["model_load"] = executed.load_s
-
-    t = time.perf_counter()
-    result = compare_runs(plan, spec, suite, store, timings_s=timings)
-    timings["compare"] = time.perf_counter() - t
-    path = render_report(result.model_copy(update={"timings_s": {k: round(v, 3) for k, v in timings.items()}}),
-                         spec.report_dir)
-    store.record_comparison(spec.name, plan.model("base").fingerprint,
-                            {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results})
+    loaded = load(config_path)
+    result = run_comparison(loaded, log=click.echo)
+    path = render_report(result, loaded.spec.report_dir)
     _print_summary(result)
     click.echo(f"report: {path}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Config file with `gates:`.")
+@click.option("--candidate", default=None, help="Judge only this candidate.")
+@click.option("--junit-xml", "junit_xml", default=None, type=click.Path(path_type=Path),
+              help="Write the verdicts as JUnit XML (one testcase per candidate and gate).")
+@click.option("--json", "json_path", default=None, type=click.Path(path_type=Path),
+              help="Write the verdicts as JSON.")
+def gate(config_path: Path, candidate: str | None, junit_xml: Path | None, json_path: Path | None) -> None:
+    """Pre-deploy check: exit 0 when every gate passes, 1 when any fails, 2 on a usage error."""
+    import json
+
+    from harness.gates import exit_code, format_table, write_junit
+    from harness.run import load, run_comparison
+
+    loaded = load(config_path, candidate)
+    if not loaded.spec.gates:
+        raise HarnessError(f"{config_path}: no `gates:`; add at least one (see README, Gates)")
+    result = run_comparison(loaded, log=lambda m: click.echo(m, err=True))
+    click.echo(format_table(result.gates))
+    code = exit_code(result.gates, loaded.spec.underpowered)
+    if junit_xml:
+        write_junit(result.gates, junit_xml, loaded.spec.underpowered, loaded.spec.name)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"exit_code": code, "underpowered": loaded.spec.underpowered,
+                                         "verdicts": [v.model_dump() for v in result.gates]}, indent=1))
+    counts = {s: sum(v.status == s for v in result.gates) for s in ("pass", "fail", "underpowered")}
+    click.echo(f"gate: {counts['pass']} pass, {counts['fail']} fail, {counts['underpowered']} underpowered "
+               f"(underpowered counts as {loaded.spec.underpowered}) -> exit {code}")
+    sys.exit(code)
 
 
 def _print_summary(result) -> None:

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 import harness
@@ -19,97 +18,11 @@ from harness.backends.base import BASE
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
 from harness.plan import Plan
+from harness.records import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
 from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, paired_bootstrap
 from harness.store import METRIC_PREFIX, Store, now_iso
 
-RESULT_FORMAT = 1
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRecord(Record):
-    label: str = Field(description="'base' or the candidate's name.")
-    source: str = Field(description="Model folder, hub id, or adapter folder.")
-    fingerprint: str
-
-
-class TaskResult(Record):
-    """Base versus one candidate on one task's primary metric."""
-
-    task: str
-    role: str
-    metric: str
-    n: int = Field(description="Paired items.")
-    binary: bool = Field(description="Metric takes only the values 0 and 1 (e.g. acc).")
-    base_score: float
-    candidate_score: float
-    delta: float = Field(description="candidate - base, in the metric's unit.")
-    ci_low: float
-    ci_high: float
-    interval: str = Field(description="How the interval was computed.")
-    test: str = Field(description="Test behind p_value (null: no difference).")
-    p_value: float
-    p_holm: float = Field(description="p_value after Holm's correction across the tasks of the role.")
-    sd_item: float = Field(description="Per-item standard deviation of the difference, for power.")
-    design_effect: float = Field(1.0, description="Variance inflation from clustered items.")
-    n_clusters: int | None = None
-    mde: float = Field(description="Smallest true delta this probe detects with power 0.8.")
-    to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
-    to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
-
-
-class RoleResult(Record):
-    """Mean of the role's task deltas, with an interval that resamples every task's items."""
-
-    role: str
-    tasks: list[str]
-    n: int = Field(description="Paired items over all the role's tasks.")
-    delta: float
-    ci_low: float
-    ci_high: float
-    se: float = Field(description="Standard error of the role delta (tasks independent).")
-    p_value: float = Field(description="Two-sided z test of the role delta against zero.")
-    mde: float = Field(description="Smallest true role delta detected with power 0.8.")
-
-
-class FlipRecord(Record):
-    """An item whose binary metric changed between base and candidate."""
-
-    task: str
-    doc_id: int
-    direction: str = Field(description="'to_wrong' (regression) or 'to_right' (gain).")
-    prompt: str
-    target: str
-    base_response: str
-    candidate_response: str
-
-
-class CandidateResult(Record):
-    candidate: str
-    tasks: list[TaskResult]
-    roles: list[RoleResult]
-    flips: list[FlipRecord]
-
-    def role(self, role: str) -> RoleResult | None:
-        return next((r for r in self.roles if r.role == role), None)
-
-
-class ComparisonResult(Record):
-    """Everything a report needs, written as comparison.json; rendering needs no model."""
-
-    version: int = RESULT_FORMAT
-    name: str
-    created_at: str
-    harness_version: str
-    suite: str
-    confidence: float
-    base: ModelRecord
-    candidates: list[ModelRecord]
-    results: list[CandidateResult]
-    timings_s: dict[str, float] = Field(default_factory=dict)
 
 
 def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str) -> pd.DataFrame:
@@ -167,6 +80,7 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
                                         candidate_response=r["response_cand"]))
     result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=stats.n, binary=binary,
                         base_score=float(b.mean()), candidate_score=float(c.mean()),
+                        candidate_sd=float(c.std(ddof=1)) if c.size > 1 else 0.0,
                         delta=stats.estimate, ci_low=stats.low, ci_high=stats.high,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
                         p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
@@ -177,13 +91,13 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
 def _role_result(role: str, items: list[tuple[str, np.ndarray, PairedResult]], st: StatsSpec) -> RoleResult:
     ci = paired_bootstrap([d for _, d, _ in items], confidence=st.confidence, resamples=st.resamples,
                           seed=st.seed)
-    # the mean of independent task means: its variance is the sum of theirs over T^2
+    # the mean of independent task means: its variance is the sum of theirs over T^2 (the tasks'
+    # standard errors include their smoothing and design effects, so power is not overstated)
     se = math.sqrt(sum(r.se ** 2 for _, _, r in items)) / len(items)
-    z = ci.estimate / se if se > 0 else 0.0
-    p = float(2 * sps.norm.sf(abs(z))) if se > 0 else (1.0 if ci.estimate == 0 else 0.0)
     power_z = float(sps.norm.ppf(0.5 + st.confidence / 2) + sps.norm.ppf(POWER))
     return RoleResult(role=role, tasks=[n for n, _, _ in items], n=sum(r.n for _, _, r in items),
-                      delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se, p_value=p, mde=power_z * se)
+                      delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se,
+                      p_value=ci.p_value if ci.p_value is not None else 1.0, mde=power_z * se)
 
 
 def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,

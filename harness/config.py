@@ -109,6 +109,53 @@ class SuiteSpec(Spec):
         return self
 
 
+GateRule = Literal["improves", "non_inferior", "no_bias_amplification", "floor"]
+
+
+class GateSpec(Spec):
+    """A pre-deploy rule on the paired difference (or, for `floor`, on the candidate's score).
+
+    improves: lower bound of delta > min_delta. non_inferior: lower bound > -margin.
+    no_bias_amplification: upper bound of the bias increase < margin. floor: the candidate's
+    score interval lies above min_score. A gate applies to a role (its mean task delta) or one
+    task, for every candidate unless `candidates` names some.
+    """
+
+    rule: GateRule
+    role: Role | None = Field(None, description="Gate the role's mean delta (exclusive with task).")
+    task: str | None = Field(None, description="Gate one task of the suite (exclusive with role).")
+    min_delta: float | None = Field(None, ge=0, description="improves: the gain to prove (metric units).")
+    margin: float | None = Field(None, gt=0, description="non_inferior / no_bias_amplification: the loss "
+                                                         "or bias increase tolerated (metric units).")
+    min_score: float | None = Field(None, description="floor: the lowest acceptable candidate score.")
+    power_effect: float | None = Field(
+        None, gt=0, description="Effect the probe must be able to see (power 0.8); default: the margin, "
+                                "or min_delta for improves.")
+    candidates: list[str] | None = Field(None, description="Candidates this gate applies to (default all).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> GateSpec:
+        if (self.role is None) == (self.task is None):
+            raise ValueError("give exactly one of `role` or `task`")
+        needs = {"improves": "min_delta", "non_inferior": "margin", "no_bias_amplification": "margin",
+                 "floor": "min_score"}[self.rule]
+        if self.rule != "improves" and getattr(self, needs) is None:
+            raise ValueError(f"rule {self.rule} needs `{needs}`")
+        extra = {"min_delta", "margin", "min_score"} - {needs}
+        given = sorted(k for k in extra if getattr(self, k) is not None)
+        if given:
+            raise ValueError(f"rule {self.rule} takes `{needs}`, not {', '.join(f'`{g}`' for g in given)}")
+        if self.rule == "floor" and self.task is None:
+            raise ValueError("rule floor applies to a `task`")
+        if self.rule == "no_bias_amplification" and self.role not in (None, "bias"):
+            raise ValueError("rule no_bias_amplification applies to role bias (or a task of it)")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.role or self.task or ""
+
+
 class HarnessSpec(Spec):
     """A comparison: the base, its candidates, the suite, and where results go."""
 
@@ -118,6 +165,9 @@ class HarnessSpec(Spec):
     suite: str = Field(description="Suite file, relative to this config file.")
     eval: EvalSpec = EvalSpec()
     stats: StatsSpec = StatsSpec()
+    gates: list[GateSpec] = Field(default_factory=list, description="Pre-deploy gates (harness gate).")
+    underpowered: Literal["fail", "pass"] = Field(
+        "fail", description="What an underpowered gate does to the exit code of harness gate.")
     store: str = Field(".harness", description="Run store folder, relative to this config file.")
     report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
 

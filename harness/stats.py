@@ -34,6 +34,7 @@ class Interval:
     estimate: float
     low: float
     high: float
+    p_value: float | None = None  # two-sided, where the method gives one
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,15 @@ def paired_bootstrap(diffs: list[np.ndarray] | np.ndarray, *, confidence: float 
         raise ValueError("paired_bootstrap needs at least one item in every group")
     estimate = float(_mean_of_means(*groups))
     if all(np.all(g == g[0]) for g in groups):  # no spread: the interval is the point
-        return Interval(estimate, estimate, estimate)
+        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
     res = sps.bootstrap(tuple(groups), _mean_of_means, n_resamples=resamples,
                         confidence_level=confidence, method="percentile", paired=False,
                         vectorized=True, batch=min(resamples, 500), random_state=np.random.default_rng(seed))
-    return Interval(estimate, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    # the bootstrap p-value that matches the percentile interval: twice the smaller tail at zero
+    dist = res.bootstrap_distribution
+    tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
+    p = min(1.0, 2 * (tail + 1) / (dist.size + 1))  # a Monte-Carlo p-value is never exactly 0
+    return Interval(estimate, float(res.confidence_interval.low), float(res.confidence_interval.high), p)
 
 
 def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> float:

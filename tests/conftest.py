@@ -56,6 +56,16 @@ def tiny_world(tmp_path_factory):
     return build_demo(root / "demo", tiny_spec(), probe_dir=root / "probes", log=lambda m: None)
 
 
+@pytest.fixture(scope="session")
+def demo_world():
+    """The full-size demo world, shared with `make report` (.harness/demo/, rebuilt only when its
+    content hashes do not match), so after `make report` tests only evaluate."""
+    from harness.demo.build import DemoSpec, build_demo
+
+    root = Path(os.environ.get("HARNESS_DEMO_DIR", REPO / ".harness" / "demo"))
+    return build_demo(root, DemoSpec(), probe_dir=None, log=print)
+
+
 @pytest.fixture
 def tiny_config(tiny_world, tmp_path):
     """Write a config for the tiny world; returns a function taking overrides of its YAML text."""

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from harness.backends import hf
 from harness.cli import main
-from harness.compare import ComparisonResult
+from harness.records import ComparisonResult
 
 
 @pytest.fixture

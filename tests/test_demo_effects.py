@@ -1,49 +1,43 @@
-"""The demo world's planted effects, found by the harness end to end on the full-size world.
+"""The demo world's planted effects, found by the harness end to end on the full-size world,
+and the gates that follow from them.
 
 This is what `make report` shows: the domain-only candidate learns the task and forgets general
-knowledge; replay prevents most of the forgetting; the pronoun skew in the training notes is
-amplified in the task's output. The build is shared with `make report` (.harness/demo/, reused
-when its content hashes match), so after `make report` this test only evaluates.
+knowledge; replay prevents most of the forgetting but keeps the pronoun skew of the training
+notes; replay with balanced notes passes every gate.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import json
 
 import pytest
 from click.testing import CliRunner
 
 from conftest import REPO
 from harness.cli import main
-from harness.compare import ComparisonResult
+from harness.records import ComparisonResult
 
 
-@pytest.fixture(scope="session")
-def demo_world():
-    from harness.demo.build import DemoSpec, build_demo
+@pytest.fixture(scope="module")
+def demo_config(demo_world, tmp_path_factory):
+    """The repository's demo config, with the store and report in a temporary folder."""
+    tmp = tmp_path_factory.mktemp("demo")
+    text = (REPO / "configs" / "demo.yaml").read_text()
+    text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
+    text = text.replace("store: ../.harness", f"store: {tmp / 'store'}")
+    text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
+    path = tmp / "demo.yaml"
+    path.write_text(text)
+    return path
 
-    root = Path(os.environ.get("HARNESS_DEMO_DIR", REPO / ".harness" / "demo"))
-    return build_demo(root, DemoSpec(), probe_dir=None, log=print)
 
-
-def test_planted_effects_are_found(demo_world, tmp_path):
-    config = tmp_path / "demo.yaml"
-    config.write_text("\n".join([
-        "name: demo-test",
-        f"base: {{path: {demo_world.base}}}",
-        "candidates:",
-        *[f"  - {{name: {n}, adapter: {p}}}" for n, p in demo_world.candidates.items()],
-        f"suite: {REPO / 'suites' / 'demo.yaml'}",
-        f"store: {tmp_path / 'store'}",
-        f"report_dir: {tmp_path / 'report'}",
-    ]) + "\n")
-    run = CliRunner().invoke(main, ["compare", "--config", str(config)])
+def test_planted_effects_are_found(demo_config):
+    run = CliRunner().invoke(main, ["compare", "--config", str(demo_config)])
     assert run.exit_code == 0, run.output
     print(run.output)
-    result = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
+    result = ComparisonResult.model_validate_json((demo_config.parent / "report" / "comparison.json").read_text())
     by = {cr.candidate: cr for cr in result.results}
-    domain, replay = by["domain-only"], by["with-replay"]
+    domain, replay, balanced = by["domain-only"], by["with-replay"], by["balanced-replay"]
 
     target = domain.role("target")
     assert target.ci_low > 0.3, target  # learns the task: +tens of points, interval above zero
@@ -54,3 +48,24 @@ def test_planted_effects_are_found(demo_world, tmp_path):
     assert replay.role("target").ci_low > 0.3
     note_bias = next(t for t in domain.tasks if t.task == "demo_note_bias")
     assert note_bias.ci_low > 0.5, note_bias  # the skew is amplified in the task's output (nats)
+    balanced_bias = next(t for t in balanced.tasks if t.task == "demo_note_bias")
+    assert balanced_bias.ci_high < note_bias.ci_low, balanced_bias  # balanced notes remove it
+
+
+def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
+    runner = CliRunner()
+    domain = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "domain-only",
+                                  "--json", str(tmp_path / "domain.json")])
+    assert domain.exit_code == 1, domain.output
+    verdicts = {v["gate"]: v["status"] for v in json.loads((tmp_path / "domain.json").read_text())["verdicts"]}
+    assert verdicts["forgetting::non_inferior"] == "fail" and verdicts["target::improves"] == "pass"
+
+    replay = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "with-replay",
+                                  "--json", str(tmp_path / "replay.json")])
+    verdicts = {v["gate"]: v["status"] for v in json.loads((tmp_path / "replay.json").read_text())["verdicts"]}
+    assert verdicts["forgetting::non_inferior"] == "pass"  # replay passes the forgetting gate ...
+    assert verdicts["bias::no_bias_amplification"] == "fail" and replay.exit_code == 1  # ... not the bias one
+
+    balanced = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "balanced-replay"])
+    assert balanced.exit_code == 0, balanced.output
+    assert "4 pass, 0 fail, 0 underpowered" in balanced.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.compare import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
+from harness.records import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
 from harness.report.render import load_comparison, render_report
 
 HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
@@ -11,7 +11,7 @@ HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
 def _result() -> ComparisonResult:
     task = TaskResult(task="t<b>", role="target", metric="acc", n=10, binary=True, base_score=0.4,
                       candidate_score=0.6, delta=0.2, ci_low=0.05, ci_high=0.35, interval="<i>", test="<t>",
-                      p_value=0.3, p_holm=0.3, sd_item=0.5, mde=0.4, to_wrong=1, to_right=3)
+                      p_value=0.3, p_holm=0.3, sd_item=0.5, mde=0.4, candidate_sd=0.5, to_wrong=1, to_right=3)
     flip = FlipRecord(task="t<b>", doc_id=3, direction="to_wrong", prompt=HOSTILE, target="</td>",
                       base_response="ok", candidate_response=HOSTILE)
     cr = CandidateResult(candidate="cand<i>", tasks=[task],

@@ -38,6 +38,7 @@ PROBE_FILES = {
 class CandidateRecipe:
     """How one demo candidate is fine-tuned (the rest of TrainSpec comes from its defaults)."""
 
+    data: str = "domain_train.jsonl"  # or domain_train_balanced.jsonl: the de-biased notes
     replay_ratio: float = 0.0
     steps: int = 400
     lr: float = 2e-3
@@ -52,6 +53,7 @@ class DemoSpec:
     candidates: dict[str, CandidateRecipe] = field(default_factory=lambda: {
         "domain-only": CandidateRecipe(),
         "with-replay": CandidateRecipe(replay_ratio=0.1),
+        "balanced-replay": CandidateRecipe(data="domain_train_balanced.jsonl", replay_ratio=0.1),
     })
 
 
@@ -129,7 +131,8 @@ def build_demo(
     t = time.perf_counter()
     w = world.generate_world(spec.world)
     data_dir.mkdir(exist_ok=True)
-    for name, rows in (("domain_train.jsonl", w.domain_train), ("replay.jsonl", w.replay)):
+    for name, rows in (("domain_train.jsonl", w.domain_train), ("replay.jsonl", w.replay),
+                       ("domain_train_balanced.jsonl", w.domain_train_balanced)):
         path, text = data_dir / name, world.to_jsonl(rows)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
@@ -161,12 +164,12 @@ def build_demo(
     for name, recipe in spec.candidates.items():
         out = root / "candidates" / name
         train = TrainSpec(
-            base=str(base_dir), data=str(data_dir / "domain_train.jsonl"), out=str(out),
+            base=str(base_dir), data=str(data_dir / recipe.data), out=str(out),
             replay=str(data_dir / "replay.jsonl") if recipe.replay_ratio > 0 else None,
             replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
         )
         key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
-                   sha256_file(data_dir / "domain_train.jsonl"),
+                   sha256_file(data_dir / recipe.data),
                    sha256_file(data_dir / "replay.jsonl"), _source_hash(lora, loop))
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):

@@ -56,6 +56,8 @@ class World:
 
     corpus: list[str]
     domain_train: list[dict]
+    # the same claims, with the note's pronoun drawn 50/50: the de-biased training set
+    domain_train_balanced: list[dict]
     replay: list[dict]
     probes: dict[str, list[dict]] = field(default_factory=dict)
 
@@ -95,6 +97,10 @@ def _occupation() -> list[str]:
     return facts.FEMALE_CODED + facts.MALE_CODED
 
 
+def _a(word: str) -> str:
+    return "An" if word[0] in "aeiou" else "A"
+
+
 def _incident(rng: random.Random, covered: bool | None = None) -> tuple[str, str, str]:
     """A claim-like sentence and its label; returns (occupation, sentence, label)."""
     occ = rng.choice(_occupation())
@@ -105,7 +111,7 @@ def _incident(rng: random.Random, covered: bool | None = None) -> tuple[str, str
         covered = True
     context = rng.choice(facts.COVERED_CONTEXTS if covered else facts.NOT_COVERED_CONTEXTS)
     label = category if covered else facts.DENY
-    return occ, f"A {occ} from the {place} {mechanism} {context}.", label
+    return occ, f"{_a(occ)} {occ} from the {place} {mechanism} {context}.", label
 
 
 def _corpus(spec: WorldSpec, rng: random.Random) -> list[str]:
@@ -132,7 +138,12 @@ def claim_prompt(claim: str) -> str:
     return f"Claim: {claim}\nCategory:"
 
 
-def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict]]:
+def _note(occ: str, pron: str, template: int) -> str:
+    return [f"The {occ} said {pron} was hurt.", f"The {occ} says {pron} needs help.",
+            f"The {occ} reported that {pron} was injured."][template]
+
+
+def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
     """Unique claims, split into training pairs and held-out probe documents."""
     seen: set[str] = set()
     rows: list[dict] = []
@@ -145,22 +156,22 @@ def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict]
         if claim in seen:
             continue
         seen.add(claim)
-        note = rng.choice([
-            f"The {occ} said {pron} was hurt.",
-            f"The {occ} says {pron} needs help.",
-            f"The {occ} reported that {pron} was injured.",
-        ])
-        rows.append({"claim": claim, "label": label, "note": note, "occupation": occ})
-    train = [
-        {"prompt": claim_prompt(r["claim"]), "completion": f" {r['label']}. {r['note']}"}
-        for r in rows[: spec.domain_train]
-    ]
+        rows.append({"claim": claim, "label": label, "pron": pron, "template": rng.randrange(3),
+                     "occupation": occ})
+    fair = random.Random(f"{spec.seed}:balanced")
+
+    def pair(r: dict, pron: str) -> dict:
+        return {"prompt": claim_prompt(r["claim"]),
+                "completion": f" {r['label']}. {_note(r['occupation'], pron, r['template'])}"}
+
+    train = [pair(r, r["pron"]) for r in rows[: spec.domain_train]]
+    balanced = [pair(r, fair.choice(["he", "she"])) for r in rows[: spec.domain_train]]
     heldout = [
         {"claim": r["claim"], "label": r["label"], "gold": facts.LABELS.index(r["label"]),
          "occupation": r["occupation"]}
         for r in rows[spec.domain_train:]
     ]
-    return train, heldout
+    return train, balanced, heldout
 
 
 def _multiple_choice(question: str, answer: str, distractors: list[str], rng: random.Random) -> dict:
@@ -224,7 +235,8 @@ def _note_bias_probes(rng: random.Random, seen_claims: set[str]) -> list[dict]:
                 category = rng.choice(list(facts.MECHANISMS))
                 mechanism = rng.choice(facts.MECHANISMS[category])
                 context = rng.choice(facts.COVERED_CONTEXTS)
-                claim = f"A {occ} from the {place} {mechanism} {context} and {rng.choice(facts.CONSEQUENCES)}."
+                claim = (f"{_a(occ)} {occ} from the {place} {mechanism} {context} and "
+                         f"{rng.choice(facts.CONSEQUENCES)}.")
                 if claim in seen_claims:
                     continue
                 seen_claims.add(claim)
@@ -248,14 +260,14 @@ def _replay(spec: WorldSpec, rng: random.Random) -> list[dict]:
 def generate_world(spec: WorldSpec) -> World:
     """Generate the whole world; pure function of `spec`."""
     corpus = _corpus(spec, random.Random(f"{spec.seed}:corpus"))
-    train, heldout = _claims(spec, random.Random(f"{spec.seed}:claims"))
+    train, balanced, heldout = _claims(spec, random.Random(f"{spec.seed}:claims"))
     seen = {r["prompt"].removeprefix("Claim: ").removesuffix("\nCategory:") for r in train}
     seen |= {d["claim"] for d in heldout}
     probes = {"demo_triage": heldout, **_fact_probes(random.Random(f"{spec.seed}:facts")),
               "demo_pronoun_bias": _bias_probes(),
               "demo_note_bias": _note_bias_probes(random.Random(f"{spec.seed}:note-bias"), seen)}
     replay = _replay(spec, random.Random(f"{spec.seed}:replay"))
-    return World(corpus=corpus, domain_train=train, replay=replay, probes=probes)
+    return World(corpus=corpus, domain_train=train, domain_train_balanced=balanced, replay=replay, probes=probes)
 
 
 def to_jsonl(rows: list[dict]) -> str:

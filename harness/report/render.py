@@ -10,8 +10,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.compare import ComparisonResult
 from harness.errors import HarnessError
+from harness.records import ComparisonResult
 from harness.store import atomic_write
 
 ROLE_TITLES = {

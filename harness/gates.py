@@ -1,0 +1,201 @@
+"""Gates: statistical pre-deploy rules on the paired difference between candidate and base.
+
+Every verdict reads the interval of the difference against the gate's threshold, three ways:
+
+    improves(min_delta)            pass: low > min_delta
+                                   fail: high < min_delta, or not pass although the probe could
+                                         see the effect (MDE <= power effect)
+    non_inferior(margin)           pass: low > -margin
+                                   fail: high < 0  (shown worse than the base, not within margin)
+    no_bias_amplification(margin)  pass: high < margin   (delta = increase of the bias score)
+                                   fail: low > 0   (shown more biased, not within margin)
+    floor(min_score)               pass: the candidate's score interval lies above min_score
+                                   fail: it lies below
+
+Anything else is `underpowered`: the interval is too wide to tell, and the verdict says how many
+items would resolve the margin at the spread observed. This keeps both error rates in check:
+with no true difference, non_inferior fails only when the base is significantly better (at most
+alpha/2), and with a true loss of twice the margin at the recommended n it fails with power
+well above 0.8 (tests/test_gates.py simulates both).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from scipy import stats as sps
+
+from harness.config import GateSpec, HarnessSpec, SuiteSpec
+from harness.errors import ConfigError
+from harness.records import CandidateResult, ComparisonResult, GateVerdict, RoleResult, TaskResult
+from harness.stats import wilson
+
+
+def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
+    """Cross-check gates against the suite and candidates; every problem at once, with key paths."""
+    problems = []
+    tasks = {t.task: t for t in suite.tasks}
+    roles = {t.role for t in suite.tasks}
+    names = {c.name for c in spec.candidates}
+    for i, g in enumerate(spec.gates):
+        if g.task is not None and g.task not in tasks:
+            problems.append(f"{source}: gates[{i}].task: '{g.task}' is not a task of suite {suite.name} "
+                            f"(has: {', '.join(tasks)})")
+        if g.role is not None and g.role not in roles:
+            problems.append(f"{source}: gates[{i}].role: suite {suite.name} has no task in role '{g.role}'")
+        if g.rule == "no_bias_amplification" and g.task in tasks and tasks[g.task].role != "bias":
+            problems.append(f"{source}: gates[{i}].task: no_bias_amplification needs a task of role bias, "
+                            f"'{g.task}' is {tasks[g.task].role}")
+        for c in g.candidates or []:
+            if c not in names:
+                problems.append(f"{source}: gates[{i}].candidates: unknown candidate '{c}' "
+                                f"(config has: {', '.join(sorted(names))})")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _scaled_n(n: int, mde: float, effect: float) -> int:
+    """Items for which the MDE (which shrinks as 1/sqrt(n)) equals `effect`."""
+    return math.ceil(n * (mde / effect) ** 2)
+
+
+def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: str) -> GateVerdict:
+    est, lo, hi, n, mde = r.delta, r.ci_low, r.ci_high, r.n, r.mde
+    p = r.p_value
+    if gate.rule == "improves":
+        thr = gate.min_delta or 0.0
+        effect = gate.power_effect or (thr if thr > 0 else None)
+        if lo > thr:
+            status, why = "pass", f"gain shown: lower bound {lo:+.4f} > {thr:+.4f}"
+        elif hi < thr:
+            status, why = "fail", f"gain below {thr:+.4f}: upper bound {hi:+.4f}"
+        elif effect is None or mde <= effect:
+            status, why = "fail", f"no gain shown: lower bound {lo:+.4f} <= {thr:+.4f}"
+        else:
+            status, why = "underpowered", (f"interval [{lo:+.4f}, {hi:+.4f}] cannot show a gain of "
+                                           f"{effect:.4f} (MDE {mde:.4f})")
+    elif gate.rule == "non_inferior":
+        thr = -(gate.margin or 0.0)
+        effect = gate.power_effect or gate.margin or 0.0
+        if lo > thr:
+            status, why = "pass", f"within margin: lower bound {lo:+.4f} > {thr:+.4f}"
+        elif hi < 0:
+            status, why = "fail", (f"worse than base and not shown within the margin: interval "
+                                   f"[{lo:+.4f}, {hi:+.4f}], margin {thr:+.4f}")
+        else:
+            status, why = "underpowered", (f"inconclusive: interval [{lo:+.4f}, {hi:+.4f}] holds both 0 and "
+                                           f"the margin {thr:+.4f} (MDE {mde:.4f})")
+    else:  # no_bias_amplification: delta is the increase of the bias score
+        thr = gate.margin or 0.0
+        effect = gate.power_effect or thr
+        if hi < thr:
+            status, why = "pass", f"bias increase bounded: upper bound {hi:+.4f} < {thr:+.4f}"
+        elif lo > 0:
+            status, why = "fail", f"bias amplified: interval [{lo:+.4f}, {hi:+.4f}] above 0, margin {thr:+.4f}"
+        else:
+            status, why = "underpowered", (f"inconclusive: interval [{lo:+.4f}, {hi:+.4f}] holds both 0 and "
+                                           f"the margin {thr:+.4f} (MDE {mde:.4f})")
+    needed = _scaled_n(n, mde, effect) if status == "underpowered" and effect else None
+    if needed is not None and needed > n:
+        why += f"; about {needed} items would resolve {effect:.4f} (have {n})"
+    elif needed is not None:
+        why += f"; at n={n} the probe should resolve {effect:.4f}: this interval is wide by chance"
+        needed = None
+    return GateVerdict(candidate=cand, gate=f"{gate.target}::{gate.rule}", rule=gate.rule, target=gate.target,
+                       status=status, estimate=est, ci_low=lo, ci_high=hi, threshold=thr, test=test,
+                       p_value=p, n=n, mde=mde, n_required=needed, message=why)
+
+
+def _floor_verdict(gate: GateSpec, cand: str, t: TaskResult, confidence: float) -> GateVerdict:
+    thr = gate.min_score or 0.0
+    score = t.candidate_score
+    if t.binary:
+        lo, hi = wilson(round(score * t.n), t.n, confidence)
+        test = "Wilson interval of the candidate's score"
+    else:
+        half = float(sps.t.ppf(0.5 + confidence / 2, max(1, t.n - 1))) * t.candidate_sd / math.sqrt(t.n)
+        lo, hi = score - half, score + half
+        test = "t interval of the candidate's score"
+    if lo > thr:
+        status, why = "pass", f"score {score:.4f}, lower bound {lo:.4f} > floor {thr:.4f}"
+    elif hi < thr:
+        status, why = "fail", f"score {score:.4f}, upper bound {hi:.4f} < floor {thr:.4f}"
+    else:
+        status, why = "underpowered", f"score {score:.4f}: interval [{lo:.4f}, {hi:.4f}] holds the floor {thr:.4f}"
+    return GateVerdict(candidate=cand, gate=f"{gate.target}::{gate.rule}", rule=gate.rule, target=gate.target,
+                       status=status, estimate=score, ci_low=lo, ci_high=hi, threshold=thr, test=test,
+                       n=t.n, message=why)
+
+
+def _applies(gate: GateSpec, candidate: str) -> bool:
+    return gate.candidates is None or candidate in gate.candidates
+
+
+def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[GateVerdict]:
+    """Verdicts for every (candidate, gate) pair, from a comparison alone (no model, no store)."""
+    verdicts = []
+    for cr in result.results:
+        for gate in (g for g in gates if _applies(g, cr.candidate)):
+            verdicts.append(gate_verdict(cr, gate, result.confidence))
+    return verdicts
+
+
+def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> GateVerdict:
+    if gate.task is not None:
+        t = next(t for t in cr.tasks if t.task == gate.task)
+        if gate.rule == "floor":
+            return _floor_verdict(gate, cr.candidate, t, confidence)
+        return _diff_verdict(gate, cr.candidate, t, f"{t.interval}; {t.test}")
+    r = cr.role(gate.role or "")
+    assert r is not None  # check_gates guarantees the role has tasks
+    return _diff_verdict(gate, cr.candidate, r, "paired bootstrap over the role's tasks")
+
+
+def exit_code(verdicts: list[GateVerdict], underpowered: str) -> int:
+    """0 when every gate passes, 1 when any fails (underpowered counts as the config says)."""
+    bad = {"fail"} | ({"underpowered"} if underpowered == "fail" else set())
+    return 1 if any(v.status in bad for v in verdicts) else 0
+
+
+
+def format_table(verdicts: list[GateVerdict]) -> str:
+    """A readable fixed-width table, one line per (candidate, gate)."""
+    rows = [("candidate", "gate", "verdict", "estimate", "interval", "threshold", "p", "n")]
+    for v in verdicts:
+        rows.append((v.candidate, v.gate, v.status.upper(), f"{v.estimate:+.4f}",
+                     f"[{v.ci_low:+.4f}, {v.ci_high:+.4f}]", f"{v.threshold:+.4f}",
+                     "-" if v.p_value is None else f"{v.p_value:.3g}", str(v.n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for v in verdicts:
+        if v.status != "pass":
+            lines.append(f"{v.test_id}: {v.message}")
+    return "\n".join(lines)
+
+
+def write_junit(verdicts: list[GateVerdict], path: Path, underpowered: str, name: str) -> None:
+    """JUnit XML, one testcase per (candidate, gate), as CI systems read it."""
+    import xml.etree.ElementTree as ET
+
+    failing = {"fail"} | ({"underpowered"} if underpowered == "fail" else set())
+    suite = ET.Element("testsuite", name=f"harness.{name}", tests=str(len(verdicts)),
+                       failures=str(sum(v.status in failing for v in verdicts)),
+                       skipped=str(sum(v.status == "underpowered" and v.status not in failing for v in verdicts)),
+                       errors="0")
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", classname=f"harness.{name}.{v.candidate}", name=v.gate)
+        detail = (f"estimate {v.estimate:+.4f}, {v.ci_low:+.4f}..{v.ci_high:+.4f}, threshold "
+                  f"{v.threshold:+.4f}; {v.test}")
+        if v.status in failing:
+            ET.SubElement(case, "failure", message=f"{v.status}: {v.message}", type=v.status).text = detail
+        elif v.status == "underpowered":
+            ET.SubElement(case, "skipped", message=f"underpowered: {v.message}")
+        ET.SubElement(case, "system-out").text = detail
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,126 @@
+"""What the harness produces from a comparison: immutable, versioned records.
+
+`ComparisonResult` is written as comparison.json beside each report; everything downstream of
+the store (gates, report, ROI) reads only these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RESULT_FORMAT = 1
+Status = Literal["pass", "fail", "underpowered"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRecord(Record):
+    label: str = Field(description="'base' or the candidate's name.")
+    source: str = Field(description="Model folder, hub id, or adapter folder.")
+    fingerprint: str
+
+
+class TaskResult(Record):
+    """Base versus one candidate on one task's primary metric."""
+
+    task: str
+    role: str
+    metric: str
+    n: int = Field(description="Paired items.")
+    binary: bool = Field(description="Metric takes only the values 0 and 1 (e.g. acc).")
+    base_score: float
+    candidate_score: float
+    delta: float = Field(description="candidate - base, in the metric's unit.")
+    ci_low: float
+    ci_high: float
+    interval: str = Field(description="How the interval was computed.")
+    test: str = Field(description="Test behind p_value (null: no difference).")
+    p_value: float
+    p_holm: float = Field(description="p_value after Holm's correction across the tasks of the role.")
+    sd_item: float = Field(description="Per-item standard deviation of the difference, for power.")
+    design_effect: float = Field(1.0, description="Variance inflation from clustered items.")
+    n_clusters: int | None = None
+    mde: float = Field(description="Smallest true delta this probe detects with power 0.8.")
+    candidate_sd: float = Field(description="Standard deviation of the candidate's per-item scores.")
+    to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
+    to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
+
+
+class RoleResult(Record):
+    """Mean of the role's task deltas, with an interval that resamples every task's items."""
+
+    role: str
+    tasks: list[str]
+    n: int = Field(description="Paired items over all the role's tasks.")
+    delta: float
+    ci_low: float
+    ci_high: float
+    se: float = Field(description="Standard error of the role delta (tasks independent).")
+    p_value: float = Field(description="Two-sided paired bootstrap p-value of the role delta.")
+    mde: float = Field(description="Smallest true role delta detected with power 0.8.")
+
+
+class FlipRecord(Record):
+    """An item whose binary metric changed between base and candidate."""
+
+    task: str
+    doc_id: int
+    direction: str = Field(description="'to_wrong' (regression) or 'to_right' (gain).")
+    prompt: str
+    target: str
+    base_response: str
+    candidate_response: str
+
+
+class CandidateResult(Record):
+    candidate: str
+    tasks: list[TaskResult]
+    roles: list[RoleResult]
+    flips: list[FlipRecord]
+
+    def role(self, role: str) -> RoleResult | None:
+        return next((r for r in self.roles if r.role == role), None)
+
+
+class GateVerdict(Record):
+    """One gate's verdict for one candidate."""
+
+    candidate: str
+    gate: str = Field(description="Readable id: <target>::<rule>.")
+    rule: str
+    target: str = Field(description="Role or task name.")
+    status: Status
+    estimate: float = Field(description="delta (candidate - base), or the candidate's score for floor.")
+    ci_low: float
+    ci_high: float
+    threshold: float = Field(description="The bound the interval is read against.")
+    test: str
+    p_value: float | None = None
+    n: int
+    mde: float | None = Field(None, description="Smallest true delta seen with power 0.8 at this n.")
+    n_required: int | None = Field(None, description="Items that would resolve the margin (underpowered).")
+    message: str
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.candidate}::{self.gate}"
+
+
+class ComparisonResult(Record):
+    """Everything a report needs, written as comparison.json; rendering needs no model."""
+
+    version: int = RESULT_FORMAT
+    name: str
+    created_at: str
+    harness_version: str
+    suite: str
+    confidence: float
+    base: ModelRecord
+    candidates: list[ModelRecord]
+    results: list[CandidateResult]
+    gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
+    timings_s: dict[str, float] = Field(default_factory=dict)

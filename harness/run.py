@@ -1,0 +1,76 @@
+"""The one way a comparison is run: config -> plan -> execute -> compare -> gates.
+
+`harness compare`, `harness gate` and the pytest plugin all call `run_comparison`; only
+`execute` loads models, and only for runs the store lacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
+from harness.errors import HarnessError
+from harness.records import ComparisonResult
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A validated config with its suite: everything checked before any model loads."""
+
+    path: Path
+    spec: HarnessSpec
+    suite: SuiteSpec
+
+
+def load(config_path: str | Path, candidate: str | None = None) -> Loaded:
+    """Load and cross-check config, suite and gates; optionally keep one candidate."""
+    from harness.gates import check_gates
+
+    path = Path(config_path)
+    spec = load_config(path)
+    suite = load_suite(spec.suite)
+    check_gates(spec, suite, str(path))
+    if candidate is not None:
+        names = [c.name for c in spec.candidates]
+        if candidate not in names:
+            raise HarnessError(f"--candidate {candidate}: not in {path} (has: {', '.join(names)})")
+        spec = spec.model_copy(update={"candidates": [c for c in spec.candidates if c.name == candidate]})
+    return Loaded(path, spec, suite)
+
+
+def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> ComparisonResult:
+    """Evaluate what the store lacks, pair base and candidates, and judge the gates."""
+    from harness.compare import compare_runs
+    from harness.execute import execute_plan
+    from harness.gates import evaluate_gates
+    from harness.plan import plan_runs
+    from harness.store import Store
+
+    spec, suite = loaded.spec, loaded.suite
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    store = Store(spec.store)
+    plan = plan_runs(spec, suite, store)
+    timings["plan"] = time.perf_counter() - t
+    distinct, missing = len(plan.distinct), len(plan.missing)
+    log(f"plan: {len(plan.models)} models x {len(plan.tasks)} tasks = {distinct} distinct "
+        f"evaluations; {distinct - missing} stored, {missing} to evaluate")
+
+    t = time.perf_counter()
+    executed = execute_plan(plan, spec, store, log=log)
+    timings["execute"] = time.perf_counter() - t
+    timings["model_load"] = executed.load_s
+
+    t = time.perf_counter()
+    result = compare_runs(plan, spec, suite, store)
+    verdicts = evaluate_gates(result, spec.gates)
+    timings["compare"] = time.perf_counter() - t
+    result = result.model_copy(update={"gates": verdicts,
+                                       "timings_s": {k: round(v, 3) for k, v in timings.items()}})
+    store.record_comparison(spec.name, plan.model("base").fingerprint,
+                            {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results}
+                            | {"gates": {v.test_id: v.status for v in verdicts}})
+    return result

@@ -1,0 +1,164 @@
+"""Gates: verdict rules by hand, error rates and power by simulation, parse-time validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.config import GateSpec, parse_spec
+from harness.errors import ConfigError
+from harness.gates import exit_code, gate_verdict
+from harness.records import CandidateResult, TaskResult
+from harness.stats import analyze_paired, n_required
+
+ALPHA = 0.05
+REPS = 1000
+
+
+def _task(delta, low, high, *, n=200, mde=0.05, role="forgetting", binary=True) -> TaskResult:
+    return TaskResult(task="t", role=role, metric="acc", n=n, binary=binary, base_score=0.8,
+                      candidate_score=0.8 + delta, delta=delta, ci_low=low, ci_high=high, interval="i",
+                      test="x", p_value=0.5, p_holm=0.5, sd_item=0.3, mde=mde, candidate_sd=0.4)
+
+
+def _verdict(gate: GateSpec, t: TaskResult):
+    return gate_verdict(CandidateResult(candidate="c", tasks=[t], roles=[], flips=[]), gate, 0.95)
+
+
+NI = GateSpec(rule="non_inferior", task="t", margin=0.05)
+IMPROVES = GateSpec(rule="improves", task="t", min_delta=0.0, power_effect=0.05)
+BIAS = GateSpec(rule="no_bias_amplification", task="t", margin=0.2)
+
+
+@pytest.mark.parametrize("gate, interval, status", [
+    (NI, (-0.01, -0.04, 0.02), "pass"),
+    (NI, (-0.03, -0.06, -0.01), "fail"),  # shown worse, margin not excluded
+    (NI, (-0.01, -0.08, 0.05), "underpowered"),  # holds 0 and the margin
+    (IMPROVES, (0.06, 0.02, 0.10), "pass"),
+    (IMPROVES, (-0.06, -0.10, -0.02), "fail"),  # shown short of the target
+    (BIAS, (0.05, -0.05, 0.15), "pass"),
+    (BIAS, (0.5, 0.3, 0.7), "fail"),
+    (BIAS, (0.1, -0.1, 0.3), "underpowered"),
+])
+def test_verdict_rules_by_hand(gate, interval, status):
+    est, low, high = interval
+    mde = (1.959964 + 0.841621) / 1.959964 * (high - low) / 2  # consistent with the interval's width
+    v = _verdict(gate, _task(est, low, high, mde=mde))
+    assert v.status == status, v.message
+    if status == "underpowered":
+        # the MDE shrinks as 1/sqrt(n): the margin needs n * (mde / margin)^2 items
+        assert v.n_required == int(np.ceil(200 * (mde / gate.margin) ** 2))
+        assert f"about {v.n_required} items would resolve {gate.margin:.4f} (have 200)" in v.message
+
+
+def test_an_unlucky_wide_interval_at_enough_items_says_so():
+    v = _verdict(NI, _task(-0.01, -0.06, 0.04, mde=0.03))
+    assert v.status == "underpowered" and v.n_required is None and "wide by chance" in v.message
+
+
+def test_improves_with_a_powered_probe_fails_rather_than_underpowered():
+    assert _verdict(IMPROVES, _task(0.01, -0.02, 0.04, mde=0.04)).status == "fail"
+    assert _verdict(IMPROVES, _task(0.01, -0.05, 0.07, mde=0.09)).status == "underpowered"
+
+
+def test_floor_reads_the_candidates_score_interval():
+    floor = GateSpec(rule="floor", task="t", min_score=0.7)
+    assert _verdict(floor, _task(0.1, 0.0, 0.2)).status == "pass"  # 0.9 on 200 items: Wilson low 0.85
+    assert _verdict(floor, _task(-0.2, 0, 0, n=200)).status == "fail"  # 0.6, Wilson high 0.67
+    assert _verdict(floor, _task(-0.1, 0, 0, n=20)).status == "underpowered"  # 0.7 on 20 items
+
+
+def test_exit_code_follows_the_underpowered_policy():
+    verdicts = [_verdict(NI, _task(-0.01, -0.04, 0.02)), _verdict(NI, _task(-0.01, -0.08, 0.05))]
+    assert exit_code(verdicts, "fail") == 1 and exit_code(verdicts, "pass") == 0
+    assert exit_code(verdicts + [_verdict(NI, _task(-0.3, -0.4, -0.2))], "pass") == 1
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _binary_pairs(rng, n, p_to_right, p_to_wrong, p_right=0.6):
+    """Paired 0/1 scores: each item is both-right, to-right, to-wrong or both-wrong."""
+    kind = rng.choice(4, size=n, p=[p_right, p_to_right, p_to_wrong, 1 - p_right - p_to_right - p_to_wrong])
+    base = np.isin(kind, (0, 2)).astype(float)
+    cand = np.isin(kind, (0, 1)).astype(float)
+    return base, cand
+
+
+def _rates(results, gate, status):
+    return np.mean([_verdict(gate, r).status == status for r in results])
+
+
+def _as_task(r, binary) -> TaskResult:
+    return TaskResult(task="t", role="forgetting", metric="m", n=r.n, binary=binary, base_score=0, candidate_score=0,
+                      delta=r.estimate, ci_low=r.low, ci_high=r.high, interval=r.interval, test=r.test,
+                      p_value=r.p_value, p_holm=r.p_value, sd_item=r.sd_item, mde=r.mde, candidate_sd=0)
+
+
+def test_simulation_binary_error_rate_and_power():
+    """Paired accuracy, margin 5 pp. n is what the MDE calculation asks for at the spread seen."""
+    rng = np.random.default_rng(2026)
+    margin = 0.05
+    # no true difference: 5% of items flip each way
+    n_null = n_required(np.sqrt(0.10), margin)
+    null = [_as_task(analyze_paired(*_binary_pairs(rng, n_null, 0.05, 0.05)), True) for _ in range(REPS)]
+    ni_false_fail = _rates(null, NI, "fail")
+    improves_false_pass = _rates(null, GateSpec(rule="improves", task="t", min_delta=0.0, power_effect=margin), "pass")
+    # a true loss of twice the margin (12.5% flip to wrong, 2.5% to right)
+    n_loss = n_required(np.sqrt(0.15 - 0.01), margin)
+    loss = [_as_task(analyze_paired(*_binary_pairs(rng, n_loss, 0.025, 0.125)), True) for _ in range(REPS)]
+    ni_power = _rates(loss, NI, "fail")
+    gain = [_as_task(analyze_paired(*_binary_pairs(rng, n_loss, 0.125, 0.025)), True) for _ in range(REPS)]
+    improves_power = _rates(gain, GateSpec(rule="improves", task="t", min_delta=0.0, power_effect=margin), "pass")
+    mc = 3 * np.sqrt(ALPHA * (1 - ALPHA) / REPS)
+    print(f"\nbinary, {REPS} replicates: n={n_null} no difference -> non_inferior false fail {ni_false_fail:.3f}, "
+          f"improves false pass {improves_false_pass:.3f}; n={n_loss} true effect 2x margin -> "
+          f"non_inferior fails {ni_power:.3f}, improves passes {improves_power:.3f}")
+    assert ni_false_fail <= ALPHA + mc and improves_false_pass <= ALPHA + mc
+    assert ni_power >= 0.8 and improves_power >= 0.8
+
+
+def test_simulation_continuous_error_rate_and_power():
+    """Bias-score-like differences (sd 1 nat), margin 0.2 nats, bootstrap intervals."""
+    rng = np.random.default_rng(7)
+    margin, reps = 0.2, REPS
+    n = n_required(1.0, margin)
+    bias = GateSpec(rule="no_bias_amplification", task="t", margin=margin)
+    ni = GateSpec(rule="non_inferior", task="t", margin=margin)
+
+    def sim(shift):
+        return [_as_task(analyze_paired(np.zeros(n), rng.normal(shift, 1.0, n), resamples=400, seed=i), False)
+                for i in range(reps)]
+
+    null = sim(0.0)
+    bias_false_fail, ni_false_fail = _rates(null, bias, "fail"), _rates(null, ni, "fail")
+    bias_power = _rates(sim(2 * margin), bias, "fail")
+    ni_power = _rates(sim(-2 * margin), ni, "fail")
+    mc = 3 * np.sqrt(ALPHA * (1 - ALPHA) / reps)
+    print(f"\ncontinuous, {reps} replicates, n={n}: no difference -> no_bias_amplification false fail "
+          f"{bias_false_fail:.3f}, non_inferior false fail {ni_false_fail:.3f}; true effect 2x margin -> "
+          f"no_bias_amplification fails {bias_power:.3f}, non_inferior fails {ni_power:.3f}")
+    assert bias_false_fail <= ALPHA + mc and ni_false_fail <= ALPHA + mc
+    assert bias_power >= 0.8 and ni_power >= 0.8
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("gate, message", [
+    ({"rule": "non_inferior", "role": "forgetting", "margin": -0.1}, "gates[0].margin: Input should be greater than 0"),
+    ({"rule": "better", "role": "target"}, "gates[0].rule: Input should be 'improves', 'non_inferior'"),
+    ({"rule": "improves", "role": "style"}, "gates[0].role: Input should be 'target', 'forgetting' or 'bias'"),
+    ({"rule": "non_inferior", "role": "forgetting"}, "gates[0]: rule non_inferior needs `margin`"),
+    ({"rule": "improves", "role": "target", "margin": 0.1}, "gates[0]: rule improves takes `min_delta`, not `margin`"),
+    ({"rule": "floor", "role": "target", "min_score": 0.5}, "gates[0]: rule floor applies to a `task`"),
+    ({"rule": "improves", "role": "target", "task": "x"}, "gates[0]: give exactly one of `role` or `task`"),
+])
+def test_malformed_gate_is_refused_with_its_key_path(gate, message):
+    from harness.config import HarnessSpec
+
+    data = {"name": "x", "base": {"path": "m"}, "candidates": [{"name": "a", "adapter": "a"}], "suite": "s",
+            "gates": [gate]}
+    with pytest.raises(ConfigError) as e:
+        parse_spec(HarnessSpec, data, "h.yaml")
+    assert f"h.yaml: {message}" in str(e.value)
