@@ -19,7 +19,7 @@ from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
 from harness.plan import Plan
 from harness.records import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
-from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, paired_bootstrap
+from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap
 from harness.store import METRIC_PREFIX, Store, now_iso
 
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
@@ -55,7 +55,7 @@ def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray 
 
 
 def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
-                 st: StatsSpec) -> tuple[TaskResult, np.ndarray, PairedResult, list[FlipRecord]]:
+                 st: StatsSpec) -> tuple[TaskResult, np.ndarray, np.ndarray | None, PairedResult, list[FlipRecord]]:
     col = METRIC_PREFIX + spec.metric
     if f"{col}_base" not in joined:
         have = sorted(c.removeprefix(METRIC_PREFIX).removesuffix("_base")
@@ -64,8 +64,8 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
                            "fix `metric:` for this task in the suite")
     b = joined[f"{col}_base"].to_numpy(dtype=float)
     c = joined[f"{col}_cand"].to_numpy(dtype=float)
-    stats = analyze_paired(b, c, clusters=_clusters(joined, spec.cluster, task), confidence=st.confidence,
-                           resamples=st.resamples, seed=st.seed)
+    clusters = _clusters(joined, spec.cluster, task)
+    stats = analyze_paired(b, c, clusters=clusters, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
     binary = is_binary(b) and is_binary(c)
     flips: list[FlipRecord] = []
     counts = {"to_wrong": 0, "to_right": 0}
@@ -85,17 +85,18 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
                         p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
                         n_clusters=stats.n_clusters, mde=stats.mde, **counts)
-    return result, c - b, stats, flips
+    return result, c - b, clusters, stats, flips
 
 
-def _role_result(role: str, items: list[tuple[str, np.ndarray, PairedResult]], st: StatsSpec) -> RoleResult:
-    ci = paired_bootstrap([d for _, d, _ in items], confidence=st.confidence, resamples=st.resamples,
-                          seed=st.seed)
+def _role_result(role: str, items: list[tuple[str, np.ndarray, np.ndarray | None, PairedResult]],
+                 st: StatsSpec) -> RoleResult:
+    ci = role_bootstrap([(d, cl) for _, d, cl, _ in items], confidence=st.confidence, resamples=st.resamples,
+                        seed=st.seed)
     # the mean of independent task means: its variance is the sum of theirs over T^2 (the tasks'
     # standard errors include their smoothing and design effects, so power is not overstated)
-    se = math.sqrt(sum(r.se ** 2 for _, _, r in items)) / len(items)
+    se = math.sqrt(sum(r.se ** 2 for _, _, _, r in items)) / len(items)
     power_z = float(sps.norm.ppf(0.5 + st.confidence / 2) + sps.norm.ppf(POWER))
-    return RoleResult(role=role, tasks=[n for n, _, _ in items], n=sum(r.n for _, _, r in items),
+    return RoleResult(role=role, tasks=[n for n, _, _, _ in items], n=sum(r.n for _, _, _, r in items),
                       delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se,
                       p_value=ci.p_value if ci.p_value is not None else 1.0, mde=power_z * se)
 
@@ -112,14 +113,14 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
-            result, d, stats, task_flips = _task_result(joined, t.spec, t.name, st)
+            result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st)
             tasks.append(result)
             flips += task_flips
-            by_role.setdefault(t.spec.role, []).append((t.name, d, stats))
+            by_role.setdefault(t.spec.role, []).append((t.name, d, clusters, stats))
         # Holm across the tasks of each role
         for items in by_role.values():
-            names = [n for n, _, _ in items]
-            adjusted = dict(zip(names, holm([r.p_value for _, _, r in items]), strict=True))
+            names = [n for n, _, _, _ in items]
+            adjusted = dict(zip(names, holm([r.p_value for _, _, _, r in items]), strict=True))
             tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
                      for t in tasks]
         roles = [_role_result(role, items, st) for role, items in by_role.items()]

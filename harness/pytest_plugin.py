@@ -69,8 +69,8 @@ def comparison_for(config: pytest.Config, path: Path, candidate: str | None = No
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     # tryfirst: the gate items must exist before -k / -m selection runs
     loaded = config.stash.get(_LOADED, None)
-    if loaded is not None:
-        items.extend(GateFile.from_parent(session, path=loaded.path.resolve()).collect())
+    if loaded is not None:  # genitems reports the collection, so counts and --collect-only see it
+        items.extend(session.genitems(GateFile.from_parent(session, path=loaded.path.resolve())))
 
 
 class GateFile(pytest.File):

@@ -15,7 +15,8 @@ The unit is the paired difference d_i = candidate_i - base_i on the same item. W
   per-item spread: the discordance for binary metrics, the variance of d_i otherwise, times
   the design effect of clustering.
 - Holm's step-down correction across the tasks of a role, and a role-level delta (the mean of
-  its task deltas) whose interval resamples every task's items in the same bootstrap replicate.
+  its task deltas) whose interval resamples every task's items (or clusters) in the same
+  bootstrap replicate.
 """
 
 from __future__ import annotations
@@ -114,33 +115,57 @@ def mcnemar_exact(to_right: int, to_wrong: int) -> float:
     return float(sps.binomtest(to_right, discordant, 0.5).pvalue)
 
 
-def _mean_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean([np.mean(s, axis=axis) for s in samples], axis=0)
-
-
-def paired_bootstrap(diffs: list[np.ndarray] | np.ndarray, *, confidence: float = 0.95,
-                     resamples: int = 2000, seed: int = 0) -> Interval:
-    """Percentile interval for the mean over groups of each group's mean paired difference.
-
-    `diffs` is one array of per-item differences, or one array per task (a role): each task's
-    items are resampled independently within the same bootstrap replicate, and the statistic
-    is the unweighted mean of the task means (every task counts once, whatever its size).
-    """
-    groups = [np.asarray(diffs, dtype=float)] if isinstance(diffs, np.ndarray) else \
-        [np.asarray(d, dtype=float) for d in diffs]
-    if not groups or any(g.size == 0 for g in groups):
-        raise ValueError("paired_bootstrap needs at least one item in every group")
-    estimate = float(_mean_of_means(*groups))
-    if all(np.all(g == g[0]) for g in groups):  # no spread: the interval is the point
-        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
-    res = sps.bootstrap(tuple(groups), _mean_of_means, n_resamples=resamples,
-                        confidence_level=confidence, method="percentile", paired=False,
-                        vectorized=True, batch=min(resamples, 500), random_state=np.random.default_rng(seed))
-    # the bootstrap p-value that matches the percentile interval: twice the smaller tail at zero
-    dist = res.bootstrap_distribution
+def _percentile_interval(estimate: float, dist: np.ndarray, confidence: float) -> Interval:
+    low, high = np.percentile(dist, [50 * (1 - confidence), 50 * (1 + confidence)])
+    # the bootstrap p-value that matches a percentile interval: twice the smaller tail at zero
     tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
-    p = min(1.0, 2 * (tail + 1) / (dist.size + 1))  # a Monte-Carlo p-value is never exactly 0
+    return Interval(estimate, float(low), float(high), min(1.0, 2 * (tail + 1) / (dist.size + 1)))
+
+
+def paired_bootstrap(d: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> Interval:
+    """Percentile interval (scipy.stats.bootstrap) and bootstrap p-value of mean(d)."""
+    d = np.asarray(d, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_bootstrap needs at least one item")
+    estimate = float(d.mean())
+    if np.all(d == d[0]):  # no spread: the interval is the point
+        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
+    res = sps.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                        method="percentile", vectorized=True, batch=min(resamples, 500),
+                        random_state=np.random.default_rng(seed))
+    p = _percentile_interval(estimate, res.bootstrap_distribution, confidence).p_value
     return Interval(estimate, float(res.confidence_interval.low), float(res.confidence_interval.high), p)
+
+
+def role_bootstrap(groups: list[tuple[np.ndarray, np.ndarray | None]], *, confidence: float = 0.95,
+                   resamples: int = 2000, seed: int = 0) -> Interval:
+    """Interval for a role's delta: the unweighted mean of its tasks' mean differences.
+
+    `groups` holds, per task, the per-item differences and their cluster labels (None: every
+    item is its own cluster). In each replicate every task's clusters are resampled with
+    replacement, all tasks in the same replicate; a task's statistic is the mean over the items
+    of the drawn clusters. scipy's bootstrap has no cluster resampling, hence this function.
+    """
+    if not groups or any(np.asarray(d).size == 0 for d, _ in groups):
+        raise ValueError("role_bootstrap needs at least one item in every task")
+    rng = np.random.default_rng(seed)
+    estimate = float(np.mean([np.mean(d) for d, _ in groups]))
+    total = np.zeros(resamples)
+    spread = False
+    for d, clusters in groups:
+        d = np.asarray(d, dtype=float)
+        if clusters is None:
+            sums, counts = d, np.ones_like(d)
+        else:
+            _, idx = np.unique(np.asarray(clusters), return_inverse=True)
+            sums, counts = np.bincount(idx, weights=d), np.bincount(idx).astype(float)
+        spread |= bool(np.ptp(sums / counts) > 0)
+        draw = rng.integers(0, sums.size, size=(resamples, sums.size))
+        total += sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
+    if not spread:
+        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
+    return _percentile_interval(estimate, total / len(groups), confidence)
 
 
 def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> float:

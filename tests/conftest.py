@@ -18,6 +18,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 
 
 def pytest_addoption(parser):
@@ -64,6 +65,19 @@ def demo_world():
 
     root = Path(os.environ.get("HARNESS_DEMO_DIR", REPO / ".harness" / "demo"))
     return build_demo(root, DemoSpec(), probe_dir=None, log=print)
+
+
+@pytest.fixture(scope="session")
+def demo_config(demo_world, tmp_path_factory):
+    """The repository's demo config, with the store and report in a temporary folder."""
+    tmp = tmp_path_factory.mktemp("demo")
+    text = (REPO / "configs" / "demo.yaml").read_text()
+    text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
+    text = text.replace("store: ../.harness", f"store: {tmp / 'store'}")
+    text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
+    path = tmp / "demo.yaml"
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture

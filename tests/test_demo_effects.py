@@ -10,25 +10,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import yaml
 from click.testing import CliRunner
 
-from conftest import REPO
 from harness.cli import main
 from harness.records import ComparisonResult
-
-
-@pytest.fixture(scope="module")
-def demo_config(demo_world, tmp_path_factory):
-    """The repository's demo config, with the store and report in a temporary folder."""
-    tmp = tmp_path_factory.mktemp("demo")
-    text = (REPO / "configs" / "demo.yaml").read_text()
-    text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
-    text = text.replace("store: ../.harness", f"store: {tmp / 'store'}")
-    text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
-    path = tmp / "demo.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_planted_effects_are_found(demo_config):
@@ -69,3 +55,28 @@ def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
     balanced = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "balanced-replay"])
     assert balanced.exit_code == 0, balanced.output
     assert "4 pass, 0 fail, 0 underpowered" in balanced.output
+
+
+def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_world, demo_config, tmp_path):
+    """A real LoRA adapter whose B matrices are zero (peft's own initialisation, untrained) is the
+    base model: every delta is exactly 0, non_inferior and no_bias_amplification pass, and
+    improves fails (correctly: nothing improved)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(demo_world.base, dtype=torch.float32)
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    zero = get_peft_model(model, lora)
+    zero.save_pretrained(tmp_path / "zero")
+    data = yaml.safe_load(demo_config.read_text())
+    data["candidates"] = [{"name": "zero", "adapter": str(tmp_path / "zero")}]
+    config = tmp_path / "zero.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run = CliRunner().invoke(main, ["gate", "--config", str(config), "--json", str(tmp_path / "v.json")])
+    print(run.output)
+    verdicts = {v["gate"]: v for v in json.loads((tmp_path / "v.json").read_text())["verdicts"]}
+    assert verdicts["forgetting::non_inferior"]["status"] == "pass"
+    assert verdicts["bias::no_bias_amplification"]["status"] == "pass"
+    assert verdicts["target::improves"]["status"] == "fail" and run.exit_code == 1
+    assert all(v["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")

@@ -21,6 +21,7 @@ from harness.stats import (
     newcombe_paired,
     paired_bootstrap,
     permutation_p,
+    role_bootstrap,
     wilson,
 )
 
@@ -39,13 +40,28 @@ def test_role_interval_is_the_mean_of_task_means_resampled_per_task():
     """By hand: two tasks of different size; the statistic weighs tasks equally."""
     a = np.array([1.0, 0.0, 1.0, 1.0])  # mean 0.75
     b = np.array([0.0] * 9 + [-1.0])  # mean -0.1
-    ci = paired_bootstrap([a, b], resamples=4000, seed=0)
+    ci = role_bootstrap([(a, None), (b, None)], resamples=4000, seed=0)
     assert ci.estimate == pytest.approx((0.75 - 0.1) / 2)
     # the same computed directly: resample each task's items independently, average the means
     rng = np.random.default_rng(5)
     reps = [(rng.choice(a, a.size).mean() + rng.choice(b, b.size).mean()) / 2 for _ in range(20000)]
     lo, hi = np.percentile(reps, [2.5, 97.5])
     assert ci.low == pytest.approx(lo, abs=0.03) and ci.high == pytest.approx(hi, abs=0.03)
+
+
+def test_role_interval_resamples_whole_clusters():
+    """Items within a cluster move together: resampling clusters widens the interval, and equals
+    a by-hand cluster bootstrap (ratio of drawn sums to drawn counts)."""
+    rng = np.random.default_rng(3)
+    clusters = np.repeat(np.arange(10), 12)
+    d = np.repeat(rng.normal(0, 1, 10), 12) + rng.normal(0, 0.2, 120)
+    by_item = role_bootstrap([(d, None)], resamples=4000, seed=1)
+    by_cluster = role_bootstrap([(d, clusters)], resamples=20000, seed=1)
+    assert (by_cluster.high - by_cluster.low) > 2 * (by_item.high - by_item.low)
+    sums, counts = np.bincount(clusters, weights=d), np.bincount(clusters)
+    draws = rng.integers(0, 10, size=(20000, 10))
+    lo, hi = np.percentile(sums[draws].sum(1) / counts[draws].sum(1), [2.5, 97.5])
+    assert by_cluster.low == pytest.approx(lo, abs=0.06) and by_cluster.high == pytest.approx(hi, abs=0.06)
 
 
 def test_no_spread_gives_a_point_interval():
@@ -80,7 +96,9 @@ def test_is_binary():
 
 def test_empty_group_is_refused():
     with pytest.raises(ValueError):
-        paired_bootstrap([np.array([1.0]), np.array([])])
+        role_bootstrap([(np.array([1.0]), None), (np.array([]), None)])
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.array([]))
 
 
 # --------------------------------------------------------------------------- against references
