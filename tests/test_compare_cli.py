@@ -88,3 +88,35 @@ def test_full_model_candidate_identical_to_base_shows_no_change(tiny_world, tmp_
         assert (t.delta, t.to_wrong, t.to_right, t.p_value) == (0, 0, 0, 1.0)
         # a score interval still admits a difference in the population of items
         assert t.ci_low <= 0 <= t.ci_high
+
+
+def test_gate_cli_writes_junit_and_json_and_exits_by_verdict(tiny_config, tmp_path):
+    from junitparser import JUnitXml
+
+    config = tiny_config()
+    config.write_text(config.read_text() + "gates:\n"
+                      "  - {rule: non_inferior, role: forgetting, margin: 0.5}\n"
+                      "  - {rule: improves, task: demo_triage, min_delta: 0.9}\n"
+                      "underpowered: pass\n")
+    result = CliRunner().invoke(main, ["gate", "--config", str(config), "--junit-xml", str(tmp_path / "g.xml"),
+                                       "--json", str(tmp_path / "g.json")])
+    data = json.loads((tmp_path / "g.json").read_text())
+    statuses = [v["status"] for v in data["verdicts"]]
+    assert len(statuses) == 4  # 2 candidates x 2 gates
+    assert result.exit_code == data["exit_code"] == (1 if "fail" in statuses else 0), result.output
+    suite = next(iter(JUnitXml.fromfile(str(tmp_path / "g.xml"))))
+    assert suite.tests == 4 and suite.failures == statuses.count("fail")
+    assert {c.name for c in suite} == {"forgetting::non_inferior", "demo_triage::improves"}
+    assert "candidate" in result.output and "verdict" in result.output  # the table
+
+
+def test_gate_on_an_unknown_task_is_a_usage_error_before_any_model_loads(tiny_config, monkeypatch):
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded for a config that is wrong")
+
+    monkeypatch.setattr(hf.HFBackend, "__init__", no_model)
+    config = tiny_config()
+    config.write_text(config.read_text() + "gates:\n  - {rule: improves, task: demo_trage, min_delta: 0.1}\n")
+    result = CliRunner().invoke(main, ["gate", "--config", str(config)])
+    assert result.exit_code == 2
+    assert f"{config}: gates[0].task: 'demo_trage' is not a task of suite demo" in result.output
