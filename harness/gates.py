@@ -129,7 +129,7 @@ def _floor_verdict(gate: GateSpec, cand: str, t: TaskResult, confidence: float) 
                        n=t.n, message=why)
 
 
-def _applies(gate: GateSpec, candidate: str) -> bool:
+def applies(gate: GateSpec, candidate: str) -> bool:
     return gate.candidates is None or candidate in gate.candidates
 
 
@@ -137,7 +137,7 @@ def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[
     """Verdicts for every (candidate, gate) pair, from a comparison alone (no model, no store)."""
     verdicts = []
     for cr in result.results:
-        for gate in (g for g in gates if _applies(g, cr.candidate)):
+        for gate in (g for g in gates if applies(g, cr.candidate)):
             verdicts.append(gate_verdict(cr, gate, result.confidence))
     return verdicts
 

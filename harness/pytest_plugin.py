@@ -77,10 +77,12 @@ class GateFile(pytest.File):
     """The config file as a collector of gate items."""
 
     def collect(self):
+        from harness.gates import applies
+
         loaded = self.config.stash[_LOADED]
         for cand in loaded.spec.candidates:
             for gate in loaded.spec.gates:
-                if gate.candidates is None or cand.name in gate.candidates:
+                if applies(gate, cand.name):
                     yield GateItem.from_parent(self, name=f"gate[{cand.name}::{gate.target}::{gate.rule}]",
                                                candidate=cand.name, gate=gate)
 
