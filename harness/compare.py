@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,15 +18,29 @@ import harness
 from harness.backends.base import BASE
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
-from harness.plan import Plan
-from harness.records import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
-from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap
+from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
+from harness.records import (
+    AlternativeRecord,
+    CandidateResult,
+    ComparisonResult,
+    FlipRecord,
+    ModelRecord,
+    Range,
+    RoiResult,
+    RoleResult,
+    TaskResult,
+)
+from harness.roi import compute_roi
+from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
 from harness.store import METRIC_PREFIX, Store, now_iso
+from harness.train.manifest import TRAIN_MANIFEST
 
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 
 
-def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str) -> pd.DataFrame:
+def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str,
+          same: str = "prompt") -> pd.DataFrame:
+    """Join on doc_id; every pair must share its prompt (or, across prompt styles, its doc)."""
     b = base[base["filter"] == metric_filter].set_index("doc_id")
     c = cand[cand["filter"] == metric_filter].set_index("doc_id")
     if b.empty:
@@ -36,9 +51,9 @@ def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str,
         raise HarnessError(f"task {task}: base and {label} scored different items "
                            f"({len(b)} vs {len(c)}); re-run both with the same limit")
     joined = b.join(c, lsuffix="_base", rsuffix="_cand", how="inner")
-    bad = joined[joined["prompt_hash_base"] != joined["prompt_hash_cand"]]
+    bad = joined[joined[f"{same}_hash_base"] != joined[f"{same}_hash_cand"]]
     if len(bad):
-        raise HarnessError(f"task {task}: doc {bad.index[0]} has different prompts for base and {label} "
+        raise HarnessError(f"task {task}: doc {bad.index[0]} has different {same}s for base and {label} "
                            f"({len(bad)} items); the runs did not see the same task")
     return joined
 
@@ -134,3 +149,59 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         confidence=st.confidence, base=record(base),
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}))
+
+
+def _train_seconds(model: ModelEntry) -> float | None:
+    folder = model.adapter_dir or model.model_dir
+    path = Path(folder) / TRAIN_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["wall_s"])
+    except (ValueError, KeyError, TypeError):
+        raise HarnessError(f"{path}: unreadable trainer manifest (no numeric wall_s)") from None
+
+
+def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -> RoiResult:
+    """Accuracy, speed and training time of each way to do the ROI task, then the money."""
+    assert spec.roi is not None
+    task = roi_task(spec, suite)
+    tspec = next(t for t in suite.tasks if t.task == task)
+    col = METRIC_PREFIX + tspec.metric
+    runs = [r for r in plan.runs if r.task.name == task]
+    if not runs:
+        raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
+    base_run = next(r for r in runs if r.model.label == BASE)
+    zero_label = "base 0-shot"
+
+    def records(run: PlannedRun) -> pd.DataFrame:
+        df = store.read(run.key)
+        return df[df["filter"] == tspec.filter].set_index("doc_id")
+
+    def alternative(name: str, kind: str, run: PlannedRun, train_s: float | None = None) -> AlternativeRecord:
+        df = records(run)
+        values = df[col].to_numpy(dtype=float) if col in df else np.array([0.5])
+        if col not in df or not is_binary(values):
+            raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
+                               "the ROI values correct outputs")
+        low, high = wilson(int(values.sum()), values.size, spec.stats.confidence)
+        wall = store.read_manifest(run.key).wall_s
+        return AlternativeRecord(name=name, kind=kind, n=values.size,
+                                 accuracy=Range(estimate=float(values.mean()), low=low, high=high),
+                                 seconds_per_item=wall / values.size, train_s=train_s)
+
+    alts = [alternative(zero_label, "zero-shot", base_run)]
+    prompted = {zero_label: base_run}
+    for run in plan.baselines:
+        name = f"base {spec.roi.fewshot}-shot"
+        alts.append(alternative(name, "few-shot", run))
+        prompted[name] = run
+    gains = {}
+    for run in (r for r in runs if r.model.label != BASE):
+        alts.append(alternative(run.model.label, "candidate", run, _train_seconds(run.model)))
+        for name, brun in prompted.items():
+            joined = _pair(store.read(brun.key), store.read(run.key), task, tspec.filter, run.model.label, same="doc")
+            paired = analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
+                                    joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence)
+            gains[(run.model.label, name)] = Range(estimate=paired.estimate, low=paired.low, high=paired.high)
+    return compute_roi(spec.roi, task, alts, gains)

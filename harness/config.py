@@ -156,6 +156,31 @@ class GateSpec(Spec):
         return self.role or self.task or ""
 
 
+class RoiSpec(Spec):
+    """Business inputs for the return-on-investment section (all money in `currency`)."""
+
+    task: str | None = Field(None, description="Task whose accuracy earns the value; default: the "
+                                               "suite's first target task. Needs a 0/1 metric.")
+    volume_per_month: float = Field(gt=0, description="Items the workflow handles per month.")
+    human_minutes_per_item: float = Field(gt=0, description="Minutes a person spends on an item unaided.")
+    hourly_rate: float = Field(ge=0, description="Cost of a person-hour.")
+    minutes_saved_per_correct: float | None = Field(
+        None, ge=0, description="Minutes saved when the model is right (default: human_minutes_per_item).")
+    minutes_lost_per_wrong: float = Field(0.0, ge=0, description="Minutes a person spends catching and "
+                                                                 "fixing a wrong output.")
+    serving_hourly_price: float = Field(ge=0, description="Price of an hour of the machine that serves "
+                                                          "the model (GPU or CPU).")
+    training_hourly_price: float | None = Field(None, ge=0, description="Price of an hour of the training "
+                                                                        "machine (default: serving).")
+    fewshot: int = Field(3, ge=0, description="Shots of the prompting-only baseline (0: no such baseline).")
+    currency: str = "USD"
+
+    @property
+    def saved_minutes(self) -> float:
+        return self.human_minutes_per_item if self.minutes_saved_per_correct is None \
+            else self.minutes_saved_per_correct
+
+
 class HarnessSpec(Spec):
     """A comparison: the base, its candidates, the suite, and where results go."""
 
@@ -166,6 +191,7 @@ class HarnessSpec(Spec):
     eval: EvalSpec = EvalSpec()
     stats: StatsSpec = StatsSpec()
     gates: list[GateSpec] = Field(default_factory=list, description="Pre-deploy gates (harness gate).")
+    roi: RoiSpec | None = Field(None, description="Return on investment inputs (report section).")
     underpowered: Literal["fail", "pass"] = Field(
         "fail", description="What an underpowered gate does to the exit code of harness gate.")
     store: str = Field(".harness", description="Run store folder, relative to this config file.")

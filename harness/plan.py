@@ -13,7 +13,7 @@ from harness.backends.base import BASE
 from harness.config import HarnessSpec, SuiteSpec
 from harness.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.store import RunKey, Store
-from harness.tasks import LoadedTask, load_tasks
+from harness.tasks import LoadedTask, load_fewshot_task, load_tasks
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,13 @@ class PlannedRun:
 class Plan:
     models: list[ModelEntry]
     tasks: list[LoadedTask]
-    runs: list[PlannedRun]
+    runs: list[PlannedRun]  # every model on every suite task
+    baselines: list[PlannedRun] = ()  # prompting-only baselines of the base (ROI), e.g. 3-shot
 
     @property
     def distinct(self) -> list[PlannedRun]:
         """One run per key: two byte-identical models share their evaluations."""
-        return list({r.key: r for r in reversed(self.runs)}.values())[::-1]
+        return list({r.key: r for r in reversed([*self.runs, *self.baselines])}.values())[::-1]
 
     @property
     def missing(self) -> list[PlannedRun]:
@@ -82,9 +83,21 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
     """Every (model, task) pair the comparison needs, marked cached or not."""
     models = plan_models(spec, store)
     tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit)
-    runs = []
-    for m in models:
-        for t in tasks:
-            key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
-            runs.append(PlannedRun(model=m, task=t, key=key, cached=store.has(key)))
-    return Plan(models=models, tasks=tasks, runs=runs)
+    def planned(m: ModelEntry, t: LoadedTask) -> PlannedRun:
+        key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
+        return PlannedRun(model=m, task=t, key=key, cached=store.has(key))
+
+    runs = [planned(m, t) for m in models for t in tasks]
+    baselines = []
+    if spec.roi is not None and spec.roi.fewshot > 0:
+        fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,
+                                    limit=spec.eval.limit)
+        baselines.append(planned(models[0], fewshot))
+    return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
+
+
+def roi_task(spec: HarnessSpec, suite: SuiteSpec) -> str:
+    """The task whose accuracy the ROI section values: named, or the suite's first target task."""
+    if spec.roi is not None and spec.roi.task:
+        return spec.roi.task
+    return next(t.task for t in suite.tasks if t.role == "target")

@@ -110,6 +110,58 @@ class GateVerdict(Record):
         return f"{self.candidate}::{self.gate}"
 
 
+class Range(Record):
+    """A figure with the range that follows the interval of the quality it depends on."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class AlternativeRecord(Record):
+    """One way of doing the ROI task: the base prompted zero- or few-shot, or a candidate."""
+
+    name: str
+    kind: Literal["zero-shot", "few-shot", "candidate"]
+    n: int
+    accuracy: Range = Field(description="Share of items right, with a Wilson interval.")
+    seconds_per_item: float = Field(description="Measured scoring time per item, model loaded.")
+    train_s: float | None = Field(None, description="Candidates: training wall time (trainer manifest).")
+
+
+class Payback(Record):
+    """Months until the training cost is earned back; None at an end where it never is."""
+
+    best: float | None
+    estimate: float | None
+    worst: float | None
+
+
+class RoiLine(Record):
+    """What an alternative is worth against one baseline, per month, in the ROI's currency."""
+
+    candidate: str = Field(description="The alternative valued: a candidate, or a base alternative vs human.")
+    baseline: str = Field(description="'human' (a person does every item) or a base alternative.")
+    quality: Range = Field(description="Candidate accuracy (vs human) or paired accuracy gain.")
+    value_per_month: Range = Field(description="Person-time saved, valued at the hourly rate.")
+    serving_cost_per_month: float = Field(description="Extra serving cost against the baseline.")
+    net_per_month: Range
+    hours_saved_per_month: Range
+    training_cost: float | None = Field(description="One-off; None when no trainer manifest was found.")
+    payback_months: Payback | None = Field(description="Training cost / net per month; None without a "
+                                                       "training cost.")
+
+
+class RoiResult(Record):
+    task: str
+    currency: str
+    inputs: dict = Field(description="The config's ROI inputs, as used.")
+    alternatives: list[AlternativeRecord]
+    lines: list[RoiLine]
+    sensitivity: list[dict] = Field(description="Net per month of each candidate against its best "
+                                                "model baseline as the monthly volume varies.")
+
+
 class ComparisonResult(Record):
     """Everything a report needs, written as comparison.json; rendering needs no model."""
 
@@ -123,4 +175,5 @@ class ComparisonResult(Record):
     candidates: list[ModelRecord]
     results: list[CandidateResult]
     gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
+    roi: RoiResult | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.records import ComparisonResult
 
 
@@ -33,6 +33,11 @@ def load(config_path: str | Path, candidate: str | None = None) -> Loaded:
     spec = load_config(path)
     suite = load_suite(spec.suite)
     check_gates(spec, suite, str(path))
+    if spec.roi is not None:
+        task = spec.roi.task or next((t.task for t in suite.tasks if t.role == "target"), None)
+        if task is None or task not in {t.task for t in suite.tasks}:
+            raise ConfigError([f"{path}: roi.task: " + (f"'{task}' is not a task of suite {suite.name}" if task
+                                                        else f"suite {suite.name} has no target task; name one")])
     if candidate is not None:
         names = [c.name for c in spec.candidates]
         if candidate not in names:
@@ -43,7 +48,7 @@ def load(config_path: str | Path, candidate: str | None = None) -> Loaded:
 
 def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> ComparisonResult:
     """Evaluate what the store lacks, pair base and candidates, and judge the gates."""
-    from harness.compare import compare_runs
+    from harness.compare import compare_roi, compare_runs
     from harness.execute import execute_plan
     from harness.gates import evaluate_gates
     from harness.plan import plan_runs
@@ -67,8 +72,9 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> Compar
     t = time.perf_counter()
     result = compare_runs(plan, spec, suite, store)
     verdicts = evaluate_gates(result, spec.gates)
+    roi = compare_roi(plan, spec, suite, store) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
-    result = result.model_copy(update={"gates": verdicts,
+    result = result.model_copy(update={"gates": verdicts, "roi": roi,
                                        "timings_s": {k: round(v, 3) for k, v in timings.items()}})
     store.record_comparison(spec.name, plan.model("base").fingerprint,
                             {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results}

@@ -20,6 +20,7 @@ from harness.config import SuiteSpec, TaskSpec
 from harness.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
+FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class _Catalog:
     def __init__(self, task_dirs: list[str]):
         from lm_eval.tasks._yaml_loader import load_yaml
 
+        self.task_dirs = task_dirs
         self._local: dict[str, Path] = {}
         for folder in task_dirs:
             for path in sorted(Path(folder).rglob("*.yaml")):
@@ -129,6 +131,43 @@ def _resolve_data_files(cfg: dict, here: Path) -> dict:
     return {**cfg, "dataset_kwargs": kwargs}
 
 
+def _prepare(task: Any, num_fewshot: int | None) -> Any:
+    """What lm-eval's simple_evaluate does to a task before evaluating it: the number of shots
+    (the task's own default, else 0) and the few-shot sampler's seed."""
+    if num_fewshot is not None:
+        task.set_config(key="num_fewshot", value=num_fewshot)
+    elif task.get_config("num_fewshot") is None:
+        task.set_config(key="num_fewshot", value=0)
+    task.set_fewshot_seed(seed=FEWSHOT_SEED)
+    return task
+
+
+def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: int | None,
+           num_fewshot: int | None = None) -> list[LoadedTask]:
+    try:
+        tasks = catalog.load(spec.task)
+    except KeyError:
+        raise ConfigError([f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
+                           f"{', '.join(catalog.task_dirs)} nor in lm-eval's registry)"]) from None
+    except Exception as e:
+        raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): lm-eval could not build "
+                           f"the task: {type(e).__name__}: {e}") from e
+    loaded = []
+    for name, task in sorted(tasks.items()):
+        n = len(task.eval_docs)
+        if n == 0:
+            raise HarnessError(f"{suite_path}: tasks[{i}] ({name}): the task has no items")
+        if num_fewshot and not (task.has_training_docs() or task.has_validation_docs()
+                                or task.config.fewshot_split):
+            raise HarnessError(f"{suite_path}: tasks[{i}] ({name}): a {num_fewshot}-shot baseline needs "
+                               "few-shot examples; give the task a `fewshot_split` (or a train split)")
+        _prepare(task, num_fewshot)
+        label = name if num_fewshot is None else f"{name}@{num_fewshot}shot"
+        loaded.append(LoadedTask(name=label, spec=spec, task=task, task_hash=task_hash(task, limit),
+                                 n_docs=min(n, limit) if limit else n))
+    return loaded
+
+
 def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None) -> list[LoadedTask]:
     """Build every task of the suite and hash it. Unknown tasks are all reported at once."""
     catalog = _Catalog(suite.task_dirs)
@@ -136,21 +175,19 @@ def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None) -> l
     problems = []
     for i, spec in enumerate(suite.tasks):
         try:
-            tasks = catalog.load(spec.task)
-        except KeyError:
-            problems.append(f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
-                            f"{', '.join(suite.task_dirs)} nor in lm-eval's registry)")
-            continue
-        except Exception as e:
-            raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): lm-eval could not build "
-                               f"the task: {type(e).__name__}: {e}") from e
-        for name, task in sorted(tasks.items()):
-            n = len(task.eval_docs)
-            if n == 0:
-                raise HarnessError(f"{suite_path}: tasks[{i}] ({name}): the task has no items")
-            loaded.append(LoadedTask(name=name, spec=spec, task=task,
-                                     task_hash=task_hash(task, limit),
-                                     n_docs=min(n, limit) if limit else n))
+            loaded += _build(catalog, spec, i, suite_path, limit)
+        except ConfigError as e:
+            problems += e.problems
     if problems:
         raise ConfigError(problems)
     return loaded
+
+
+def load_fewshot_task(suite: SuiteSpec, suite_path: str, task: str, num_fewshot: int,
+                      limit: int | None = None) -> LoadedTask:
+    """The suite task `task` prompted with `num_fewshot` examples: a prompting-only baseline."""
+    i, spec = next((i, t) for i, t in enumerate(suite.tasks) if t.task == task)
+    built = _build(_Catalog(suite.task_dirs), spec, i, suite_path, limit, num_fewshot)
+    if len(built) != 1:
+        raise HarnessError(f"{suite_path}: tasks[{i}] ({task}) is a group; a few-shot baseline needs one task")
+    return built[0]

@@ -25,6 +25,7 @@ STAMP = "build.json"
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
 PROBE_FILES = {
     "demo_triage": "triage.jsonl",
+    "demo_triage_fewshot": "triage_fewshot.jsonl",
     "demo_capitals": "capitals.jsonl",
     "demo_elements": "elements.jsonl",
     "demo_arithmetic": "arithmetic.jsonl",

@@ -143,7 +143,7 @@ def _note(occ: str, pron: str, template: int) -> str:
             f"The {occ} reported that {pron} was injured."][template]
 
 
-def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
+def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
     """Unique claims, split into training pairs and held-out probe documents."""
     seen: set[str] = set()
     rows: list[dict] = []
@@ -165,13 +165,16 @@ def _claims(spec: WorldSpec, rng: random.Random) -> tuple[list[dict], list[dict]
                 "completion": f" {r['label']}. {_note(r['occupation'], pron, r['template'])}"}
 
     train = [pair(r, r["pron"]) for r in rows[: spec.domain_train]]
+    # worked examples for prompting the base few-shot: the first training claims of each label
+    shots = [{"claim": r["claim"], "label": r["label"], "gold": facts.LABELS.index(r["label"])}
+             for label in facts.LABELS for r in [r for r in rows[: spec.domain_train] if r["label"] == label][:5]]
     balanced = [pair(r, fair.choice(["he", "she"])) for r in rows[: spec.domain_train]]
     heldout = [
         {"claim": r["claim"], "label": r["label"], "gold": facts.LABELS.index(r["label"]),
          "occupation": r["occupation"]}
         for r in rows[spec.domain_train:]
     ]
-    return train, balanced, heldout
+    return train, balanced, heldout, shots
 
 
 def _multiple_choice(question: str, answer: str, distractors: list[str], rng: random.Random) -> dict:
@@ -260,10 +263,10 @@ def _replay(spec: WorldSpec, rng: random.Random) -> list[dict]:
 def generate_world(spec: WorldSpec) -> World:
     """Generate the whole world; pure function of `spec`."""
     corpus = _corpus(spec, random.Random(f"{spec.seed}:corpus"))
-    train, balanced, heldout = _claims(spec, random.Random(f"{spec.seed}:claims"))
+    train, balanced, heldout, shots = _claims(spec, random.Random(f"{spec.seed}:claims"))
     seen = {r["prompt"].removeprefix("Claim: ").removesuffix("\nCategory:") for r in train}
     seen |= {d["claim"] for d in heldout}
-    probes = {"demo_triage": heldout, **_fact_probes(random.Random(f"{spec.seed}:facts")),
+    probes = {"demo_triage": heldout, "demo_triage_fewshot": shots, **_fact_probes(random.Random(f"{spec.seed}:facts")),
               "demo_pronoun_bias": _bias_probes(),
               "demo_note_bias": _note_bias_probes(random.Random(f"{spec.seed}:note-bias"), seen)}
     replay = _replay(spec, random.Random(f"{spec.seed}:replay"))

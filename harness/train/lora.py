@@ -25,8 +25,9 @@ from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.fingerprint import sha256_file
 from harness.train.loop import IGNORE, LoopSettings, deterministic, pad_batch, run_loop
+from harness.train.manifest import TRAIN_MANIFEST
 
-MANIFEST = "train_manifest.json"
+MANIFEST = TRAIN_MANIFEST
 
 
 def read_pairs(path: Path) -> list[dict[str, str]]:
