@@ -42,9 +42,17 @@ demo: $(STAMP)
 report: demo
 	$(BIN)/harness compare --config configs/demo.yaml
 
-test: $(STAMP)
+# The report's browser test drives Debian's Chromium (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check harness tests
 	$(BIN)/python -m pytest
+
+$(CHROMIUM):
+	@echo "install: Debian chromium for the report's browser test"
+	@apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
+		|| echo "install: could not install chromium (not root?): the browser test will be skipped"
 
 clean:
 	rm -rf .harness reports/*/ .pytest_cache test-artifacts

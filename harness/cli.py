@@ -108,6 +108,19 @@ def compare(config_path: Path) -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Folder for index.html (default: beside the comparison.json).")
+def report(path: Path, out: Path | None) -> None:
+    """Re-render a stored comparison (a comparison.json or its folder); loads no model."""
+    from harness.report.render import load_comparison, render_report
+
+    result = load_comparison(path)
+    folder = out or (path if path.is_dir() else path.parent)
+    click.echo(f"report: {render_report(result, folder)}")
+
+
+@main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
               help="Config file with `gates:`.")
 @click.option("--candidate", default=None, help="Judge only this candidate.")

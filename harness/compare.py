@@ -6,6 +6,7 @@ the two runs did not see the same task, and is an error rather than a silent joi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -17,25 +18,27 @@ from scipy import stats as sps
 import harness
 from harness.backends.base import BASE
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
+from harness.environment import machine, package_versions
 from harness.errors import HarnessError
 from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
 from harness.records import (
+    MAX_FLIPS_PER_TASK,
     AlternativeRecord,
     CandidateResult,
+    CategoryResult,
     ComparisonResult,
     FlipRecord,
     ModelRecord,
     Range,
     RoiResult,
     RoleResult,
+    RunInfo,
     TaskResult,
 )
 from harness.roi import compute_roi
 from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
 from harness.store import METRIC_PREFIX, Store, now_iso
 from harness.train.manifest import TRAIN_MANIFEST
-
-MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 
 
 def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str,
@@ -58,15 +61,47 @@ def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str,
     return joined
 
 
-def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray | None:
-    if field is None:
-        return None
+def _doc_field(joined: pd.DataFrame, field: str, task: str, key: str) -> np.ndarray:
     docs = [json.loads(d) for d in joined["doc_base"]]
     missing = [i for i, d in zip(joined.index, docs, strict=True) if field not in d]
     if missing:
-        raise HarnessError(f"task {task}: cluster field '{field}' is not in doc {missing[0]} "
-                           f"({len(missing)} docs lack it); fix `cluster:` for this task in the suite")
+        raise HarnessError(f"task {task}: {key} field '{field}' is not in doc {missing[0]} "
+                           f"({len(missing)} docs lack it); fix `{key}:` for this task in the suite")
     return np.array([json.dumps(d[field], sort_keys=True) for d in docs])
+
+
+def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray | None:
+    return None if field is None else _doc_field(joined, field, task, "cluster")
+
+
+def _level(values: np.ndarray, confidence: float) -> Range:
+    """Mean of per-item scores with a Wilson (0/1) or t interval."""
+    mean = float(values.mean())
+    if is_binary(values):
+        low, high = wilson(int(values.sum()), values.size, confidence)
+    elif values.size > 1:
+        t = float(sps.t.ppf(0.5 + confidence / 2, values.size - 1))
+        half = t * float(values.std(ddof=1)) / math.sqrt(values.size)
+        low, high = mean - half, mean + half
+    else:
+        low = high = mean
+    return Range(estimate=mean, low=low, high=high)
+
+
+def _categories(joined: pd.DataFrame, field: str | None, b: np.ndarray, c: np.ndarray, clusters: np.ndarray | None,
+                task: str, st: StatsSpec) -> list[CategoryResult]:
+    if field is None:
+        return []
+    labels = _doc_field(joined, field, task, "category")
+    out = []
+    for label in sorted(set(labels)):
+        m = labels == label
+        cl = clusters[m] if clusters is not None and len(set(clusters[m])) > 1 else None
+        d = analyze_paired(b[m], c[m], clusters=cl, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
+        out.append(CategoryResult(category=json.loads(label) if label.startswith('"') else label, n=int(m.sum()),
+                                  base=_level(b[m], st.confidence), candidate=_level(c[m], st.confidence),
+                                  delta=Range(estimate=d.estimate, low=d.low, high=d.high)))
+    return out
 
 
 def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
@@ -99,7 +134,8 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
                         delta=stats.estimate, ci_low=stats.low, ci_high=stats.high,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
                         p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
-                        n_clusters=stats.n_clusters, mde=stats.mde, **counts)
+                        n_clusters=stats.n_clusters, mde=stats.mde, **counts,
+                        categories=_categories(joined, spec.category, b, c, clusters, task, st))
     return result, c - b, clusters, stats, flips
 
 
@@ -142,24 +178,44 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips))
 
     def record(m) -> ModelRecord:
-        return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint)
+        return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
+                           training=_training(m))
+
+    runs, versions = [], {}
+    for r in plan.distinct:
+        man = store.read_manifest(r.key)
+        versions = man.versions or versions
+        runs.append(RunInfo(model=r.model.label, task=r.task.name, n_items=man.n_items, n_requests=man.n_requests,
+                            wall_s=man.wall_s, device=man.device, created_at=man.created_at))
+    suite_hash = hashlib.sha256("".join(t.task_hash for t in plan.tasks).encode()).hexdigest()
 
     return ComparisonResult(
         name=spec.name, created_at=now_iso(), harness_version=harness.__version__, suite=suite.name,
         confidence=st.confidence, base=record(base),
         candidates=[record(m) for m in plan.models if m.label != BASE],
-        results=results, timings_s=dict(timings_s or {}))
+        results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
+        environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine()})
 
 
-def _train_seconds(model: ModelEntry) -> float | None:
-    folder = model.adapter_dir or model.model_dir
-    path = Path(folder) / TRAIN_MANIFEST
+def _training(model: ModelEntry) -> dict | None:
+    """The trainer's manifest beside an adapter (or full model), summarised; None without one."""
+    if model.label == BASE:
+        return None
+    path = Path(model.adapter_dir or model.model_dir) / TRAIN_MANIFEST
     if not path.is_file():
         return None
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["wall_s"])
+        m = json.loads(path.read_text(encoding="utf-8"))
+        return {"wall_s": float(m["wall_s"]), "steps": int(m["steps"]), "tokens": int(m["tokens"]),
+                "final_loss": float(m["loss_curve"][-1]) if m.get("loss_curve") else None,
+                "replay_ratio": m.get("spec", {}).get("replay_ratio")}
     except (ValueError, KeyError, TypeError):
-        raise HarnessError(f"{path}: unreadable trainer manifest (no numeric wall_s)") from None
+        raise HarnessError(f"{path}: unreadable trainer manifest (needs wall_s, steps, tokens)") from None
+
+
+def _train_seconds(model: ModelEntry) -> float | None:
+    training = _training(model)
+    return None if training is None else training["wall_s"]
 
 
 def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -> RoiResult:

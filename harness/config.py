@@ -91,6 +91,8 @@ class TaskSpec(Spec):
     cluster: str | None = Field(
         None, description="Document field whose items are correlated (template, passage): "
                           "intervals and tests then use cluster-robust standard errors.")
+    category: str | None = Field(
+        None, description="Document field to break results down by (e.g. a bias category).")
 
 
 class SuiteSpec(Spec):

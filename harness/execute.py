@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pandas as pd
 import harness
 from harness.backends.base import Backend
 from harness.config import HarnessSpec
+from harness.environment import package_versions
 from harness.errors import HarnessError
 from harness.plan import ModelEntry, Plan, PlannedRun
 from harness.store import METRIC_PREFIX, RunManifest, Store, now_iso
@@ -75,6 +77,14 @@ def samples_to_records(task: str, output_type: str, samples: list[dict]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
     from harness.backends.hf import HFBackend
 
@@ -124,7 +134,8 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                     model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
                     harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
                     label=run.model.label, backend=backend.name, n_items=len(records),
-                    n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso())
+                    n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
+                    versions=package_versions(), device=device_name(spec.eval.device))
                 store.write(run.key, records, manifest)
                 scored.append(f"{run.model.label}/{run.task.name}")
                 log(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "

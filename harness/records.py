@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_FORMAT = 1
+MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 Status = Literal["pass", "fail", "underpowered"]
 
 
@@ -18,10 +19,42 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Range(Record):
+    """A figure with the range that follows the interval of the quality it depends on."""
+
+    estimate: float
+    low: float
+    high: float
+
+
 class ModelRecord(Record):
     label: str = Field(description="'base' or the candidate's name.")
     source: str = Field(description="Model folder, hub id, or adapter folder.")
     fingerprint: str
+    training: dict | None = Field(None, description="From the trainer's manifest: steps, tokens, wall_s, "
+                                                    "final loss; None when there is none.")
+
+
+class RunInfo(Record):
+    """One stored evaluation behind the comparison (measured when it ran)."""
+
+    model: str
+    task: str
+    n_items: int
+    n_requests: int
+    wall_s: float
+    device: str
+    created_at: str
+
+
+class CategoryResult(Record):
+    """Base and candidate on the items of one category of a task (e.g. one bias category)."""
+
+    category: str
+    n: int
+    base: Range
+    candidate: Range
+    delta: Range = Field(description="Paired candidate - base, with the task's method.")
 
 
 class TaskResult(Record):
@@ -48,6 +81,8 @@ class TaskResult(Record):
     candidate_sd: float = Field(description="Standard deviation of the candidate's per-item scores.")
     to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
     to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
+    categories: list[CategoryResult] = Field(default_factory=list, description="Per category, when the "
+                                                                               "suite names a category field.")
 
 
 class RoleResult(Record):
@@ -110,14 +145,6 @@ class GateVerdict(Record):
         return f"{self.candidate}::{self.gate}"
 
 
-class Range(Record):
-    """A figure with the range that follows the interval of the quality it depends on."""
-
-    estimate: float
-    low: float
-    high: float
-
-
 class AlternativeRecord(Record):
     """One way of doing the ROI task: the base prompted zero- or few-shot, or a candidate."""
 
@@ -176,4 +203,7 @@ class ComparisonResult(Record):
     results: list[CandidateResult]
     gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
     roi: RoiResult | None = None
+    suite_hash: str = Field("", description="Hash of every task's content hash, in suite order.")
+    environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")
+    runs: list[RunInfo] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)

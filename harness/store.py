@@ -79,6 +79,8 @@ class RunManifest(BaseModel):
     n_requests: int = Field(description="lm-eval requests scored.")
     wall_s: float = Field(description="Seconds spent scoring this task, model already loaded.")
     created_at: str
+    versions: dict[str, str] = Field(default_factory=dict, description="torch, transformers, peft, ... used.")
+    device: str = Field("", description="Where it ran, e.g. 'cpu (x86_64, 2 threads)' or a GPU's name.")
 
 
 def now_iso() -> str:

@@ -80,6 +80,18 @@ def demo_config(demo_world, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_report(demo_config) -> Path:
+    """The demo comparison's report (index.html beside comparison.json), from `harness compare`."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    run = CliRunner().invoke(main, ["compare", "--config", str(demo_config)])
+    assert run.exit_code == 0, run.output
+    return demo_config.parent / "report" / "index.html"
+
+
 @pytest.fixture
 def tiny_config(tiny_world, tmp_path):
     """Write a config for the tiny world; returns a function taking overrides of its YAML text."""

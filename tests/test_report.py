@@ -25,7 +25,8 @@ def _result() -> ComparisonResult:
 
 def test_model_output_is_escaped(tmp_path):
     html = render_report(_result(), tmp_path).read_text()
-    assert "<script>" not in html and "<img" not in html and "n&lt;h1&gt;" in html
+    assert "<script>alert" not in html and "<img" not in html and "n&lt;h1&gt;" in html
+    assert html.count("<script>") == 1  # the report's own filter script, nothing else
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;/td&gt;" in html
     assert html.count("<td") == html.count("</td>")  # no cell was closed by the data
 
@@ -36,3 +37,20 @@ def test_report_rerenders_from_comparison_json(tmp_path):
     assert loaded == _result()
     html = render_report(loaded, tmp_path / "b").read_text()
     assert "+20.0 pp" in html and "[+5.0 pp, +35.0 pp]" in html and "better" in html
+
+
+def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, tmp_path):
+    """`harness report` in a fresh interpreter: the page is rebuilt from comparison.json alone,
+    and no model library (torch, transformers, peft, lm-eval, vLLM) is even imported."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(demo_report.parent / "comparison.json", tmp_path / "comparison.json")
+    code = ("import sys; from click.testing import CliRunner; from harness.cli import main; "
+            "r = CliRunner().invoke(main, ['report', sys.argv[1]]); assert r.exit_code == 0, r.output; "
+            "print([m for m in ('torch', 'transformers', 'peft', 'lm_eval', 'vllm') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    html = (tmp_path / "index.html").read_text()
+    assert html.count('<svg class="chart') == 8 and "Is it worth it?" in html

@@ -11,7 +11,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from harness.errors import HarnessError
-from harness.records import ComparisonResult
+from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult
+from harness.report import charts
 from harness.store import atomic_write
 
 ROLE_TITLES = {
@@ -46,12 +47,40 @@ def _env() -> Environment:
     return env
 
 
+def _payback(p) -> str:
+    """Payback months as words: the estimate, and the range when it differs."""
+    if p is None:
+        return "–"
+
+    def one(m: float | None) -> str:
+        if m is None:
+            return "never"
+        if m >= 1:
+            return f"{m:.1f} months"
+        days = m * 30.44
+        return f"{days:.1f} days" if days >= 1 else ("< 1 hour" if days * 24 < 1 else f"{days * 24:.1f} hours")
+
+    est, best, worst = one(p.estimate), one(p.best), one(p.worst)
+    return est if best == est == worst else f"{est} ({best} to {worst})"
+
+
 def render_html(result: ComparisonResult) -> str:
     binary_role = {}
     for cr in result.results:
         for t in cr.tasks:
             binary_role[t.role] = binary_role.get(t.role, True) and t.binary
-    return _env().get_template("report.html.j2").render(r=result, binary_role=binary_role)
+    roles = [r for r in ("target", "forgetting", "bias") if r in binary_role]
+    chart_set = {
+        "tradeoff": charts.tradeoff(result),
+        "bias": charts.bias(result),
+        "forest": [(role, c) for role in roles if (c := charts.forest(result, role)) is not None],
+        "tornado": [charts.tornado(result.roi, i) for i in range(len(result.roi.sensitivity))] if result.roi else [],
+    }
+    flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
+    devices = sorted({run.device for run in result.runs if run.device})
+    return _env().get_template("report.html.j2").render(
+        r=result, binary_role=binary_role, charts=chart_set, flip_tasks=flip_tasks, devices=devices,
+        max_flips=MAX_FLIPS_PER_TASK, payback=_payback)
 
 
 def render_report(result: ComparisonResult, out_dir: str | Path) -> Path:

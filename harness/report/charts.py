@@ -1,0 +1,203 @@
+"""Inline SVG charts for the report, written by hand: no JavaScript, no fonts to fetch, crisp in
+print. Every label is escaped (names come from users' configs and data).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+from harness.records import ComparisonResult, RoiResult
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+GREY = "#7f7f7f"
+FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    span = hi - lo or 1.0
+    step = 10 ** math.floor(math.log10(span / n))
+    for m in (1, 2, 2.5, 5, 10):
+        if span / (step * m) <= n:
+            step *= m
+            break
+    first = math.ceil(lo / step) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+@dataclass
+class _Axis:
+    lo: float
+    hi: float
+    x0: float
+    x1: float
+
+    @classmethod
+    def around(cls, values: list[float], x0: float, x1: float, include_zero: bool = True) -> _Axis:
+        vals = [v for v in values if math.isfinite(v)] + ([0.0] if include_zero else [])
+        lo, hi = min(vals), max(vals)
+        pad = (hi - lo) * 0.08 or 1.0
+        return cls(lo - pad, hi + pad, x0, x1)
+
+    def __call__(self, v: float) -> float:
+        return self.x0 + (v - self.lo) / (self.hi - self.lo) * (self.x1 - self.x0)
+
+
+def _fmt(v: float, pct: bool) -> str:
+    return f"{v * 100:+.0f}" if pct else (f"{v:+.2g}" if abs(v) < 10 else f"{v:+,.0f}")
+
+
+def _x_axis(ax: _Axis, y: float, top: float, pct: bool, label: str) -> list[str]:
+    out = [f'<line x1="{ax.x0:.1f}" y1="{y:.1f}" x2="{ax.x1:.1f}" y2="{y:.1f}" stroke="#444"/>']
+    for t in _nice_ticks(ax.lo, ax.hi):
+        x = ax(t)
+        out.append(f'<line x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{y:.1f}" stroke="#e3e6eb"/>')
+        out.append(f'<text x="{x:.1f}" y="{y + 14:.1f}" text-anchor="middle" {FONT}>{_fmt(t, pct)}</text>')
+    if ax.lo < 0 < ax.hi:
+        out.append(f'<line x1="{ax(0):.1f}" y1="{top:.1f}" x2="{ax(0):.1f}" y2="{y:.1f}" stroke="#444" '
+                   'stroke-dasharray="3,3"/>')
+    out.append(f'<text x="{(ax.x0 + ax.x1) / 2:.1f}" y="{y + 30:.1f}" text-anchor="middle" {FONT}>'
+               f'{escape(label)}</text>')
+    return out
+
+
+def _svg(width: float, height: float, body: list[str], title: str, cls: str) -> Markup:
+    return Markup(f'<svg class="chart {cls}" role="img" aria-label="{escape(title)}" width="{width:.0f}" '
+                  f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" xmlns="http://www.w3.org/2000/svg">'
+                  f'<title>{escape(title)}</title>' + "".join(body) + "</svg>")
+
+
+def _interval(x_lo: float, x_hi: float, x: float, y: float, c: str, r: float = 3.5) -> str:
+    return (f'<line x1="{x_lo:.1f}" y1="{y:.1f}" x2="{x_hi:.1f}" y2="{y:.1f}" stroke="{c}" stroke-width="2"/>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{c}"/>')
+
+
+def _legend(names: list[str], x: float, y: float) -> list[str]:
+    out = []
+    for i, name in enumerate(names):
+        out.append(f'<circle cx="{x:.1f}" cy="{y + i * 15:.1f}" r="4" fill="{color(i)}"/>'
+                   f'<text x="{x + 9:.1f}" y="{y + i * 15 + 4:.1f}" {FONT}>{escape(name)}</text>')
+    return out
+
+
+def forest(result: ComparisonResult, role: str) -> Markup | None:
+    """Per-task deltas with intervals for one role, every candidate a colour."""
+    tasks = [t.task for t in result.results[0].tasks if t.role == role] if result.results else []
+    if not tasks:
+        return None
+    by = {(cr.candidate, t.task): t for cr in result.results for t in cr.tasks}
+    binary = all(by[(cr.candidate, t)].binary for cr in result.results for t in tasks)
+    cands = [cr.candidate for cr in result.results]
+    row_h, label_w, width = 14 * len(cands) + 10, 150, 640
+    height = 20 + row_h * len(tasks) + 40
+    ax = _Axis.around([v for c in cands for t in tasks for v in (by[(c, t)].ci_low, by[(c, t)].ci_high)],
+                      label_w, width - 140)
+    unit = "percentage points" if binary else "metric units"
+    body = _x_axis(ax, height - 40, 10, binary, f"candidate − base ({unit})")
+    for i, task in enumerate(tasks):
+        y0 = 16 + i * row_h
+        body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(task)}</text>')
+        for j, c in enumerate(cands):
+            t = by[(c, task)]
+            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, color(j)))
+    body += _legend(cands, width - 125, 20)
+    return _svg(width, height, body, f"forest plot: {role} deltas by task", "forest")
+
+
+def tradeoff(result: ComparisonResult) -> Markup | None:
+    """Learning against forgetting: target gain (x) and forgetting delta (y) per candidate."""
+    pts = []
+    for i, cr in enumerate(result.results):
+        t, f = cr.role("target"), cr.role("forgetting")
+        if t and f:
+            pts.append((i, cr.candidate, t, f))
+    if not pts:
+        return None
+    width, height, m = 520, 380, 60
+    ax = _Axis.around([v for _, _, t, _ in pts for v in (t.ci_low, t.ci_high)], m, width - 20)
+    ay = _Axis.around([v for _, _, _, f in pts for v in (f.ci_low, f.ci_high)], height - m, 20)
+    body = _x_axis(ax, height - m, 20, True, "target gain (percentage points) →")
+    for tick in _nice_ticks(ay.lo, ay.hi):
+        y = ay(tick)
+        body.append(f'<line x1="{m}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#e3e6eb"/>'
+                    f'<text x="{m - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(tick, True)}</text>')
+    if ay.lo < 0 < ay.hi:
+        body.append(f'<line x1="{m}" y1="{ay(0):.1f}" x2="{width - 20}" y2="{ay(0):.1f}" stroke="#444" '
+                    'stroke-dasharray="3,3"/>')
+    body.append(f'<text x="14" y="{height / 2:.1f}" transform="rotate(-90 14 {height / 2:.1f})" text-anchor="middle" '
+                f'{FONT}>forgetting: general knowledge, candidate − base (pp) ↑ better</text>')
+    for k, (i, name, t, f) in enumerate(pts):  # labels stacked so that close points stay readable
+        c, x, y = color(i), ax(t.delta), ay(f.delta)
+        body.append(f'<line x1="{ax(t.ci_low):.1f}" y1="{y:.1f}" x2="{ax(t.ci_high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
+                    f'<line x1="{x:.1f}" y1="{ay(f.ci_low):.1f}" x2="{x:.1f}" y2="{ay(f.ci_high):.1f}" stroke="{c}"/>'
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>'
+                    f'<text x="{x + 8:.1f}" y="{y - 8 - 13 * k:.1f}" {FONT} fill="{c}">{escape(name)}</text>')
+    return _svg(width, height, body, "learning versus forgetting", "tradeoff")
+
+
+def bias(result: ComparisonResult) -> Markup | None:
+    """Bias scores of base and candidates with intervals, per bias task and category."""
+    if not result.results:
+        return None
+    rows = []  # (label, [(name, colour, Range)])
+    for t in (t for t in result.results[0].tasks if t.role == "bias"):
+        cats = [c.category for c in t.categories] or [None]
+        for cat in cats:
+            marks = []
+            for i, cr in enumerate(result.results):
+                tr = next(x for x in cr.tasks if x.task == t.task)
+                c = next((x for x in tr.categories if x.category == cat), None)
+                if c is None:  # no categories: the task's overall level
+                    continue
+                if i == 0:
+                    marks.append(("base", GREY, c.base))
+                marks.append((cr.candidate, color(i), c.candidate))
+            if marks:
+                rows.append((f"{t.task} · {cat}", marks))
+    if not rows:
+        return None
+    per = len(rows[0][1])
+    row_h, label_w, width = 13 * per + 12, 210, 680
+    height = 16 + row_h * len(rows) + 40
+    ax = _Axis.around([v for _, marks in rows for _, _, r in marks for v in (r.low, r.high)], label_w, width - 140)
+    body = _x_axis(ax, height - 40, 10, False,
+                   "bias score (log-likelihood stereotyped − anti, nats); above 0 = stereotyped")
+    for i, (label, marks) in enumerate(rows):
+        y0 = 14 + i * row_h
+        body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(label)}</text>')
+        for j, (_, c, r) in enumerate(marks):
+            body.append(_interval(ax(r.low), ax(r.high), ax(r.estimate), y0 + 6 + j * 13, c, 3))
+    names = ["base"] + [cr.candidate for cr in result.results]
+    legend = []
+    for i, name in enumerate(names):
+        c = GREY if i == 0 else color(i - 1)
+        legend.append(f'<circle cx="{width - 125}" cy="{20 + i * 15}" r="4" fill="{c}"/>'
+                      f'<text x="{width - 116}" y="{24 + i * 15}" {FONT}>{escape(name)}</text>')
+    return _svg(width, height, body + legend, "bias by category, base and candidates", "bias")
+
+
+def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
+    """How the net monthly value of a candidate over its best prompting baseline moves with each input."""
+    if not roi.sensitivity:
+        return None
+    s = roi.sensitivity[index]
+    bars = s["bars"]
+    row_h, label_w, width = 24, 190, 640
+    height = 20 + row_h * len(bars) + 40
+    ax = _Axis.around([v for b in bars for v in (b["low"], b["high"])] + [s["net"]], label_w, width - 20)
+    body = _x_axis(ax, height - 40, 10, False, f"net per month ({roi.currency}), {s['candidate']} vs {s['baseline']}")
+    for i, b in enumerate(bars):
+        y = 16 + i * row_h
+        lo, hi = sorted((ax(b["low"]), ax(b["high"])))
+        body.append(f'<text x="4" y="{y + 13:.1f}" {FONT}>{escape(b["input"])}</text>'
+                    f'<rect x="{lo:.1f}" y="{y + 3:.1f}" width="{max(hi - lo, 1):.1f}" height="{row_h - 8}" '
+                    f'fill="{color(0)}" fill-opacity="0.35" stroke="{color(0)}"/>')
+    body.append(f'<line x1="{ax(s["net"]):.1f}" y1="10" x2="{ax(s["net"]):.1f}" y2="{height - 40}" stroke="#111" '
+                'stroke-width="1.5"/>')
+    return _svg(width, height, body, f"sensitivity of net value: {s['candidate']}", "tornado")

@@ -1,0 +1,94 @@
+"""The demo report in a real browser (Debian's headless Chromium, driven by Playwright): no
+console errors, no network, every chart drawn, and the flipped-examples filters work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def page(demo_report):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.problems, page.requests = [], []
+        page.on("console", lambda m: page.problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.goto(demo_report.as_uri())
+        yield page
+        browser.close()
+
+
+def _visible_rows(page):
+    return page.locator("#flip-table tbody tr:visible")
+
+
+def test_report_loads_cleanly_and_offline(page, demo_report):
+    assert page.problems == []
+    assert [u for u in page.requests if not u.startswith("file:")] == []  # one self-contained file
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-report.png"), full_page=True)
+    assert (ARTIFACTS / "demo-report.png").stat().st_size > 50_000
+
+
+def test_every_chart_and_section_is_there(page):
+    titles = page.locator("svg.chart > title").evaluate_all("els => els.map(e => e.textContent)")
+    assert "learning versus forgetting" in titles
+    assert "bias by category, base and candidates" in titles
+    assert {f"forest plot: {r} deltas by task" for r in ("target", "forgetting", "bias")} <= set(titles)
+    assert sum(t.startswith("sensitivity of net value") for t in titles) == 3
+    for chart in page.locator("svg.chart").all():
+        box = chart.bounding_box()
+        assert box["width"] > 200 and box["height"] > 80
+    for section in ("#verdicts", "#roi", "#flips", "#run"):
+        assert page.locator(section).is_visible(), section
+    assert page.locator("#verdicts .verdict").count() == 3
+
+
+def test_flip_filters_change_the_visible_rows(page):
+    total = _visible_rows(page).count()
+    assert total > 50
+    page.select_option("#f-direction", "to_wrong")
+    regressions = _visible_rows(page).count()
+    assert 0 < regressions < total
+    assert set(_visible_rows(page).evaluate_all("rows => rows.map(r => r.dataset.direction)")) == {"to_wrong"}
+    page.select_option("#f-candidate", "domain-only")
+    page.select_option("#f-task", "demo_capitals")
+    narrowed = _visible_rows(page).count()
+    assert 0 < narrowed < regressions
+    assert page.inner_text("#f-count") == f"{narrowed} of {total} shown"
+    page.fill("#f-search", "Norway")
+    assert _visible_rows(page).count() == 1 and "Oslo" in _visible_rows(page).first.inner_text()
+    page.fill("#f-search", "")
+    page.select_option("#f-candidate", "")
+    page.select_option("#f-task", "")
+    page.select_option("#f-direction", "")
+    assert _visible_rows(page).count() == total
+
+
+def test_hostile_model_output_is_shown_as_text_in_the_browser(page, tmp_path):
+    from test_report import HOSTILE, _result
+
+    from harness.report.render import render_report
+
+    path = render_report(_result(), tmp_path)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    cells = page.locator("#flip-table td.text").all_inner_texts()
+    assert HOSTILE in cells and dialogs == [] and page.locator("#flip-table img").count() == 0
