@@ -139,15 +139,34 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
     return result, c - b, clusters, stats, flips
 
 
-def _role_result(role: str, items: list[tuple[str, np.ndarray, np.ndarray | None, PairedResult]],
+def _role_result(role: str, items: list[tuple[str, str, np.ndarray, np.ndarray | None, PairedResult]],
                  st: StatsSpec) -> RoleResult:
-    ci = role_bootstrap([(d, cl) for _, d, cl, _ in items], confidence=st.confidence, resamples=st.resamples,
-                        seed=st.seed)
-    # the mean of independent task means: its variance is the sum of theirs over T^2 (the tasks'
+    """The role's delta: the mean over its suite entries. An entry that lm-eval expands into several
+    tasks (a group such as mmlu) counts once, its items pooled (a size-weighted mean, as lm-eval
+    aggregates groups)."""
+    entries: dict[str, list] = {}
+    for entry, name, d, cl, stats in items:
+        entries.setdefault(entry, []).append((name, d, cl, stats))
+    groups, ses = [], []
+    for members in entries.values():
+        d = np.concatenate([m[1] for m in members])
+        if all(m[2] is None for m in members):
+            cl = None
+        else:  # clusters stay within their task; a task without clusters has one item per cluster
+            labels: list[str] = []
+            for name, dd, cc, _ in members:
+                labels += [f"{name}\x1f{c}" for c in cc] if cc is not None else \
+                    [f"{name}\x1f#{i}" for i in range(dd.size)]
+            cl = np.array(labels)
+        groups.append((d, cl))
+        total = sum(m[3].n for m in members)
+        ses.append(math.sqrt(sum((m[3].n * m[3].se) ** 2 for m in members)) / total)
+    ci = role_bootstrap(groups, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
+    # the mean of independent entry means: its variance is the sum of theirs over E^2 (the tasks'
     # standard errors include their smoothing and design effects, so power is not overstated)
-    se = math.sqrt(sum(r.se ** 2 for _, _, _, r in items)) / len(items)
+    se = math.sqrt(sum(x ** 2 for x in ses)) / len(ses)
     power_z = float(sps.norm.ppf(0.5 + st.confidence / 2) + sps.norm.ppf(POWER))
-    return RoleResult(role=role, tasks=[n for n, _, _, _ in items], n=sum(r.n for _, _, _, r in items),
+    return RoleResult(role=role, tasks=[i[1] for i in items], n=sum(i[4].n for i in items),
                       delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se,
                       p_value=ci.p_value if ci.p_value is not None else 1.0, mde=power_z * se)
 
@@ -167,11 +186,11 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
             result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st)
             tasks.append(result)
             flips += task_flips
-            by_role.setdefault(t.spec.role, []).append((t.name, d, clusters, stats))
+            by_role.setdefault(t.spec.role, []).append((t.spec.task, t.name, d, clusters, stats))
         # Holm across the tasks of each role
         for items in by_role.values():
-            names = [n for n, _, _, _ in items]
-            adjusted = dict(zip(names, holm([r.p_value for _, _, _, r in items]), strict=True))
+            names = [i[1] for i in items]
+            adjusted = dict(zip(names, holm([i[4].p_value for i in items]), strict=True))
             tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
                      for t in tasks]
         roles = [_role_result(role, items, st) for role, items in by_role.items()]

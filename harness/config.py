@@ -93,6 +93,10 @@ class TaskSpec(Spec):
                           "intervals and tests then use cluster-robust standard errors.")
     category: str | None = Field(
         None, description="Document field to break results down by (e.g. a bias category).")
+    subset: int | None = Field(
+        None, ge=1, description="Score a fixed random subset of this many items (per lm-eval task) "
+                                "instead of all: CI-sized runs of large benchmarks.")
+    subset_seed: int = Field(0, description="Seed of the subset's draw.")
 
 
 class SuiteSpec(Spec):

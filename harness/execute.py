@@ -101,10 +101,11 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
     task = run.task
     start = time.perf_counter()
     with backend.activate(run.model.variant) as lm:
-        out = evaluate(lm, {"tasks": {task.name: task.task}, "groups": {}, "group_map": {}},
-                       limit=spec.eval.limit, log_samples=True, bootstrap_iters=0)
+        selection = {"samples": {task.task.task_name: list(task.indices)}} if task.indices is not None else {}
+        out = evaluate(lm, {"tasks": {task.task.task_name: task.task}, "groups": {}, "group_map": {}},
+                       log_samples=True, bootstrap_iters=0, **selection)
     wall_s = time.perf_counter() - start
-    samples = out["samples"][task.name]
+    samples = out["samples"][task.task.task_name]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)
     n_requests = sum(len(s["arguments"]) for s in samples if s["filter"] == samples[0]["filter"])
     return records, n_requests, wall_s

@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import logging
+import random
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,7 @@ class LoadedTask:
     task: Any  # lm_eval.api.task.Task
     task_hash: str
     n_docs: int
+    indices: tuple[int, ...] | None = None  # the documents scored, when not all (subset, limit)
 
 
 def _canonical(value: Any) -> Any:
@@ -51,7 +53,16 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
-def task_hash(task: Any, limit: int | None) -> str:
+def select(n: int, spec: TaskSpec, name: str, limit: int | None) -> tuple[int, ...] | None:
+    """The documents to score: a seeded subset (sorted), cut to `limit`; None means all."""
+    if spec.subset is None and (limit is None or limit >= n):
+        return None
+    chosen = sorted(random.Random(f"{spec.subset_seed}:{name}").sample(range(n), min(spec.subset, n))) \
+        if spec.subset is not None else list(range(n))
+    return tuple(chosen[:limit] if limit is not None else chosen)
+
+
+def task_hash(task: Any, indices: tuple[int, ...] | None) -> str:
     """Hash of what decides a task's records: its config, every evaluated doc, lm-eval's version."""
     import lm_eval
 
@@ -62,12 +73,11 @@ def task_hash(task: Any, limit: int | None) -> str:
     kwargs = dict(config.get("dataset_kwargs") or {})
     if kwargs.pop("data_files", None) is not None:
         config["dataset_kwargs"] = kwargs
-    h.update(json.dumps({"config": _canonical(config), "limit": limit,
+    h.update(json.dumps({"config": _canonical(config), "indices": indices,
                          "lm_eval": lm_eval.__version__}, sort_keys=True).encode())
-    for i, doc in enumerate(task.eval_docs):
-        if limit is not None and i >= limit:
-            break
-        h.update(json.dumps(doc, sort_keys=True, default=str, ensure_ascii=False).encode())
+    docs = task.eval_docs
+    for i in indices if indices is not None else range(len(docs)):
+        h.update(json.dumps(docs[i], sort_keys=True, default=str, ensure_ascii=False).encode())
         h.update(b"\n")
     return h.hexdigest()
 
@@ -163,8 +173,9 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
                                "few-shot examples; give the task a `fewshot_split` (or a train split)")
         _prepare(task, num_fewshot)
         label = name if num_fewshot is None else f"{name}@{num_fewshot}shot"
-        loaded.append(LoadedTask(name=label, spec=spec, task=task, task_hash=task_hash(task, limit),
-                                 n_docs=min(n, limit) if limit else n))
+        indices = select(n, spec, name, limit)
+        loaded.append(LoadedTask(name=label, spec=spec, task=task, task_hash=task_hash(task, indices),
+                                 n_docs=n if indices is None else len(indices), indices=indices))
     return loaded
 
 
