@@ -6,9 +6,11 @@ the two runs did not see the same task, and is an error rather than a silent joi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +35,12 @@ from harness.records import (
     RoiResult,
     RoleResult,
     RunInfo,
+    SummaryResult,
     TaskResult,
 )
 from harness.roi import compute_roi
 from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
-from harness.store import METRIC_PREFIX, Store, now_iso
+from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, Store, now_iso
 from harness.train.manifest import TRAIN_MANIFEST
 
 
@@ -88,34 +91,68 @@ def _level(values: np.ndarray, confidence: float) -> Range:
     return Range(estimate=mean, low=low, high=high)
 
 
-def _categories(joined: pd.DataFrame, field: str | None, b: np.ndarray, c: np.ndarray, clusters: np.ndarray | None,
-                task: str, st: StatsSpec) -> list[CategoryResult]:
+def _categories(joined: pd.DataFrame, field: str | None, values: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                clusters: np.ndarray | None, task: str, st: StatsSpec) -> list[CategoryResult]:
+    """Per category: levels and the paired delta, from `values(mask)` -> (base, candidate) arrays."""
     if field is None:
         return []
     labels = _doc_field(joined, field, task, "category")
     out = []
     for label in sorted(set(labels)):
         m = labels == label
+        b, c = values(m)
         cl = clusters[m] if clusters is not None and len(set(clusters[m])) > 1 else None
-        d = analyze_paired(b[m], c[m], clusters=cl, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
+        d = analyze_paired(b, c, clusters=cl, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
         out.append(CategoryResult(category=json.loads(label) if label.startswith('"') else label, n=int(m.sum()),
-                                  base=_level(b[m], st.confidence), candidate=_level(c[m], st.confidence),
+                                  base=_level(b, st.confidence), candidate=_level(c, st.confidence),
                                   delta=Range(estimate=d.estimate, low=d.low, high=d.high)))
     return out
 
 
-def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
-                 st: StatsSpec) -> tuple[TaskResult, np.ndarray, np.ndarray | None, PairedResult, list[FlipRecord]]:
-    col = METRIC_PREFIX + spec.metric
-    if f"{col}_base" not in joined:
-        have = sorted(c.removeprefix(METRIC_PREFIX).removesuffix("_base")
-                      for c in joined.columns if c.startswith(METRIC_PREFIX) and c.endswith("_base"))
+def _pseudo_values(items: list, aggregate: Callable[[list], float], what: str) -> tuple[np.ndarray, float]:
+    """Jackknife pseudo-values of an aggregate metric (BBQ's bias scores): per-item values whose
+    mean is the (bias-corrected) aggregate, so paired intervals and tests apply as to any metric."""
+    n = len(items)
+    theta = float(aggregate(items))
+    loo = np.array([float(aggregate(items[:i] + items[i + 1:])) for i in range(n)]) if n > 1 else np.array([theta])
+    if not (math.isfinite(theta) and np.isfinite(loo).all()):
+        raise HarnessError(f"{what}: the aggregate is undefined on these items (e.g. no item of the condition "
+                           "it needs); choose another metric or more items")
+    return n * theta - (n - 1) * loo, theta
+
+
+def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
+                 aggregation: Callable[[list], float] | None = None,
+                 ) -> tuple[TaskResult, np.ndarray, np.ndarray | None, PairedResult, list[FlipRecord]]:
+    col, col_json = METRIC_PREFIX + spec.metric, METRIC_JSON_PREFIX + spec.metric
+    clusters = _clusters(joined, spec.cluster, task)
+    if f"{col}_base" in joined:
+        b = joined[f"{col}_base"].to_numpy(dtype=float)
+        c = joined[f"{col}_cand"].to_numpy(dtype=float)
+        base_score, cand_score = float(b.mean()), float(c.mean())
+
+        def values(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return b[mask], c[mask]
+    elif f"{col_json}_base" in joined and aggregation is not None:
+        items_b = [json.loads(x) for x in joined[f"{col_json}_base"]]
+        items_c = [json.loads(x) for x in joined[f"{col_json}_cand"]]
+        b, base_score = _pseudo_values(items_b, aggregation, f"task {task}, base, {spec.metric}")
+        c, cand_score = _pseudo_values(items_c, aggregation, f"task {task}, candidate, {spec.metric}")
+
+        def values(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            keep = np.flatnonzero(mask)
+            return (_pseudo_values([items_b[i] for i in keep], aggregation, f"task {task}, {spec.metric}")[0],
+                    _pseudo_values([items_c[i] for i in keep], aggregation, f"task {task}, {spec.metric}")[0])
+    else:
+        have = sorted({c.split(".", 1)[1].removesuffix("_base") for c in joined.columns
+                       if c.startswith((METRIC_PREFIX, METRIC_JSON_PREFIX)) and c.endswith("_base")})
         raise HarnessError(f"task {task}: no per-item metric '{spec.metric}' (have: {', '.join(have)}); "
                            "fix `metric:` for this task in the suite")
-    b = joined[f"{col}_base"].to_numpy(dtype=float)
-    c = joined[f"{col}_cand"].to_numpy(dtype=float)
-    clusters = _clusters(joined, spec.cluster, task)
     stats = analyze_paired(b, c, clusters=clusters, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
+    if f"{col}_base" not in joined:  # centre the jackknife interval on the plug-in difference
+        shift = (cand_score - base_score) - stats.estimate
+        stats = dataclasses.replace(stats, estimate=stats.estimate + shift, low=stats.low + shift,
+                                    high=stats.high + shift)
     binary = is_binary(b) and is_binary(c)
     flips: list[FlipRecord] = []
     counts = {"to_wrong": 0, "to_right": 0}
@@ -129,13 +166,13 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str,
                                         base_response=r["response_base"],
                                         candidate_response=r["response_cand"]))
     result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=stats.n, binary=binary,
-                        base_score=float(b.mean()), candidate_score=float(c.mean()),
+                        base_score=base_score, candidate_score=cand_score,
                         candidate_sd=float(c.std(ddof=1)) if c.size > 1 else 0.0,
                         delta=stats.estimate, ci_low=stats.low, ci_high=stats.high,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
                         p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
                         n_clusters=stats.n_clusters, mde=stats.mde, **counts,
-                        categories=_categories(joined, spec.category, b, c, clusters, task, st))
+                        categories=_categories(joined, spec.category, values, clusters, task, st))
     return result, c - b, clusters, stats, flips
 
 
@@ -177,13 +214,15 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     st = spec.stats
     base = plan.model(BASE)
     base_runs = {r.task.name: store.read(r.key) for r in plan.runs if r.model.label == BASE}
+    role_of = {t.task: t.role for t in suite.tasks}
     results = []
     for cand in (m for m in plan.models if m.label != BASE):
         tasks, flips, by_role = [], [], {}
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
-            result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st)
+            aggregation = t.task.aggregation().get(t.spec.metric)
+            result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st, aggregation)
             tasks.append(result)
             flips += task_flips
             by_role.setdefault(t.spec.role, []).append((t.spec.task, t.name, d, clusters, stats))
@@ -194,7 +233,13 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
             tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
                      for t in tasks]
         roles = [_role_result(role, items, st) for role, items in by_role.items()]
-        results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips))
+        entries = [i for items in by_role.values() for i in items]
+        summaries = [SummaryResult(name=sm.name, description=sm.description,
+                                   **_role_result(role_of[sm.tasks[0]], [i for i in entries if i[0] in sm.tasks],
+                                                  st).model_dump())
+                     for sm in suite.summaries]
+        results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
+                                       summaries=summaries))
 
     def record(m) -> ModelRecord:
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,

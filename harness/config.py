@@ -71,6 +71,8 @@ class EvalSpec(Spec):
     device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
     batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
     limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
+    max_length: int | None = Field(None, ge=8, description="Tokens of context per request (default: the "
+                                   "model's own, from its config); longer contexts keep their end.")
 
 
 class StatsSpec(Spec):
@@ -79,6 +81,15 @@ class StatsSpec(Spec):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Two-sided interval level.")
     resamples: int = Field(2000, ge=200, description="Bootstrap resamples.")
     seed: int = Field(0, description="Seed of the bootstrap's random generator.")
+
+
+class DataSpec(Spec):
+    """Local files to read a task's documents from instead of the hub."""
+
+    format: str = Field(description="How the files are laid out: arc_jsonl, hellaswag_txt, winogrande_csv, "
+                                    "mmlu_csv, boolq_jsonl, piqa_jsonl, gsm8k_jsonl, crows_pairs_csv, bbq, "
+                                    "winobias_txt, stereoset_csv, or jsonl (already in the task's schema).")
+    path: str = Field(description="File or folder, relative to the suite file.")
 
 
 class TaskSpec(Spec):
@@ -97,6 +108,18 @@ class TaskSpec(Spec):
         None, ge=1, description="Score a fixed random subset of this many items (per lm-eval task) "
                                 "instead of all: CI-sized runs of large benchmarks.")
     subset_seed: int = Field(0, description="Seed of the subset's draw.")
+    data: DataSpec | None = Field(None, description="Read the documents from local files.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="lm-eval task config keys to "
+                                      "override, e.g. {generation_kwargs: {max_gen_toks: 64}}.")
+
+
+class SummarySpec(Spec):
+    """A named average of several suite entries of one role, e.g. the forgetting average of
+    Biderman et al. (2024) over HellaSwag, ARC-Challenge and WinoGrande."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    tasks: list[str] = Field(min_length=2, description="Suite entries averaged, each weighing the same.")
 
 
 class SuiteSpec(Spec):
@@ -104,14 +127,20 @@ class SuiteSpec(Spec):
 
     name: str
     description: str = ""
+    include: list[str] = Field(default_factory=list, description="Other suite files whose tasks and "
+                               "summaries this suite adds (relative to this file), e.g. forgetting.yaml.")
     task_dirs: list[str] = Field(
         default_factory=lambda: ["tasks"],
         description="Folders with lm-eval task YAML, relative to the suite file.")
-    tasks: list[TaskSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    summaries: list[SummarySpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> SuiteSpec:
+        if not self.tasks and not self.include:
+            raise ValueError("a suite needs `tasks` (or `include` of another suite)")
         _refuse_duplicates("task listed twice", [t.task for t in self.tasks])
+        _refuse_duplicates("summary listed twice", [s.name for s in self.summaries])
         return self
 
 
@@ -123,13 +152,15 @@ class GateSpec(Spec):
 
     improves: lower bound of delta > min_delta. non_inferior: lower bound > -margin.
     no_bias_amplification: upper bound of the bias increase < margin. floor: the candidate's
-    score interval lies above min_score. A gate applies to a role (its mean task delta) or one
-    task, for every candidate unless `candidates` names some.
+    score interval lies above min_score. A gate applies to a role (its mean task delta), one
+    task or one of the suite's summaries, for every candidate unless `candidates` names some.
     """
 
     rule: GateRule
     role: Role | None = Field(None, description="Gate the role's mean delta (exclusive with task).")
     task: str | None = Field(None, description="Gate one task of the suite (exclusive with role).")
+    summary: str | None = Field(None, description="Gate one of the suite's summaries, e.g. the "
+                                                  "Biderman et al. forgetting average.")
     min_delta: float | None = Field(None, ge=0, description="improves: the gain to prove (metric units).")
     margin: float | None = Field(None, gt=0, description="non_inferior / no_bias_amplification: the loss "
                                                          "or bias increase tolerated (metric units).")
@@ -141,8 +172,8 @@ class GateSpec(Spec):
 
     @model_validator(mode="after")
     def _shape(self) -> GateSpec:
-        if (self.role is None) == (self.task is None):
-            raise ValueError("give exactly one of `role` or `task`")
+        if sum(x is not None for x in (self.role, self.task, self.summary)) != 1:
+            raise ValueError("give exactly one of `role`, `task` or `summary`")
         needs = {"improves": "min_delta", "non_inferior": "margin", "no_bias_amplification": "margin",
                  "floor": "min_score"}[self.rule]
         if self.rule != "improves" and getattr(self, needs) is None:
@@ -159,7 +190,7 @@ class GateSpec(Spec):
 
     @property
     def target(self) -> str:
-        return self.role or self.task or ""
+        return self.role or self.task or self.summary or ""
 
 
 class RoiSpec(Spec):
@@ -197,6 +228,9 @@ class HarnessSpec(Spec):
     eval: EvalSpec = EvalSpec()
     stats: StatsSpec = StatsSpec()
     gates: list[GateSpec] = Field(default_factory=list, description="Pre-deploy gates (harness gate).")
+    task_data: dict[str, DataSpec] = Field(
+        default_factory=dict, description="Suite task name -> local files to read it from instead of the hub "
+                                          "(paths relative to this config file).")
     roi: RoiSpec | None = Field(None, description="Return on investment inputs (report section).")
     underpowered: Literal["fail", "pass"] = Field(
         "fail", description="What an underpowered gate does to the exit code of harness gate.")
@@ -311,21 +345,65 @@ def load_config(path: str | Path) -> HarnessSpec:
             c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
         candidates.append(c)
     suite = local(spec.suite, "suite", "suite file")
+    task_data = {}
+    for name, d in spec.task_data.items():
+        data_path = (here / Path(d.path).expanduser()).resolve()
+        if not data_path.exists():
+            problems.append(f"{path}: task_data.{name}.path: {data_path} does not exist")
+        task_data[name] = d.model_copy(update={"path": str(data_path)})
     store = str((here / spec.store).resolve())
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
-    return spec.model_copy(update={"base": base, "candidates": candidates, "suite": suite,
-                                   "store": store, "report_dir": report_dir})
+    return spec.model_copy(update={"base": base, "candidates": candidates, "suite": suite, "store": store,
+                                   "report_dir": report_dir, "task_data": task_data})
 
 
-def load_suite(path: str | Path) -> SuiteSpec:
-    """Load and validate a suite file; `task_dirs` in the result are absolute."""
+def load_suite(path: str | Path, _seen: tuple[Path, ...] = ()) -> SuiteSpec:
+    """Load and validate a suite file with the suites it includes; `task_dirs` and data paths in
+    the result are absolute."""
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError([f"{path}: include: the suite includes itself (through {_seen[-1]})"])
     spec = parse_spec(SuiteSpec, read_yaml(path), str(path))
     here = path.resolve().parent
     dirs = [str((here / d).resolve()) for d in spec.task_dirs]
+    if "task_dirs" not in spec.model_fields_set:  # the default folder is optional
+        dirs = [d for d in dirs if Path(d).is_dir()]
     missing = [f"{path}: task_dirs: folder {d} does not exist" for d in dirs if not Path(d).is_dir()]
+    included_tasks, summaries = [], []
+    for i, inc in enumerate(spec.include):
+        inc_path = here / inc
+        if not inc_path.is_file():
+            missing.append(f"{path}: include[{i}]: suite file {inc_path.resolve()} does not exist")
+            continue
+        sub = load_suite(inc_path, (*_seen, path.resolve()))
+        dirs += [d for d in sub.task_dirs if d not in dirs]
+        included_tasks += sub.tasks
+        summaries += sub.summaries
+    tasks = list(included_tasks)
+    for i, t in enumerate(spec.tasks):
+        if t.data is not None:
+            data_path = (here / t.data.path).resolve()
+            if not data_path.exists():
+                missing.append(f"{path}: tasks[{i}].data.path: {data_path} does not exist")
+            t = t.model_copy(update={"data": t.data.model_copy(update={"path": str(data_path)})})
+        tasks.append(t)
+    summaries += spec.summaries
+    names = [t.task for t in tasks]
+    missing += [f"{path}: task '{n}' is listed twice (here and in an included suite); keep one"
+                for n in sorted({n for n in names if names.count(n) > 1})]
+    roles = {t.task: t.role for t in tasks}
+    for sm in summaries:
+        unknown = [t for t in sm.tasks if t not in roles]
+        if unknown:
+            missing.append(f"{path}: summaries: '{sm.name}' names {', '.join(unknown)}, not tasks of the suite")
+        elif len({roles[t] for t in sm.tasks}) > 1:
+            missing.append(f"{path}: summaries: '{sm.name}' mixes roles "
+                           f"({', '.join(sorted({roles[t] for t in sm.tasks}))}); average tasks of one role")
+    snames = [sm.name for sm in summaries]
+    missing += [f"{path}: summary '{n}' is defined twice (here and in an included suite)"
+                for n in sorted({n for n in snames if snames.count(n) > 1})]
     if missing:
         raise ConfigError(missing)
-    return spec.model_copy(update={"task_dirs": dirs})
+    return spec.model_copy(update={"task_dirs": dirs, "tasks": tasks, "summaries": summaries, "include": []})

@@ -8,6 +8,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from harness.config import HarnessSpec
 from harness.environment import package_versions
 from harness.errors import HarnessError
 from harness.plan import ModelEntry, Plan, PlannedRun
-from harness.store import METRIC_PREFIX, RunManifest, Store, now_iso
+from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store, now_iso
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,15 @@ class ExecutionResult:
 
 def _choice_text(arguments: list) -> list[str]:
     return [str(args[1]) for args in arguments if len(args) > 1]
+
+
+def _plain(value):
+    """numpy scalars and arrays inside a metric value -> JSON-able Python (bool stays bool)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 def samples_to_records(task: str, output_type: str, samples: list[dict]) -> pd.DataFrame:
@@ -64,6 +74,9 @@ def samples_to_records(task: str, output_type: str, samples: list[dict]) -> pd.D
         }
         for metric in s["metrics"]:
             value = s[metric]
+            if isinstance(value, (list, tuple)):  # an input to a custom aggregation (e.g. BBQ's bias scores)
+                row[METRIC_JSON_PREFIX + metric] = json.dumps(_plain(value))
+                continue
             try:
                 value = float(value)
             except (TypeError, ValueError):
@@ -92,7 +105,7 @@ def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
     return HFBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device,
                      batch_size=spec.eval.batch_size, adapters=adapters,
-                     trust_remote_code=first.trust_remote_code)
+                     trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length)
 
 
 def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float]:
@@ -102,8 +115,13 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
     start = time.perf_counter()
     with backend.activate(run.model.variant) as lm:
         selection = {"samples": {task.task.task_name: list(task.indices)}} if task.indices is not None else {}
-        out = evaluate(lm, {"tasks": {task.task.task_name: task.task}, "groups": {}, "group_map": {}},
-                       log_samples=True, bootstrap_iters=0, **selection)
+        with warnings.catch_warnings():
+            # lm-eval's task-level aggregates of a subset (BBQ's accuracy on the ambiguous items of
+            # its disambiguated task) average empty slices; only the per-item results are used here
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+            warnings.filterwarnings("ignore", "invalid value encountered in scalar divide", RuntimeWarning)
+            out = evaluate(lm, {"tasks": {task.task.task_name: task.task}, "groups": {}, "group_map": {}},
+                           log_samples=True, bootstrap_iters=0, **selection)
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)
@@ -129,7 +147,10 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
         load_s += time.perf_counter() - t
         try:
             for run in runs:
-                records, n_requests, wall_s = _score(backend, run, spec)
+                try:
+                    records, n_requests, wall_s = _score(backend, run, spec)
+                except HarnessError as e:
+                    raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
                 score_s += wall_s
                 manifest = RunManifest(
                     model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,

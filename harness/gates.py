@@ -45,6 +45,13 @@ def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
                             f"(has: {', '.join(tasks)})")
         if g.role is not None and g.role not in roles:
             problems.append(f"{source}: gates[{i}].role: suite {suite.name} has no task in role '{g.role}'")
+        summaries = {sm.name: tasks[sm.tasks[0]].role for sm in suite.summaries}
+        if g.summary is not None and g.summary not in summaries:
+            problems.append(f"{source}: gates[{i}].summary: suite {suite.name} has no summary '{g.summary}'"
+                            f" (has: {', '.join(summaries) or 'none'})")
+        if g.rule == "no_bias_amplification" and summaries.get(g.summary or "", "bias") != "bias":
+            problems.append(f"{source}: gates[{i}].summary: no_bias_amplification needs a summary of bias tasks, "
+                            f"'{g.summary}' averages {summaries[g.summary or '']} tasks")
         if g.rule == "no_bias_amplification" and g.task in tasks and tasks[g.task].role != "bias":
             problems.append(f"{source}: gates[{i}].task: no_bias_amplification needs a task of role bias, "
                             f"'{g.task}' is {tasks[g.task].role}")
@@ -148,6 +155,9 @@ def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> Gate
         if gate.rule == "floor":
             return _floor_verdict(gate, cr.candidate, t, confidence)
         return _diff_verdict(gate, cr.candidate, t, f"{t.interval}; {t.test}")
+    if gate.summary is not None:
+        r = next(s for s in cr.summaries if s.name == gate.summary)
+        return _diff_verdict(gate, cr.candidate, r, "paired bootstrap over the summary's tasks")
     r = cr.role(gate.role or "")
     assert r is not None  # check_gates guarantees the role has tasks
     return _diff_verdict(gate, cr.candidate, r, "paired bootstrap over the role's tasks")

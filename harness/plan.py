@@ -60,6 +60,8 @@ class Plan:
 def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     """Fingerprint the base and every candidate; adapters join the base's group."""
     backend, dtype = spec.eval.backend, spec.base.dtype
+    if spec.eval.max_length is not None:  # a different context window scores long items differently
+        backend = f"{backend}:max_length={spec.eval.max_length}"
     base_dir = resolve_model_dir(spec.base.path, spec.base.revision)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
     models = [ModelEntry(BASE, base_fp, group=str(base_dir), variant=BASE, model_dir=base_dir,
@@ -82,7 +84,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
 def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
     """Every (model, task) pair the comparison needs, marked cached or not."""
     models = plan_models(spec, store)
-    tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit)
+    tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets")
     def planned(m: ModelEntry, t: LoadedTask) -> PlannedRun:
         key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
         return PlannedRun(model=m, task=t, key=key, cached=store.has(key))
@@ -91,7 +93,7 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
     baselines = []
     if spec.roi is not None and spec.roi.fewshot > 0:
         fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,
-                                    limit=spec.eval.limit)
+                                    limit=spec.eval.limit, cache=store.root / "datasets")
         baselines.append(planned(models[0], fewshot))
     return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
 

@@ -99,6 +99,13 @@ class RoleResult(Record):
     mde: float = Field(description="Smallest true role delta detected with power 0.8.")
 
 
+class SummaryResult(RoleResult):
+    """A suite summary: the mean delta of the entries it names (one role), with its interval."""
+
+    name: str
+    description: str = ""
+
+
 class FlipRecord(Record):
     """An item whose binary metric changed between base and candidate."""
 
@@ -116,6 +123,7 @@ class CandidateResult(Record):
     tasks: list[TaskResult]
     roles: list[RoleResult]
     flips: list[FlipRecord]
+    summaries: list[SummaryResult] = Field(default_factory=list)
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)

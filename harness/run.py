@@ -32,6 +32,13 @@ def load(config_path: str | Path, candidate: str | None = None) -> Loaded:
     path = Path(config_path)
     spec = load_config(path)
     suite = load_suite(spec.suite)
+    unknown = [f"{path}: task_data.{name}: not a task of suite {suite.name}" for name in spec.task_data
+               if name not in {t.task for t in suite.tasks}]
+    if unknown:
+        raise ConfigError(unknown)
+    if spec.task_data:  # the config points suite tasks at local files
+        suite = suite.model_copy(update={"tasks": [t.model_copy(update={"data": spec.task_data.get(t.task, t.data)})
+                                                   for t in suite.tasks]})
     check_gates(spec, suite, str(path))
     if spec.roi is not None:
         task = spec.roi.task or next((t.task for t in suite.tasks if t.role == "target"), None)

@@ -31,6 +31,7 @@ from harness.fingerprint import sha256_file
 
 STORE_FORMAT = 1
 METRIC_PREFIX = "metric."
+METRIC_JSON_PREFIX = "metric_json."  # per-item inputs of a custom aggregation, as JSON
 # Numbered migrations of the SQLite index; never edit one that has shipped, append a new one.
 MIGRATIONS = [
     """

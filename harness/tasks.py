@@ -11,17 +11,19 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import random
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.config import SuiteSpec, TaskSpec
+from harness.config import DataSpec, SuiteSpec, TaskSpec
 from harness.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
+DEFAULT_CACHE = Path.home() / ".cache" / "harness" / "datasets"  # converted local data, when no store
 
 
 @dataclass(frozen=True)
@@ -107,19 +109,134 @@ class _Catalog:
 
         return TaskManager()  # indexes lm-eval's ~15k task configs: only built when needed
 
-    def load(self, name: str) -> dict[str, Any]:
-        """Leaf tasks (name -> Task) for a suite entry; a group expands to its tasks."""
+    @cached_property
+    def registry(self) -> dict[str, tuple[str, str | None, list[str]]]:
+        """lm-eval's task index (name -> kind, YAML path, tag members), cached on disk per lm-eval
+        install: building it parses ~15k YAML files (about 20 s), for every run that names a
+        registry task. The key covers every YAML file's path, size and mtime."""
+        import lm_eval
+
+        root = Path(lm_eval.__file__).parent / "tasks"
+        stamp = hashlib.sha256(lm_eval.__version__.encode())
+        for folder, dirs, files in sorted(os.walk(root)):
+            dirs.sort()
+            for f in sorted(files):
+                if f.endswith((".yaml", ".yml")):
+                    st = os.stat(os.path.join(folder, f))
+                    stamp.update(f"{folder}/{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        path = DEFAULT_CACHE.parent / f"lm_eval_index.{stamp.hexdigest()[:24]}.json"
+        try:
+            return {k: (v[0], v[1], v[2]) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+        except (OSError, ValueError, IndexError, AttributeError):
+            pass  # absent or unreadable: rebuild
+        index = {name: (e.kind.name, str(e.yaml_path) if e.yaml_path else None, sorted(e.tags))
+                 for name, e in self.manager.task_index.items()}
+        try:
+            from harness.store import atomic_write
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda p: p.write_text(json.dumps(index), encoding="utf-8"))
+        except OSError as e:  # a read-only home only costs the next run the rebuild
+            log.warning("could not cache lm-eval's task index at %s: %s", path, e)
+        return index
+
+    def _leaves(self, name: str) -> list[tuple[str, Path]]:
+        """The leaf tasks of a name, each with its YAML: a group or tag expands, recursively."""
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        if name in self._local:
+            return [(name, self._local[name])]
+        if name not in self.registry:
+            raise KeyError(name)
+        kind, yaml_path, tags = self.registry[name]
+        if kind == "TAG":
+            return [leaf for member in tags for leaf in self._leaves(member)]
+        if kind == "GROUP":
+            members = load_yaml(Path(yaml_path or ""), resolve_func=False).get("task", [])
+            names = [m if isinstance(m, str) else m.get("task") for m in members]
+            return [leaf for member in names if isinstance(member, str) for leaf in self._leaves(member)]
+        if yaml_path is None:
+            raise HarnessError(f"task {name} is defined in Python; it cannot read local data files")
+        return [(name, Path(yaml_path))]
+
+    def load(self, name: str, data: DataSpec | None = None, cache: Path | None = None,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Leaf tasks (name -> Task) for a suite entry; a group expands to its tasks. With `data`,
+        every leaf reads its documents from local files instead of the hub."""
         from lm_eval.tasks import TaskManager
         from lm_eval.tasks._yaml_loader import load_yaml
 
-        path = self._local.get(name)
-        if path is not None:
+        if data is None and not overrides and name not in self._local:
+            if name not in self.manager.all_tasks:
+                raise KeyError(name)
+            return self.manager.load([name])["tasks"]
+        tasks: dict[str, Any] = {}
+        for leaf, path in self._leaves(name):
             cfg = load_yaml(path, resolve_func=True)
-            cfg = _resolve_data_files(cfg, path.parent)
-            return TaskManager(include_defaults=False).load([cfg])["tasks"]
-        if name not in self.manager.all_tasks:
-            raise KeyError(name)
-        return self.manager.load([name])["tasks"]
+            cfg = _resolve_data_files(cfg, path.parent) if leaf in self._local else cfg
+            cfg = _merge(cfg, overrides or {})
+            if data is not None:
+                cfg = _local_data(cfg, leaf, data, cache or DEFAULT_CACHE)
+            elif cfg.get("dataset_path") == "json" and not (cfg.get("dataset_kwargs") or {}).get("data_files"):
+                raise HarnessError(f"task {leaf} reads local files: give it `data: {{format, path}}` in the "
+                                   "suite, or `task_data:` in the config")
+            tasks |= TaskManager(include_defaults=False).load([cfg])["tasks"]
+        return tasks
+
+
+def _merge(cfg: dict, overrides: dict) -> dict:
+    """Override task config keys; nested mappings (generation_kwargs) merge key by key."""
+    out = dict(cfg)
+    for k, v in overrides.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _write_cached(rows: list[dict], key: str, cache: Path) -> Path:
+    path = cache / f"{key}.jsonl"
+    if not path.is_file():
+        from harness.store import atomic_write
+
+        cache.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return path
+
+
+def _local_data(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
+    """Point a task config at converted local files: the split it evaluates, and few-shot
+    examples where the files have them (otherwise the task gets no few-shot source)."""
+    from harness.datasets import CONVERTER_VERSION, convert
+
+    source = Path(data.path)
+    folder = source if source.is_dir() else source.parent
+    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()]
+    key = hashlib.sha256(json.dumps([data.format, str(source), leaf, CONVERTER_VERSION, stamp]).encode()).hexdigest()
+    index = cache / f"{key}.splits.json"
+    if index.is_file():
+        files = json.loads(index.read_text())
+    else:
+        rows = convert(data.format, source, leaf)
+        files = {role: str(_write_cached(r, f"{key}-{role}", cache)) for role, r in rows.items() if r}
+        from harness.store import atomic_write
+
+        atomic_write(index, lambda p: p.write_text(json.dumps(files)))
+    eval_split = cfg.get("test_split") or cfg.get("validation_split") or "test"
+    data_files = {eval_split: files["eval"]}
+    cfg = {k: v for k, v in cfg.items() if k not in ("tag", "dataset_name")}
+    if "fewshot" in files:
+        shot_split = cfg.get("fewshot_split") or cfg.get("training_split") or "train"
+        data_files[shot_split] = files["fewshot"]
+        cfg["fewshot_split"] = shot_split
+    else:
+        cfg["fewshot_split"] = None
+        if cfg.get("num_fewshot") and not (cfg.get("fewshot_config") or {}).get("samples"):
+            raise HarnessError(f"task {leaf} asks for {cfg['num_fewshot']} few-shot examples, but its local "
+                               f"data ({data.format}) has none; use a zero-shot variant of the task")
+    for split in ("training_split", "validation_split", "test_split"):
+        if cfg.get(split) and cfg[split] not in data_files:
+            cfg[split] = None
+    return cfg | {"dataset_path": "json", "dataset_kwargs": {"data_files": data_files}}
 
 
 def _resolve_data_files(cfg: dict, here: Path) -> dict:
@@ -153,9 +270,9 @@ def _prepare(task: Any, num_fewshot: int | None) -> Any:
 
 
 def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: int | None,
-           num_fewshot: int | None = None) -> list[LoadedTask]:
+           num_fewshot: int | None = None, cache: Path | None = None) -> list[LoadedTask]:
     try:
-        tasks = catalog.load(spec.task)
+        tasks = catalog.load(spec.task, spec.data, cache, spec.overrides)
     except KeyError:
         raise ConfigError([f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
                            f"{', '.join(catalog.task_dirs)} nor in lm-eval's registry)"]) from None
@@ -179,14 +296,15 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
     return loaded
 
 
-def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None) -> list[LoadedTask]:
+def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None,
+               cache: Path | None = None) -> list[LoadedTask]:
     """Build every task of the suite and hash it. Unknown tasks are all reported at once."""
     catalog = _Catalog(suite.task_dirs)
     loaded: list[LoadedTask] = []
     problems = []
     for i, spec in enumerate(suite.tasks):
         try:
-            loaded += _build(catalog, spec, i, suite_path, limit)
+            loaded += _build(catalog, spec, i, suite_path, limit, cache=cache)
         except ConfigError as e:
             problems += e.problems
     if problems:
@@ -195,10 +313,10 @@ def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None) -> l
 
 
 def load_fewshot_task(suite: SuiteSpec, suite_path: str, task: str, num_fewshot: int,
-                      limit: int | None = None) -> LoadedTask:
+                      limit: int | None = None, cache: Path | None = None) -> LoadedTask:
     """The suite task `task` prompted with `num_fewshot` examples: a prompting-only baseline."""
     i, spec = next((i, t) for i, t in enumerate(suite.tasks) if t.task == task)
-    built = _build(_Catalog(suite.task_dirs), spec, i, suite_path, limit, num_fewshot)
+    built = _build(_Catalog(suite.task_dirs), spec, i, suite_path, limit, num_fewshot, cache)
     if len(built) != 1:
         raise HarnessError(f"{suite_path}: tasks[{i}] ({task}) is a group; a few-shot baseline needs one task")
     return built[0]

@@ -152,7 +152,7 @@ def test_simulation_continuous_error_rate_and_power():
     ({"rule": "non_inferior", "role": "forgetting"}, "gates[0]: rule non_inferior needs `margin`"),
     ({"rule": "improves", "role": "target", "margin": 0.1}, "gates[0]: rule improves takes `min_delta`, not `margin`"),
     ({"rule": "floor", "role": "target", "min_score": 0.5}, "gates[0]: rule floor applies to a `task`"),
-    ({"rule": "improves", "role": "target", "task": "x"}, "gates[0]: give exactly one of `role` or `task`"),
+    ({"rule": "improves", "role": "target", "task": "x"}, "gates[0]: give exactly one of `role`, `task` or `summary`"),
 ])
 def test_malformed_gate_is_refused_with_its_key_path(gate, message):
     from harness.config import HarnessSpec

@@ -35,6 +35,17 @@ def _hflm_class():
         def generate_until(self, requests, disable_tqdm: bool = True):
             return super().generate_until(requests, disable_tqdm=True)
 
+        def _loglikelihood_tokens(self, requests, *args, **kwargs):
+            # lm-eval keeps the end of a long context but asserts that the scored continuation fits
+            for key, _, continuation in requests:
+                if len(continuation) > self.max_length:
+                    text = key[1] if isinstance(key, tuple) else ""
+                    raise HarnessError(
+                        f"an item's scored text is {len(continuation)} tokens, longer than the model's context "
+                        f"of {self.max_length} ({text[:50]!r}...); set `eval.max_length` if the model takes "
+                        "longer inputs, or leave this task out")
+            return super()._loglikelihood_tokens(requests, *args, **kwargs)
+
     return QuietHFLM
 
 
@@ -44,7 +55,8 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model_dir: Path, *, dtype: str, device: str, batch_size: int,
-                 adapters: dict[str, Path] | None = None, trust_remote_code: bool = False):
+                 adapters: dict[str, Path] | None = None, trust_remote_code: bool = False,
+                 max_length: int | None = None):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
@@ -63,7 +75,7 @@ class HFBackend:
         self.model = model
         # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
         self.lm = _hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                                device=device, dtype=DTYPES[dtype])
+                                device=device, dtype=DTYPES[dtype], max_length=max_length)
 
     @staticmethod
     def _attach(model, adapters: dict[str, Path]):

@@ -73,9 +73,10 @@ def _svg(width: float, height: float, body: list[str], title: str, cls: str) -> 
                   f'<title>{escape(title)}</title>' + "".join(body) + "</svg>")
 
 
-def _interval(x_lo: float, x_hi: float, x: float, y: float, c: str, r: float = 3.5) -> str:
+def _interval(x_lo: float, x_hi: float, x: float, y: float, c: str, r: float = 3.5, hollow: bool = False) -> str:
+    fill = f'fill="white" stroke="{c}" stroke-width="1.5"' if hollow else f'fill="{c}"'
     return (f'<line x1="{x_lo:.1f}" y1="{y:.1f}" x2="{x_hi:.1f}" y2="{y:.1f}" stroke="{c}" stroke-width="2"/>'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{c}"/>')
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" {fill}/>')
 
 
 def _legend(names: list[str], x: float, y: float) -> list[str]:
@@ -93,6 +94,11 @@ def forest(result: ComparisonResult, role: str) -> Markup | None:
         return None
     by = {(cr.candidate, t.task): t for cr in result.results for t in cr.tasks}
     binary = all(by[(cr.candidate, t)].binary for cr in result.results for t in tasks)
+    for cr in result.results:  # the suite's summaries of this role: one more row, labelled "mean: name"
+        for sm in cr.summaries:
+            if sm.role == role:
+                by[(cr.candidate, f"mean: {sm.name}")] = sm
+    tasks += [f"mean: {sm.name}" for sm in result.results[0].summaries if sm.role == role]
     cands = [cr.candidate for cr in result.results]
     row_h, label_w, width = 14 * len(cands) + 10, 150, 640
     height = 20 + row_h * len(tasks) + 40
@@ -105,7 +111,8 @@ def forest(result: ComparisonResult, role: str) -> Markup | None:
         body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(task)}</text>')
         for j, c in enumerate(cands):
             t = by[(c, task)]
-            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, color(j)))
+            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, color(j),
+                                  hollow=task.startswith("mean: ")))
     body += _legend(cands, width - 125, 20)
     return _svg(width, height, body, f"forest plot: {role} deltas by task", "forest")
 
@@ -120,8 +127,11 @@ def tradeoff(result: ComparisonResult) -> Markup | None:
     if not pts:
         return None
     width, height, m = 520, 380, 60
+    # the forgetting summaries (e.g. the Biderman et al. average) as hollow points beside the role's
+    sums = [(i, t, sm) for i, _, t, _ in pts for sm in result.results[i].summaries if sm.role == "forgetting"]
     ax = _Axis.around([v for _, _, t, _ in pts for v in (t.ci_low, t.ci_high)], m, width - 20)
-    ay = _Axis.around([v for _, _, _, f in pts for v in (f.ci_low, f.ci_high)], height - m, 20)
+    ay = _Axis.around([v for _, _, _, f in pts for v in (f.ci_low, f.ci_high)]
+                      + [v for _, _, sm in sums for v in (sm.ci_low, sm.ci_high)], height - m, 20)
     body = _x_axis(ax, height - m, 20, True, "target gain (percentage points) →")
     for tick in _nice_ticks(ay.lo, ay.hi):
         y = ay(tick)
@@ -138,6 +148,13 @@ def tradeoff(result: ComparisonResult) -> Markup | None:
                     f'<line x1="{x:.1f}" y1="{ay(f.ci_low):.1f}" x2="{x:.1f}" y2="{ay(f.ci_high):.1f}" stroke="{c}"/>'
                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>'
                     f'<text x="{x + 8:.1f}" y="{y - 8 - 13 * k:.1f}" {FONT} fill="{c}">{escape(name)}</text>')
+    for i, t, sm in sums:
+        c, x, y = color(i), ax(t.delta), ay(sm.delta)
+        body.append(f'<line x1="{x:.1f}" y1="{ay(sm.ci_low):.1f}" x2="{x:.1f}" y2="{ay(sm.ci_high):.1f}" stroke="{c}" '
+                    f'stroke-dasharray="2,2"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="white" stroke="{c}" '
+                    f'stroke-width="1.5"><title>{escape(result.results[i].candidate)}: {escape(sm.name)}</title>'
+                    f'</circle><text x="{x - 8:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT} fill="{c}">'
+                    f'{escape(sm.name)}</text>')
     return _svg(width, height, body, "learning versus forgetting", "tradeoff")
 
 
