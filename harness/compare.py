@@ -30,6 +30,7 @@ from harness.records import (
     CategoryResult,
     ComparisonResult,
     FlipRecord,
+    MetricDelta,
     ModelRecord,
     Range,
     RoiResult,
@@ -176,6 +177,13 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
     return result, c - b, clusters, stats, flips
 
 
+def _extra(joined: pd.DataFrame, t, metric: str, st: StatsSpec) -> MetricDelta:
+    spec = t.spec.model_copy(update={"metric": metric, "category": None, "extra_metrics": []})
+    r, *_ = _task_result(joined, spec, t.name, st, t.task.aggregation().get(metric))
+    return MetricDelta(metric=metric, binary=r.binary, base_score=r.base_score, candidate_score=r.candidate_score,
+                       delta=r.delta, ci_low=r.ci_low, ci_high=r.ci_high)
+
+
 def _role_result(role: str, items: list[tuple[str, str, np.ndarray, np.ndarray | None, PairedResult]],
                  st: StatsSpec) -> RoleResult:
     """The role's delta: the mean over its suite entries. An entry that lm-eval expands into several
@@ -223,6 +231,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
             aggregation = t.task.aggregation().get(t.spec.metric)
             result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st, aggregation)
+            if t.spec.extra_metrics:
+                result = result.model_copy(update={"extra": [_extra(joined, t, m, st) for m in t.spec.extra_metrics]})
             tasks.append(result)
             flips += task_flips
             by_role.setdefault(t.spec.role, []).append((t.spec.task, t.name, d, clusters, stats))
@@ -238,8 +248,14 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                                    **_role_result(role_of[sm.tasks[0]], [i for i in entries if i[0] in sm.tasks],
                                                   st).model_dump())
                      for sm in suite.summaries]
+        members: dict[str, list] = {}
+        for i in entries:
+            members.setdefault(i[0], []).append(i)
+        groups = [SummaryResult(name=entry, description=f"lm-eval group of {len(items)} tasks, items pooled",
+                                **_role_result(role_of[entry], items, st).model_dump())
+                  for entry, items in members.items() if len(items) > 1]
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
-                                       summaries=summaries))
+                                       summaries=summaries, groups=groups))
 
     def record(m) -> ModelRecord:
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,

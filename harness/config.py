@@ -98,6 +98,8 @@ class TaskSpec(Spec):
     task: str = Field(description="lm-eval task name (from the suite's task folders or lm-eval).")
     role: Role
     metric: str = Field(description="Primary per-item metric, e.g. acc or bias_score.")
+    extra_metrics: list[str] = Field(default_factory=list, description="More per-item metrics to report "
+                                     "with paired intervals (not gated), e.g. BBQ's acc beside its bias score.")
     filter: str = Field("none", description="lm-eval filter whose output the metric scores.")
     cluster: str | None = Field(
         None, description="Document field whose items are correlated (template, passage): "

@@ -57,6 +57,18 @@ class CategoryResult(Record):
     delta: Range = Field(description="Paired candidate - base, with the task's method.")
 
 
+class MetricDelta(Record):
+    """A task's secondary metric (reported, not gated): levels and the paired delta."""
+
+    metric: str
+    binary: bool
+    base_score: float
+    candidate_score: float
+    delta: float
+    ci_low: float
+    ci_high: float
+
+
 class TaskResult(Record):
     """Base versus one candidate on one task's primary metric."""
 
@@ -83,6 +95,7 @@ class TaskResult(Record):
     to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
     categories: list[CategoryResult] = Field(default_factory=list, description="Per category, when the "
                                                                                "suite names a category field.")
+    extra: list[MetricDelta] = Field(default_factory=list, description="The suite entry's extra_metrics.")
 
 
 class RoleResult(Record):
@@ -124,6 +137,8 @@ class CandidateResult(Record):
     roles: list[RoleResult]
     flips: list[FlipRecord]
     summaries: list[SummaryResult] = Field(default_factory=list)
+    groups: list[SummaryResult] = Field(default_factory=list, description="Suite entries that lm-eval expands "
+                                        "into several tasks (mmlu), their items pooled as the role pools them.")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)

@@ -135,6 +135,11 @@ def test_quick_suites_run_on_stories260k_and_a_zero_adapter_changes_nothing(stor
     assert "Gender_identity" in cats["bbq_ambig"] | cats["bbq_disambig"]
     assert cats["winobias"] == {"type1", "type2"}
     assert {"gender", "race"} <= cats["stereoset_intrasentence"]
+    # secondary metrics, reported with paired intervals: BBQ's accuracy beside its bias score, ...
+    extra = {t.task: {x.metric: x for x in t.extra} for t in cr.tasks}
+    assert set(extra["bbq_ambig"]) == set(extra["bbq_disambig"]) == {"acc"}
+    assert set(extra["crows_pairs_english"]) == {"likelihood_diff"} and set(extra["winobias"]) == {"pct_stereotype"}
+    assert all(x.delta == 0 and 0 <= x.base_score <= 1 for x in extra["bbq_ambig"].values())
     # the Biderman et al. forgetting average
     (summary,) = cr.summaries
     assert summary.name == "biderman_avg" and summary.role == "forgetting"
@@ -212,9 +217,11 @@ def test_scores_equal_lm_evals_own_for_the_same_model_and_data(stories, tmp_path
             their_items = np.array([per_item[i][metric] for i in mine.index], dtype=float)
             # float32 sums of token log-probabilities in differently composed batches: 1e-4 nats
             np.testing.assert_allclose(mine.to_numpy(dtype=float), their_items, rtol=0, atol=1e-4)
-        # and the comparison reports the same level for the suite's metric
+        # and the comparison reports the same levels for the suite's metric and its extra metrics
         t = next(t for t in stories["result"].results[0].tasks if t.task == task)
         assert t.base_score == pytest.approx(theirs[f"{t.metric},none"], abs=1e-9)
+        for x in t.extra:
+            assert x.base_score == pytest.approx(theirs[f"{x.metric},none"], abs=1e-5)
 
 
 # --------------------------------------------------------------------------- BBQ bias scores
@@ -451,4 +458,7 @@ def test_summary_feeds_gates_and_the_report(stories):
     assert (verdict.target, verdict.estimate, verdict.status) == ("biderman_avg", 0.0, "pass")
     html = render_html(result)
     assert "mean: biderman_avg" in html  # a row of the forgetting forest plot
+    (mmlu,) = result.results[0].groups  # the mmlu entry: its 57 tasks pooled into one row
+    assert mmlu.name == "mmlu" and len(mmlu.tasks) == 57 and mmlu.n == 114 and mmlu.delta == 0
+    assert "mmlu (57 tasks)" in html and "7 entries (63 tasks)" in html
     assert "Summary <code>biderman_avg</code>" in html

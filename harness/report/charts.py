@@ -94,6 +94,12 @@ def forest(result: ComparisonResult, role: str) -> Markup | None:
         return None
     by = {(cr.candidate, t.task): t for cr in result.results for t in cr.tasks}
     binary = all(by[(cr.candidate, t)].binary for cr in result.results for t in tasks)
+    # a group entry (mmlu: 57 tasks) is one row, its items pooled; the table keeps every task
+    row_of = {leaf: f"{g.name} ({len(g.tasks)} tasks)" for g in result.results[0].groups for leaf in g.tasks}
+    for cr in result.results:
+        for g in cr.groups:
+            by[(cr.candidate, f"{g.name} ({len(g.tasks)} tasks)")] = g
+    tasks = list(dict.fromkeys(row_of.get(t, t) for t in tasks))
     for cr in result.results:  # the suite's summaries of this role: one more row, labelled "mean: name"
         for sm in cr.summaries:
             if sm.role == role:

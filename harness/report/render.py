@@ -33,6 +33,13 @@ def _verdict(role: str, low: float, high: float) -> str:
     return "unclear"
 
 
+def _entry_count(cr, rr) -> str:
+    """'7 benchmarks (63 tasks)' when a group entry (mmlu) expands into several lm-eval tasks."""
+    grouped = [g for g in cr.groups if g.role == rr.role]
+    entries = len(rr.tasks) - sum(len(g.tasks) - 1 for g in grouped)
+    return f"{entries} entries ({len(rr.tasks)} tasks)" if grouped else f"{len(rr.tasks)} task(s)"
+
+
 def _fmt(value: float, binary: bool, signed: bool = False) -> str:
     if binary:
         return f"{value * 100:+.1f} pp" if signed else f"{value * 100:.1f}%"
@@ -43,7 +50,7 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("harness.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(verdict=_verdict, fmt=_fmt, role_titles=ROLE_TITLES)
+    env.globals.update(verdict=_verdict, fmt=_fmt, role_titles=ROLE_TITLES, entry_count=_entry_count)
     return env
 
 
