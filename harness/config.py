@@ -64,10 +64,23 @@ class CandidateSpec(Spec):
         return v
 
 
+class VLLMOptions(Spec):
+    """Engine settings of the vllm backend (vLLM's own names; unset = vLLM's default)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine shards the model over.")
+    data_parallel_size: int | None = Field(None, ge=1, description="Engine replicas (vLLM data parallelism).")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of GPU memory for vLLM.")
+    max_model_len: int | None = Field(None, ge=8, description="Context length of the engine.")
+    enforce_eager: bool | None = Field(None, description="No CUDA graphs (default: on for CPU, off on GPU).")
+    max_num_seqs: int | None = Field(None, ge=1, description="Sequences per engine step.")
+
+
 class EvalSpec(Spec):
     """How to run the evaluation."""
 
-    backend: Literal["hf"] = Field("hf", description="hf: transformers + peft (CPU or GPU).")
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers + peft (CPU or GPU); vllm: "
+                                           "one vLLM engine per base serving it and its LoRA adapters.")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Settings of the vllm backend.")
     device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
     batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
     limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")

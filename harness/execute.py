@@ -103,6 +103,12 @@ def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
 
     first = models[0]
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
+    if spec.eval.backend == "vllm":
+        from harness.backends.vllm import VLLMBackend
+
+        return VLLMBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device, adapters=adapters,
+                           trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length,
+                           options=spec.eval.vllm)
     return HFBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device,
                      batch_size=spec.eval.batch_size, adapters=adapters,
                      trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length)

