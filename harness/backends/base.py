@@ -15,6 +15,20 @@ if TYPE_CHECKING:  # lm-eval is heavy to import; planning and reporting do not n
 BASE = "base"
 
 
+def check_fits(requests, max_length: int) -> None:
+    """lm-eval keeps the end of a long context, but the scored continuation must fit whole: say so
+    (and what to do) instead of lm-eval's bare assertion or a silently shortened score."""
+    from harness.errors import HarnessError
+
+    for key, _, continuation in requests:
+        if len(continuation) > max_length:
+            text = key[1] if isinstance(key, tuple) else ""
+            raise HarnessError(
+                f"an item's scored text is {len(continuation)} tokens, longer than the model's context of "
+                f"{max_length} ({text[:50]!r}...); set `eval.max_length` if the model takes longer inputs, "
+                "or leave this task out")
+
+
 class Backend(Protocol):
     name: str
 

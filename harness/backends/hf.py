@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from harness.backends.base import BASE
+from harness.backends.base import BASE, check_fits
 from harness.errors import HarnessError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -36,14 +36,7 @@ def _hflm_class():
             return super().generate_until(requests, disable_tqdm=True)
 
         def _loglikelihood_tokens(self, requests, *args, **kwargs):
-            # lm-eval keeps the end of a long context but asserts that the scored continuation fits
-            for key, _, continuation in requests:
-                if len(continuation) > self.max_length:
-                    text = key[1] if isinstance(key, tuple) else ""
-                    raise HarnessError(
-                        f"an item's scored text is {len(continuation)} tokens, longer than the model's context "
-                        f"of {self.max_length} ({text[:50]!r}...); set `eval.max_length` if the model takes "
-                        "longer inputs, or leave this task out")
+            check_fits(requests, self.max_length)
             return super()._loglikelihood_tokens(requests, *args, **kwargs)
 
     return QuietHFLM

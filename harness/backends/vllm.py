@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BASE
+from harness.backends.base import BASE, check_fits
 from harness.errors import HarnessError
 
 MISSING = ("backend vllm needs vLLM: on a GPU machine `pip install 'harness[vllm]'`; on a CPU "
@@ -162,14 +162,9 @@ def _lm_class():
             return list(outputs)
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+            check_fits(requests, self.max_length)
             prompts, spans = [], []
-            for key, context, continuation in requests:
-                if len(continuation) > self.max_length:
-                    text = key[1] if isinstance(key, tuple) else ""
-                    raise HarnessError(
-                        f"an item's scored text is {len(continuation)} tokens, longer than the model's context "
-                        f"of {self.max_length} ({text[:50]!r}...); set `eval.max_length` if the model takes "
-                        "longer inputs, or leave this task out")
+            for _, context, continuation in requests:
                 # as HFLM: the last max_length + 1 tokens, the final one only as a target
                 whole = (context + continuation)[-(self.max_length + 1):]
                 prompts.append(whole)
