@@ -29,25 +29,31 @@ def _need(row: dict, field: str, where: str) -> Any:
     return row[field]
 
 
-def _file(path: Path, what: str) -> Path:
+DATA_HINT = "check the task's `data.path` (suite) or `task_data` (config)"
+
+
+def _file(path: Path, what: str, hint: str = DATA_HINT) -> Path:
     if not path.is_file():
-        raise HarnessError(f"{path}: {what} not found; check the task's `data.path` (suite) or "
-                          "`task_data` (config)")
+        raise HarnessError(f"{path}: {what} not found; {hint}")
     return path
 
 
-def _jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with _file(path, "data file").open(encoding="utf-8") as f:
+def read_jsonl(path: Path, what: str = "data file", hint: str = DATA_HINT) -> Iterator[tuple[str, dict]]:
+    """(where, object) per non-blank line, where = 'file:line'; a bad line is an error naming it."""
+    with _file(path, what, hint).open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+                raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
             if not isinstance(row, dict):
                 raise HarnessError(f"{path}:{n}: expected a JSON object")
             yield f"{path}:{n}", row
+
+
+_jsonl = read_jsonl
 
 
 def _csv(path: Path) -> Iterator[tuple[str, dict]]:

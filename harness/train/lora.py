@@ -32,24 +32,15 @@ MANIFEST = TRAIN_MANIFEST
 
 def read_pairs(path: Path) -> list[dict[str, str]]:
     """Read prompt/completion JSONL; a bad line is an error naming the file and line."""
-    if not path.is_file():
-        raise HarnessError(f"{path}: training data file not found")
+    from harness.datasets import read_jsonl
+
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
-                    or not isinstance(row.get("completion"), str):
-                raise HarnessError(f"{path}:{n}: expected an object with string fields "
-                                   "'prompt' and 'completion'")
-            if not row["completion"]:
-                raise HarnessError(f"{path}:{n}: empty 'completion': nothing to learn from this line")
-            rows.append({"prompt": row["prompt"], "completion": row["completion"]})
+    for where, row in read_jsonl(path, "training data file", "check --data"):
+        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
+            raise HarnessError(f"{where}: expected an object with string fields 'prompt' and 'completion'")
+        if not row["completion"]:
+            raise HarnessError(f"{where}: empty 'completion': nothing to learn from this line")
+        rows.append({"prompt": row["prompt"], "completion": row["completion"]})
     if not rows:
         raise HarnessError(f"{path}: no records")
     return rows
