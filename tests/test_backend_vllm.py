@@ -237,3 +237,34 @@ def test_without_the_cpu_fix_an_lm_head_adapter_is_refused(demo_world, lm_head_a
     monkeypatch.setattr(vllm_cpu_lora, "applied", lambda: False)
     with pytest.raises(HarnessError, match=r"candidate\(s\) head: the adapter targets lm_head .* `eval.backend: hf`"):
         VLLMBackend(demo_world.base, dtype="float32", device="cpu", adapters={"head": lm_head_adapter})
+
+
+@pytest.mark.parametrize("indices", [[0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [-1, -1, -1, -1, -1], [0, -1, 1, -1, 1]])
+def test_the_fixed_cpu_lora_ops_apply_each_rows_adapter_and_leave_unadapted_rows(indices):
+    """Row i gets adapter indices[i]'s delta; -1 (the base) none, as vLLM's GPU kernels do."""
+    import torch
+
+    from harness.backends import vllm_cpu_lora
+
+    assert vllm_cpu_lora.applied()
+    from vllm.lora.ops.torch_ops import lora_ops
+
+    g = torch.Generator().manual_seed(0)
+    rows, dim, rank, out, loras = len(indices), 12, 4, 10, 2
+    x, a = torch.randn(rows, dim, generator=g), torch.randn(loras, 1, rank, dim, generator=g)
+    b, y0 = torch.randn(loras, 1, out, rank, generator=g), torch.randn(rows, out + 3, generator=g)
+    idx = torch.tensor(indices)
+    buffer = torch.full((rows, rank), 7.0)
+    lora_ops.bgmv_shrink(x, a, buffer, idx, 0.5)
+    y_add, y_set, y_slice = y0.clone(), y0.clone(), y0.clone()
+    lora_ops.bgmv_expand(buffer, b, y_add, idx, True)
+    lora_ops.bgmv_expand(buffer, b, y_set, idx, False)
+    lora_ops.bgmv_expand_slice(buffer, b, y_slice, idx, 2, out, True)
+    for i, k in enumerate(indices):
+        shrunk = 0.5 * a[k, 0] @ x[i] if k >= 0 else torch.zeros(rank)
+        torch.testing.assert_close(buffer[i], shrunk)
+        delta = b[k, 0] @ shrunk if k >= 0 else None
+        torch.testing.assert_close(y_add[i, :out], y0[i, :out] + delta if k >= 0 else y0[i, :out])
+        torch.testing.assert_close(y_set[i, :out], delta if k >= 0 else y0[i, :out])
+        torch.testing.assert_close(y_slice[i, 2:2 + out], y0[i, 2:2 + out] + delta if k >= 0 else y0[i, 2:2 + out])
+        torch.testing.assert_close(y_add[i, out:], y0[i, out:])  # columns past the adapter's output untouched

@@ -158,8 +158,9 @@ def test_quick_suites_run_on_the_demo_model(demo_world, quick_suite, tmp_path):
                                            r"the model's context of 256 .*set `eval.max_length`"):
         _run(_config(tmp_path, "demo-piqa", demo_world.base, {"domain-only": cand}, piqa, tmp_path / "store",
                      tasks=["piqa"]))
+    # the first 20 documents of each quick subset: every task and metric runs (stories260K runs all)
     _, result = _run(_config(tmp_path, "demo-quick", demo_world.base, {"domain-only": cand}, quick_suite,
-                             tmp_path / "store", max_length=1024))
+                             tmp_path / "store", max_length=1024, limit=20))
     (cr,) = result.results
     assert len(cr.tasks) == 57 + 12
     assert {r.role for r in cr.roles} == {"forgetting", "bias"} and cr.summaries[0].name == "biderman_avg"
@@ -188,7 +189,8 @@ def _lm_eval_task(tmp: Path, task: str, yaml_file: str, rows: list[dict]) -> str
 @needs_shared
 def test_scores_equal_lm_evals_own_for_the_same_model_and_data(stories, tmp_path):
     """lm-eval's simple_evaluate, with its shipped crows_pairs_english and arc_challenge YAML and
-    its HFLM, on the same documents: the harness's stored per-item scores give the same numbers."""
+    its HFLM, on the same documents (its own `samples=` selection; the harness shows lm-eval only the
+    selected documents instead): the harness's stored per-item scores give the same numbers."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

@@ -48,7 +48,8 @@ def _one_adapter(kind: str, inputs, weights, output, index: int, *args, **kwargs
         width = min(result.shape[1], output.shape[1])
         target, value = output[:, :width], result[:, :width]
     else:  # expand_slice
-        offset, size = args[0], args[1]
+        offset = args[0] if args else kwargs["slice_offset"]
+        size = args[1] if len(args) > 1 else kwargs["slice_size"]
         add = args[2] if len(args) > 2 else kwargs.get("add_inputs", True)
         target, value = output[:, offset:offset + size], result
     if add:
