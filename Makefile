@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test report demo clean distclean bench-gpu
+.PHONY: install test report demo clean distclean bench bench-gpu
 
 install: $(STAMP)
 
@@ -79,6 +79,10 @@ $(CHROMIUM):
 	@echo "install: Debian chromium for the report's browser test"
 	@apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
 		|| echo "install: could not install chromium (not root?): the browser test will be skipped"
+
+# Speed against lm-eval run once per checkpoint, on the demo world (bench/speed.py; ~10 min on 2 cores).
+bench: $(STAMP)
+	$(BIN)/python bench/speed.py --out bench.json
 
 # For a lent GPU machine (official vLLM installed): one engine for a base and N LoRA adapters
 # versus one engine per adapter, on a random-weight Llama-1B-like model built locally.

@@ -75,6 +75,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> Compar
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t
     timings["model_load"] = executed.load_s
+    timings["score"] = executed.score_s
 
     t = time.perf_counter()
     result = compare_runs(plan, spec, suite, store)
