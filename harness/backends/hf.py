@@ -19,6 +19,7 @@ from harness.backends.base import BASE, check_fits
 from harness.errors import HarnessError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TOKEN_CACHE = True  # tokenise each distinct string once per loaded model (tests turn it off to compare)
 
 
 def _hflm_class():
@@ -34,6 +35,17 @@ def _hflm_class():
 
         def generate_until(self, requests, disable_tqdm: bool = True):
             return super().generate_until(requests, disable_tqdm=True)
+
+        def tok_encode(self, string: str, add_special_tokens: bool | None = None,
+                       left_truncate_len: int | None = None, **kwargs) -> list[int]:
+            # the same strings come back for every variant (base and each adapter): tokenise once
+            if kwargs or not TOKEN_CACHE:
+                return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+            key = (string, add_special_tokens, left_truncate_len)
+            cache = self.__dict__.setdefault("_harness_tokens", {})
+            if key not in cache:
+                cache[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
+            return list(cache[key])
 
         def _loglikelihood_tokens(self, requests, *args, **kwargs):
             check_fits(requests, self.max_length)
