@@ -66,7 +66,7 @@ def _fixed_op(op, kind: str):
     @functools.wraps(op)
     def wrapped(inputs, weights, output, indices, *args, **kwargs):
         rows = output.shape[0]
-        if indices.numel() in (1, rows) and inputs.shape[0] == rows:
+        if rows and indices.numel() in (1, rows) and inputs.shape[0] == rows:
             first = int(indices.reshape(-1)[0])
             if bool((indices == first).all()):
                 if first >= 0:
