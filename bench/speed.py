@@ -46,14 +46,14 @@ def prepare(work: Path) -> dict:
     tasks = work / "tasks"
     (tasks / "data").mkdir(parents=True, exist_ok=True)
     demo_tasks = REPO / "suites" / "tasks" / "demo"
+    for src in (demo_tasks / "data").glob("*.jsonl"):
+        shutil.copy(src, tasks / "data" / src.name)
     for src in [*demo_tasks.glob("*.yaml"), demo_tasks / "utils.py", *(REPO / "bench" / "tasks").glob("*.*")]:
         text = src.read_text()
-        if src.suffix == ".yaml":
-            text = text.replace("test: data/", f"test: {demo_tasks / 'data'}/").replace(
-                "train: data/", f"train: {demo_tasks / 'data'}/")
+        if src.suffix == ".yaml":  # data paths made absolute: lm-eval reads them relative to its cwd
+            for split in ("test", "train"):
+                text = text.replace(f"{split}: data/", f"{split}: {tasks / 'data'}/")
         (tasks / src.name).write_text(text)
-    (tasks / "bench_text.yaml").write_text((tasks / "bench_text.yaml").read_text().replace(
-        f"test: {demo_tasks / 'data'}/text.jsonl", f"test: {tasks / 'data' / 'text.jsonl'}"))
     replay = [json.loads(line) for line in (demo.root / "data" / "replay.jsonl").read_text().splitlines()]
     texts = [r["completion"] for r in replay if r["completion"].strip()][:TEXT_DOCS]
     (tasks / "data" / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
@@ -108,7 +108,6 @@ def run_lm_eval(prep: dict, work: Path, rep: int) -> dict:
 
 def run_harness(prep: dict, work: Path, rep: int) -> tuple[dict, dict, dict]:
     """Cold: an empty store. Warm: a copy of that store, one candidate's adapter changed."""
-    import torch
     from safetensors.torch import load_file, save_file
 
     demo = prep["demo"]
@@ -125,7 +124,6 @@ def run_harness(prep: dict, work: Path, rep: int) -> tuple[dict, dict, dict]:
     weights = changed / "adapter_model.safetensors"
     tensors = load_file(weights)
     save_file({k: (v * 1.01 if "lora_B" in k else v).to(v.dtype) for k, v in tensors.items()}, weights)
-    del torch
     config = harness_config(work, demo, adapters | {CANDIDATES[-1]: changed}, warm_dir / "store")
     warm = timed([str(BIN / "harness"), "compare", "--config", str(config)], work, warm_dir / "log.txt")
     return cold, warm, cold_doc
@@ -137,7 +135,7 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def floor(prep: dict, work: Path) -> dict:
+def floor(prep: dict) -> dict:
     """Tokens/s of a bare batched forward pass of the base over the suite's unique token sequences
     (context + continuation of every request, as HFLM scores them; generation: the prompt)."""
     import torch
@@ -153,9 +151,7 @@ def floor(prep: dict, work: Path) -> dict:
     for task in tasks.values():
         task.build_all_requests(rank=0, world_size=1)
         for inst in task.instances:
-            if inst.request_type == "generate_until":
-                ids = tok.encode(inst.args[0])
-            elif inst.request_type == "loglikelihood_rolling":
+            if inst.request_type in ("generate_until", "loglikelihood_rolling"):
                 ids = tok.encode(inst.args[0])
             else:
                 ctx, cont = inst.args
@@ -206,7 +202,7 @@ def main() -> None:
                 runs["warm"].append(warm)
         print(f"bench: repetition {rep + 1}/{args.reps}: lm-eval {runs['lm_eval'][-1]['wall_s']:.1f} s, "
               f"harness cold {runs['cold'][-1]['wall_s']:.1f} s, warm {runs['warm'][-1]['wall_s']:.1f} s", flush=True)
-    fl = floor(prep, work)
+    fl = floor(prep)
     wall = {k: spread([r["wall_s"] for r in v]) for k, v in runs.items()}
     rss = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
     score_s = doc["timings_s"].get("score") if doc else None
