@@ -21,7 +21,7 @@ def _records(config) -> dict:
             for r in plan.runs}
 
 
-def test_requests_built_and_tokenised_once_for_all_variants_score_as_the_plain_path(tiny_config, tmp_path, monkeypatch):
+def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tiny_config, tmp_path, monkeypatch):
     from lm_eval.api.task import Task
 
     from harness import execute
@@ -40,10 +40,12 @@ def test_requests_built_and_tokenised_once_for_all_variants_score_as_the_plain_p
     assert len(builds) == len(set(builds)) == 7  # once per task, not once per (task, variant)
 
     # the plain path: lm-eval rebuilds the requests and tokenises them again for every variant
+    from harness import tasks
     from harness.backends import hf
 
     monkeypatch.setattr(execute, "shared_requests", lambda task: nullcontext())
     monkeypatch.setattr(hf, "TOKEN_CACHE", False)
+    monkeypatch.setattr(tasks, "TEMPLATE_CACHE", False)
     plain = tiny_config(limit=16, store=tmp_path / "plain")
     run_comparison(load(plain), log=lambda m: None)
     rebuilt = _records(plain)

@@ -81,6 +81,9 @@ class HFBackend:
         # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
         self.lm = _hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                                 device=device, dtype=DTYPES[dtype], max_length=max_length)
+        # HFLM looks the context length up in the model config on every request (12,000 lookups,
+        # 0.3 s, for the bench suite); it cannot change while the model is loaded
+        self.lm._max_length = self.lm.max_length
 
     @staticmethod
     def _attach(model, adapters: dict[str, Path]):
