@@ -193,37 +193,45 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
 
 def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                  log: Callable[[str], None] = print) -> ExecutionResult:
-    """Score every missing run; each stored as soon as it is done."""
+    """Score every missing run; each stored as soon as it is done. On a terminal, a bar counts the
+    runs (and lm-eval's own bar the requests of the run in progress)."""
     import lm_eval
+
+    from harness import progress
 
     todo: dict[str, list[PlannedRun]] = {}
     for run in plan.missing:
         todo.setdefault(run.model.group, []).append(run)
     scored, load_s, score_s = [], 0.0, 0.0
-    for group, runs in todo.items():
-        models = list({r.model.label: r.model for r in runs}.values())
-        t = time.perf_counter()
-        log(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
-            + ", ".join(m.label for m in models))
-        backend = _load_backend(spec, models)
-        load_s += time.perf_counter() - t
-        try:
-            for run in runs:
-                try:
-                    records, n_requests, wall_s = _score(backend, run, spec)
-                except HarnessError as e:
-                    raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
-                score_s += wall_s
-                manifest = RunManifest(
-                    model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
-                    harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                    label=run.model.label, backend=backend.name, n_items=len(records),
-                    n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
-                    versions=package_versions(), device=device_name(spec.eval.device))
-                store.write(run.key, records, manifest)
-                scored.append(f"{run.model.label}/{run.task.name}")
-                log(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
-                    f"in {wall_s:5.1f} s")
-        finally:
-            backend.close()
+    with progress.bar(len(plan.missing), "execute", "run") as bar:
+        say = progress.printer(bar, log)
+        for group, runs in todo.items():
+            models = list({r.model.label: r.model for r in runs}.values())
+            t = time.perf_counter()
+            say(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
+                + ", ".join(m.label for m in models))
+            bar.set_postfix_str(f"loading {Path(group).name}")
+            backend = _load_backend(spec, models)
+            load_s += time.perf_counter() - t
+            try:
+                for run in runs:
+                    bar.set_postfix_str(f"{run.model.label} {run.task.name}")
+                    try:
+                        records, n_requests, wall_s = _score(backend, run, spec)
+                    except HarnessError as e:
+                        raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
+                    score_s += wall_s
+                    manifest = RunManifest(
+                        model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
+                        harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                        label=run.model.label, backend=backend.name, n_items=len(records),
+                        n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
+                        versions=package_versions(), device=device_name(spec.eval.device))
+                    store.write(run.key, records, manifest)
+                    scored.append(f"{run.model.label}/{run.task.name}")
+                    say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
+                        f"in {wall_s:5.1f} s")
+                    bar.update()
+            finally:
+                backend.close()
     return ExecutionResult(scored=scored, load_s=round(load_s, 3), score_s=round(score_s, 3))

@@ -9,32 +9,72 @@ log-likelihoods (a test checks it).
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from harness import progress
 from harness.backends.base import BASE, check_fits
 from harness.errors import HarnessError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKEN_CACHE = True  # tokenise each distinct string once per loaded model (tests turn it off to compare)
+ROLLING_ONE_PASS = True  # rolling windows of all requests sorted and batched together (idem)
+
+
+@contextmanager
+def _transient_bars() -> Iterator[None]:
+    """lm-eval's request bars, shown on a terminal while their call lasts (it leaves one per call)."""
+    from lm_eval.models import huggingface
+    from tqdm import tqdm
+
+    original = huggingface.tqdm
+    huggingface.tqdm = partial(tqdm, leave=False, file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield
+    finally:
+        huggingface.tqdm = original
 
 
 def _hflm_class():
-    """lm-eval's HFLM without its per-call progress bars (the harness reports per run)."""
+    """lm-eval's HFLM with its request bars on terminals only, a token cache, and rolling
+    log-likelihood scored in one length-sorted pass."""
+    from lm_eval import utils
     from lm_eval.models.huggingface import HFLM
 
     class QuietHFLM(HFLM):
         def loglikelihood(self, requests, disable_tqdm: bool = True):
-            return super().loglikelihood(requests, disable_tqdm=True)
+            return super().loglikelihood(requests, disable_tqdm=True)  # its tokenising bar: too quick
 
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
-            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+            """lm-eval's windows and sums, but every request's windows go to one
+            `_loglikelihood_tokens` call, which sorts them by length: lm-eval sends them `batch_size`
+            windows at a time in document order, each batch padded to its longest window."""
+            if not ROLLING_ONE_PASS or self.batch_size == "auto" or self.world_size > 1:
+                return super().loglikelihood_rolling(requests, disable_tqdm=True)
+            windows, counts = [], []
+            for request in requests:
+                token_windows = utils.get_rolling_token_windows(
+                    token_list=self.tok_encode(request.args[0]), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)
+                own = [(None, *utils.make_disjoint_window(w)) for w in token_windows]
+                windows += own
+                counts.append(len(own))
+            scored = self._loglikelihood_tokens(windows)
+            totals, at = [], 0
+            for request, n in zip(requests, counts, strict=True):
+                totals.append(sum(ll for ll, _ in scored[at:at + n]))  # is_greedy discarded, as lm-eval does
+                at += n
+                self.cache_hook.add_partial("loglikelihood_rolling", (request.args[0],), totals[-1])
+            return totals
 
         def generate_until(self, requests, disable_tqdm: bool = True):
-            return super().generate_until(requests, disable_tqdm=True)
+            with _transient_bars():
+                return super().generate_until(requests, disable_tqdm=not progress.enabled())
 
         def tok_encode(self, string: str, add_special_tokens: bool | None = None,
                        left_truncate_len: int | None = None, **kwargs) -> list[int]:
@@ -47,9 +87,11 @@ def _hflm_class():
                 cache[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
             return list(cache[key])
 
-        def _loglikelihood_tokens(self, requests, *args, **kwargs):
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = True, override_bs: int | None = None):
             check_fits(requests, self.max_length)
-            return super()._loglikelihood_tokens(requests, *args, **kwargs)
+            with _transient_bars():
+                return super()._loglikelihood_tokens(requests, disable_tqdm=not progress.enabled(),
+                                                     override_bs=override_bs)
 
     return QuietHFLM
 
