@@ -9,8 +9,9 @@ processes of this one:
   cold      `harness compare` into an empty store;
   warm      `harness compare` on a copy of the cold store after one candidate's adapter changed;
 
-and once, in-process, the physical floor: a bare batched forward pass (no gradients, batches of
-equal-length-sorted sequences) of the base over the same unique token sequences, as tokens/s.
+and, in-process, the physical floor: a bare batched forward pass (no gradients, batches of
+length-sorted sequences) of the base over the same unique token sequences, as tokens/s (best of
+3 passes per repetition).
 It prints min/median/max per figure, the ratios, each run's peak RSS, and writes --out (JSON).
 
     make bench                     # 3 repetitions
@@ -136,44 +137,54 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def floor(prep: dict) -> dict:
+class Floor:
     """Tokens/s of a bare batched forward pass of the base over the suite's unique token sequences
-    (context + continuation of every request, as HFLM scores them; generation: the prompt)."""
-    import torch
-    from lm_eval.tasks import TaskManager
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    (context + continuation of every request, as HFLM scores them; generation: the prompt), timed in
+    each repetition beside the runs it is compared with."""
 
-    demo = prep["demo"]
-    tok = AutoTokenizer.from_pretrained(demo.base)
-    model = AutoModelForCausalLM.from_pretrained(demo.base, dtype=torch.float32).eval()
-    manager = TaskManager(include_path=str(prep["tasks_dir"]), include_defaults=False)
-    tasks = manager.load(prep["task_names"])["tasks"]
-    seqs: set[tuple[int, ...]] = set()
-    for task in tasks.values():
-        task.build_all_requests(rank=0, world_size=1)
-        for inst in task.instances:
-            if inst.request_type in ("generate_until", "loglikelihood_rolling"):
-                ids = tok.encode(inst.args[0])
-            else:
-                ctx, cont = inst.args
-                ids = tok.encode(ctx) + tok.encode(cont, add_special_tokens=False)
-            seqs.add(tuple(ids[-model.config.max_position_embeddings:]))
-    ordered = sorted(seqs, key=len, reverse=True)
-    tokens = sum(len(s) for s in ordered)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    times = []
-    with torch.inference_mode():
-        for _ in range(3):
-            start = time.perf_counter()
-            for i in range(0, len(ordered), 32):
-                batch = ordered[i:i + 32]
-                width = len(batch[0])
-                ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in batch])
-                mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
-                model(input_ids=ids, attention_mask=mask)
-            times.append(time.perf_counter() - start)
-    best = min(times)
-    return {"sequences": len(ordered), "tokens": tokens, "seconds": best, "tokens_per_s": tokens / best}
+    def __init__(self, prep: dict):
+        import torch
+        from lm_eval.tasks import TaskManager
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        demo = prep["demo"]
+        tok = AutoTokenizer.from_pretrained(demo.base)
+        self.model = AutoModelForCausalLM.from_pretrained(demo.base, dtype=torch.float32).eval()
+        manager = TaskManager(include_path=str(prep["tasks_dir"]), include_defaults=False)
+        seqs: set[tuple[int, ...]] = set()
+        for task in manager.load(prep["task_names"])["tasks"].values():
+            task.build_all_requests(rank=0, world_size=1)
+            for inst in task.instances:
+                if inst.request_type in ("generate_until", "loglikelihood_rolling"):
+                    ids = tok.encode(inst.args[0])
+                else:
+                    ctx, cont = inst.args
+                    ids = tok.encode(ctx) + tok.encode(cont, add_special_tokens=False)
+                seqs.add(tuple(ids[-self.model.config.max_position_embeddings:]))
+        self.ordered = sorted(seqs, key=len, reverse=True)
+        self.tokens = sum(len(s) for s in self.ordered)
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.times: list[float] = []
+
+    def time(self, passes: int = 3) -> None:
+        import torch
+
+        with torch.inference_mode():
+            for _ in range(passes):
+                start = time.perf_counter()
+                for i in range(0, len(self.ordered), 32):
+                    batch = self.ordered[i:i + 32]
+                    width = len(batch[0])
+                    ids = torch.tensor([list(s) + [self.pad] * (width - len(s)) for s in batch])
+                    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
+                    self.model(input_ids=ids, attention_mask=mask)
+                self.times.append(time.perf_counter() - start)
+
+    def result(self) -> dict:
+        best = min(self.times)
+        return {"sequences": len(self.ordered), "tokens": self.tokens, "seconds": best,
+                "seconds_median": statistics.median(self.times), "passes": len(self.times),
+                "tokens_per_s": self.tokens / best}
 
 
 def spread(values: list[float]) -> dict:
@@ -181,6 +192,7 @@ def spread(values: list[float]) -> dict:
 
 
 def main() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars while the floor's requests are built
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--work", type=Path, default=REPO / ".harness" / "bench")
@@ -190,6 +202,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     prep = prepare(work)
+    bare = Floor(prep)
     runs: dict[str, list[dict]] = {"lm_eval": [], "cold": [], "warm": []}
     doc: dict | None = None
     for rep in range(args.reps):  # alternating A/B within each repetition
@@ -201,9 +214,10 @@ def main() -> None:
                 cold, warm, doc = run_harness(prep, work, rep)
                 runs["cold"].append(cold)
                 runs["warm"].append(warm)
+        bare.time()
         print(f"bench: repetition {rep + 1}/{args.reps}: lm-eval {runs['lm_eval'][-1]['wall_s']:.1f} s, "
               f"harness cold {runs['cold'][-1]['wall_s']:.1f} s, warm {runs['warm'][-1]['wall_s']:.1f} s", flush=True)
-    fl = floor(prep)
+    fl = bare.result()
     wall = {k: spread([r["wall_s"] for r in v]) for k, v in runs.items()}
     rss = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
     score_s = statistics.median(r["score_s"] for r in runs["cold"])
