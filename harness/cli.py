@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -39,6 +39,13 @@ class _Group(click.Group):
         except HarnessError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except Interrupted as e:
+            click.echo(str(e), err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("interrupted; the store holds only complete runs (each is saved whole or not "
+                       "at all)", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)

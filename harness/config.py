@@ -39,6 +39,9 @@ class ModelSpec(Spec):
         "float32", description="Weights and compute dtype.")
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped with the checkpoint. Off unless you trust it.")
+    allow_pickle: bool = Field(
+        False, description="Load pickle weights (*.bin, *.pt) where there are no safetensors. Off unless "
+        "you trust them: unpickling can run code.")
 
 
 class CandidateSpec(Spec):
@@ -49,6 +52,10 @@ class CandidateSpec(Spec):
     path: str | None = Field(None, description="Fully fine-tuned model folder or hub id.")
     revision: str | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = False
+    allow_different_tokenizer: bool = Field(
+        False, description="Compare a full model whose tokenizer differs from the base's (its "
+        "log-likelihoods are over other tokens: not comparable per item).")
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateSpec:

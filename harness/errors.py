@@ -18,3 +18,7 @@ class ConfigError(HarnessError):
             super().__init__(
                 f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
             )
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the message says what was saved. The CLI exits 130."""

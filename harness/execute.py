@@ -21,7 +21,7 @@ import harness
 from harness.backends.base import Backend
 from harness.config import HarnessSpec
 from harness.environment import package_versions
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store, now_iso
 
@@ -113,7 +113,8 @@ def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
                            options=spec.eval.vllm)
     return HFBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device,
                      batch_size=spec.eval.batch_size, adapters=adapters,
-                     trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length)
+                     trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length,
+                     allow_pickle=first.allow_pickle)
 
 
 @contextmanager
@@ -194,44 +195,79 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
 def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                  log: Callable[[str], None] = print) -> ExecutionResult:
     """Score every missing run; each stored as soon as it is done. On a terminal, a bar counts the
-    runs (and lm-eval's own bar the requests of the run in progress)."""
+    runs (and lm-eval's own bar the requests of the run in progress).
+
+    A run is scored only under its lock in the store: a run another process holds is put off and
+    waited for at the end, then taken from the store if that process stored it. Ctrl-C raises
+    `Interrupted`, saying what was saved (every run finished before it)."""
     import lm_eval
 
     from harness import progress
 
+    store.reindex([r.key for r in plan.distinct if r.cached])
     todo: dict[str, list[PlannedRun]] = {}
     for run in plan.missing:
         todo.setdefault(run.model.group, []).append(run)
-    scored, load_s, score_s = [], 0.0, 0.0
+    scored: list[str] = []
+    load_s = score_s = 0.0
+    current = "loading models"
     with progress.bar(len(plan.missing), "execute", "run") as bar:
         say = progress.printer(bar, log)
-        for group, runs in todo.items():
-            models = list({r.model.label: r.model for r in runs}.values())
-            t = time.perf_counter()
-            say(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
-                + ", ".join(m.label for m in models))
-            bar.set_postfix_str(f"loading {Path(group).name}")
-            backend = _load_backend(spec, models)
-            load_s += time.perf_counter() - t
+
+        def score_one(backend: Backend, run: PlannedRun) -> None:
+            nonlocal score_s, current
+            name = f"{run.model.label} {run.task.name}"
+            if store.has(run.key):
+                say(f"execute: {run.model.label:>12} {run.task.name:<22} stored meanwhile by another process")
+                bar.update()
+                return
+            current = name
+            bar.set_postfix_str(name)
             try:
-                for run in runs:
-                    bar.set_postfix_str(f"{run.model.label} {run.task.name}")
-                    try:
-                        records, n_requests, wall_s = _score(backend, run, spec)
-                    except HarnessError as e:
-                        raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
-                    score_s += wall_s
-                    manifest = RunManifest(
-                        model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
-                        harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                        label=run.model.label, backend=backend.name, n_items=len(records),
-                        n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
-                        versions=package_versions(), device=device_name(spec.eval.device))
-                    store.write(run.key, records, manifest)
-                    scored.append(f"{run.model.label}/{run.task.name}")
-                    say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
-                        f"in {wall_s:5.1f} s")
-                    bar.update()
-            finally:
-                backend.close()
+                records, n_requests, wall_s = _score(backend, run, spec)
+            except HarnessError as e:
+                raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
+            score_s += wall_s
+            manifest = RunManifest(
+                model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
+                harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                label=run.model.label, backend=backend.name, n_items=len(records),
+                n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
+                versions=package_versions(), device=device_name(spec.eval.device))
+            store.write(run.key, records, manifest)
+            scored.append(f"{run.model.label}/{run.task.name}")
+            say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
+                f"in {wall_s:5.1f} s")
+            bar.update()
+
+        try:
+            for group, runs in todo.items():
+                models = list({r.model.label: r.model for r in runs}.values())
+                t = time.perf_counter()
+                say(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
+                    + ", ".join(m.label for m in models))
+                current = f"loading {Path(group).name}"
+                bar.set_postfix_str(current)
+                backend = _load_backend(spec, models)
+                load_s += time.perf_counter() - t
+                try:
+                    later = []
+                    for run in runs:
+                        with store.claim(run.key, wait=False) as mine:
+                            if mine:
+                                score_one(backend, run)
+                            else:
+                                later.append(run)
+                    for run in later:
+                        say(f"execute: {run.model.label:>12} {run.task.name:<22} being scored by "
+                            "another process; waiting for it")
+                        with store.claim(run.key):
+                            score_one(backend, run)
+                finally:
+                    backend.close()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while {current}: {len(scored)} run(s) finished and saved in {store.root} "
+                f"this time, {len(plan.missing) - len(scored)} not; the next run reuses what is saved "
+                "and scores the rest") from None
     return ExecutionResult(scored=scored, load_s=round(load_s, 3), score_s=round(score_s, 3))

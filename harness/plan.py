@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends.base import BASE
+from harness.checkpoints import check_adapter, check_model_folder, tokenizers_differ
 from harness.config import HarnessSpec, SuiteSpec
+from harness.errors import HarnessError
 from harness.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.store import RunKey, Store
 from harness.tasks import LoadedTask, load_fewshot_task, load_tasks
@@ -27,6 +29,7 @@ class ModelEntry:
     model_dir: Path  # the full model folder the group loads
     adapter_dir: Path | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,21 +66,35 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     if spec.eval.max_length is not None:  # a different context window scores long items differently
         backend = f"{backend}:max_length={spec.eval.max_length}"
     base_dir = resolve_model_dir(spec.base.path, spec.base.revision)
+    check_model_folder(base_dir, where="base", trust_remote_code=spec.base.trust_remote_code,
+                       allow_pickle=spec.base.allow_pickle)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
     models = [ModelEntry(BASE, base_fp, group=str(base_dir), variant=BASE, model_dir=base_dir,
-                         trust_remote_code=spec.base.trust_remote_code)]
-    for c in spec.candidates:
+                         trust_remote_code=spec.base.trust_remote_code, allow_pickle=spec.base.allow_pickle)]
+    for i, c in enumerate(spec.candidates):
+        where = f"candidates[{i}] ({c.name})"
         if c.adapter is not None:
             adapter_dir = Path(c.adapter)
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
+            check_adapter(adapter_dir, base_dir, where=where)
             models.append(ModelEntry(c.name, fp, group=str(base_dir), variant=c.name,
                                      model_dir=base_dir, adapter_dir=adapter_dir,
-                                     trust_remote_code=spec.base.trust_remote_code))
+                                     trust_remote_code=spec.base.trust_remote_code,
+                                     allow_pickle=spec.base.allow_pickle))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
+            check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,
+                               allow_pickle=c.allow_pickle)
+            differ = tokenizers_differ(base_dir, model_dir)
+            if differ and not c.allow_different_tokenizer:
+                raise HarnessError(
+                    f"{model_dir}: {where} has a tokenizer other than the base's ({', '.join(differ)} "
+                    "differ): its log-likelihoods are over other tokens and not comparable item by item; "
+                    "save the base's tokenizer with it, or set `allow_different_tokenizer: true` on it")
             fp = model_fingerprint(model_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
             models.append(ModelEntry(c.name, fp, group=str(model_dir), variant=BASE,
-                                     model_dir=model_dir, trust_remote_code=c.trust_remote_code))
+                                     model_dir=model_dir, trust_remote_code=c.trust_remote_code,
+                                     allow_pickle=c.allow_pickle))
     return models
 
 

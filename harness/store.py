@@ -8,16 +8,24 @@ Layout under the store root (default `.harness/`):
 
 A run is keyed by (model fingerprint, task, task hash, harness version). The manifest is written
 last, each file atomically (temp file + rename): a run without a manifest does not exist, so a
-crash loses at most the run in flight.
+crash loses at most the run in flight. The files are the truth; the SQLite index is rebuilt from
+manifests where a crash left it a row short.
+
+Concurrency: a process scores a run only while it holds the run's lock (`<task>.<hash>.lock`,
+`fcntl.flock`: released by the OS when the process dies, so a killed run never leaves a stale
+lock), and checks the store again once it holds it; SQLite's own locking guards the index. Two
+`harness compare` on one store split the work and never score a run twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
 import tempfile
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +102,8 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as f:  # on disk before it gets its name: a power cut leaves old or new
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -140,6 +150,44 @@ class Store:
     def _paths(self, key: RunKey) -> tuple[Path, Path]:
         return self.root / f"{key.stem}.parquet", self.root / f"{key.stem}.json"
 
+    @contextmanager
+    def claim(self, key: RunKey, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the run's lock while the block runs: True when held; False (only with `wait=False`)
+        when another process holds it. Holding it, leftovers of a killed writer are removed."""
+        records, _ = self._paths(key)
+        lock = records.with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                for partial in lock.parent.glob(f".{records.stem}.*.tmp"):  # atomic_write's temp files
+                    partial.unlink(missing_ok=True)
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def reindex(self, keys: list[RunKey]) -> int:
+        """Add index rows for stored runs that lack one (a kill between the manifest and the index
+        row); returns how many were added."""
+        with closing(self._connect()) as db:
+            have = set(db.execute("SELECT model_fp, task, task_hash, harness_version FROM runs"))
+        added = 0
+        for key in keys:
+            if (key.model_fp, key.task, key.task_hash, key.harness_version) not in have and self.has(key):
+                self._index(key, self.read_manifest(key))
+                added += 1
+        return added
+
+    def _index(self, key: RunKey, manifest: RunManifest) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key.model_fp, key.task, key.task_hash, key.harness_version, key.stem,
+                        manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at))
+
     def has(self, key: RunKey) -> bool:
         records, manifest = self._paths(key)
         return manifest.is_file() and records.is_file()
@@ -167,10 +215,7 @@ class Store:
         records_path, manifest_path = self._paths(key)
         atomic_write(records_path, lambda p: records.to_parquet(p, index=False))
         atomic_write(manifest_path, lambda p: p.write_text(manifest.model_dump_json(indent=1)))
-        with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (key.model_fp, key.task, key.task_hash, key.harness_version, key.stem,
-                        manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at))
+        self._index(key, manifest)
 
     def runs(self) -> list[dict]:
         with closing(self._connect()) as db:

@@ -210,8 +210,51 @@ class _Catalog:
             elif cfg.get("dataset_path") == "json" and not (cfg.get("dataset_kwargs") or {}).get("data_files"):
                 raise HarnessError(f"task {leaf} reads local files: give it `data: {{format, path}}` in the "
                                    "suite, or `task_data:` in the config")
-            tasks |= TaskManager(include_defaults=False).load([cfg])["tasks"]
+            try:
+                tasks |= TaskManager(include_defaults=False).load([cfg])["tasks"]
+            except Exception:
+                _diagnose_data_files(cfg)  # a precise message where the cause is a data file
+                raise
         return tasks
+
+
+def _diagnose_data_files(cfg: dict) -> None:
+    """Name the data file (and line) that made lm-eval fail: missing, empty, not JSON lines.
+    Run only after a failure, so large files cost nothing when they are fine."""
+    files = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    if cfg.get("dataset_path") != "json" or not files:
+        return
+    if isinstance(files, dict):
+        paths = [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
+    else:
+        paths = files if isinstance(files, list) else [files]
+    for raw in paths:
+        path = Path(raw)
+        if "://" in raw:
+            continue
+        if not path.is_file():
+            raise HarnessError(f"{path}: data file not found (task {cfg.get('task')}); check `data_files`")
+        records = 0
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.read(1)
+            f.seek(0)
+            if first == "[":  # one JSON array, not JSON lines
+                continue
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line "
+                                       f"(task {cfg.get('task')})") from None
+                if not isinstance(record, dict):
+                    raise HarnessError(f"{path}:{n}: expected a JSON object per line, got "
+                                       f"{type(record).__name__} (task {cfg.get('task')})")
+                records += 1
+        if records == 0:
+            raise HarnessError(f"{path}: no records (empty, or blank lines only); task {cfg.get('task')} needs at "
+                               "least one document per split")
 
 
 def _merge(cfg: dict, overrides: dict) -> dict:
@@ -306,6 +349,16 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
     except KeyError:
         raise ConfigError([f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
                            f"{', '.join(catalog.task_dirs)} nor in lm-eval's registry)"]) from None
+    except ConfigError:
+        raise
+    except HarnessError as e:
+        raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): {e}") from None
+    except IndexError as e:
+        if "size 0" not in str(e):  # lm-eval looks at document 0 while it builds the task
+            raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): lm-eval could not build "
+                               f"the task: {type(e).__name__}: {e}") from e
+        raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): the task has no items (its split is "
+                           "empty once loaded and filtered by process_docs); check its data and filters") from None
     except Exception as e:
         raise HarnessError(f"{suite_path}: tasks[{i}] ({spec.task}): lm-eval could not build "
                            f"the task: {type(e).__name__}: {e}") from e

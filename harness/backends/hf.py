@@ -103,7 +103,7 @@ class HFBackend:
 
     def __init__(self, model_dir: Path, *, dtype: str, device: str, batch_size: int,
                  adapters: dict[str, Path] | None = None, trust_remote_code: bool = False,
-                 max_length: int | None = None):
+                 max_length: int | None = None, allow_pickle: bool = False):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
@@ -113,7 +113,7 @@ class HFBackend:
                 model_dir, trust_remote_code=trust_remote_code)
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                use_safetensors=True)
+                use_safetensors=None if allow_pickle else True)
         except (OSError, ValueError) as e:
             raise HarnessError(f"{model_dir}: could not load the model: {e}") from None
         model.to(device).eval()

@@ -1,0 +1,204 @@
+"""Faults: a `harness compare` killed at any point loses at most the run in flight and the re-run
+finishes as an uninterrupted run does; two compares on one store split the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.run import load, run_comparison
+
+# Runs the CLI with one fault planted: the process kills itself (SIGKILL, or SIGINT for Ctrl-C) the
+# n-th time it reaches the point. Test code only: the harness has no fault hooks.
+FAULTY_CLI = r'''
+import os, signal, sys
+point, nth = sys.argv[1], int(sys.argv[2])
+del sys.argv[1:3]
+hits = 0
+
+def hit(sig=signal.SIGKILL):
+    global hits
+    hits += 1
+    if hits == nth:
+        os.kill(os.getpid(), sig)
+
+if point == "model_load":  # the base is loaded, its adapters not yet
+    from harness.backends import hf
+    attach = hf.HFBackend._attach
+    def slow_attach(model, adapters):
+        hit()
+        return attach(model, adapters)
+    hf.HFBackend._attach = staticmethod(slow_attach)
+elif point in ("mid_task", "ctrl_c"):  # inside lm-eval, between two batches of a run
+    from lm_eval.models.huggingface import HFLM
+    call = HFLM._model_call
+    def model_call(self, *args, **kwargs):
+        hit(signal.SIGINT if point == "ctrl_c" else signal.SIGKILL)
+        return call(self, *args, **kwargs)
+    HFLM._model_call = model_call
+elif point in ("records_write", "manifest_write"):  # temp file written, not yet renamed
+    from harness import store
+    atomic_write = store.atomic_write
+    suffix = ".parquet" if point == "records_write" else ".json"
+    def faulty_write(path, write):
+        def then_die(tmp):
+            write(tmp)
+            if path.suffix == suffix:
+                hit()
+        return atomic_write(path, then_die)
+    store.atomic_write = faulty_write
+elif point == "index_write":  # the run's index row inserted, the transaction not committed
+    from harness.store import Store
+    connect = Store._connect
+    class Connection:
+        def __init__(self, db):
+            self.db = db
+        def execute(self, sql, *args):
+            cursor = self.db.execute(sql, *args)
+            if sql.startswith("INSERT OR REPLACE INTO runs"):
+                hit()
+            return cursor
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+        def __enter__(self):
+            self.db.__enter__()
+            return self
+        def __exit__(self, *exc):
+            return self.db.__exit__(*exc)
+    Store._connect = lambda self: Connection(connect(self))
+from harness.cli import main
+main()
+'''
+
+
+def _cli(*args: str, fault: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARNESS_PROGRESS": "0"}
+    command = ([sys.executable, "-c", FAULTY_CLI, fault[0], str(fault[1])] if fault
+               else [sys.executable, "-m", "harness.cli"])
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def _stored(store: Path) -> dict:
+    """What a store holds: complete runs, stray files, index rows."""
+    runs = sorted(f"{p.parent.name}/{p.stem}" for p in store.glob("runs/*/*/*.json"))
+    with sqlite3.connect(store / "index.sqlite") as db:
+        rows = [r[0] for r in db.execute("SELECT task || '/' || model_fp FROM runs")]
+    return {"runs": runs, "parquet": sorted(f"{p.parent.name}/{p.stem}" for p in store.glob("runs/*/*/*.parquet")),
+            "partial": [p.name for p in store.rglob("*.tmp")], "index_rows": rows}
+
+
+def _records(config: Path) -> dict:
+    from harness.plan import plan_runs
+    from harness.store import Store
+
+    loaded = load(config)
+    store = Store(loaded.spec.store)
+    plan = plan_runs(loaded.spec, loaded.suite, store)
+    return {r.key: store.read(r.key).sort_values(["doc_id", "filter"]).reset_index(drop=True) for r in plan.distinct}
+
+
+def _verdicts(result) -> list:
+    return [cr.model_dump() for cr in result.results] + [v.model_dump() for v in result.gates]
+
+
+def _scored(output: str) -> int:
+    return sum(" requests in " in line for line in output.splitlines())
+
+
+def test_killed_at_every_stage_the_rerun_matches_an_uninterrupted_run(tiny_config, tmp_path):
+    reference = tiny_config(store=tmp_path / "reference")
+    expected = run_comparison(load(reference), log=lambda m: None)
+    expected_records = _records(reference)
+    n_runs = len(expected_records)
+
+    config = tmp_path / "faulty.yaml"
+    config.write_text(reference.read_text().replace(str(tmp_path / "reference"), str(tmp_path / "store")))
+    store = tmp_path / "store"
+    done = 0
+    for point, nth in [("model_load", 1), ("mid_task", 8), ("records_write", 3), ("manifest_write", 2),
+                       ("index_write", 2)]:
+        killed = _cli("compare", "--config", str(config), fault=(point, nth))
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-2000:])
+        held = _stored(store)
+        scored_now = _scored(killed.stdout)
+        # every run this process finished is stored, whole; nothing else is (killed in the index
+        # transaction, the run's files were complete: it is stored, its log line never printed)
+        assert len(held["runs"]) == done + scored_now + (point == "index_write"), (point, held)
+        done = len(held["runs"])
+        assert done < n_runs
+    assert done >= 4  # the kills came at different depths of the work
+
+    interrupted = _cli("compare", "--config", str(config), fault=("ctrl_c", 4))
+    assert interrupted.returncode == 130, interrupted.stderr[-2000:]
+    scored_now = _scored(interrupted.stdout)
+    assert "interrupted while " in interrupted.stderr
+    assert f"{scored_now} run(s) finished and saved in {store}" in interrupted.stderr
+    assert len(_stored(store)["runs"]) == done + scored_now
+    done += scored_now
+
+    resumed = _cli("compare", "--config", str(config))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _scored(resumed.stdout) == n_runs - done  # only what no earlier process finished
+    assert f"{done} stored, {n_runs - done} to evaluate" in resumed.stdout
+
+    held = _stored(store)
+    assert held["partial"] == []  # temp files of the killed writes cleaned up
+    assert len(held["runs"]) == len(set(held["runs"])) == len(held["parquet"]) == n_runs
+    assert len(held["index_rows"]) == len(set(held["index_rows"])) == n_runs  # the lost index row rebuilt
+    records = _records(config)
+    assert records.keys() == expected_records.keys()
+    for key, frame in expected_records.items():
+        pd.testing.assert_frame_equal(records[key].drop(columns="scores"), frame.drop(columns="scores"))
+        assert list(map(list, records[key]["scores"])) == list(map(list, frame["scores"]))
+    again = run_comparison(load(config), log=lambda m: None)
+    assert _verdicts(again) == _verdicts(expected)
+
+
+def test_two_compares_on_one_store_split_the_work(tiny_config, tmp_path):
+    first = tiny_config(store=tmp_path / "store")
+    second = tmp_path / "second.yaml"
+    second.write_text(first.read_text().replace(f"report_dir: {tmp_path / 'report'}",
+                                                f"report_dir: {tmp_path / 'report2'}"))
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARNESS_PROGRESS": "0"}
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "compare", "--config", str(c)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for c in (first, second)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+
+    n_runs = len(_records(first))
+    split = [_scored(out) for out, _ in outs]
+    assert sum(split) == n_runs, split  # no run scored twice, none skipped
+    held = _stored(tmp_path / "store")
+    assert len(held["runs"]) == len(set(held["runs"])) == n_runs and held["partial"] == []
+    assert len(held["index_rows"]) == len(set(held["index_rows"])) == n_runs
+    summaries = [[line for line in out.splitlines() if line.startswith("compare:")] for out, _ in outs]
+    assert summaries[0] == summaries[1] and summaries[0]  # both report the same results
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_run_held_by_another_process_is_not_claimed(tmp_path, wait):
+    from harness.store import RunKey, Store
+
+    store = Store(tmp_path / "store")
+    key = RunKey(model_fp="f" * 64, task="t", task_hash="h" * 64)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom harness.store import RunKey, Store\n"
+        f"s = Store({str(store.root)!r})\n"
+        f"with s.claim(RunKey(model_fp={'f' * 64!r}, task='t', task_hash={'h' * 64!r})):\n"
+        "    print('held', flush=True)\n    time.sleep(3)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.perf_counter()
+    with store.claim(key, wait=wait) as mine:
+        assert mine is wait  # without waiting: refused; waiting: granted once the holder is done
+    assert (time.perf_counter() - start > 1) is wait
+    holder.wait(timeout=30)
