@@ -149,6 +149,10 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
                        if c.startswith((METRIC_PREFIX, METRIC_JSON_PREFIX)) and c.endswith("_base")})
         raise HarnessError(f"task {task}: no per-item metric '{spec.metric}' (have: {', '.join(have)}); "
                            "fix `metric:` for this task in the suite")
+    if clusters is not None and len(set(clusters)) < 2:
+        raise HarnessError(f"task {task}: all {len(clusters)} items scored fall in one cluster "
+                           f"({spec.cluster} = {clusters[0]}); a clustered interval needs two or more: score "
+                           "more items (eval.limit, subset) or drop `cluster:` from the suite entry")
     stats = analyze_paired(b, c, clusters=clusters, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
     if f"{col}_base" not in joined:  # centre the jackknife interval on the plug-in difference
         shift = (cand_score - base_score) - stats.estimate

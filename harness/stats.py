@@ -170,7 +170,7 @@ def role_bootstrap(groups: list[tuple[np.ndarray, np.ndarray | None]], *, confid
 
 def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> float:
     """Two-sided paired permutation test of mean(d) = 0 by random sign flips (exact if small)."""
-    if np.all(d == 0):
+    if np.all(d == 0) or d.size < 2:  # one item: its two sign flips are equally extreme
         return 1.0
     res = sps.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
                                vectorized=True, n_resamples=resamples, alternative="two-sided",
