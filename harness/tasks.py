@@ -197,7 +197,7 @@ class _Catalog:
         from lm_eval.tasks._yaml_loader import load_yaml
 
         if data is None and not overrides and name not in self._local:
-            if name not in self.manager.all_tasks:
+            if name not in self.registry:  # the index cached on disk: no 20 s TaskManager for a typo
                 raise KeyError(name)
             return self.manager.load([name])["tasks"]
         tasks: dict[str, Any] = {}
