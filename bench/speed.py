@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / ".harness" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench.json")
     args = parser.parse_args()
-    work = args.work
+    work = args.work.resolve()  # the task folder and suite are written with absolute paths
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     prep = prepare(work)

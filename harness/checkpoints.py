@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -41,8 +42,10 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
-def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool, allow_pickle: bool) -> None:
-    """Refuse a checkpoint's custom code and pickle-only weights unless opted in; check headers."""
+def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool,
+                       allow_pickle: bool) -> dict[str, list[int]]:
+    """Refuse a checkpoint's custom code and pickle-only weights unless opted in; check the
+    safetensors headers and return every tensor's shape (none for pickle weights)."""
     if not trust_remote_code:
         for name in ("config.json", "tokenizer_config.json"):
             path = folder / name
@@ -66,12 +69,15 @@ def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool, all
             f"{folder}: weights only in pickle format ({', '.join(p.name for p in pickled)}); unpickling "
             "can run arbitrary code. Convert them to safetensors (model.save_pretrained(folder)) or, "
             f"if you trust the file, set `allow_pickle: true` on {where}")
+    shapes: dict[str, list[int]] = {}
     for path in safe:
-        safetensors_header(path)
+        shapes |= {name: t["shape"] for name, t in safetensors_header(path).items()}
+    return shapes
 
 
-def check_adapter(adapter_dir: Path, base_dir: Path, *, where: str) -> None:
-    """The adapter's LoRA matrices fit the base's layers (names and shapes, from the headers)."""
+def check_adapter(adapter_dir: Path, base_dir: Path, base: dict[str, list[int]], *, where: str) -> None:
+    """The adapter's LoRA matrices fit the base's layers (`base`: tensor shapes from
+    `check_model_folder`)."""
     config_path = adapter_dir / "adapter_config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -81,9 +87,6 @@ def check_adapter(adapter_dir: Path, base_dir: Path, *, where: str) -> None:
         raise HarnessError(f"{config_path}: peft_type {config.get('peft_type')!r}; harness evaluates LoRA "
                            f"adapters ({where})")
     adapter = safetensors_header(adapter_dir / "adapter_model.safetensors")
-    base: dict[str, list[int]] = {}
-    for path in sorted(base_dir.glob("*.safetensors")):
-        base |= {name: t["shape"] for name, t in safetensors_header(path).items()}
     if not base:
         return  # pickle weights (opted in): shapes are checked by peft when it loads
     fix = "the adapter was trained for a different base model; point `base.path` at that model"
@@ -106,12 +109,13 @@ def check_adapter(adapter_dir: Path, base_dir: Path, *, where: str) -> None:
                     f"{tensor['shape'][axis]}, the base's has {want}; {fix}")
 
 
-def tokenizers_differ(base_dir: Path, other_dir: Path) -> list[str]:
-    """The tokenizer files whose content differs between two model folders."""
+def tokenizers_differ(base_dir: Path, other_dir: Path, hasher: Callable[[Path], str]) -> list[str]:
+    """The tokenizer files whose content differs between two model folders (`hasher`: the store's
+    cached file hashes, which the fingerprints read anyway)."""
     differ = []
     for name in TOKENIZER_FILES:
         a, b = base_dir / name, other_dir / name
-        if a.is_file() != b.is_file() or (a.is_file() and a.read_bytes() != b.read_bytes()):
+        if a.is_file() != b.is_file() or (a.is_file() and hasher(a) != hasher(b)):
             differ.append(name)
     return differ
 

@@ -49,7 +49,7 @@ def read_jsonl(path: Path, what: str = "data file", hint: str = DATA_HINT) -> It
             except json.JSONDecodeError as e:
                 raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
             if not isinstance(row, dict):
-                raise HarnessError(f"{path}:{n}: expected a JSON object")
+                raise HarnessError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
             yield f"{path}:{n}", row
 
 

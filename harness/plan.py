@@ -66,8 +66,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     if spec.eval.max_length is not None:  # a different context window scores long items differently
         backend = f"{backend}:max_length={spec.eval.max_length}"
     base_dir = resolve_model_dir(spec.base.path, spec.base.revision)
-    check_model_folder(base_dir, where="base", trust_remote_code=spec.base.trust_remote_code,
-                       allow_pickle=spec.base.allow_pickle)
+    base_shapes = check_model_folder(base_dir, where="base", trust_remote_code=spec.base.trust_remote_code,
+                                     allow_pickle=spec.base.allow_pickle)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
     models = [ModelEntry(BASE, base_fp, group=str(base_dir), variant=BASE, model_dir=base_dir,
                          trust_remote_code=spec.base.trust_remote_code, allow_pickle=spec.base.allow_pickle)]
@@ -76,7 +76,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
         if c.adapter is not None:
             adapter_dir = Path(c.adapter)
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
-            check_adapter(adapter_dir, base_dir, where=where)
+            check_adapter(adapter_dir, base_dir, base_shapes, where=where)
             models.append(ModelEntry(c.name, fp, group=str(base_dir), variant=c.name,
                                      model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=spec.base.trust_remote_code,
@@ -85,7 +85,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             model_dir = resolve_model_dir(c.path or "", c.revision)
             check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,
                                allow_pickle=c.allow_pickle)
-            differ = tokenizers_differ(base_dir, model_dir)
+            differ = tokenizers_differ(base_dir, model_dir, store.file_hash)
             if differ and not c.allow_different_tokenizer:
                 raise HarnessError(
                     f"{model_dir}: {where} has a tokenizer other than the base's ({', '.join(differ)} "

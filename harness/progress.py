@@ -18,12 +18,12 @@ def enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def bar(total: int, desc: str, unit: str, leave: bool = True):
+def bar(total: int, desc: str, unit: str):
     """A tqdm bar on stderr (a disabled one when progress is off)."""
     from tqdm import tqdm
 
     # `disable` is passed explicitly: the CLI sets TQDM_DISABLE for other libraries' bars
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, disable=not enabled(), file=sys.stderr,
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(), file=sys.stderr,
                 dynamic_ncols=True)
 
 

@@ -221,6 +221,8 @@ class _Catalog:
 def _diagnose_data_files(cfg: dict) -> None:
     """Name the data file (and line) that made lm-eval fail: missing, empty, not JSON lines.
     Run only after a failure, so large files cost nothing when they are fine."""
+    from harness.datasets import read_jsonl
+
     files = (cfg.get("dataset_kwargs") or {}).get("data_files")
     if cfg.get("dataset_path") != "json" or not files:
         return
@@ -228,31 +230,13 @@ def _diagnose_data_files(cfg: dict) -> None:
         paths = [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
     else:
         paths = files if isinstance(files, list) else [files]
-    for raw in paths:
-        path = Path(raw)
-        if "://" in raw:
-            continue
-        if not path.is_file():
-            raise HarnessError(f"{path}: data file not found (task {cfg.get('task')}); check `data_files`")
-        records = 0
-        with path.open(encoding="utf-8", errors="replace") as f:
-            first = f.read(1)
-            f.seek(0)
-            if first == "[":  # one JSON array, not JSON lines
-                continue
-            for n, line in enumerate(f, 1):
-                if not line.strip():
+    hint = "check the task's `data_files`"
+    for path in (Path(p) for p in paths if "://" not in p):
+        if path.is_file():
+            with path.open("rb") as f:
+                if f.read(1) == b"[":  # one JSON array, not JSON lines
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line "
-                                       f"(task {cfg.get('task')})") from None
-                if not isinstance(record, dict):
-                    raise HarnessError(f"{path}:{n}: expected a JSON object per line, got "
-                                       f"{type(record).__name__} (task {cfg.get('task')})")
-                records += 1
-        if records == 0:
+        if sum(1 for _ in read_jsonl(path, hint=hint)) == 0:  # every line read: a bad one is named
             raise HarnessError(f"{path}: no records (empty, or blank lines only); task {cfg.get('task')} needs at "
                                "least one document per split")
 

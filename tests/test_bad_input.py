@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -55,8 +56,6 @@ def _task_suite(tmp: Path, change) -> Path:
 
 def _refused(config: Path, pattern: str, *args: str) -> str:
     """Run `harness compare`; it must exit 2 with one `error:` line matching `pattern`, and store no run."""
-    import re
-
     result = CliRunner().invoke(main, ["compare", "--config", str(config), *args])
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -90,7 +89,7 @@ def test_unknown_task_role_or_metric_names_the_suite_entry(world, entry, pattern
     config = world["config"](suite=suite)
     if "no_such_metric" in entry:  # found once lm-eval has scored: nothing of the comparison is written
         result = CliRunner().invoke(main, ["compare", "--config", str(config)])
-        assert result.exit_code == 2 and __import__("re").search(pattern, result.stderr), result.stderr
+        assert result.exit_code == 2 and re.search(pattern, result.stderr), result.stderr
         assert not (config.parent / "report" / "index.html").exists()
         return
     _refused(config, pattern)
