@@ -16,6 +16,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("TQDM_DISABLE", "1")
+# `pytest -n N` (make test): N workers share the cores, so each one's torch (and the CLI processes it
+# starts) gets its share of the threads instead of every process spinning on all of them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
@@ -49,11 +54,19 @@ def tiny_spec():
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
+def shared_tmp(tmp_path_factory) -> Path:
+    """A temporary folder every test process of this session sees (`pytest -n 2` workers share it):
+    built once, behind the builder's own lock (the demo build's, the store's run locks)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def tiny_world(shared_tmp):
     """A built tiny demo world (read-only for tests: copy before changing anything)."""
     from harness.demo.build import build_demo
 
-    root = tmp_path_factory.mktemp("tiny_world")
+    root = shared_tmp / "tiny_world"
     return build_demo(root / "demo", tiny_spec(), probe_dir=root / "probes", log=lambda m: None)
 
 
@@ -68,12 +81,13 @@ def demo_world():
 
 
 @pytest.fixture(scope="session")
-def demo_config(demo_world, tmp_path_factory):
-    """The repository's demo config, with the store and report in a temporary folder."""
+def demo_config(demo_world, tmp_path_factory, shared_tmp):
+    """The repository's demo config, with the store (shared by test workers) and the report in a
+    temporary folder."""
     tmp = tmp_path_factory.mktemp("demo")
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
-    text = text.replace("store: ../.harness", f"store: {tmp / 'store'}")
+    text = text.replace("store: ../.harness", f"store: {shared_tmp / 'demo-store'}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
     path = tmp / "demo.yaml"
     path.write_text(text)

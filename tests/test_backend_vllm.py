@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import weakref
 
 import numpy as np
@@ -52,7 +53,7 @@ def demo_vllm(demo_config, demo_report, tmp_path_factory):
     """The demo comparison run again by `harness compare` with `backend: vllm` (own store and report)."""
     tmp = tmp_path_factory.mktemp("demo-vllm")
     text = demo_config.read_text().replace("backend: hf", "backend: vllm")
-    text = text.replace(str(demo_config.parent / "store"), str(tmp / "store"))
+    text = re.sub(r"(?m)^store: .*$", f"store: {tmp / 'store'}", text)
     text = text.replace(str(demo_config.parent / "report"), str(tmp / "report"))
     assert "backend: vllm" in text and str(tmp / "store") in text
     config = tmp / "demo.yaml"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REPO
 from harness.config import GateSpec
 from harness.gates import gate_verdict
 
 
 @pytest.fixture(scope="session")
-def harness_config_path(demo_world):
-    return REPO / "configs" / "demo.yaml"
+def harness_config_path(demo_config):
+    # the repository's configs/demo.yaml, with its store where the other demo tests keep theirs
+    return demo_config
 
 
 def candidate(comparison, name):

@@ -4,15 +4,19 @@
 
 Each stage is keyed by a content hash of its inputs: the specs and the source code of the
 modules that produce it. A stage whose key and output hashes match its stamp is not rebuilt;
-anything else is rebuilt with everything downstream of it. Same specs, same bytes.
+anything else is rebuilt with everything downstream of it. Same specs, same bytes. Two builds
+into one folder at once (two terminals, parallel test workers) take turns: the second waits for
+the first and then finds its stages built.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -116,6 +120,22 @@ def write_probe_files(w: world.World, folder: Path) -> list[Path]:
     return changed
 
 
+@contextmanager
+def _build_lock(root: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """One build per folder at a time (`flock`: the OS releases it if the builder dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".build.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"demo: another process is building {root}; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build_demo(
     root: Path,
     spec: DemoSpec = DemoSpec(),
@@ -123,7 +143,11 @@ def build_demo(
     log: Callable[[str], None] = print,
 ) -> DemoBuild:
     """Build (or reuse) the demo world under `root`; write its probe files to `probe_dir`."""
-    root.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root, log):
+        return _build(root, spec, probe_dir, log)
+
+
+def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[str], None]) -> DemoBuild:
     stamps = _Stamps(root)
     stage_s: dict[str, float] = {}
     data_dir, base_dir = root / "data", root / "base"

@@ -1,7 +1,7 @@
 """The optimisation loop shared by the LoRA trainer and the demo's pretraining.
 
-Deterministic on CPU: a fixed thread count, deterministic kernels, and every random draw
-from a seeded generator, so the same inputs give byte-identical weights.
+Deterministic on CPU: deterministic kernels and every random draw from a seeded generator, so the
+same inputs on the same machine and thread count give byte-identical weights.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ class LoopResult:
 
 
 @contextmanager
-def deterministic(seed: int, threads: int = 2) -> Iterator[None]:
-    """Seed torch and pin threads and kernels for the duration; restore afterwards."""
+def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
+    """Seed torch and pin kernels (and `threads`, when given) for the duration; restore afterwards.
+    By default torch's thread count stays as the environment set it (OMP_NUM_THREADS, else the
+    cores): several training processes on one machine then do not fight over the cores."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or old_threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     try:
