@@ -75,28 +75,76 @@ def demo(out: Path, probe_dir: Path) -> None:
     click.echo("demo: next, `harness compare --config configs/demo.yaml`")
 
 
+def train_options(f):
+    """The trainer's options, shared by `harness train` and `harness sweep`."""
+    options = [
+        click.option("--base", required=True, help="Base model folder."),
+        click.option("--data", required=True, help="JSONL: {prompt, completion} or {messages: [...]} per line."),
+        click.option("--replay", default=None, help="JSONL of general data mixed in against forgetting."),
+        click.option("--replay-ratio", default=0.0, show_default=True, type=float),
+        click.option("--steps", default=800, show_default=True, type=int),
+        click.option("--batch-size", default=32, show_default=True, type=int,
+                     help="Records per step over all processes."),
+        click.option("--grad-accum", default=1, show_default=True, type=int,
+                     help="Micro-batches per process per step."),
+        click.option("--lr", default=2e-3, show_default=True, type=float),
+        click.option("--lora-r", default=16, show_default=True, type=int),
+        click.option("--lora-alpha", default=32, show_default=True, type=int),
+        click.option("--max-length", default=256, show_default=True, type=int),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--chat-template", default=None, help="Jinja chat template file for chat records."),
+        click.option("--precision", default="auto", show_default=True,
+                     type=click.Choice(["auto", "no", "bf16", "fp16"])),
+        click.option("--strategy", default="ddp", show_default=True, type=click.Choice(["ddp", "fsdp"]),
+                     help="Under torchrun / accelerate launch."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command()
-@click.option("--base", required=True, help="Base model folder.")
-@click.option("--data", required=True, help="JSONL with {prompt, completion} per line.")
+@train_options
 @click.option("--out", required=True, help="Folder for the adapter and train_manifest.json.")
-@click.option("--replay", default=None, help="JSONL of general data mixed in against forgetting.")
-@click.option("--replay-ratio", default=0.0, show_default=True, type=float)
-@click.option("--steps", default=800, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--lr", default=2e-3, show_default=True, type=float)
-@click.option("--lora-r", default=16, show_default=True, type=int)
-@click.option("--lora-alpha", default=32, show_default=True, type=int)
-@click.option("--max-length", default=256, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
-def train(**options) -> None:
-    """Fine-tune a LoRA adapter (loss on completions only, optional replay mixing)."""
+@click.option("--checkpoint-every", default=0, show_default=True, type=int,
+              help="Resumable checkpoint every N steps (OUT/checkpoints/step-N).")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in OUT.")
+@click.option("--eval-every", default=0, show_default=True, type=int,
+              help="Evaluate a checkpoint every N steps (needs --eval-config).")
+@click.option("--eval-config", default=None, help="Harness config whose base, suite and store evaluate.")
+def train(resume: bool, **options) -> None:
+    """Fine-tune a LoRA adapter (loss on completions or assistant turns, optional replay mixing);
+    runs under torchrun / accelerate launch as it is."""
     from harness.config import TrainSpec, parse_spec
     from harness.train.lora import train_lora
 
     spec = parse_spec(TrainSpec, options, "harness train")
-    manifest = train_lora(spec, log=click.echo)
-    click.echo(f"train: wrote {spec.out} in {manifest['wall_s']:.1f} s ({manifest['steps']} steps, "
-               f"{manifest['tokens']} tokens, final loss {manifest['loss_curve'][-1]:.4f})")
+    manifest = train_lora(spec, log=click.echo, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the main process speaks
+        click.echo(f"train: wrote {spec.out} in {manifest['wall_s']:.1f} s ({manifest['steps']} steps, "
+                   f"{manifest['tokens']} tokens, final loss {manifest['loss_curve'][-1]:.4f})")
+
+
+@main.command()
+@train_options
+@click.option("--out", required=True, help="Folder for the adapters (size-N/), sweep.json and the report.")
+@click.option("--sizes", required=True, help="Nested subset sizes, e.g. 250,500,1000,2000.")
+@click.option("--eval-config", required=True, help="Harness config whose base, suite and store evaluate.")
+@click.option("--fixed-steps", is_flag=True,
+              help="Train every size --steps steps (default: --steps for the largest, fewer in proportion: "
+                   "the same number of passes over each subset).")
+def sweep(sizes: str, eval_config: str, fixed_steps: bool, **options) -> None:
+    """Fine-tune on nested subsets of the data and chart target gain and forgetting against data size."""
+    from harness.config import TrainSpec, parse_spec
+    from harness.train.sweep import run_sweep
+
+    try:
+        counts = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise HarnessError(f"--sizes {sizes}: expected whole numbers separated by commas, e.g. 250,500,1000") from None
+    spec = parse_spec(TrainSpec, options, "harness sweep")
+    result = run_sweep(spec, counts, Path(eval_config), scale_steps=not fixed_steps, log=click.echo)
+    click.echo(f"sweep: {result.out / 'sweep.json'}; report: {result.report}")
 
 
 @main.command()

@@ -29,6 +29,7 @@ from harness.records import (
     CandidateResult,
     CategoryResult,
     ComparisonResult,
+    CurveRecord,
     FlipRecord,
     MetricDelta,
     ModelRecord,
@@ -278,7 +279,45 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         confidence=st.confidence, base=record(base),
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
-        environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine()})
+        environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine()},
+        curves=[c for m in plan.models if (c := _training_curve(m)) is not None]
+        + [read_sweep(Path(p), base_weights(base.model_dir, store.file_hash)) for p in spec.sweeps])
+
+
+def base_weights(folder: Path, hasher=None) -> str:
+    """Fingerprint of a base's files alone (not dtype or backend): what a sweep was trained on."""
+    from harness.fingerprint import model_fingerprint, sha256_file
+
+    return model_fingerprint(folder, dtype="-", backend="-", hasher=hasher or sha256_file)
+
+
+def _training_curve(model: ModelEntry) -> CurveRecord | None:
+    """The evaluation curve the trainer wrote beside an adapter (`--eval-every`), if any."""
+    if model.label == BASE or model.adapter_dir is None:
+        return None
+    path = Path(model.adapter_dir) / TRAIN_MANIFEST
+    if not path.is_file():
+        return None
+    curve = json.loads(path.read_text(encoding="utf-8")).get("eval_curve")
+    if curve is None:
+        return None
+    try:
+        return CurveRecord.model_validate({**curve, "name": model.label})
+    except ValueError as e:
+        raise HarnessError(f"{path}: eval_curve unreadable ({e}); retrain with this harness or remove it") from None
+
+
+def read_sweep(path: Path, weights: str) -> CurveRecord:
+    """A `harness sweep` result, checked to be about this comparison's base."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        curve = CurveRecord.model_validate(data["curve"])
+    except (OSError, ValueError, KeyError) as e:
+        raise HarnessError(f"{path}: not a sweep.json this harness can read ({e}); re-run harness sweep") from None
+    if data.get("base_weights") != weights:
+        raise HarnessError(f"{path}: the sweep fine-tuned another base than this comparison's; re-run the "
+                           "sweep on this base or drop it from `sweeps`")
+    return curve
 
 
 def _training(model: ModelEntry) -> dict | None:

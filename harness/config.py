@@ -245,7 +245,9 @@ class HarnessSpec(Spec):
 
     name: str = Field(description="Name of the comparison; the report goes to reports/<name>/.")
     base: ModelSpec
-    candidates: list[CandidateSpec] = Field(min_length=1)
+    candidates: list[CandidateSpec] = Field(default_factory=list, description="What to compare with the base "
+                                            "(may be empty only in a config that `harness train --eval-config` "
+                                            "or `harness sweep` fills in).")
     suite: str = Field(description="Suite file, relative to this config file.")
     eval: EvalSpec = EvalSpec()
     stats: StatsSpec = StatsSpec()
@@ -258,6 +260,8 @@ class HarnessSpec(Spec):
         "fail", description="What an underpowered gate does to the exit code of harness gate.")
     store: str = Field(".harness", description="Run store folder, relative to this config file.")
     report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
+    sweeps: list[str] = Field(default_factory=list, description="sweep.json files of `harness sweep` runs on "
+                              "this base (relative to this file): their data-size charts go into the report.")
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> HarnessSpec:
@@ -269,12 +273,14 @@ class TrainSpec(Spec):
     """The LoRA trainer's settings (`harness train`)."""
 
     base: str = Field(description="Base model folder.")
-    data: str = Field(description="JSONL with {prompt, completion} per line.")
+    data: str = Field(description="JSONL: {prompt, completion} or a chat record {messages: [...]} per line.")
     out: str = Field(description="Folder to write the adapter and train_manifest.json to.")
     replay: str | None = Field(None, description="JSONL of general data mixed in against forgetting.")
     replay_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of each batch from replay.")
     steps: int = Field(800, ge=1)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Records per optimizer step, over all processes: the same "
+                            "training on 1 process or 8, with or without gradient accumulation.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per process per step (less memory, same step).")
     lr: float = Field(2e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -284,11 +290,23 @@ class TrainSpec(Spec):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_length: int = Field(256, ge=8, description="Longest example in tokens; longer is an error.")
     seed: int = 0
+    chat_template: str | None = Field(None, description="Jinja chat template file for chat records, where "
+                                      "the base's tokenizer has none.")
+    precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision: auto = bf16 on a GPU that has it, else none (float32).")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="How several processes (accelerate launch, torchrun) share the work: ddp "
+        "replicates the model, fsdp shards it (large bases; GPUs only).")
+    checkpoint_every: int = Field(0, ge=0, description="Write a resumable checkpoint every N steps (0: never).")
+    eval_every: int = Field(0, ge=0, description="Evaluate a checkpoint every N steps on eval_config's suite.")
+    eval_config: str | None = Field(None, description="Harness config (base, suite, store) for eval_every.")
 
     @model_validator(mode="after")
     def _replay_pair(self) -> TrainSpec:
         if self.replay_ratio > 0 and self.replay is None:
             raise ValueError("replay_ratio > 0 needs a replay file")
+        if self.eval_every and not self.eval_config:
+            raise ValueError("eval_every needs eval_config (a harness config naming the base and suite)")
         return self
 
 
@@ -373,12 +391,13 @@ def load_config(path: str | Path) -> HarnessSpec:
         if not data_path.exists():
             problems.append(f"{path}: task_data.{name}.path: {data_path} does not exist")
         task_data[name] = d.model_copy(update={"path": str(data_path)})
+    sweeps = [local(p, f"sweeps[{i}]", "sweep result") for i, p in enumerate(spec.sweeps)]
     store = str((here / spec.store).resolve())
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
     return spec.model_copy(update={"base": base, "candidates": candidates, "suite": suite, "store": store,
-                                   "report_dir": report_dir, "task_data": task_data})
+                                   "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
 
 
 def load_suite(path: str | Path, _seen: tuple[Path, ...] = ()) -> SuiteSpec:

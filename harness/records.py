@@ -212,6 +212,35 @@ class RoiResult(Record):
                                                 "model baseline as the monthly volume varies.")
 
 
+class CurvePoint(Record):
+    """One evaluated adapter along a training run (x = step) or a data-size sweep (x = records)."""
+
+    x: int = Field(description="Training step, or training records in the sweep.")
+    candidate: str = Field(description="The adapter's name in the comparison that scored it.")
+    roles: dict[str, Range] = Field(description="Per role, the paired delta against the base and its interval.")
+    gates_failed: int = Field(0, description="Gates of the evaluation config this adapter fails.")
+
+    @property
+    def net(self) -> float:
+        """Target gain plus the (usually negative) forgetting delta: the trade-off the curve ranks."""
+        return sum(self.roles[r].estimate for r in ("target", "forgetting") if r in self.roles)
+
+
+class CurveRecord(Record):
+    """Target gain and forgetting along training, or against the amount of training data."""
+
+    kind: Literal["steps", "data_size"]
+    name: str = Field(description="The candidate the curve led to (steps), or the sweep's name.")
+    points: list[CurvePoint]
+    best: int = Field(description="x of the best trade-off: the highest target gain + forgetting delta, "
+                                  "the earliest of ties.")
+    binary_roles: list[str] = Field(default_factory=list, description="Roles whose deltas are shares (pp).")
+
+    @staticmethod
+    def best_x(points: list[CurvePoint]) -> int:
+        return max(points, key=lambda p: (round(p.net, 9), -p.x)).x
+
+
 class ComparisonResult(Record):
     """Everything a report needs, written as comparison.json; rendering needs no model."""
 
@@ -230,3 +259,5 @@ class ComparisonResult(Record):
     environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")
     runs: list[RunInfo] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+    curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
+                                      "(from their trainer manifests) and data-size sweeps (config `sweeps`).")

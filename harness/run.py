@@ -25,12 +25,14 @@ class Loaded:
     suite: SuiteSpec
 
 
-def load(config_path: str | Path, candidate: str | None = None) -> Loaded:
+def load(config_path: str | Path, candidate: str | None = None, need_candidates: bool = True) -> Loaded:
     """Load and cross-check config, suite and gates; optionally keep one candidate."""
     from harness.gates import check_gates
 
     path = Path(config_path)
     spec = load_config(path)
+    if need_candidates and not spec.candidates:
+        raise ConfigError([f"{path}: candidates: none given; name at least one model to compare with the base"])
     suite = load_suite(spec.suite)
     unknown = [f"{path}: task_data.{name}: not a task of suite {suite.name}" for name in spec.task_data
                if name not in {t.task for t in suite.tasks}]

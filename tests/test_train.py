@@ -12,8 +12,8 @@ from transformers import AutoTokenizer
 from harness.cli import main
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.train.loop import IGNORE
-from harness.train.lora import MANIFEST, encode_pair, read_pairs, train_lora
+from harness.train.data import IGNORE, encode_pair, read_records
+from harness.train.lora import MANIFEST, train_lora
 
 
 def test_loss_covers_completion_and_eos_only(tiny_world):
@@ -30,10 +30,10 @@ def test_bad_jsonl_line_is_named(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"\n')
     with pytest.raises(HarnessError, match=r"train.jsonl:2: not valid JSON"):
-        read_pairs(path)
+        read_records(path)
     path.write_text('{"prompt": "a", "completion": "b"}\n\n{"prompt": "a", "answer": "b"}\n')
     with pytest.raises(HarnessError, match=r"train.jsonl:3: expected an object with string fields"):
-        read_pairs(path)
+        read_records(path)
 
 
 def test_training_lowers_loss_and_writes_adapter_and_manifest(tiny_world, tmp_path):
@@ -58,11 +58,11 @@ def test_replay_is_mixed_in_at_the_ratio(tiny_world, tmp_path, monkeypatch):
     seen = []
     real_run_loop = lora.run_loop
 
-    def spy(model, next_batch, settings, log=None):
+    def spy(model, optimizer, next_batch, settings, *args, **kwargs):
         for step in range(40):
-            batch = next_batch(step)
-            seen.extend((batch["labels"][:, 1] != IGNORE).tolist())
-        return real_run_loop(model, next_batch, dataclasses.replace(settings, steps=1))
+            (micro,) = next_batch(step).micro
+            seen.extend((micro["labels"][:, 1] != IGNORE).tolist())
+        return real_run_loop(model, optimizer, next_batch, dataclasses.replace(settings, steps=1), *args, **kwargs)
 
     monkeypatch.setattr(lora, "run_loop", spy)
     root = tiny_world.root / "data"

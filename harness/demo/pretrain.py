@@ -7,10 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from harness.train.loop import LoopResult, LoopSettings, deterministic, pad_batch, run_loop
+from harness.train.loop import (
+    LoopSettings,
+    LoopState,
+    StepBatch,
+    count_tokens,
+    deterministic,
+    make_optimizer,
+    pad_batch,
+    run_loop,
+)
 
 
 @dataclass(frozen=True)
@@ -76,24 +84,24 @@ def pretrain(
     spec: PretrainSpec,
     out_dir: Path,
     log: Callable[[str], None] | None = None,
-) -> LoopResult:
+) -> LoopState:
     """Train from scratch and save the model (safetensors) and tokenizer to `out_dir`."""
     docs = [ids + [tokenizer.eos_token_id] for ids in tokenizer(corpus)["input_ids"]]
     rng = random.Random(f"{spec.seed}:pack")
     rows: list[list[int]] = []
 
-    def next_batch(step: int) -> dict[str, torch.Tensor]:
+    def next_batch(step: int) -> StepBatch:
         # a fresh shuffle-and-pack whenever the rows run out: one "epoch" of the corpus
         while len(rows) < spec.batch_size:
             rows.extend(_pack(docs, spec.seq_len, rng))
-        batch = [rows.pop(0) for _ in range(spec.batch_size)]
-        return pad_batch([(r, r) for r in batch], tokenizer.pad_token_id)
+        batch = [(r, r) for r in (rows.pop(0) for _ in range(spec.batch_size))]
+        return StepBatch([pad_batch(batch, tokenizer.pad_token_id)], *count_tokens(batch))
 
     with deterministic(spec.seed):
         model = build_model(shape, tokenizer)
         settings = LoopSettings(steps=spec.steps, lr=spec.lr, warmup_steps=spec.warmup_steps,
                                 weight_decay=spec.weight_decay, schedule="cosine")
-        result = run_loop(model, next_batch, settings, log=log)
+        result = run_loop(model, make_optimizer(model, settings), next_batch, settings, log=log)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from harness.records import ComparisonResult, RoiResult
+from harness.records import ComparisonResult, CurveRecord, RoiResult
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 GREY = "#7f7f7f"
@@ -224,3 +224,59 @@ def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
     body.append(f'<line x1="{ax(s["net"]):.1f}" y1="10" x2="{ax(s["net"]):.1f}" y2="{height - 40}" stroke="#111" '
                 'stroke-width="1.5"/>')
     return _svg(width, height, body, f"sensitivity of net value: {s['candidate']}", "tornado")
+
+
+CURVE_ROLES = {"target": ("target gain", color(0)), "forgetting": ("forgetting (general knowledge)", color(1)),
+               "bias": ("bias change", color(3))}
+
+
+def curve(c: CurveRecord) -> Markup:
+    """Role deltas (lines, interval bands) against training step or data size; the best
+    trade-off (highest target gain + forgetting delta) marked."""
+    width, height, left, right, top, bottom = 640, 300, 60, 170, 16, 46
+    xs = [p.x for p in c.points]
+    roles = [r for r in CURVE_ROLES if any(r in p.roles for p in c.points) and r != "bias"]
+    pct = all(r in c.binary_roles for r in roles)
+    ax = _Axis.around(xs, left, width - right, include_zero=c.kind == "steps")
+    ay = _Axis.around([v for p in c.points for r in roles for v in (p.roles[r].low, p.roles[r].high)],
+                      height - bottom, top)
+    xlabel = "training step" if c.kind == "steps" else "training records"
+    body = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>']
+    for t in _nice_ticks(ax.lo, ax.hi):
+        if t >= 0:
+            body.append(f'<text x="{ax(t):.1f}" y="{height - bottom + 14:.1f}" text-anchor="middle" {FONT}>'
+                        f'{t:,.0f}</text>')
+    body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 12}" text-anchor="middle" {FONT}>'
+                f'{escape(xlabel)}</text>')
+    for tick in _nice_ticks(ay.lo, ay.hi):
+        y = ay(tick)
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e3e6eb"/>'
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(tick, pct)}</text>')
+    if ay.lo < 0 < ay.hi:
+        body.append(f'<line x1="{left}" y1="{ay(0):.1f}" x2="{width - right}" y2="{ay(0):.1f}" stroke="#444" '
+                    'stroke-dasharray="3,3"/>')
+    body.append(f'<text x="14" y="{(height - bottom) / 2:.1f}" transform="rotate(-90 14 {(height - bottom) / 2:.1f})" '
+                f'text-anchor="middle" {FONT}>candidate − base ({"pp" if pct else "metric units"})</text>')
+    # the start of training is the base itself: every delta is 0 there
+    start = [(0, 0.0, 0.0, 0.0)] if c.kind == "steps" else []
+    for i, role in enumerate(roles):
+        name, col = CURVE_ROLES[role]
+        pts = start + [(p.x, p.roles[role].estimate, p.roles[role].low, p.roles[role].high)
+                       for p in c.points if role in p.roles]
+        band = [f"{ax(x):.1f},{ay(hi):.1f}" for x, _, _, hi in pts] + \
+               [f"{ax(x):.1f},{ay(lo):.1f}" for x, _, lo, _ in reversed(pts)]
+        body.append(f'<polygon points="{" ".join(band)}" fill="{col}" fill-opacity="0.12" stroke="none"/>')
+        body.append(f'<polyline points="{" ".join(f"{ax(x):.1f},{ay(e):.1f}" for x, e, _, _ in pts)}" fill="none" '
+                    f'stroke="{col}" stroke-width="2"/>')
+        for x, e, lo, hi in pts[len(start):]:
+            body.append(f'<circle cx="{ax(x):.1f}" cy="{ay(e):.1f}" r="3" fill="{col}"><title>{escape(name)} at '
+                        f'{x:,}: {_fmt(e, pct)} [{_fmt(lo, pct)}, {_fmt(hi, pct)}]</title></circle>')
+        body.append(f'<line x1="{width - right + 12}" y1="{top + 8 + i * 16}" x2="{width - right + 28}" '
+                    f'y2="{top + 8 + i * 16}" stroke="{col}" stroke-width="2"/><text x="{width - right + 33}" '
+                    f'y="{top + 12 + i * 16}" {FONT}>{escape(name)}</text>')
+    bx = ax(c.best)
+    body.append(f'<line class="best" x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{height - bottom}" stroke="#111" '
+                f'stroke-dasharray="5,3"/><text x="{bx + 4:.1f}" y="{top + 10}" {FONT}>best trade-off: '
+                f'{c.best:,}</text>')
+    what = "along training" if c.kind == "steps" else "against data size"
+    return _svg(width, height, body, f"learning and forgetting {what}: {c.name}", "curve")

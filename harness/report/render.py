@@ -82,6 +82,7 @@ def render_html(result: ComparisonResult) -> str:
         "bias": charts.bias(result),
         "forest": [(role, c) for role in roles if (c := charts.forest(result, role)) is not None],
         "tornado": [charts.tornado(result.roi, i) for i in range(len(result.roi.sensitivity))] if result.roi else [],
+        "curves": [(c, charts.curve(c)) for c in result.curves],
     }
     flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
     devices = sorted({run.device for run in result.runs if run.device})

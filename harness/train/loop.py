@@ -2,6 +2,11 @@
 
 Deterministic on CPU: deterministic kernels and every random draw from a seeded generator, so the
 same inputs on the same machine and thread count give byte-identical weights.
+
+One step is one global batch. Each process gets its share of it, in micro-batches (gradient
+accumulation); every micro-batch's loss is its summed token loss over the token count of the whole
+global batch, so the gradient is the global batch's mean whatever the split: 1 process or 8,
+1 micro-batch or 4, the same step up to float rounding.
 """
 
 from __future__ import annotations
@@ -9,12 +14,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 
 import torch
 
-IGNORE = -100  # label value the loss skips (prompt and padding tokens)
+from harness.train.data import IGNORE
+
+__all__ = ["IGNORE", "LoopSettings", "LoopState", "StepBatch", "deterministic", "make_optimizer",
+           "pad_batch", "run_loop"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +38,23 @@ class LoopSettings:
 
 
 @dataclass(frozen=True)
-class LoopResult:
-    loss_curve: list[float]
-    tokens: int  # tokens that were inputs (padding excluded)
-    loss_tokens: int  # tokens the loss covered
-    wall_s: float
+class StepBatch:
+    """One step's data as this process sees it."""
+
+    micro: list[dict[str, torch.Tensor]]  # this process's share of the global batch
+    tokens: int  # input tokens of the whole global batch (padding excluded)
+    loss_tokens: int  # tokens the loss covers in the whole global batch
+
+
+@dataclass
+class LoopState:
+    """Progress so far: what a checkpoint saves and a resumed run starts from."""
+
+    step: int = 0  # steps done
+    loss_curve: list[float] = field(default_factory=list)
+    tokens: int = 0
+    loss_tokens: int = 0
+    wall_s: float = 0.0
 
 
 @contextmanager
@@ -67,7 +87,12 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
-def _lr_at(step: int, s: LoopSettings) -> float:
+def count_tokens(rows: list[tuple[list[int], list[int]]]) -> tuple[int, int]:
+    """(input tokens, loss tokens) of rows; the loss covers labels after the first position."""
+    return sum(len(ids) for ids, _ in rows), sum(sum(1 for x in labs[1:] if x != IGNORE) for _, labs in rows)
+
+
+def lr_at(step: int, s: LoopSettings) -> float:
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
     if s.schedule == "cosine":
@@ -76,36 +101,71 @@ def _lr_at(step: int, s: LoopSettings) -> float:
     return s.lr
 
 
+def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters only (all of them when pretraining, LoRA's when tuning)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+
+
 def run_loop(
     model: torch.nn.Module,
-    next_batch: Callable[[int], dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    next_batch: Callable[[int], StepBatch],
     settings: LoopSettings,
+    state: LoopState | None = None,
+    accelerator=None,
+    after_step: Callable[[LoopState], None] | None = None,
     log: Callable[[str], None] | None = None,
-) -> LoopResult:
-    """Train `model` for `settings.steps` steps on the batches `next_batch(step)` returns."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    # 1. AdamW over the trainable parameters only (all of them when pretraining, LoRA's when tuning)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas,
-                                  weight_decay=settings.weight_decay)
-    curve: list[float] = []
-    tokens = loss_tokens = 0
-    start = time.perf_counter()
+) -> LoopState:
+    """Train from `state.step` to `settings.steps` on the batches `next_batch(step)` returns.
+
+    With an `accelerate.Accelerator` (the LoRA trainer), gradients are synchronised across
+    processes once per step; `after_step` runs after each step (checkpoints, evaluation)."""
+    state = state or LoopState()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    world = accelerator.num_processes if accelerator is not None else 1
     model.train()
-    for step in range(settings.steps):
-        # 2. learning rate for this step: linear warmup, then constant or cosine
+    start = time.perf_counter() - state.wall_s
+    for step in range(state.step, settings.steps):
+        # 1. learning rate for this step: linear warmup, then constant or cosine (a function of the
+        #    step alone, so a resumed run needs no scheduler state)
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, settings)
+            group["lr"] = lr_at(step, settings)
         batch = next_batch(step)
-        tokens += int(batch["attention_mask"].sum())
-        loss_tokens += int((batch["labels"][:, 1:] != IGNORE).sum())
-        # 3. forward, backward, clip, step
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        # 2. forward and backward per micro-batch; each loss is a share of the global mean (DDP
+        #    averages gradients over processes, hence x world); gradients sync on the last one
+        step_loss = torch.zeros(())
+        for i, micro in enumerate(batch.micro):
+            last = i == len(batch.micro) - 1
+            sync = nullcontext() if last or accelerator is None else accelerator.no_sync(model)
+            with sync:
+                loss = model(**micro, num_items_in_batch=batch.loss_tokens).loss * world
+                if accelerator is not None:
+                    accelerator.backward(loss)
+                else:
+                    loss.backward()
+            step_loss += loss.detach().float().cpu() / world
+        if accelerator is not None and world > 1:
+            step_loss = accelerator.reduce(step_loss.to(accelerator.device), reduction="sum").cpu()
+        # 3. clip, step
+        if accelerator is not None:
+            accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        curve.append(round(float(loss.detach()), 5))
+        state.step = step + 1
+        state.loss_curve.append(round(float(step_loss), 5))
+        state.tokens += batch.tokens
+        state.loss_tokens += batch.loss_tokens
+        state.wall_s = round(time.perf_counter() - start, 3)
         if log and (step % 50 == 0 or step == settings.steps - 1):
-            log(f"step {step + 1}/{settings.steps} loss {curve[-1]:.4f}")
+            log(f"step {step + 1}/{settings.steps} loss {state.loss_curve[-1]:.4f}")
+        if after_step is not None:
+            paused = time.perf_counter()
+            after_step(state)
+            model.train()
+            start += time.perf_counter() - paused  # checkpoints and evaluation are not training time
     model.eval()
-    return LoopResult(curve, tokens, loss_tokens, round(time.perf_counter() - start, 3))
+    state.wall_s = round(time.perf_counter() - start, 3)
+    return state

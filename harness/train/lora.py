@@ -1,16 +1,23 @@
 """The minimal LoRA trainer. Read it top to bottom.
 
     harness train --base .harness/demo/base --data train.jsonl --out adapters/v1 \\
-        [--replay general.jsonl --replay-ratio 0.1] [--steps 800] [--seed 0]
+        [--replay general.jsonl --replay-ratio 0.1] [--steps 800] [--seed 0] \\
+        [--checkpoint-every 100] [--resume] [--eval-every 100 --eval-config harness.yaml]
 
-Data: JSONL, one {"prompt": ..., "completion": ...} per line. The loss covers completion tokens
-only (plus EOS); a replay file is mixed in at `replay_ratio` of the batch slots, its records
-usually with an empty prompt so the whole text is learned. Writes the adapter (safetensors) and
-`train_manifest.json` (data hashes, steps, tokens, wall seconds, loss curve).
+    torchrun --nproc_per_node 8 $(which harness) train ...     # or: accelerate launch
+    # the same run on 8 processes: each step is still --batch-size records
+
+Data: JSONL of {"prompt", "completion"} records (the loss covers the completion and EOS) or chat
+records {"messages": [...]} (rendered with the tokenizer's chat template; the loss covers the
+assistant turns); see harness/train/data.py. A replay file is mixed in at `replay_ratio` of the
+batch slots, its records usually with an empty prompt so the whole text is learned. Writes the
+adapter (safetensors) and `train_manifest.json` (data hashes, steps, tokens, wall seconds, loss
+curve, and the evaluation curve when --eval-every is set).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from collections.abc import Callable
@@ -18,110 +25,193 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.fingerprint import sha256_file
-from harness.train.loop import IGNORE, LoopSettings, deterministic, pad_batch, run_loop
+from harness.train import checkpoint as ckpt
+from harness.train.data import encode_pair, encode_records, read_records  # noqa: F401 (public API)
+from harness.train.loop import (
+    LoopSettings,
+    LoopState,
+    StepBatch,
+    count_tokens,
+    deterministic,
+    make_optimizer,
+    pad_batch,
+    run_loop,
+)
 from harness.train.manifest import TRAIN_MANIFEST
 
 MANIFEST = TRAIN_MANIFEST
 
 
-def read_pairs(path: Path) -> list[dict[str, str]]:
-    """Read prompt/completion JSONL; a bad line is an error naming the file and line."""
-    from harness.datasets import read_jsonl
+def _accelerator(spec: TrainSpec):
+    """accelerate's view of the launch: one process, or the processes torchrun / accelerate launch
+    started (gloo on CPUs, NCCL on GPUs)."""
+    from accelerate import Accelerator
+    from accelerate.utils import FullyShardedDataParallelPlugin
 
-    rows = []
-    for where, row in read_jsonl(path, "training data file", "check --data"):
-        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
-            raise HarnessError(f"{where}: expected an object with string fields 'prompt' and 'completion'")
-        if not row["completion"]:
-            raise HarnessError(f"{where}: empty 'completion': nothing to learn from this line")
-        rows.append({"prompt": row["prompt"], "completion": row["completion"]})
-    if not rows:
-        raise HarnessError(f"{path}: no records")
-    return rows
+    gpu = torch.cuda.is_available()
+    precision = spec.precision
+    if precision == "auto":
+        precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "no"
+    if spec.strategy == "fsdp" and not gpu:
+        raise HarnessError("strategy fsdp: accelerate shards models over GPUs only; on CPUs use ddp")
+    if spec.strategy == "fsdp" and spec.checkpoint_every:
+        raise HarnessError("strategy fsdp: resumable checkpoints are written for ddp only (the optimizer "
+                           "state is sharded under fsdp); drop --checkpoint-every or use ddp")
+    plugin = FullyShardedDataParallelPlugin(use_orig_params=True) if spec.strategy == "fsdp" else None
+    try:
+        return Accelerator(cpu=not gpu, mixed_precision=precision, fsdp_plugin=plugin)
+    except ValueError as e:
+        raise HarnessError(f"precision {spec.precision}: {e}") from None
 
 
-def encode_pair(tok: PreTrainedTokenizerBase, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """Token ids and labels: prompt tokens (with the tokenizer's BOS) are masked from the loss."""
-    prompt_ids = tok(prompt)["input_ids"]
-    completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    return prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of a process's random draws (dropout) in one step: a resumed run draws the same."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()[:7], "big")
 
 
-def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None) -> dict:
-    """Fine-tune a LoRA adapter on `spec.base`; returns the manifest it writes."""
+def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume: bool = False) -> dict:
+    """Fine-tune a LoRA adapter on `spec.base`; returns the manifest it writes (on every process)."""
     base, out = Path(spec.base), Path(spec.out)
     if not (base / "config.json").is_file():
         raise HarnessError(f"{base}: not a model folder (no config.json); pass --base a model folder")
+
+    # 0. processes: each step's `batch_size` records are split over the processes, then into
+    #    `grad_accum` micro-batches; only the main process logs and writes
+    accelerator = _accelerator(spec)
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    log = log if (log and main) else (lambda m: None)
+    if spec.batch_size % (world * spec.grad_accum):
+        raise HarnessError(f"batch_size {spec.batch_size} does not split over {world} process(es) x grad_accum "
+                           f"{spec.grad_accum}; use a multiple of {world * spec.grad_accum}")
+    per_process = spec.batch_size // world
+    micro_size = per_process // spec.grad_accum
+    eval_loaded = None
+    if spec.eval_every:
+        from harness.train.curve import load_eval_config
+
+        eval_loaded = load_eval_config(spec.eval_config, base)  # a bad config fails before training
+
     tok = AutoTokenizer.from_pretrained(base)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    if spec.chat_template:
+        tok.chat_template = Path(spec.chat_template).read_text(encoding="utf-8")
 
-    # 1. data: encode every record once; a too-long record is an error, not a silent cut
-    def encode_file(path: Path) -> list[tuple[list[int], list[int]]]:
-        encoded = []
-        for n, r in enumerate(read_pairs(path), start=1):
-            ids, labels = encode_pair(tok, r["prompt"], r["completion"])
-            if len(ids) > spec.max_length:
-                raise HarnessError(f"{path}: record {n} is {len(ids)} tokens, over max_length "
-                                   f"{spec.max_length}; shorten it or raise --max-length")
-            encoded.append((ids, labels))
-        return encoded
-
-    domain = encode_file(Path(spec.data))
-    replay = encode_file(Path(spec.replay)) if spec.replay else []
+    # 1. data: encode every record once; a malformed or too-long record is an error, not a silent cut
+    domain = encode_records(tok, Path(spec.data), spec.max_length)
+    replay = encode_records(tok, Path(spec.replay), spec.max_length) if spec.replay else []
+    data_sha256 = {"data": sha256_file(Path(spec.data)),
+                   "replay": sha256_file(Path(spec.replay)) if spec.replay else None}
+    spec_dict = spec.model_dump()
 
     with deterministic(spec.seed):
-        # 2. model: the base in float32 with LoRA on the target modules; only LoRA trains
+        # 2. model: the base in float32 with LoRA on the target modules; only LoRA trains. Every
+        #    process seeds the same, so every process starts from the same adapter
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, use_safetensors=True)
         lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
                           target_modules=list(spec.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
-
-        # 3. batches: each slot is a replay record with probability replay_ratio, otherwise the
-        #    next domain record of a shuffled pass; one seeded generator decides everything
-        gen = torch.Generator().manual_seed(spec.seed)
-        order: list[int] = []
-
-        def next_batch(step: int) -> dict[str, torch.Tensor]:
-            rows = []
-            for _ in range(spec.batch_size):
-                if replay and float(torch.rand(1, generator=gen)) < spec.replay_ratio:
-                    rows.append(replay[int(torch.randint(len(replay), (1,), generator=gen))])
-                    continue
-                if not order:
-                    order.extend(torch.randperm(len(domain), generator=gen).tolist())
-                rows.append(domain[order.pop()])
-            return pad_batch(rows, tok.pad_token_id)
-
         settings = LoopSettings(steps=spec.steps, lr=spec.lr, warmup_steps=spec.warmup_steps,
                                 weight_decay=spec.weight_decay)
-        result = run_loop(model, next_batch, settings, log=log)
+        optimizer = make_optimizer(model, settings)
 
-    # 4. write the adapter (safetensors) and the manifest
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+        # 3. batches: each slot is a replay record with probability replay_ratio, otherwise the
+        #    next domain record of a shuffled pass; one seeded generator decides everything, the
+        #    same on every process, and each process takes its slice of the global batch
+        sampler = torch.Generator().manual_seed(spec.seed)
+        order: list[int] = []
+
+        # 4. resume: the latest complete checkpoint restores adapter, optimizer, sampler, progress
+        state = LoopState()
+        last = ckpt.latest_checkpoint(out) if resume else None
+        if last is not None:
+            state, order = ckpt.load_checkpoint(last, model, optimizer, sampler, spec_dict, data_sha256)
+            log(f"resuming from {last} (step {state.step}/{spec.steps})")
+        elif resume:
+            log(f"no checkpoint under {out / 'checkpoints'}: starting from step 0")
+        model, optimizer = accelerator.prepare(model, optimizer)
+
+        def next_batch(step: int) -> StepBatch:
+            torch.manual_seed(_step_seed(spec.seed, rank, step))
+            rows = []
+            for _ in range(spec.batch_size):
+                if replay and float(torch.rand(1, generator=sampler)) < spec.replay_ratio:
+                    rows.append(replay[int(torch.randint(len(replay), (1,), generator=sampler))])
+                    continue
+                if not order:
+                    order.extend(torch.randperm(len(domain), generator=sampler).tolist())
+                rows.append(domain[order.pop()])
+            mine = rows[rank * per_process:(rank + 1) * per_process]
+            micro = [pad_batch(mine[i:i + micro_size], tok.pad_token_id) for i in range(0, per_process, micro_size)]
+            micro = [{k: v.to(accelerator.device) for k, v in m.items()} for m in micro]
+            return StepBatch(micro, *count_tokens(rows))
+
+        # 5. checkpoints (resumable, and the adapters the evaluation scores) and evaluation
+        def after_step(s: LoopState) -> None:
+            due_ckpt = spec.checkpoint_every and s.step % spec.checkpoint_every == 0
+            due_eval = spec.eval_every and (s.step % spec.eval_every == 0 or s.step == spec.steps)
+            if not (due_ckpt or due_eval):
+                return
+            folder = ckpt.checkpoint_dir(out, s.step)
+            if main:
+                ckpt.save_checkpoint(folder, accelerator.unwrap_model(model), optimizer, sampler, order, s,
+                                     spec_dict, data_sha256)
+            if due_eval and main:
+                from harness.train.curve import describe, evaluate_adapters, make_curve
+
+                name = folder.name
+                result = evaluate_adapters(eval_loaded, {name: folder})
+                curve = make_curve("steps", name, result, {name: s.step})
+                log(f"eval {name}: {describe(curve.points[0], curve.binary_roles)}")
+            accelerator.wait_for_everyone()
+
+        state = run_loop(model, optimizer, next_batch, settings, state, accelerator, after_step, log=log)
+
+    # 6. write the adapter (safetensors), the evaluation curve, and the manifest
     manifest = {
-        "version": 1,
+        "version": 2,
         "harness_version": harness.__version__,
         "torch_version": torch.__version__,
         "machine": platform.machine(),
         "base": str(base),
-        "data_sha256": sha256_file(Path(spec.data)),
-        "replay_sha256": sha256_file(Path(spec.replay)) if spec.replay else None,
+        "data_sha256": data_sha256["data"],
+        "replay_sha256": data_sha256["replay"],
         "records": len(domain),
         "replay_records": len(replay),
-        "spec": spec.model_dump(),
+        "spec": spec_dict,
+        "processes": world,
         "steps": spec.steps,
-        "tokens": result.tokens,
-        "loss_tokens": result.loss_tokens,
-        "wall_s": result.wall_s,
-        "loss_curve": result.loss_curve,
+        "tokens": state.tokens,
+        "loss_tokens": state.loss_tokens,
+        "wall_s": state.wall_s,
+        "loss_curve": state.loss_curve,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        accelerator.unwrap_model(model).save_pretrained(out, safe_serialization=True)
+        if spec.eval_every:
+            manifest["eval_curve"] = _eval_curve(eval_loaded, out, spec, log)
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    accelerator.wait_for_everyone()
     return manifest
+
+
+def _eval_curve(loaded, out: Path, spec: TrainSpec, log: Callable[[str], None]) -> dict:
+    """Every evaluated checkpoint of this run (a resumed run's earlier ones too) in one comparison:
+    all stored already, so no model loads; the curve with its best trade-off step."""
+    from harness.train.curve import evaluate_adapters, make_curve
+
+    steps = [s for s in range(spec.eval_every, spec.steps + 1, spec.eval_every)]
+    if spec.steps not in steps:
+        steps.append(spec.steps)
+    adapters = {f"step-{s:06d}": ckpt.checkpoint_dir(out, s) for s in steps}
+    result = evaluate_adapters(loaded, adapters)
+    curve = make_curve("steps", out.name, result, dict(zip(adapters, steps, strict=True)))
+    log(f"eval: best trade-off at step {curve.best} of {spec.steps}")
+    return curve.model_dump()

@@ -1,0 +1,97 @@
+"""Resumable training checkpoints, in safetensors and JSON (nothing is pickled):
+
+    OUT/checkpoints/step-000050/
+        adapter_model.safetensors, adapter_config.json   the adapter at that step (a usable adapter)
+        optimizer.safetensors                            AdamW's moments and step counts
+        trainer_state.json                               step, loss curve, token counts, the spec,
+                                                         the data order still to come, param groups
+
+The data sampler's generator state sits in optimizer.safetensors as `sampler_rng`. The learning
+rate is a function of the step, and dropout is reseeded from (seed, process, step) every step, so
+no other random state is needed to continue exactly. A checkpoint is written into a temporary
+folder and renamed into place: a kill leaves either the whole checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from harness.errors import HarnessError
+from harness.train.loop import LoopState
+
+STATE = "trainer_state.json"
+FORMAT = 1
+# Spec fields that may change between a run and its resumption (where things go, how the work is
+# split); everything else must match, or the resumed run would not be the run that was started.
+MAY_CHANGE = {"out", "checkpoint_every", "eval_every", "eval_config", "grad_accum", "strategy"}
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"step-{step:06d}"
+
+
+def save_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+                    order: list[int], state: LoopState, spec: dict, data_sha256: dict) -> None:
+    """Write one checkpoint atomically (called on the main process only)."""
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    opt = optimizer.state_dict()
+    tensors = {"sampler_rng": sampler.get_state()}
+    for pid, entries in opt["state"].items():
+        for name, value in entries.items():
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{pid}.{name}"] = value.contiguous().cpu()
+    save_file(tensors, tmp / "optimizer.safetensors")
+    meta = {"format": FORMAT, "loop": asdict(state), "spec": spec, "data_sha256": data_sha256,
+            "order": order, "param_groups": opt["param_groups"]}
+    (tmp / STATE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    for path in tmp.iterdir():
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint with the highest step under OUT/checkpoints, if any; the temporary
+    folders of a checkpoint write that was killed are removed."""
+    for partial in (out / "checkpoints").glob(".step-*.tmp-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / STATE).is_file())
+    return done[-1] if done else None
+
+
+def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+                    spec: dict, data_sha256: dict) -> tuple[LoopState, list[int]]:
+    """Restore adapter weights, optimizer and sampler from `folder`; returns (state, order)."""
+    from peft import set_peft_model_state_dict
+
+    meta = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT:
+        raise HarnessError(f"{folder}: checkpoint format {meta.get('format')}, this harness reads {FORMAT}")
+    changed = sorted(k for k in set(spec) | set(meta["spec"])
+                     if k not in MAY_CHANGE and spec.get(k) != meta["spec"].get(k))
+    if meta["data_sha256"] != data_sha256:
+        changed.append("the data files' content")
+    if changed:
+        raise HarnessError(f"{folder}: written by a run with other settings ({', '.join(changed)}); resume "
+                           "with the settings it was started with, or train into a new --out")
+    set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+    tensors = load_file(folder / "optimizer.safetensors")
+    sampler.set_state(tensors.pop("sampler_rng"))
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        opt_state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    return LoopState(**meta["loop"]), list(meta["order"])

@@ -1,0 +1,71 @@
+"""Evaluate adapters along training (checkpoints) or across data sizes (a sweep) through the normal
+compare path: the same plan, store and statistics as `harness compare`, so every adapter is scored
+once and cached like any model, and the curve's points carry paired intervals.
+
+The evaluation config is an ordinary harness config: its base (which must be the base that was
+trained on), suite, eval settings, store and gates are used; its candidates are replaced by the
+adapters of the curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.records import ComparisonResult, CurvePoint, CurveRecord, Range
+
+
+def load_eval_config(config: str | Path, base: Path):
+    """The config, checked to evaluate against `base` (same folder or same weights)."""
+    from harness.fingerprint import model_fingerprint, resolve_model_dir
+    from harness.run import load
+
+    loaded = load(config, need_candidates=False)
+    theirs = resolve_model_dir(loaded.spec.base.path, loaded.spec.base.revision)
+    if theirs.resolve() != base.resolve():
+        fp = [model_fingerprint(p, dtype="-", backend="-") for p in (theirs, base)]
+        if fp[0] != fp[1]:
+            raise HarnessError(f"{config}: base.path is {theirs}, but training starts from {base}; the curve "
+                               "must compare against the model that was fine-tuned")
+    return loaded
+
+
+def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], None] | None = None
+                      ) -> ComparisonResult:
+    """One comparison of the base against `adapters` (name -> folder), stored runs reused."""
+    from harness.config import CandidateSpec
+    from harness.run import Loaded, run_comparison
+
+    spec = loaded.spec.model_copy(update={
+        "candidates": [CandidateSpec(name=n, adapter=str(p)) for n, p in adapters.items()], "roi": None})
+    return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None))
+
+
+def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoint]:
+    """A point per candidate of `result` (name -> x), with its role deltas and failed gates."""
+    points = []
+    for cr in result.results:
+        failed = sum(1 for v in result.gates if v.candidate == cr.candidate and v.status != "pass")
+        points.append(CurvePoint(x=xs[cr.candidate], candidate=cr.candidate, gates_failed=failed,
+                                 roles={r.role: Range(estimate=r.delta, low=r.ci_low, high=r.ci_high)
+                                        for r in cr.roles}))
+    return sorted(points, key=lambda p: p.x)
+
+
+def make_curve(kind: str, name: str, result: ComparisonResult, xs: dict[str, int]) -> CurveRecord:
+    points = curve_points(result, xs)
+    binary = sorted({t.role for cr in result.results for t in cr.tasks if t.binary}
+                    - {t.role for cr in result.results for t in cr.tasks if not t.binary})
+    return CurveRecord(kind=kind, name=name, points=points, best=CurveRecord.best_x(points), binary_roles=binary)
+
+
+def describe(point: CurvePoint, binary_roles: list[str]) -> str:
+    """'target +31.0 pp [+25.5, +36.5] · forgetting -4.2 pp [...]' for log lines."""
+    parts = []
+    for role, r in point.roles.items():
+        if role in binary_roles:
+            parts.append(f"{role} {r.estimate * 100:+.1f} pp [{r.low * 100:+.1f}, {r.high * 100:+.1f}]")
+        else:
+            parts.append(f"{role} {r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]")
+    return " · ".join(parts)
