@@ -61,15 +61,21 @@ def main(verbose: bool) -> None:
               help="Where the demo world is built (cached by content hash).")
 @click.option("--probe-dir", default="suites/tasks/demo/data", show_default=True,
               type=click.Path(path_type=Path), help="Where the demo suite's probe files go.")
-def demo(out: Path, probe_dir: Path) -> None:
-    """Build the demo world: data, a tiny pretrained base, and two LoRA candidates."""
+@click.option("--eval-config", default="configs/demo.yaml", show_default=True, type=click.Path(path_type=Path),
+              help="Config whose suite scores checkpoints along training and the data-size sweep.")
+def demo(out: Path, probe_dir: Path, eval_config: Path) -> None:
+    """Build the demo world: data, a tiny pretrained base, three LoRA candidates (two with their
+    learning-forgetting curve along training) and a data-size sweep."""
     from harness.demo.build import build_demo
 
     if not probe_dir.parent.is_dir():
         raise HarnessError(f"{probe_dir.parent}: no such folder; run `harness demo` from the "
                            "repository root, or pass --probe-dir")
+    if not eval_config.is_file():
+        raise HarnessError(f"{eval_config}: no such file; run `harness demo` from the repository root, "
+                           "or pass --eval-config")
     start = time.perf_counter()
-    built = build_demo(out, probe_dir=probe_dir, log=click.echo)
+    built = build_demo(out, probe_dir=probe_dir, log=click.echo, eval_config=eval_config)
     stages = " · ".join(f"{k} {v:.1f} s" for k, v in built.stage_s.items())
     click.echo(f"demo: ready in {time.perf_counter() - start:.1f} s ({stages})")
     click.echo("demo: next, `harness compare --config configs/demo.yaml`")

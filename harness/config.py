@@ -363,10 +363,15 @@ def resolve_ref(ref: str, base_dir: Path) -> str:
     return ref
 
 
-def load_config(path: str | Path) -> HarnessSpec:
-    """Load and validate a config file; paths in the result are absolute."""
+def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
+    """Load and validate a config file; paths in the result are absolute. With `candidates=False`
+    the file's candidates and sweeps are left out (training fills in its own adapters: those named
+    in the file need not exist yet)."""
     path = Path(path)
-    spec = parse_spec(HarnessSpec, read_yaml(path), str(path))
+    raw = read_yaml(path)
+    if not candidates and isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps")}
+    spec = parse_spec(HarnessSpec, raw, str(path))
     here = path.resolve().parent
     problems = []
 

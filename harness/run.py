@@ -30,7 +30,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
     from harness.gates import check_gates
 
     path = Path(config_path)
-    spec = load_config(path)
+    spec = load_config(path, candidates=need_candidates)
     if need_candidates and not spec.candidates:
         raise ConfigError([f"{path}: candidates: none given; name at least one model to compare with the base"])
     suite = load_suite(spec.suite)

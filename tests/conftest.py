@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def faulty_cli(plant: str) -> list[str]:
+    """The command that runs `harness` with one fault planted, as `[*faulty_cli(PLANT), point, n,
+    *harness args]`: `PLANT` (Python source) patches the code at `point` to call `hit()`, and the
+    process kills itself (SIGKILL) the n-th time it gets there. Test code only: the harness has no
+    fault hooks."""
+    prologue = (
+        "import os, signal, sys\n"
+        "point, nth = sys.argv[1], int(sys.argv[2])\n"
+        "del sys.argv[1:3]\n"
+        "hits = 0\n"
+        "def hit():\n"
+        "    global hits\n"
+        "    hits += 1\n"
+        "    if hits == nth:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n")
+    epilogue = "from harness.cli import main\nsys.argv[0] = 'harness'\nmain()\n"
+    return [sys.executable, "-c", prologue + plant + "\n" + epilogue]
 
 
 def tiny_spec():
@@ -77,17 +97,32 @@ def demo_world():
     from harness.demo.build import DemoSpec, build_demo
 
     root = Path(os.environ.get("HARNESS_DEMO_DIR", REPO / ".harness" / "demo"))
-    return build_demo(root, DemoSpec(), probe_dir=None, log=print)
+    return build_demo(root, DemoSpec(), probe_dir=None, log=print, eval_config=_demo_yaml(root))
+
+
+def _demo_yaml(root: Path) -> Path:
+    """configs/demo.yaml, its demo paths pointed at `root` (a copy beside it when that is not the
+    repository's .harness/demo/), its store the demo's: the one `make report` uses."""
+    config = REPO / "configs" / "demo.yaml"
+    if root.resolve() == (REPO / ".harness" / "demo").resolve():
+        return config
+    text = config.read_text().replace("../.harness/demo/", f"{root}/").replace("../suites/", f"{REPO}/suites/")
+    text = text.replace("store: ../.harness", f"store: {root.parent}")
+    text = text.replace("report_dir: ../", f"report_dir: {REPO}/")
+    copy = root.parent / "demo-config.yaml"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text)
+    return copy
 
 
 @pytest.fixture(scope="session")
-def demo_config(demo_world, tmp_path_factory, shared_tmp):
-    """The repository's demo config, with the store (shared by test workers) and the report in a
-    temporary folder."""
+def demo_config(demo_world, tmp_path_factory):
+    """The repository's demo config with the report in a temporary folder; the store is the demo's
+    (`make report`'s), where the build scored the checkpoints along training."""
     tmp = tmp_path_factory.mktemp("demo")
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
-    text = text.replace("store: ../.harness", f"store: {shared_tmp / 'demo-store'}")
+    text = text.replace("store: ../.harness", f"store: {demo_world.root.parent}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
     path = tmp / "demo.yaml"
     path.write_text(text)

@@ -14,22 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import faulty_cli
 from harness.run import load, run_comparison
 
-# Runs the CLI with one fault planted: the process kills itself (SIGKILL) the n-th time it reaches
-# the point. Test code only: the harness has no fault hooks.
-FAULTY_CLI = r'''
-import os, signal, sys
-point, nth = sys.argv[1], int(sys.argv[2])
-del sys.argv[1:3]
-hits = 0
-
-def hit():
-    global hits
-    hits += 1
-    if hits == nth:
-        os.kill(os.getpid(), signal.SIGKILL)
-
+# Where the CLI dies in the kill sequence (see conftest.faulty_cli).
+PLANT = r'''
 if point == "model_load":  # the base is loaded, its adapters not yet
     from harness.backends import hf
     attach = hf.HFBackend._attach
@@ -74,14 +63,12 @@ elif point == "index_write":  # the run's index row inserted, the transaction no
         def __exit__(self, *exc):
             return self.db.__exit__(*exc)
     Store._connect = lambda self: Connection(connect(self))
-from harness.cli import main
-main()
 '''
 
 
 def _cli(*args: str, fault: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARNESS_PROGRESS": "0"}
-    command = ([sys.executable, "-c", FAULTY_CLI, fault[0], str(fault[1])] if fault
+    command = ([*faulty_cli(PLANT), fault[0], str(fault[1])] if fault
                else [sys.executable, "-m", "harness.cli"])
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
 

@@ -53,4 +53,28 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     html = (tmp_path / "index.html").read_text()
-    assert html.count('<svg class="chart') == 8 and "Is it worth it?" in html
+    # 8 comparison charts, the learning-forgetting curves of the two candidates trained with
+    # --eval-every, and the data-size sweep named under `sweeps:`
+    assert html.count('<svg class="chart') == 11 and "Is it worth it?" in html
+    for title in ("along training: domain-only", "along training: with-replay", "against data size: domain-only"):
+        assert f'aria-label="learning and forgetting {title}"' in html, title
+
+
+def test_demo_curves_come_from_the_build_and_show_forgetting_grow_with_steps(demo_report):
+    """The demo's curves are measured, not drawn: domain-only forgets more the longer it trains and
+    has learned the task before the end, so its best trade-off comes early; replay keeps forgetting
+    small all along; more training records buy more target gain."""
+    import json
+
+    curves = json.loads((demo_report.parent / "comparison.json").read_text())["curves"]
+    steps = {c["name"]: c for c in curves if c["kind"] == "steps"}
+    (sweep,) = [c for c in curves if c["kind"] == "data_size"]
+    assert set(steps) == {"domain-only", "with-replay"}
+    only = steps["domain-only"]
+    forgetting = [p["roles"]["forgetting"]["estimate"] for p in only["points"]]
+    assert [p["x"] for p in only["points"]] == list(range(50, 401, 50))
+    assert forgetting[-1] < forgetting[0] < 0 and only["best"] < 400
+    assert all(p["roles"]["forgetting"]["estimate"] > forgetting[-1] / 4 for p in steps["with-replay"]["points"])
+    assert [p["x"] for p in sweep["points"]] == [250, 500, 1000, 2000]
+    target = [p["roles"]["target"]["estimate"] for p in sweep["points"]]
+    assert target[0] < target[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -83,3 +84,76 @@ def test_train_cli(tiny_world, tmp_path):
     bad = CliRunner().invoke(main, ["train", "--base", str(tiny_world.base), "--data", str(data),
                                     "--out", str(tmp_path / "x"), "--replay-ratio", "0.5"])
     assert bad.exit_code == 2 and "replay_ratio > 0 needs a replay file" in bad.output
+
+
+# --------------------------------------------------------------------------- chat records
+
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}Agent: {{ m['content'] }}"
+                 "{{ eos_token }}\n{% else %}{{ m['role'] }}: {{ m['content'] }}\n{% endif %}{% endfor %}"
+                 "{% if add_generation_prompt %}Agent:{% endif %}")
+
+
+def _chat_file(tiny_world, tmp_path, n: int = 200):
+    """The demo's claims as two-turn conversations: a system line, the claim, the category."""
+    rows = [json.loads(line) for line in (tiny_world.root / "data" / "domain_train.jsonl").read_text().splitlines()]
+    path = tmp_path / "chat.jsonl"
+    with path.open("w") as f:
+        for r in rows[:n]:
+            f.write(json.dumps({"messages": [
+                {"role": "system", "content": "Triage insurance claims."},
+                {"role": "user", "content": r["prompt"]},
+                {"role": "assistant", "content": r["completion"].strip()},
+                {"role": "user", "content": "Sure?"},
+                {"role": "assistant", "content": "Yes."}]}) + "\n")
+    template = tmp_path / "chat.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    return path, template
+
+
+def test_chat_records_learn_the_assistant_turns_only(tiny_world, tmp_path):
+    from harness.train.data import encode_chat
+
+    tok = AutoTokenizer.from_pretrained(tiny_world.base)
+    tok.chat_template = CHAT_TEMPLATE
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A fall at work."},
+                {"role": "assistant", "content": "FALL"}, {"role": "user", "content": "Sure?"},
+                {"role": "assistant", "content": "Yes."}]
+    ids, labels = encode_chat(tok, messages, "x:1")
+    assert tok.decode(ids) == tok.apply_chat_template(messages, tokenize=False)
+    learned = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE])
+    assert learned.replace(" ", "") == "FALL</s>\nYes.</s>\n".replace(" ", ""), learned
+    assert "Be brief" not in learned and "fall at work" not in learned and "Sure" not in learned
+
+
+def test_chat_data_trains(tiny_world, tmp_path):
+    data, template = _chat_file(tiny_world, tmp_path)
+    manifest = train_lora(TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / "chat"),
+                                    chat_template=str(template), steps=25, batch_size=8, lr=5e-3))
+    curve = manifest["loss_curve"]
+    assert sum(curve[-5:]) / 5 < 0.9 * sum(curve[:5]) / 5, curve
+    assert manifest["records"] == 200 and (tmp_path / "chat" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}',
+     r"chat.jsonl:3: messages\[1\] must be an object with 'role' \(one of system, user, assistant, tool\)"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', r"chat.jsonl:3: no non-empty assistant message"),
+    ('{"messages": "hello"}', r"chat.jsonl:3: 'messages' must be a non-empty list"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}',
+     r"chat.jsonl:3: messages\[1\] must be an object with 'role'"),
+])
+def test_malformed_chat_line_is_named_by_the_cli(tiny_world, tmp_path, line, message):
+    data, template = _chat_file(tiny_world, tmp_path, n=2)
+    data.write_text(data.read_text() + line + "\n")
+    run = CliRunner().invoke(main, ["train", "--base", str(tiny_world.base), "--data", str(data), "--out",
+                                    str(tmp_path / "out"), "--chat-template", str(template), "--steps", "1"])
+    assert run.exit_code == 2, run.output
+    assert re.search(message, run.output), run.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_chat_records_without_a_template_say_what_to_pass(tiny_world, tmp_path):
+    data, _ = _chat_file(tiny_world, tmp_path, n=2)
+    with pytest.raises(HarnessError, match=r"chat.jsonl:1: a chat record, but the tokenizer has no chat "
+                                           r"template; pass --chat-template"):
+        train_lora(TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / "o"), steps=1))

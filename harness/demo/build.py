@@ -23,7 +23,8 @@ from pathlib import Path
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
 from harness.fingerprint import sha256_file
-from harness.train import loop, lora
+from harness.train import curve as curve_module
+from harness.train import data, loop, lora, sweep
 
 STAMP = "build.json"
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
@@ -47,6 +48,7 @@ class CandidateRecipe:
     replay_ratio: float = 0.0
     steps: int = 400
     lr: float = 2e-3
+    eval_every: int = 0  # evaluate checkpoints along training (needs the build's eval_config)
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,14 @@ class DemoSpec:
     shape: pretrain.ModelShape = pretrain.ModelShape()
     pretrain: pretrain.PretrainSpec = pretrain.PretrainSpec()
     candidates: dict[str, CandidateRecipe] = field(default_factory=lambda: {
-        "domain-only": CandidateRecipe(),
-        "with-replay": CandidateRecipe(replay_ratio=0.1),
+        "domain-only": CandidateRecipe(eval_every=50),
+        "with-replay": CandidateRecipe(replay_ratio=0.1, eval_every=50),
         "balanced-replay": CandidateRecipe(data="domain_train_balanced.jsonl", replay_ratio=0.1),
     })
+    # the data-size sweep: this candidate's recipe on nested subsets of its data (sizes in records;
+    # the full size is that candidate itself, reused); empty: no sweep
+    sweep_of: str = "domain-only"
+    sweep_sizes: tuple[int, ...] = (250, 500, 1000, 2000)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class DemoBuild:
     base: Path
     candidates: dict[str, Path]
     stage_s: dict[str, float]
+    sweep: Path | None = None  # sweep.json, when the build ran the sweep
 
 
 def _source_hash(*modules) -> str:
@@ -141,13 +148,17 @@ def build_demo(
     spec: DemoSpec = DemoSpec(),
     probe_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    eval_config: Path | None = None,
 ) -> DemoBuild:
-    """Build (or reuse) the demo world under `root`; write its probe files to `probe_dir`."""
+    """Build (or reuse) the demo world under `root`; write its probe files to `probe_dir`. With an
+    `eval_config` (configs/demo.yaml: its base must be this build's), candidates with `eval_every`
+    get their learning-forgetting curve and the data-size sweep runs; without one, neither."""
     with _build_lock(root, log):
-        return _build(root, spec, probe_dir, log)
+        return _build(root, spec, probe_dir, log, eval_config)
 
 
-def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[str], None]) -> DemoBuild:
+def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[str], None],
+           eval_config: Path | None) -> DemoBuild:
     stamps = _Stamps(root)
     stage_s: dict[str, float] = {}
     data_dir, base_dir = root / "data", root / "base"
@@ -184,18 +195,23 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
                       ["model.safetensors", "config.json", "tokenizer.json"], stage_s["pretrain"])
         log(f"demo: base built in {stage_s['pretrain']:.0f} s")
 
-    # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs
-    candidates = {}
+    # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs; with an
+    #    evaluation config, checkpoints along training are scored (the curve in the manifest)
+    eval_key = _eval_key(eval_config)
+    candidates, specs = {}, {}
     for name, recipe in spec.candidates.items():
         out = root / "candidates" / name
+        curve = eval_config is not None and recipe.eval_every > 0
         train = TrainSpec(
             base=str(base_dir), data=str(data_dir / recipe.data), out=str(out),
             replay=str(data_dir / "replay.jsonl") if recipe.replay_ratio > 0 else None,
             replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
+            eval_every=recipe.eval_every if curve else 0, eval_config=str(eval_config) if curve else None,
         )
-        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
-                   sha256_file(data_dir / recipe.data),
-                   sha256_file(data_dir / "replay.jsonl"), _source_hash(lora, loop))
+        specs[name] = train
+        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay", "eval_config"}),
+                   sha256_file(data_dir / recipe.data), sha256_file(data_dir / "replay.jsonl"),
+                   _source_hash(lora, loop, data, curve_module), eval_key if curve else None)
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):
             log(f"demo: candidate {name} up to date ({out})")
@@ -207,4 +223,34 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         stamps.record(f"candidate:{name}", key, out,
                       ["adapter_model.safetensors", "adapter_config.json"], manifest["wall_s"])
         log(f"demo: {name} trained in {manifest['wall_s']:.0f} s, final loss {manifest['loss_curve'][-1]:.3f}")
-    return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s)
+
+    # 4. the data-size sweep: one candidate's recipe on nested subsets of its data
+    sweep_json = None
+    if eval_config is not None and spec.sweep_sizes:
+        sweep_dir = root / "sweep"
+        recipe_spec = specs[spec.sweep_of].model_copy(update={"out": str(sweep_dir), "eval_every": 0,
+                                                              "eval_config": None})
+        key = _key(base_key, recipe_spec.model_dump(exclude={"base", "data", "out", "replay"}), spec.sweep_sizes,
+                   sha256_file(Path(recipe_spec.data)), _source_hash(lora, loop, data, curve_module, sweep), eval_key)
+        if stamps.fresh("sweep", key, sweep_dir):
+            log(f"demo: data-size sweep up to date ({sweep_dir})")
+            stage_s["sweep"] = 0.0
+        else:
+            t = time.perf_counter()
+            log(f"demo: data-size sweep of {spec.sweep_of} over {', '.join(map(str, spec.sweep_sizes))} records ...")
+            sweep.run_sweep(recipe_spec, list(spec.sweep_sizes), eval_config, name=spec.sweep_of,
+                            log=lambda m: log(f"  {m}"), reuse=[candidates[spec.sweep_of]])
+            stage_s["sweep"] = round(time.perf_counter() - t, 3)
+            stamps.record("sweep", key, sweep_dir, ["sweep.json"], stage_s["sweep"])
+        sweep_json = sweep_dir / "sweep.json"
+    return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s, sweep=sweep_json)
+
+
+def _eval_key(eval_config: Path | None) -> str | None:
+    """What the evaluation of a curve depends on beyond the models: the config and its suite."""
+    if eval_config is None:
+        return None
+    from harness.config import read_yaml, resolve_ref
+
+    suite = Path(resolve_ref(str(read_yaml(eval_config).get("suite", "")), eval_config.resolve().parent))
+    return _key(sha256_file(eval_config), sha256_file(suite) if suite.is_file() else None)

@@ -226,16 +226,15 @@ def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
     return _svg(width, height, body, f"sensitivity of net value: {s['candidate']}", "tornado")
 
 
-CURVE_ROLES = {"target": ("target gain", color(0)), "forgetting": ("forgetting (general knowledge)", color(1)),
-               "bias": ("bias change", color(3))}
+CURVE_ROLES = {"target": ("target gain", color(0)), "forgetting": ("forgetting", color(1))}
 
 
 def curve(c: CurveRecord) -> Markup:
     """Role deltas (lines, interval bands) against training step or data size; the best
     trade-off (highest target gain + forgetting delta) marked."""
-    width, height, left, right, top, bottom = 640, 300, 60, 170, 16, 46
+    width, height, left, right, top, bottom = 620, 300, 60, 110, 22, 46
     xs = [p.x for p in c.points]
-    roles = [r for r in CURVE_ROLES if any(r in p.roles for p in c.points) and r != "bias"]
+    roles = [r for r in CURVE_ROLES if any(r in p.roles for p in c.points)]
     pct = all(r in c.binary_roles for r in roles)
     ax = _Axis.around(xs, left, width - right, include_zero=c.kind == "steps")
     ay = _Axis.around([v for p in c.points for r in roles for v in (p.roles[r].low, p.roles[r].high)],
@@ -275,8 +274,9 @@ def curve(c: CurveRecord) -> Markup:
                     f'y2="{top + 8 + i * 16}" stroke="{col}" stroke-width="2"/><text x="{width - right + 33}" '
                     f'y="{top + 12 + i * 16}" {FONT}>{escape(name)}</text>')
     bx = ax(c.best)
-    body.append(f'<line class="best" x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{height - bottom}" stroke="#111" '
-                f'stroke-dasharray="5,3"/><text x="{bx + 4:.1f}" y="{top + 10}" {FONT}>best trade-off: '
-                f'{c.best:,}</text>')
+    right_half = bx > (left + width - right) / 2  # the label on the side with room
+    body.append(f'<line class="best" x1="{bx:.1f}" y1="{top - 8}" x2="{bx:.1f}" y2="{height - bottom}" stroke="#111" '
+                f'stroke-dasharray="5,3"/><text x="{bx + (-4 if right_half else 4):.1f}" y="{top - 10 + 10}" '
+                f'text-anchor="{"end" if right_half else "start"}" {FONT}>best trade-off: {c.best:,}</text>')
     what = "along training" if c.kind == "steps" else "against data size"
     return _svg(width, height, body, f"learning and forgetting {what}: {c.name}", "curve")

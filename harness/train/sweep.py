@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +44,36 @@ def nested_subsets(lines: list[str], sizes: list[int], seed: int) -> dict[int, l
     return {k: [lines[i] for i in sorted(order[:k])] for k in sizes}
 
 
-def _trained(out: Path, spec: TrainSpec) -> bool:
-    path = out / TRAIN_MANIFEST
-    if not (path.is_file() and (out / "adapter_model.safetensors").is_file()):
-        return False
+# Settings that do not change the adapter a training run writes.
+NOT_RECIPE = {"out", "data", "checkpoint_every", "eval_every", "eval_config", "grad_accum", "strategy"}
+
+
+def _same_training(folder: Path, spec: TrainSpec) -> dict | None:
+    """The manifest of `folder` when it holds an adapter trained as `spec` would train it."""
+    path = folder / TRAIN_MANIFEST
+    if not (path.is_file() and (folder / "adapter_model.safetensors").is_file()):
+        return None
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    return manifest.get("spec") == spec.model_dump() and manifest.get("data_sha256") == sha256_file(Path(spec.data))
+    ours = spec.model_dump(exclude=NOT_RECIPE)
+    theirs = {k: v for k, v in manifest.get("spec", {}).items() if k not in NOT_RECIPE}
+    same = theirs == ours and manifest.get("data_sha256") == sha256_file(Path(spec.data))
+    return manifest if same else None
+
+
+def _reuse(source: Path, manifest: dict, out: Path) -> None:
+    """Copy an adapter trained the same way (its manifest without its own evaluation curve)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copyfile(source / name, out / name)
+    manifest = {k: v for k, v in manifest.items() if k != "eval_curve"} | {"reused_from": str(source)}
+    (out / TRAIN_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
 def run_sweep(spec: TrainSpec, sizes: list[int], eval_config: Path, scale_steps: bool = True,
-              log: Callable[[str], None] = print, name: str | None = None) -> SweepResult:
-    """Train one adapter per size under `spec.out`, score them all, write sweep.json and a report."""
+              log: Callable[[str], None] = print, name: str | None = None,
+              reuse: list[Path] = ()) -> SweepResult:
+    """Train one adapter per size under `spec.out`, score them all, write sweep.json and a report.
+    A size whose training matches an adapter in `reuse` (same recipe and data) copies it."""
     from harness.compare import base_weights
     from harness.report.render import render_report
     from harness.train.curve import evaluate_adapters, load_eval_config, make_curve
@@ -78,8 +98,13 @@ def run_sweep(spec: TrainSpec, sizes: list[int], eval_config: Path, scale_steps:
                                       "warmup_steps": min(spec.warmup_steps, steps - 1),
                                       "checkpoint_every": 0, "eval_every": 0, "eval_config": None})
         adapters[f"size-{k}"] = Path(one.out)
-        if _trained(Path(one.out), one):
+        if _same_training(Path(one.out), one):
             log(f"sweep: size {k} already trained ({one.out})")
+            continue
+        match = next(((p, m) for p in reuse if (m := _same_training(Path(p), one))), None)
+        if match:
+            log(f"sweep: size {k} trains as {match[0]} did: reused")
+            _reuse(Path(match[0]), match[1], Path(one.out))
             continue
         log(f"sweep: size {k}: {steps} steps")
         manifest = train_lora(one, log=lambda m, k=k: log(f"  size {k} {m}"))
