@@ -71,11 +71,12 @@ report: demo
 # The report's browser test drives Debian's Chromium (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
 
-# Tests run in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a
-# file's model fixtures load once; the demo and tiny worlds are built once, behind the build's lock.
+# The demo world is built first, on every core (the tests that use it find it built); then the tests
+# run in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a file's
+# model fixtures load once; the tiny world is built once, behind the build's lock.
 TEST_WORKERS ?= 2
 
-test: $(STAMP) $(CHROMIUM)
+test: demo $(CHROMIUM)
 	$(BIN)/ruff check harness tests bench
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
