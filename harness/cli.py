@@ -153,6 +153,57 @@ def sweep(sizes: str, eval_config: str, fixed_steps: bool, **options) -> None:
     click.echo(f"sweep: {result.out / 'sweep.json'}; report: {result.report}")
 
 
+@main.group()
+def data() -> None:
+    """Checks of training data."""
+
+
+@data.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--suite", type=click.Path(path_type=Path), default=None,
+              help="Suite whose evaluation items the data must not contain.")
+@click.option("--ngram", default=13, show_default=True, help="Word n-grams compared for contamination.")
+@click.option("--min-overlap", default=0.8, show_default=True,
+              help="Share of an item's n-grams a training record must hold to count as containing it.")
+@click.option("--near", default=0.8, show_default=True, help="Jaccard similarity of near duplicates.")
+@click.option("--max-contaminated", default=0.0, show_default=True,
+              help="Share of evaluation items allowed in the data; above it the check exits 1.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None, help="Write an HTML page.")
+def data_check(path: Path, suite: Path | None, ngram: int, min_overlap: float, near: float,
+               max_contaminated: float, json_path: Path | None, html_path: Path | None) -> None:
+    """Duplicates, empty, cut-off and outlying records, label balance, and train/eval contamination."""
+    from harness.datacheck import check_data
+    from harness.report.render import render_data_check
+
+    result = check_data(path, suite, ngram=ngram, min_overlap=min_overlap, near=near,
+                        max_contaminated=max_contaminated)
+    click.echo(f"data: {path}: {result.records} records, median {result.words_median:g} words")
+    for kind in ("invalid", "duplicate", "near_duplicate", "empty", "truncated", "length_outlier"):
+        found = [p for p in result.problems if p.kind == kind]
+        lines = [n for p in found for n in p.lines]
+        shown = ", ".join(map(str, lines[:12])) + (f" and {len(lines) - 12} more" if len(lines) > 12 else "")
+        click.echo(f"  {kind.replace('_', ' '):<15} {len(found):>5}" + (f"   lines {shown}" if found else ""))
+    if result.labels:
+        click.echo("  labels          " + ", ".join(f"{k} {v}" for k, v in result.labels.items()))
+    if suite is not None:
+        click.echo(f"contamination: {result.contaminated_items} of {result.eval_items} evaluation items of "
+                   f"{suite} found in the data ({result.ngram}-grams, overlap >= {result.min_overlap:g})")
+        for p in result.contamination[:20]:
+            click.echo(f"  line {p.line:>6}  {p.task} item {p.doc_id}  overlap {p.overlap:.0%}")
+        if len(result.contamination) > 20:
+            click.echo(f"  and {len(result.contamination) - 20} more pairs")
+    if json_path is not None:
+        json_path.write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    if html_path is not None:
+        click.echo(f"data: {render_data_check(result, html_path)}")
+    if not result.passed:
+        share = result.contaminated_items / result.eval_items
+        click.echo(f"data: FAIL: {share:.1%} of the evaluation items are in the training data, above "
+                   f"--max-contaminated {max_contaminated:g}")
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
               help="Config file naming the base, candidates and suite.")

@@ -115,3 +115,12 @@ def load_comparison(path: str | Path) -> ComparisonResult:
         raise HarnessError(f"{p}: cannot read ({e.strerror})") from None
     except ValueError as e:
         raise HarnessError(f"{p}: not a comparison.json this harness can read ({e})") from None
+
+
+def render_data_check(result, path: str | Path) -> Path:
+    """Write a data check (harness.datacheck.DataCheckResult) as one self-contained HTML page."""
+    out = Path(path)
+    html = _env().get_template("data_check.html.j2").render(d=result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda p: p.write_text(html, encoding="utf-8"))
+    return out
