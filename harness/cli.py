@@ -153,6 +153,83 @@ def sweep(sizes: str, eval_config: str, fixed_steps: bool, **options) -> None:
     click.echo(f"sweep: {result.out / 'sweep.json'}; report: {result.report}")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="A config: its store, and its comparisons only.")
+@click.option("--store", "store_path", type=click.Path(path_type=Path), default=None,
+              help="A store folder: every comparison in it.")
+@click.option("--task", default=None, help="One task only.")
+def history(config_path: Path | None, store_path: Path | None, task: str | None) -> None:
+    """The trend of every task's score per model across the comparisons recorded in a store."""
+    from harness.config import load_config
+    from harness.store import Store
+
+    if (config_path is None) == (store_path is None):
+        raise HarnessError("history: give --config FILE or --store DIR")
+    name = None
+    if config_path is not None:
+        spec = load_config(config_path)
+        store_path, name = Path(spec.store), spec.name
+    if not (store_path / "index.sqlite").is_file():
+        raise HarnessError(f"{store_path}: no store here (no index.sqlite); run harness compare first")
+    comparisons = Store(store_path).history(name)
+    if not comparisons:
+        raise HarnessError(f"{store_path}: no comparison recorded" + (f" for '{name}'" if name else ""))
+    click.echo(f"history: {len(comparisons)} comparison(s) in {store_path}" + (f" named '{name}'" if name else ""))
+    for i, c in enumerate(comparisons, start=1):
+        models = sorted({(s["model"], s["fingerprint"][:8]) for s in c["scores"]}, key=lambda m: m[0] != "base")
+        click.echo(f"  #{i} {c['created_at']}  {c['name']}  " + ", ".join(f"{m} {fp}" for m, fp in models))
+    order = {"target": 0, "forgetting": 1, "bias": 2}
+    tasks = sorted({(s["role"], s["task"], s["metric"]) for c in comparisons for s in c["scores"]},
+                   key=lambda t: (order.get(t[0], 3), t[1]))
+    for role, name_, metric in tasks:
+        if task is not None and name_ != task:
+            continue
+        click.echo(f"{name_} ({role}, {metric})")
+        for i, c in enumerate(comparisons, start=1):
+            scores = [s for s in c["scores"] if s["task"] == name_]
+            if not scores:
+                continue
+            cells = [f"{s['model']} {s['score']:.3f}" + (f" ({s['delta']:+.3f})" if s["delta"] is not None else "")
+                     for s in sorted(scores, key=lambda s: s["model"] != "base")]
+            click.echo(f"  #{i}  " + " · ".join(cells))
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="The config the deployed candidate was accepted with (harness compare).")
+@click.option("--samples", required=True, type=click.Path(path_type=Path),
+              help="Fresh production-like documents, JSONL in the task's schema.")
+@click.option("--candidate", default=None, help="The deployed candidate (default: the config's only one).")
+@click.option("--task", default=None, help="The task the samples belong to (default: the suite's target task).")
+@click.option("--max-drop", default=0.05, show_default=True, help="Tolerated drop of the metric before acting.")
+@click.option("--drift-alpha", default=0.01, show_default=True, help="Significance level of the drift test.")
+@click.option("--min-novelty", default=0.05, show_default=True,
+              help="Rise in the share of unseen word pairs that counts as drift.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+def monitor(config_path: Path, samples: Path, candidate: str | None, task: str | None, max_drop: float,
+            drift_alpha: float, min_novelty: float, json_path: Path | None) -> None:
+    """Is a re-fine-tune due? The deployed model on fresh samples against its accepted run, and the
+    samples' inputs against its training data. Exit 1 with the reasons when one is due."""
+    from harness.monitor import run_monitor
+
+    r = run_monitor(config_path, samples, candidate, task, max_drop=max_drop, drift_alpha=drift_alpha,
+                    min_novelty=min_novelty, log=click.echo)
+    k = 100 if r.metric == "acc" else 1
+    click.echo(f"monitor: {r.candidate} on {r.task}: {r.metric} {r.accepted_score * k:.1f} accepted (n={r.accepted_n}) "
+               f"-> {r.new_score * k:.1f} on {r.samples} samples: {r.change.estimate * k:+.1f} "
+               f"[{r.change.low * k:+.1f}, {r.change.high * k:+.1f}] ({r.method})")
+    click.echo(f"monitor: unseen word pairs {r.novelty_new:.1%} in the samples, {r.novelty_reference:.1%} in held-out "
+               f"training inputs (Mann-Whitney p = {r.novelty_p:.2g})")
+    if json_path is not None:
+        json_path.write_text(r.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    if r.due:
+        for reason in r.reasons:
+            click.echo(f"monitor: RE-FINE-TUNE DUE: {reason}")
+        sys.exit(1)
+    click.echo("monitor: no re-fine-tune due")
+
+
 @main.group()
 def data() -> None:
     """Checks of training data."""

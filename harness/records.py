@@ -241,6 +241,14 @@ class CurveRecord(Record):
         return max(points, key=lambda p: (round(p.net, 9), -p.x)).x
 
 
+class HistoryEntry(Record):
+    """One recorded comparison of the same config name and suite (id 0: this one)."""
+
+    id: int
+    created_at: str
+    candidates: dict[str, dict[str, float]] = Field(description="Candidate -> role -> delta.")
+
+
 class ComparisonResult(Record):
     """Everything a report needs, written as comparison.json; rendering needs no model."""
 
@@ -259,5 +267,7 @@ class ComparisonResult(Record):
     environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")
     runs: list[RunInfo] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+    history: list[HistoryEntry] = Field(default_factory=list, description="Earlier comparisons of this name and "
+                                        "suite from the store's index, oldest first, then this one.")
     curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
                                       "(from their trainer manifests) and data-size sweeps (config `sweeps`).")

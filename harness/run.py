@@ -55,8 +55,9 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
     return Loaded(path, spec, suite)
 
 
-def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> ComparisonResult:
-    """Evaluate what the store lacks, pair base and candidates, and judge the gates."""
+def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: bool = True) -> ComparisonResult:
+    """Evaluate what the store lacks, pair base and candidates, and judge the gates. With `record`,
+    the comparison joins the store's history (and the result carries the history of its name)."""
     from harness.compare import compare_roi, compare_runs
     from harness.execute import execute_plan
     from harness.gates import evaluate_gates
@@ -86,7 +87,18 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print) -> Compar
     timings["compare"] = time.perf_counter() - t
     result = result.model_copy(update={"gates": verdicts, "roi": roi,
                                        "timings_s": {k: round(v, 3) for k, v in timings.items()}})
-    store.record_comparison(spec.name, plan.model("base").fingerprint,
-                            {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results}
-                            | {"gates": {v.test_id: v.status for v in verdicts}})
+    if record:
+        earlier = store.history(spec.name, result.suite_hash)
+        store.record_comparison(result)
+        result = result.model_copy(update={"history": [history_entry(c) for c in earlier] + [history_entry(
+            {"id": 0, "created_at": result.created_at, "summary": {cr.candidate: {r.role: r.delta for r in cr.roles}
+                                                                   for cr in result.results}})]})
     return result
+
+
+def history_entry(comparison: dict):
+    """One comparison of the history as the report draws it: when, and each candidate's role deltas."""
+    from harness.records import HistoryEntry
+
+    summary = {k: v for k, v in comparison["summary"].items() if k != "gates"}
+    return HistoryEntry(id=comparison["id"], created_at=comparison["created_at"], candidates=summary)

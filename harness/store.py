@@ -54,6 +54,16 @@ MIGRATIONS = [
     CREATE TABLE file_hashes (
         path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
     """,
+    # 2: history. Per comparison its suite hash, and every model's score on every task (base rows
+    # have no delta), so trends read from the index alone.
+    """
+    ALTER TABLE comparisons ADD COLUMN suite_hash TEXT;
+    CREATE TABLE comparison_scores (
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id), model TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, task TEXT NOT NULL, role TEXT NOT NULL, metric TEXT NOT NULL,
+        score REAL NOT NULL, delta REAL, ci_low REAL, ci_high REAL, n INTEGER NOT NULL);
+    CREATE INDEX comparison_scores_by_task ON comparison_scores (task, model);
+    """,
 ]
 
 
@@ -222,9 +232,45 @@ class Store:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at")]
 
-    def record_comparison(self, name: str, base_fp: str, summary: dict) -> int:
+    def record_comparison(self, result) -> int:
+        """Add a comparison (a records.ComparisonResult) to the history: models, fingerprints, suite
+        hash, per-task scores and deltas, role deltas and gate verdicts, time. Returns its id."""
+        summary = {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results}
+        summary["gates"] = {v.test_id: v.status for v in result.gates}
+        fps = {m.label: m.fingerprint for m in [result.base, *result.candidates]}
+        rows = []
+        for i, cr in enumerate(result.results):
+            for t in cr.tasks:
+                if i == 0:
+                    rows.append(("base", fps["base"], t.task, t.role, t.metric, t.base_score, None, None, None, t.n))
+                rows.append((cr.candidate, fps[cr.candidate], t.task, t.role, t.metric, t.candidate_score, t.delta,
+                             t.ci_low, t.ci_high, t.n))
         with closing(self._connect()) as db, db:
-            cur = db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary) VALUES (?, ?, ?, ?)",
-                             (name, now_iso(), base_fp, json.dumps(summary, sort_keys=True)))
-            return int(cur.lastrowid)
+            cur = db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary, suite_hash) "
+                             "VALUES (?, ?, ?, ?, ?)", (result.name, result.created_at, fps["base"],
+                                                        json.dumps(summary, sort_keys=True), result.suite_hash))
+            cid = int(cur.lastrowid)
+            db.executemany("INSERT INTO comparison_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(cid, *r) for r in rows])
+            return cid
+
+    def history(self, name: str | None = None, suite_hash: str | None = None) -> list[dict]:
+        """Every recorded comparison (oldest first), optionally of one config name and suite, with
+        its per-task scores under `scores` and its role deltas and verdicts under `summary`."""
+        where, args = [], []
+        for column, value in (("name", name), ("suite_hash", suite_hash)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            comps = [dict(r) for r in db.execute(
+                "SELECT * FROM comparisons" + (" WHERE " + " AND ".join(where) if where else "")
+                + " ORDER BY created_at, id", args)]
+            for c in comps:
+                c["summary"] = json.loads(c["summary"])
+                c["scores"] = [dict(r) for r in db.execute(
+                    "SELECT model, fingerprint, task, role, metric, score, delta, ci_low, ci_high, n "
+                    "FROM comparison_scores WHERE comparison_id = ?", (c["id"],))]
+        return comps
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from harness.records import ComparisonResult, CurveRecord, RoiResult
+from harness.records import ComparisonResult, CurveRecord, HistoryEntry, RoiResult
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 GREY = "#7f7f7f"
@@ -226,6 +226,19 @@ def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
     return _svg(width, height, body, f"sensitivity of net value: {s['candidate']}", "tornado")
 
 
+def _y_grid(ay: _Axis, x0: float, x1: float, pct: bool) -> list[str]:
+    """Horizontal grid lines with their labels, and a dashed zero line."""
+    out = []
+    for tick in _nice_ticks(ay.lo, ay.hi):
+        y = ay(tick)
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="#e3e6eb"/>'
+                   f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(tick, pct)}</text>')
+    if ay.lo < 0 < ay.hi:
+        out.append(f'<line x1="{x0}" y1="{ay(0):.1f}" x2="{x1}" y2="{ay(0):.1f}" stroke="#444" '
+                   'stroke-dasharray="3,3"/>')
+    return out
+
+
 CURVE_ROLES = {"target": ("target gain", color(0)), "forgetting": ("forgetting", color(1))}
 
 
@@ -247,13 +260,7 @@ def curve(c: CurveRecord) -> Markup:
                         f'{t:,.0f}</text>')
     body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 12}" text-anchor="middle" {FONT}>'
                 f'{escape(xlabel)}</text>')
-    for tick in _nice_ticks(ay.lo, ay.hi):
-        y = ay(tick)
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e3e6eb"/>'
-                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(tick, pct)}</text>')
-    if ay.lo < 0 < ay.hi:
-        body.append(f'<line x1="{left}" y1="{ay(0):.1f}" x2="{width - right}" y2="{ay(0):.1f}" stroke="#444" '
-                    'stroke-dasharray="3,3"/>')
+    body += _y_grid(ay, left, width - right, pct)
     body.append(f'<text x="14" y="{(height - bottom) / 2:.1f}" transform="rotate(-90 14 {(height - bottom) / 2:.1f})" '
                 f'text-anchor="middle" {FONT}>candidate − base ({"pp" if pct else "metric units"})</text>')
     # the start of training is the base itself: every delta is 0 there
@@ -280,3 +287,34 @@ def curve(c: CurveRecord) -> Markup:
                 f'text-anchor="{"end" if right_half else "start"}" {FONT}>best trade-off: {c.best:,}</text>')
     what = "along training" if c.kind == "steps" else "against data size"
     return _svg(width, height, body, f"learning and forgetting {what}: {c.name}", "curve")
+
+
+def trend(history: list[HistoryEntry], role: str, pct: bool) -> Markup | None:
+    """One role's delta of every candidate across the recorded comparisons of this config (oldest
+    left, this one right); a candidate name that recurs is joined by a line."""
+    points = [(i, name, roles[role]) for i, h in enumerate(history) for name, roles in h.candidates.items()
+              if role in roles]
+    if len(history) < 2 or not points:
+        return None
+    width, height, left, right, top, bottom = 620, 260, 60, 150, 16, 58
+    ax = _Axis(-0.5, len(history) - 0.5, left, width - right)
+    ay = _Axis.around([v for _, _, v in points], height - bottom, top)
+    names = list(dict.fromkeys(name for _, name, _ in points))
+    body = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>']
+    for i, h in enumerate(history):
+        label = "this run" if h.id == 0 else f"#{i + 1} {h.created_at[:10]}"
+        body.append(f'<text x="{ax(i):.1f}" y="{height - bottom + 14}" text-anchor="middle" {FONT}>'
+                    f'{escape(label)}</text>')
+    body += _y_grid(ay, left, width - right, pct)
+    body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 18}" text-anchor="middle" {FONT}>'
+                f'recorded comparisons of this config, oldest first</text>')
+    for k, name in enumerate(names):
+        mine = [(i, v) for i, n, v in points if n == name]
+        if len(mine) > 1:
+            body.append(f'<polyline points="{" ".join(f"{ax(i):.1f},{ay(v):.1f}" for i, v in mine)}" fill="none" '
+                        f'stroke="{color(k)}" stroke-width="1.5"/>')
+        for i, v in mine:
+            body.append(f'<circle cx="{ax(i):.1f}" cy="{ay(v):.1f}" r="4" fill="{color(k)}"><title>{escape(name)}: '
+                        f'{_fmt(v, pct)}</title></circle>')
+    body += _legend(names, width - right + 14, top + 6)
+    return _svg(width, height, body, f"trend of the {role} delta across comparisons", "trend")

@@ -83,6 +83,7 @@ def render_html(result: ComparisonResult) -> str:
         "forest": [(role, c) for role in roles if (c := charts.forest(result, role)) is not None],
         "tornado": [charts.tornado(result.roi, i) for i in range(len(result.roi.sensitivity))] if result.roi else [],
         "curves": [(c, charts.curve(c)) for c in result.curves],
+        "trend": [(role, c) for role in roles if (c := charts.trend(result.history, role, binary_role[role]))],
     }
     flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
     devices = sorted({run.device for run in result.runs if run.device})

@@ -39,7 +39,8 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
 
     spec = loaded.spec.model_copy(update={
         "candidates": [CandidateSpec(name=n, adapter=str(p)) for n, p in adapters.items()], "roi": None})
-    return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None))
+    # not recorded in the store's history: that is for the comparisons people run
+    return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None), record=False)
 
 
 def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoint]:
