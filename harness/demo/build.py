@@ -195,41 +195,56 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
                       ["model.safetensors", "config.json", "tokenizer.json"], stage_s["pretrain"])
         log(f"demo: base built in {stage_s['pretrain']:.0f} s")
 
-    # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs; with an
-    #    evaluation config, checkpoints along training are scored (the curve in the manifest)
+    # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs; a recipe with
+    #    eval_every keeps a checkpoint every that many steps
     eval_key = _eval_key(eval_config)
     candidates, specs = {}, {}
     for name, recipe in spec.candidates.items():
         out = root / "candidates" / name
-        curve = eval_config is not None and recipe.eval_every > 0
         train = TrainSpec(
             base=str(base_dir), data=str(data_dir / recipe.data), out=str(out),
             replay=str(data_dir / "replay.jsonl") if recipe.replay_ratio > 0 else None,
             replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
-            eval_every=recipe.eval_every if curve else 0, eval_config=str(eval_config) if curve else None,
+            checkpoint_every=recipe.eval_every,
         )
         specs[name] = train
-        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay", "eval_config"}),
+        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
                    sha256_file(data_dir / recipe.data), sha256_file(data_dir / "replay.jsonl"),
-                   _source_hash(lora, loop, data, curve_module), eval_key if curve else None)
+                   _source_hash(lora, loop, data))
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):
             log(f"demo: candidate {name} up to date ({out})")
             stage_s[f"train:{name}"] = 0.0
+        else:
+            log(f"demo: fine-tuning candidate {name} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
+            manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
+            stage_s[f"train:{name}"] = manifest["wall_s"]
+            stamps.record(f"candidate:{name}", key, out,
+                          ["adapter_model.safetensors", "adapter_config.json"], manifest["wall_s"])
+            log(f"demo: {name} trained in {manifest['wall_s']:.0f} s, final loss {manifest['loss_curve'][-1]:.3f}")
+        # its learning-forgetting curve: every checkpoint scored in one comparison (one model load
+        # for the base and all of them), written into the trainer manifest as --eval-every would
+        if eval_config is None or not recipe.eval_every:
             continue
-        log(f"demo: fine-tuning candidate {name} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
-        manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
-        stage_s[f"train:{name}"] = manifest["wall_s"]
-        stamps.record(f"candidate:{name}", key, out,
-                      ["adapter_model.safetensors", "adapter_config.json"], manifest["wall_s"])
-        log(f"demo: {name} trained in {manifest['wall_s']:.0f} s, final loss {manifest['loss_curve'][-1]:.3f}")
+        ckey = _key(key, eval_key, _source_hash(curve_module))
+        if stamps.fresh(f"curve:{name}", ckey, out):
+            stage_s[f"curve:{name}"] = 0.0
+            continue
+        t = time.perf_counter()
+        log(f"demo: scoring {name}'s checkpoints along training ...")
+        path = out / lora.MANIFEST
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        loaded = curve_module.load_eval_config(eval_config, base_dir)
+        manifest["eval_curve"] = lora.eval_curve(loaded, out, recipe.eval_every, recipe.steps, log=log)
+        path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        stage_s[f"curve:{name}"] = round(time.perf_counter() - t, 3)
+        stamps.record(f"curve:{name}", ckey, out, [lora.MANIFEST], stage_s[f"curve:{name}"])
 
     # 4. the data-size sweep: one candidate's recipe on nested subsets of its data
     sweep_json = None
     if eval_config is not None and spec.sweep_sizes:
         sweep_dir = root / "sweep"
-        recipe_spec = specs[spec.sweep_of].model_copy(update={"out": str(sweep_dir), "eval_every": 0,
-                                                              "eval_config": None})
+        recipe_spec = specs[spec.sweep_of].model_copy(update={"out": str(sweep_dir), "checkpoint_every": 0})
         key = _key(base_key, recipe_spec.model_dump(exclude={"base", "data", "out", "replay"}), spec.sweep_sizes,
                    sha256_file(Path(recipe_spec.data)), _source_hash(lora, loop, data, curve_module, sweep), eval_key)
         if stamps.fresh("sweep", key, sweep_dir):

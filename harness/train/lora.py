@@ -154,7 +154,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
 
         # 5. checkpoints (resumable, and the adapters the evaluation scores) and evaluation
         def after_step(s: LoopState) -> None:
-            due_ckpt = spec.checkpoint_every and s.step % spec.checkpoint_every == 0
+            due_ckpt = spec.checkpoint_every and (s.step % spec.checkpoint_every == 0 or s.step == spec.steps)
             due_eval = spec.eval_every and (s.step % spec.eval_every == 0 or s.step == spec.steps)
             if not (due_ckpt or due_eval):
                 return
@@ -196,22 +196,26 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         out.mkdir(parents=True, exist_ok=True)
         accelerator.unwrap_model(model).save_pretrained(out, safe_serialization=True)
         if spec.eval_every:
-            manifest["eval_curve"] = _eval_curve(eval_loaded, out, spec, log)
+            manifest["eval_curve"] = eval_curve(eval_loaded, out, spec.eval_every, spec.steps, log)
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     accelerator.wait_for_everyone()
     return manifest
 
 
-def _eval_curve(loaded, out: Path, spec: TrainSpec, log: Callable[[str], None]) -> dict:
-    """Every evaluated checkpoint of this run (a resumed run's earlier ones too) in one comparison:
-    all stored already, so no model loads; the curve with its best trade-off step."""
+def eval_curve(loaded, out: Path, every: int, steps: int, log: Callable[[str], None]) -> dict:
+    """The checkpoints OUT/checkpoints/step-N (every `every` steps, and the last) in one comparison
+    against the base: stored ones are not scored again, and the base and all adapters share one
+    model load. The curve with its best trade-off step, as the manifest keeps it."""
     from harness.train.curve import evaluate_adapters, make_curve
 
-    steps = [s for s in range(spec.eval_every, spec.steps + 1, spec.eval_every)]
-    if spec.steps not in steps:
-        steps.append(spec.steps)
-    adapters = {f"step-{s:06d}": ckpt.checkpoint_dir(out, s) for s in steps}
+    points = list(range(every, steps + 1, every))
+    if steps not in points:
+        points.append(steps)
+    adapters = {f"step-{s:06d}": ckpt.checkpoint_dir(out, s) for s in points}
+    missing = [str(p) for p in adapters.values() if not (p / "adapter_model.safetensors").is_file()]
+    if missing:
+        raise HarnessError(f"{out}: no checkpoint at {', '.join(missing)}; train with --checkpoint-every {every}")
     result = evaluate_adapters(loaded, adapters)
-    curve = make_curve("steps", out.name, result, dict(zip(adapters, steps, strict=True)))
-    log(f"eval: best trade-off at step {curve.best} of {spec.steps}")
+    curve = make_curve("steps", out.name, result, dict(zip(adapters, points, strict=True)))
+    log(f"eval: best trade-off at step {curve.best} of {steps}")
     return curve.model_dump()
