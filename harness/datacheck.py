@@ -82,7 +82,7 @@ def ngrams(tokens: list[str], n: int) -> set[str]:
     return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
-def _record_text(row: dict) -> tuple[str, str]:
+def record_text(row: dict) -> tuple[str, str]:
     """(the whole text, the part that is learned) of a prompt/completion or chat record."""
     if isinstance(row.get("messages"), list):
         turns = [m.get("content", "") for m in row["messages"] if isinstance(m, dict)]
@@ -149,8 +149,8 @@ def _duplicates(texts: dict[int, str], near: float) -> list[Problem]:
 def _shape(rows: list[tuple[int, dict]]) -> tuple[list[Problem], dict[str, int] | None, float]:
     """Empty, cut-off and outlying records; the label counts of classification data."""
     out = []
-    learned = {n: _record_text(r)[1].strip() for n, r in rows}
-    lengths = {n: len(words(_record_text(r)[0])) for n, r in rows}
+    learned = {n: record_text(r)[1].strip() for n, r in rows}
+    lengths = {n: len(words(record_text(r)[0])) for n, r in rows}
     empty = [n for n, text in learned.items() if not text]
     if empty:
         out.append(Problem(kind="empty", lines=empty, detail="nothing to learn (empty completion or assistant turns)"))
@@ -205,7 +205,7 @@ def _contamination(rows: list[tuple[int, dict]], items: list[tuple[str, int, str
     pairs = []
     for line, row in rows:
         hits: Counter[int] = Counter()
-        for gram in ngrams(words(_record_text(row)[0]), n):
+        for gram in ngrams(words(record_text(row)[0]), n):
             hits.update(index.get(gram, ()))
         for i, shared in hits.items():
             if grams[i] and shared / len(grams[i]) >= min_overlap:
@@ -222,7 +222,7 @@ def check_data(path: Path, suite: Path | None = None, ngram: int = 13, min_overl
         raise HarnessError("data check: --ngram must be >= 1, --min-overlap and --near in (0, 1], "
                            "--max-contaminated in [0, 1]")
     rows, problems = read_lines(path)
-    texts = {n: _record_text(r)[0] for n, r in rows}
+    texts = {n: record_text(r)[0] for n, r in rows}
     problems += _duplicates(texts, near)
     shape, labels, median = _shape(rows)
     problems += shape

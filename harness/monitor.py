@@ -95,7 +95,7 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
                 max_drop: float = 0.05, drift_alpha: float = 0.01, min_novelty: float = 0.05,
                 log: Callable[[str], None] = print) -> MonitorResult:
     from harness.config import DataSpec
-    from harness.datacheck import _record_text, read_lines
+    from harness.datacheck import read_lines, record_text
     from harness.execute import execute_plan
     from harness.plan import plan_runs
     from harness.run import load
@@ -164,7 +164,7 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
         raise HarnessError(f"{manifest}: no trainer manifest, so the training data is unknown; drift needs it")
     data = Path(json.loads(manifest.read_text(encoding="utf-8"))["spec"]["data"])
     rows, _ = read_lines(data)
-    prompts = [_record_text(r)[0] if "messages" in r else str(r.get("prompt", "")) for _, r in rows]
+    prompts = [record_text(r)[0] if "messages" in r else str(r.get("prompt", "")) for _, r in rows]
     random.Random(0).shuffle(prompts)
     held = prompts[: max(1, len(prompts) // 10)]
     seen = set().union(*(bigrams(p) for p in prompts[len(held):]))

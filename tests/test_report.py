@@ -54,8 +54,10 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     html = (tmp_path / "index.html").read_text()
     # 8 comparison charts, the learning-forgetting curves of the two candidates trained with
-    # --eval-every, and the data-size sweep named under `sweeps:`
-    assert html.count('<svg class="chart') == 11 and "Is it worth it?" in html
+    # checkpoints scored, and the data-size sweep named under `sweeps:` (plus the history's trend
+    # charts when the store holds earlier comparisons of the demo config)
+    charts = html.count('<svg class="chart') - html.count('<svg class="chart trend')
+    assert charts == 11 and "Is it worth it?" in html
     for title in ("along training: domain-only", "along training: with-replay", "against data size: domain-only"):
         assert f'aria-label="learning and forgetting {title}"' in html, title
 

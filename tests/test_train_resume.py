@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from conftest import faulty_cli
 from harness.config import TrainSpec
+from harness.errors import HarnessError
 from harness.run import load, run_comparison
 from harness.train.lora import MANIFEST, train_lora
 
@@ -93,7 +94,7 @@ def test_gradient_accumulation_trains_the_same_step(tiny_world, tmp_path):
                              batch_size=16, grad_accum=accum, lr=5e-3))
     diff, scale = _max_diff(tmp_path / "one", tmp_path / "four")
     assert diff < 1e-5 and scale > 1e-2, (diff, scale)
-    with pytest.raises(Exception, match="batch_size 16 does not split over 1 process"):
+    with pytest.raises(HarnessError, match="batch_size 16 does not split over 1 process"):
         train_lora(TrainSpec(base=str(tiny_world.base), data=data, out=str(tmp_path / "x"), steps=1,
                              batch_size=16, grad_accum=3))
 
@@ -137,5 +138,5 @@ def test_resume_with_other_settings_is_refused(tiny_world, tmp_path):
     spec = TrainSpec(base=str(tiny_world.base), data=data, out=str(tmp_path / "a"), steps=4, batch_size=4,
                      checkpoint_every=2)
     train_lora(spec)
-    with pytest.raises(Exception, match=r"step-000004: written by a run with other settings \(lr\)"):
+    with pytest.raises(HarnessError, match=r"step-000004: written by a run with other settings \(lr\)"):
         train_lora(spec.model_copy(update={"lr": 1e-3}), resume=True)

@@ -32,7 +32,7 @@ from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.fingerprint import sha256_file
 from harness.train import checkpoint as ckpt
-from harness.train.data import encode_pair, encode_records, read_records  # noqa: F401 (public API)
+from harness.train.data import encode_records
 from harness.train.loop import (
     LoopSettings,
     LoopState,
