@@ -172,10 +172,13 @@ def history(config_path: Path | None, store_path: Path | None, task: str | None)
         store_path, name = Path(spec.store), spec.name
     if not (store_path / "index.sqlite").is_file():
         raise HarnessError(f"{store_path}: no store here (no index.sqlite); run harness compare first")
-    comparisons = Store(store_path).history(name)
+    recorded = Store(store_path).history(name)
+    comparisons = [c for c in recorded if c["scores"]]
     if not comparisons:
         raise HarnessError(f"{store_path}: no comparison recorded" + (f" for '{name}'" if name else ""))
-    click.echo(f"history: {len(comparisons)} comparison(s) in {store_path}" + (f" named '{name}'" if name else ""))
+    click.echo(f"history: {len(comparisons)} comparison(s) in {store_path}" + (f" named '{name}'" if name else "")
+               + (f" ({len(recorded) - len(comparisons)} older one(s) recorded without per-task scores not shown)"
+                  if len(recorded) > len(comparisons) else ""))
     for i, c in enumerate(comparisons, start=1):
         models = sorted({(s["model"], s["fingerprint"][:8]) for s in c["scores"]}, key=lambda m: m[0] != "base")
         click.echo(f"  #{i} {c['created_at']}  {c['name']}  " + ", ".join(f"{m} {fp}" for m, fp in models))

@@ -48,6 +48,9 @@ def test_training_lowers_loss_and_writes_adapter_and_manifest(tiny_world, tmp_pa
     assert written["steps"] == 25 and len(written["loss_curve"]) == 25
     assert written["wall_s"] > 0 and written["tokens"] > written["loss_tokens"] > 0
     assert len(written["data_sha256"]) == 64 and written["replay_sha256"] is None
+    # byte-stable across processes (peft keeps target_modules as a set; its order follows the hash seed)
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["target_modules"] == sorted(spec.target_modules)
     first, last = manifest["loss_curve"][:5], manifest["loss_curve"][-5:]
     assert sum(last) / 5 < 0.9 * sum(first) / 5, manifest["loss_curve"]
 

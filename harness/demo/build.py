@@ -23,8 +23,8 @@ from pathlib import Path
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
 from harness.fingerprint import sha256_file
+from harness.train import checkpoint, data, loop, lora, sweep
 from harness.train import curve as curve_module
-from harness.train import data, loop, lora, sweep
 
 STAMP = "build.json"
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
@@ -210,7 +210,7 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         specs[name] = train
         key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
                    sha256_file(data_dir / recipe.data), sha256_file(data_dir / "replay.jsonl"),
-                   _source_hash(lora, loop, data))
+                   _source_hash(lora, loop, data, checkpoint))
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):
             log(f"demo: candidate {name} up to date ({out})")

@@ -33,6 +33,18 @@ FORMAT = 1
 MAY_CHANGE = {"out", "checkpoint_every", "eval_every", "eval_config", "grad_accum", "strategy"}
 
 
+def save_adapter(model, folder: Path) -> None:
+    """peft's save_pretrained (safetensors), with adapter_config.json made byte-stable: peft keeps
+    target_modules as a set, whose order changes with Python's hash seed from process to process,
+    and the adapter's fingerprint covers this file."""
+    model.save_pretrained(folder, safe_serialization=True)
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def checkpoint_dir(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"step-{step:06d}"
 
@@ -43,7 +55,7 @@ def save_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampl
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    save_adapter(model, tmp)
     opt = optimizer.state_dict()
     tensors = {"sampler_rng": sampler.get_state()}
     for pid, entries in opt["state"].items():

@@ -194,7 +194,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        accelerator.unwrap_model(model).save_pretrained(out, safe_serialization=True)
+        ckpt.save_adapter(accelerator.unwrap_model(model), out)
         if spec.eval_every:
             manifest["eval_curve"] = eval_curve(eval_loaded, out, spec.eval_every, spec.steps, log)
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
