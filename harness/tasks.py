@@ -267,7 +267,10 @@ def _local_data(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
 
     source = Path(data.path)
     folder = source if source.is_dir() else source.parent
-    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()]
+    # what the converters read: a folder's whole tree; beside a file, its siblings and a data/
+    # folder (winobias_txt looks there), never the rest of the tree (a file in /tmp or a home)
+    read = folder.rglob("*") if source.is_dir() else [*folder.iterdir(), *(folder / "data").glob("*")]
+    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(read) if p.is_file()]
     key = hashlib.sha256(json.dumps([data.format, str(source), leaf, CONVERTER_VERSION, stamp]).encode()).hexdigest()
     index = cache / f"{key}.splits.json"
     if index.is_file():
