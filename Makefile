@@ -78,6 +78,7 @@ TEST_WORKERS ?= 2
 
 test: demo $(CHROMIUM)
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 $(CHROMIUM):

@@ -102,8 +102,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-gpu.json"))
     args = ap.parse_args()
 
-    from harness.backends.base import BASE
     from harness.backends.vllm import VLLMBackend
+    from harness.records import BASE
 
     t = time.perf_counter()
     base, adapters = build(args.root, args)

@@ -214,7 +214,7 @@ def monitor(config_path: Path, samples: Path, candidate: str | None, task: str |
             drift_alpha: float, min_novelty: float, json_path: Path | None) -> None:
     """Is a re-fine-tune due? The deployed model on fresh samples against its accepted run, and the
     samples' inputs against its training data. Exit 1 with the reasons when one is due."""
-    from harness.monitor import run_monitor
+    from harness.tools.monitor import run_monitor
 
     r = run_monitor(config_path, samples, candidate, task, max_drop=max_drop, drift_alpha=drift_alpha,
                     min_novelty=min_novelty, log=click.echo)
@@ -253,8 +253,8 @@ def data() -> None:
 def data_check(path: Path, suite: Path | None, ngram: int, min_overlap: float, near: float,
                max_contaminated: float, json_path: Path | None, html_path: Path | None) -> None:
     """Duplicates, empty, cut-off and outlying records, label balance, and train/eval contamination."""
-    from harness.datacheck import check_data
     from harness.report.render import render_data_check
+    from harness.tools.datacheck import check_data
 
     result = check_data(path, suite, ngram=ngram, min_overlap=min_overlap, near=near,
                         max_contaminated=max_contaminated)
@@ -289,8 +289,8 @@ def data_check(path: Path, suite: Path | None, ngram: int, min_overlap: float, n
               help="Config file naming the base, candidates and suite.")
 def compare(config_path: Path) -> None:
     """Evaluate base and candidates side by side (reusing stored runs) and write the report."""
+    from harness.pipeline import load, run_comparison
     from harness.report.render import render_report
-    from harness.run import load, run_comparison
 
     loaded = load(config_path)
     result = run_comparison(loaded, log=click.echo)
@@ -325,7 +325,7 @@ def gate(config_path: Path, candidate: str | None, junit_xml: Path | None, json_
     import json
 
     from harness.gates import exit_code, format_table, write_junit
-    from harness.run import load, run_comparison
+    from harness.pipeline import load, run_comparison
 
     loaded = load(config_path, candidate)
     if not loaded.spec.gates:

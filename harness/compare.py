@@ -18,13 +18,13 @@ import pandas as pd
 from scipy import stats as sps
 
 import harness
-from harness.backends.base import BASE
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
-from harness.environment import machine, package_versions
 from harness.errors import HarnessError
 from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
 from harness.records import (
+    BASE,
     MAX_FLIPS_PER_TASK,
+    TRAIN_MANIFEST,
     AlternativeRecord,
     CandidateResult,
     CategoryResult,
@@ -42,8 +42,9 @@ from harness.records import (
 )
 from harness.roi import compute_roi
 from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
-from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, Store, now_iso
-from harness.train.manifest import TRAIN_MANIFEST
+from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, Store
+from harness.util.environment import machine, package_versions
+from harness.util.files import now_iso
 
 
 def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str,
@@ -286,7 +287,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
 
 def base_weights(folder: Path, hasher=None) -> str:
     """Fingerprint of a base's files alone (not dtype or backend): what a sweep was trained on."""
-    from harness.fingerprint import model_fingerprint, sha256_file
+    from harness.sources.fingerprint import model_fingerprint
+    from harness.util.files import sha256_file
 
     return model_fingerprint(folder, dtype="-", backend="-", hasher=hasher or sha256_file)
 

@@ -20,10 +20,11 @@ import pandas as pd
 import harness
 from harness.backends.base import Backend
 from harness.config import HarnessSpec
-from harness.environment import package_versions
 from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
-from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store, now_iso
+from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store
+from harness.util.environment import package_versions
+from harness.util.files import now_iso
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def shared_requests(task: Any) -> Iterator[None]:
     """
     from dataclasses import replace
 
-    from harness.tasks import FEWSHOT_SEED
+    from harness.sources.tasks import FEWSHOT_SEED
 
     templates = getattr(task, "_harness_requests", None)
     original = task.build_all_requests
@@ -202,7 +203,7 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
     `Interrupted`, saying what was saved (every run finished before it)."""
     import lm_eval
 
-    from harness import progress
+    from harness.util import progress
 
     store.reindex([r.key for r in plan.distinct if r.cached])
     todo: dict[str, list[PlannedRun]] = {}

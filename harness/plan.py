@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends.base import BASE
-from harness.checkpoints import check_adapter, check_model_folder, tokenizers_differ
 from harness.config import HarnessSpec, SuiteSpec
 from harness.errors import HarnessError
-from harness.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
+from harness.records import BASE
+from harness.sources.checkpoints import check_adapter, check_model_folder, tokenizers_differ
+from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
+from harness.sources.tasks import LoadedTask, load_fewshot_task, load_tasks
 from harness.store import RunKey, Store
-from harness.tasks import LoadedTask, load_fewshot_task, load_tasks
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("harness_config", None)
     if not path:
         return
-    from harness.run import load
+    from harness.pipeline import load
 
     try:  # a bad config or gate fails here, at argument parsing, before any model loads
         loaded = load(path, config.getoption("harness_candidate"))
@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def comparison_for(config: pytest.Config, path: Path, candidate: str | None = None) -> ComparisonResult:
     """The comparison of a config, computed once per pytest session."""
-    from harness.run import load, run_comparison
+    from harness.pipeline import load, run_comparison
 
     key = (str(Path(path).resolve()), candidate)
     cache = config.stash[_RESULTS]

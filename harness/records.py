@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_FORMAT = 1
+BASE = "base"  # the base model's label; every other label is a candidate's name
+TRAIN_MANIFEST = "train_manifest.json"  # what the trainer did, beside the adapter it wrote
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 Status = Literal["pass", "fail", "underpowered"]
 

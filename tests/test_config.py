@@ -77,7 +77,7 @@ def test_suite_validation(tmp_path):
 
 
 def test_unknown_task_is_named_with_its_suite_entry(tmp_path):
-    from harness.tasks import load_tasks
+    from harness.sources.tasks import load_tasks
 
     (tmp_path / "tasks").mkdir()
     path = _write(tmp_path, "name: s\ntasks:\n  - {task: no_such_task_anywhere, role: target, metric: acc}\n",

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from conftest import REPO
 from harness.cli import main
-from harness.datacheck import check_data, ngrams, words
 from harness.demo.world import WorldSpec, generate_world, to_jsonl
+from harness.tools.datacheck import check_data, ngrams, words
 
 SUITE = REPO / "suites" / "demo.yaml"
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import faulty_cli
-from harness.run import load, run_comparison
+from harness.pipeline import load, run_comparison
 
 # Where the CLI dies in the kill sequence (see conftest.faulty_cli).
 PLANT = r'''

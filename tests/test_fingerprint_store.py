@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from harness.config import load_config, load_suite
 from harness.errors import HarnessError
-from harness.fingerprint import adapter_fingerprint, model_fingerprint
 from harness.plan import plan_runs
+from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint
 from harness.store import MIGRATIONS, RunKey, RunManifest, Store
 
 

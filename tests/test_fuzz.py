@@ -51,7 +51,7 @@ def tiny_gate_config(tmp_path_factory) -> Path:
 
 
 def _loads_or_refuses(text: str) -> None:
-    from harness.run import load
+    from harness.pipeline import load
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.yaml"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.demo import facts
 from harness.demo.world import WorldSpec, generate_world
-from harness.monitor import newcombe, welch
+from harness.tools.monitor import newcombe, welch
 
 NEW_KIND = ["received an electric shock from a faulty socket", "was stung by wasps near the bins",
             "inhaled toxic fumes from a cleaning drum", "was bitten by a guard dog on patrol"]

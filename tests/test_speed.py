@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import pandas as pd
 
-from harness.run import load, run_comparison
+from harness.pipeline import load, run_comparison
 
 
 def _records(config) -> dict:
@@ -41,8 +41,8 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
     assert len(builds) == len(set(builds)) == 7  # once per task, not once per (task, variant)
 
     # the plain path: lm-eval rebuilds the requests and tokenises them again for every variant
-    from harness import tasks
     from harness.backends import hf
+    from harness.sources import tasks
 
     monkeypatch.setattr(execute, "shared_requests", lambda task: nullcontext())
     monkeypatch.setattr(hf, "TOKEN_CACHE", False)

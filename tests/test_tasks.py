@@ -7,7 +7,7 @@ import shutil
 
 from conftest import REPO
 from harness.config import load_suite
-from harness.tasks import load_tasks
+from harness.sources.tasks import load_tasks
 
 
 def _hashes(suite_path):

@@ -13,8 +13,8 @@ from conftest import REPO
 from harness.cli import main
 from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.pipeline import load, run_comparison
 from harness.records import CurvePoint, CurveRecord, Range
-from harness.run import load, run_comparison
 from harness.store import Store
 from harness.train.lora import MANIFEST, train_lora
 from harness.train.sweep import nested_subsets, run_sweep

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from conftest import faulty_cli
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.run import load, run_comparison
+from harness.pipeline import load, run_comparison
 from harness.train.lora import MANIFEST, train_lora
 
 # Where `harness train` dies (see conftest.faulty_cli).

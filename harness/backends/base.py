@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # lm-eval is heavy to import; planning and reporting do not need it
     from lm_eval.api.model import LM
 
-BASE = "base"
-
-
 def check_fits(requests, max_length: int) -> None:
     """lm-eval keeps the end of a long context, but the scored continuation must fit whole: say so
     (and what to do) instead of lm-eval's bare assertion or a silently shortened score."""

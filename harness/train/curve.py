@@ -18,8 +18,8 @@ from harness.records import ComparisonResult, CurvePoint, CurveRecord, Range
 
 def load_eval_config(config: str | Path, base: Path):
     """The config, checked to evaluate against `base` (same folder or same weights)."""
-    from harness.fingerprint import model_fingerprint, resolve_model_dir
-    from harness.run import load
+    from harness.pipeline import load
+    from harness.sources.fingerprint import model_fingerprint, resolve_model_dir
 
     loaded = load(config, need_candidates=False)
     theirs = resolve_model_dir(loaded.spec.base.path, loaded.spec.base.revision)
@@ -35,7 +35,7 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
                       ) -> ComparisonResult:
     """One comparison of the base against `adapters` (name -> folder), stored runs reused."""
     from harness.config import CandidateSpec
-    from harness.run import Loaded, run_comparison
+    from harness.pipeline import Loaded, run_comparison
 
     spec = loaded.spec.model_copy(update={
         "candidates": [CandidateSpec(name=n, adapter=str(p)) for n, p in adapters.items()], "roi": None})

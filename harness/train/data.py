@@ -26,7 +26,7 @@ Encoded = tuple[list[int], list[int]]  # input ids, labels
 
 def read_records(path: Path) -> list[tuple[str, dict]]:
     """(where, record) per line, where = 'file:line'; each a prompt/completion or a chat record."""
-    from harness.datasets import read_jsonl
+    from harness.util.files import read_jsonl
 
     rows = []
     for where, row in read_jsonl(path, "training data file", "check --data"):

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.fingerprint import sha256_file
+from harness.records import TRAIN_MANIFEST
 from harness.train import checkpoint as ckpt
 from harness.train.data import encode_records
 from harness.train.loop import (
@@ -43,7 +43,7 @@ from harness.train.loop import (
     pad_batch,
     run_loop,
 )
-from harness.train.manifest import TRAIN_MANIFEST
+from harness.util.files import sha256_file
 
 MANIFEST = TRAIN_MANIFEST
 

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.fingerprint import sha256_file
-from harness.records import CurveRecord
-from harness.train.manifest import TRAIN_MANIFEST
+from harness.records import TRAIN_MANIFEST, CurveRecord
+from harness.util.files import sha256_file
 
 
 @dataclass(frozen=True)

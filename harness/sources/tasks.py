@@ -162,7 +162,7 @@ class _Catalog:
         index = {name: (e.kind.name, str(e.yaml_path) if e.yaml_path else None, sorted(e.tags))
                  for name, e in self.manager.task_index.items()}
         try:
-            from harness.store import atomic_write
+            from harness.util.files import atomic_write
 
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda p: p.write_text(json.dumps(index), encoding="utf-8"))
@@ -221,7 +221,7 @@ class _Catalog:
 def _diagnose_data_files(cfg: dict) -> None:
     """Name the data file (and line) that made lm-eval fail: missing, empty, not JSON lines.
     Run only after a failure, so large files cost nothing when they are fine."""
-    from harness.datasets import read_jsonl
+    from harness.util.files import read_jsonl
 
     files = (cfg.get("dataset_kwargs") or {}).get("data_files")
     if cfg.get("dataset_path") != "json" or not files:
@@ -252,7 +252,7 @@ def _merge(cfg: dict, overrides: dict) -> dict:
 def _write_cached(rows: list[dict], key: str, cache: Path) -> Path:
     path = cache / f"{key}.jsonl"
     if not path.is_file():
-        from harness.store import atomic_write
+        from harness.util.files import atomic_write
 
         cache.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
@@ -263,7 +263,7 @@ def _write_cached(rows: list[dict], key: str, cache: Path) -> Path:
 def _local_data(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
     """Point a task config at converted local files: the split it evaluates, and few-shot
     examples where the files have them (otherwise the task gets no few-shot source)."""
-    from harness.datasets import CONVERTER_VERSION, convert
+    from harness.sources.files import CONVERTER_VERSION, convert
 
     source = Path(data.path)
     folder = source if source.is_dir() else source.parent
@@ -278,7 +278,7 @@ def _local_data(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
     else:
         rows = convert(data.format, source, leaf)
         files = {role: str(_write_cached(r, f"{key}-{role}", cache)) for role, r in rows.items() if r}
-        from harness.store import atomic_write
+        from harness.util.files import atomic_write
 
         atomic_write(index, lambda p: p.write_text(json.dumps(files)))
     eval_split = cfg.get("test_split") or cfg.get("validation_split") or "test"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import ast
 import bz2
 import csv
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.util.files import read_jsonl, require_file
 
 Rows = dict[str, list[dict]]
 CONVERTER_VERSION = 2  # part of the cache key of converted files
@@ -29,35 +29,8 @@ def _need(row: dict, field: str, where: str) -> Any:
     return row[field]
 
 
-DATA_HINT = "check the task's `data.path` (suite) or `task_data` (config)"
-
-
-def _file(path: Path, what: str, hint: str = DATA_HINT) -> Path:
-    if not path.is_file():
-        raise HarnessError(f"{path}: {what} not found; {hint}")
-    return path
-
-
-def read_jsonl(path: Path, what: str = "data file", hint: str = DATA_HINT) -> Iterator[tuple[str, dict]]:
-    """(where, object) per non-blank line, where = 'file:line'; a bad line is an error naming it."""
-    with _file(path, what, hint).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HarnessError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
-            yield f"{path}:{n}", row
-
-
-_jsonl = read_jsonl
-
-
 def _csv(path: Path) -> Iterator[tuple[str, dict]]:
-    with _file(path, "data file").open(encoding="utf-8", newline="") as f:
+    with require_file(path, "data file").open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         for row in reader:
             yield f"{path}:{reader.line_num}", row
@@ -79,7 +52,7 @@ def _int(value: Any, where: str, field: str, allowed: range | None = None) -> in
 def arc_jsonl(path: Path, leaf: str) -> Rows:
     """AI2 ARC JSONL ({id, question: {stem, choices: [{text, label}]}, answerKey}) -> ai2_arc."""
     rows = []
-    for where, r in _jsonl(path):
+    for where, r in read_jsonl(path):
         q = _need(r, "question", where)
         choices = _need(q, "choices", f"{where} question")
         labels = [_need(c, "label", f"{where} question.choices") for c in choices]
@@ -95,7 +68,7 @@ def arc_jsonl(path: Path, leaf: str) -> Rows:
 def hellaswag_txt(path: Path, leaf: str) -> Rows:
     """llama.cpp's HellaSwag text (6 lines per item: 'activity: context', label, 4 endings; .bz2 ok)."""
     opener = bz2.open if path.suffix == ".bz2" else open
-    with opener(_file(path, "data file"), "rt", encoding="utf-8") as f:
+    with opener(require_file(path, "data file"), "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
     while lines and lines[-1] == "":
         lines.pop()
@@ -150,7 +123,7 @@ def mmlu_csv(path: Path, leaf: str) -> Rows:
 def boolq_jsonl(path: Path, leaf: str) -> Rows:
     """Official BoolQ JSONL ({question, passage, answer: bool}) -> super_glue/boolq."""
     rows = []
-    for i, (where, r) in enumerate(_jsonl(path)):
+    for i, (where, r) in enumerate(read_jsonl(path)):
         answer = _need(r, "answer", where)
         if not isinstance(answer, bool):
             raise HarnessError(f"{where}: field 'answer' is {answer!r}, expected true or false")
@@ -161,9 +134,9 @@ def boolq_jsonl(path: Path, leaf: str) -> Rows:
 
 def piqa_jsonl(path: Path, leaf: str) -> Rows:
     """PIQA dev JSONL with its labels in a sibling '<stem>-labels.lst' (one 0/1 per line)."""
-    labels_path = _file(path.with_name(f"{path.stem}-labels.lst"), "PIQA labels file")
+    labels_path = require_file(path.with_name(f"{path.stem}-labels.lst"), "PIQA labels file")
     labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").split("\n") if line.strip()]
-    rows = list(_jsonl(path))
+    rows = list(read_jsonl(path))
     if len(rows) != len(labels):
         raise HarnessError(f"{labels_path}: {len(labels)} labels for {len(rows)} rows in {path}")
     return {"eval": [{"goal": _need(r, "goal", w), "sol1": _need(r, "sol1", w), "sol2": _need(r, "sol2", w),
@@ -174,7 +147,7 @@ def piqa_jsonl(path: Path, leaf: str) -> Rows:
 def gsm8k_jsonl(path: Path, leaf: str) -> Rows:
     """GSM8K JSONL ({question, answer with '#### n'})."""
     rows = []
-    for where, r in _jsonl(path):
+    for where, r in read_jsonl(path):
         answer = _need(r, "answer", where)
         if "####" not in answer:
             raise HarnessError(f"{where}: field 'answer' has no '#### <number>' final answer")
@@ -200,12 +173,13 @@ _NUMPY_ARRAY = re.compile(r"array\((\[.*?\])(?:, dtype=object)?\)", re.S)
 def bbq(path: Path, leaf: str) -> Rows:
     """BBQ: a folder of the official per-category JSONL files, plus any '*.csv' reformatting whose
     dict fields hold Python/numpy repr text (as the Gender_identity copy does)."""
-    files = sorted(path.glob("*.jsonl")) + sorted(path.glob("*.csv")) if path.is_dir() else [_file(path, "BBQ file")]
+    files = (sorted(path.glob("*.jsonl")) + sorted(path.glob("*.csv")) if path.is_dir()
+             else [require_file(path, "BBQ file")])
     if not files:
         raise HarnessError(f"{path}: no BBQ .jsonl or .csv files")
     rows = []
     for file in files:
-        source = _jsonl(file) if file.suffix == ".jsonl" else _csv(file)
+        source = read_jsonl(file) if file.suffix == ".jsonl" else _csv(file)
         for where, r in source:
             row = dict(r)
             for field in ("answer_info", "additional_metadata"):
@@ -244,8 +218,8 @@ def winobias_txt(path: Path, leaf: str) -> Rows:
     rows: Rows = {"eval": [], "fewshot": []}
     for kind in (1, 2):
         for split in ("dev", "test"):
-            pro_file = _file(folder / f"pro_stereotyped_type{kind}.txt.{split}", "WinoBias file")
-            anti_file = _file(folder / f"anti_stereotyped_type{kind}.txt.{split}", "WinoBias file")
+            pro_file = require_file(folder / f"pro_stereotyped_type{kind}.txt.{split}", "WinoBias file")
+            anti_file = require_file(folder / f"anti_stereotyped_type{kind}.txt.{split}", "WinoBias file")
             pro = [x for x in pro_file.read_text(encoding="utf-8").splitlines() if x.strip()]
             anti = [x for x in anti_file.read_text(encoding="utf-8").splitlines() if x.strip()]
             if len(pro) != len(anti):
@@ -293,7 +267,7 @@ def stereoset_csv(path: Path, leaf: str) -> Rows:
 
 def jsonl(path: Path, leaf: str) -> Rows:
     """Rows already in the task's schema, one JSON object per line."""
-    return {"eval": [r for _, r in _jsonl(path)]}
+    return {"eval": [r for _, r in read_jsonl(path)]}
 
 
 FORMATS: dict[str, Callable[[Path, str], Rows]] = {

@@ -176,7 +176,7 @@ def _shape(rows: list[tuple[int, dict]]) -> tuple[list[Problem], dict[str, int] 
 def eval_items(suite_path: Path) -> list[tuple[str, int, str]]:
     """(task, doc_id, text) of every item the suite's tasks score: prompt and correct answer."""
     from harness.config import load_suite
-    from harness.tasks import load_tasks
+    from harness.sources.tasks import load_tasks
 
     suite = load_suite(suite_path)
     items = []

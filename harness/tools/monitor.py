@@ -78,7 +78,7 @@ def welch(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float
 
 
 def bigrams(text: str) -> set[str]:
-    from harness.datacheck import ngrams, words
+    from harness.tools.datacheck import ngrams, words
 
     return ngrams(words(text), 2)
 
@@ -95,13 +95,13 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
                 max_drop: float = 0.05, drift_alpha: float = 0.01, min_novelty: float = 0.05,
                 log: Callable[[str], None] = print) -> MonitorResult:
     from harness.config import DataSpec
-    from harness.datacheck import read_lines, record_text
     from harness.execute import execute_plan
+    from harness.pipeline import load
     from harness.plan import plan_runs
-    from harness.run import load
+    from harness.records import TRAIN_MANIFEST
     from harness.stats import analyze_paired, is_binary
     from harness.store import METRIC_PREFIX, Store
-    from harness.train.manifest import TRAIN_MANIFEST
+    from harness.tools.datacheck import read_lines, record_text
 
     loaded = load(config)
     spec, suite = loaded.spec, loaded.suite

@@ -1,3 +1,0 @@
-"""Where the trainer writes what it did (read by the ROI without importing torch)."""
-
-TRAIN_MANIFEST = "train_manifest.json"
