@@ -41,6 +41,7 @@ from harness.records import (
     TaskResult,
 )
 from harness.roi import compute_roi
+from harness.sources.aggregations import resolve_aggregation
 from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, Store
 from harness.util.environment import machine, package_versions
@@ -136,7 +137,11 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
 
         def values(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return b[mask], c[mask]
-    elif f"{col_json}_base" in joined and aggregation is not None:
+    elif f"{col_json}_base" in joined:
+        if aggregation is None:
+            raise HarnessError(f"task {task}: metric '{spec.metric}' is stored as per-item tuples, but the run's "
+                               "manifest names no aggregation for them (stored by an older harness); re-score it "
+                               "(delete the task's files from the store)")
         items_b = [json.loads(x) for x in joined[f"{col_json}_base"]]
         items_c = [json.loads(x) for x in joined[f"{col_json}_cand"]]
         b, base_score = _pseudo_values(items_b, aggregation, f"task {task}, base, {spec.metric}")
@@ -183,9 +188,15 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
     return result, c - b, clusters, stats, flips
 
 
-def _extra(joined: pd.DataFrame, t, metric: str, st: StatsSpec) -> MetricDelta:
+def _aggregation(store: Store, run: PlannedRun, metric: str) -> Callable[[list], float] | None:
+    """lm-eval's aggregation of a metric stored as per-item tuples, from the run's manifest."""
+    ref = store.read_manifest(run.key).aggregations.get(metric)
+    return None if ref is None else resolve_aggregation(ref, f"task {run.task.name}, {run.model.label}")
+
+
+def _extra(joined: pd.DataFrame, t, metric: str, st: StatsSpec, aggregation) -> MetricDelta:
     spec = t.spec.model_copy(update={"metric": metric, "category": None, "extra_metrics": []})
-    r, *_ = _task_result(joined, spec, t.name, st, t.task.aggregation().get(metric))
+    r, *_ = _task_result(joined, spec, t.name, st, aggregation)
     return MetricDelta(metric=metric, binary=r.binary, base_score=r.base_score, candidate_score=r.candidate_score,
                        delta=r.delta, ci_low=r.ci_low, ci_high=r.ci_high)
 
@@ -235,10 +246,11 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
-            aggregation = t.task.aggregation().get(t.spec.metric)
+            aggregation = _aggregation(store, run, t.spec.metric)
             result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st, aggregation)
             if t.spec.extra_metrics:
-                result = result.model_copy(update={"extra": [_extra(joined, t, m, st) for m in t.spec.extra_metrics]})
+                result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
+                                                             for m in t.spec.extra_metrics]})
             tasks.append(result)
             flips += task_flips
             by_role.setdefault(t.spec.role, []).append((t.spec.task, t.name, d, clusters, stats))

@@ -22,6 +22,7 @@ from harness.backends.base import Backend
 from harness.config import HarnessSpec
 from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
+from harness.sources.aggregations import aggregation_ref
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store
 from harness.util.environment import package_versions
 from harness.util.files import now_iso
@@ -229,12 +230,14 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
             except HarnessError as e:
                 raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
             score_s += wall_s
+            aggregations = {m: aggregation_ref(fn) for m, fn in run.task.task.aggregation().items()
+                            if METRIC_JSON_PREFIX + m in records.columns}
             manifest = RunManifest(
                 model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
                 harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
                 label=run.model.label, backend=backend.name, n_items=len(records),
                 n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
-                versions=package_versions(), device=device_name(spec.eval.device))
+                versions=package_versions(), device=device_name(spec.eval.device), aggregations=aggregations)
             store.write(run.key, records, manifest)
             scored.append(f"{run.model.label}/{run.task.name}")
             say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "

@@ -7,6 +7,7 @@ Where ../shared is absent (a clone on its own) these tests skip and say so.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -144,6 +145,29 @@ def test_quick_suites_run_on_stories260k_and_a_zero_adapter_changes_nothing(stor
     (summary,) = cr.summaries
     assert summary.name == "biderman_avg" and summary.role == "forgetting"
     assert summary.tasks == ["hellaswag", "arc_challenge", "winogrande"] and summary.delta == 0
+
+
+@needs_shared
+def test_compare_reads_the_store_alone_no_lm_eval_task_is_touched(stories):
+    """Comparing (BBQ's whole-set bias scores included: lm-eval's own aggregation, referenced from
+    each run's manifest) needs no lm-eval task object: every one is replaced by a trap."""
+    from harness.compare import compare_runs
+    from harness.plan import plan_runs
+    from harness.store import Store
+
+    class Trap:
+        def __getattr__(self, name):
+            raise AssertionError(f"compare touched the lm-eval task ({name})")
+
+    loaded = stories["loaded"]
+    store = Store(loaded.spec.store)
+    plan = plan_runs(loaded.spec, loaded.suite, store)
+    bbq = next(r for r in plan.runs if r.task.name == "bbq_ambig")
+    assert store.read_manifest(bbq.key).aggregations["amb_bias_score"].startswith("file:")
+    trapped = [dataclasses.replace(r, task=dataclasses.replace(r.task, task=Trap())) for r in plan.runs]
+    result = compare_runs(dataclasses.replace(plan, runs=trapped, tasks=[]), loaded.spec, loaded.suite, store)
+    expected = stories["result"].results
+    assert [cr.model_dump() for cr in result.results] == [cr.model_dump() for cr in expected]
 
 
 @needs_shared
