@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.util.yaml import load_yaml_file
 
 Role = Literal["target", "forgetting", "bias"]
 ROLES: tuple[str, ...] = ("target", "forgetting", "bias")
@@ -323,15 +323,8 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error names the file and line."""
-    if not path.is_file():
-        raise ConfigError([f"{path}: file not found"])
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError([f"{where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+    """Parse a YAML file; a missing file, a syntax error or a key given twice names the file and line."""
+    return load_yaml_file(path)
 
 
 def parse_spec(cls: type[T], data: Any, source: str) -> T:

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.config import DataSpec, SuiteSpec, TaskSpec
 from harness.errors import ConfigError, HarnessError
+from harness.util.yaml import load_yaml_file
 
 log = logging.getLogger(__name__)
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
@@ -112,20 +113,49 @@ def cache_compiled_templates() -> None:
     utils.apply_template = apply_template
 
 
+def load_task_yaml(path: Path, resolve_func: bool = True, recursive: bool = True, strict: bool = True,
+                   _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """An lm-eval task YAML as lm-eval's own `load_yaml` reads it (`!function` tags, `include:`
+    merged under the file's own keys), through the harness's loader: in the suite's task folders
+    (`strict`) a key given twice is an error; lm-eval's registry files keep the last, as lm-eval does
+    (a dozen of them give a key twice, and the user cannot fix them)."""
+    from lm_eval.tasks._yaml_loader import _import_func_in_yml
+
+    path = Path(path).expanduser().resolve()
+    if path in _seen:
+        raise HarnessError(f"{path}: include cycle")
+    here = path.parent
+    cfg = load_yaml_file(path, lambda spec: _import_func_in_yml(spec, here) if resolve_func else str(here / spec),
+                         allow_duplicate_keys=not strict)
+    if not isinstance(cfg, dict):
+        raise HarnessError(f"{path}: expected a mapping of task config keys, got {type(cfg).__name__}")
+    if not recursive or "include" not in cfg:
+        return cfg
+    includes = cfg.pop("include")
+    merged: dict[str, Any] = {}
+    for inc in includes if isinstance(includes, list) else [includes]:
+        sub = load_task_yaml(here / inc, resolve_func, True, strict, _seen | {path})
+        sub.pop("task_list", None)  # an included file's task_list defines tasks for that file only
+        merged.update(sub)
+    return merged | cfg
+
+
 class _Catalog:
     """Finds task YAML by task name: the suite's folders first, lm-eval's registry after."""
 
     def __init__(self, task_dirs: list[str]):
-        from lm_eval.tasks._yaml_loader import load_yaml
-
         cache_compiled_templates()
 
         self.task_dirs = task_dirs
         self._local: dict[str, Path] = {}
+        self.unreadable: list[str] = []  # problems of local task YAML, named when a task is not found
         for folder in task_dirs:
             for path in sorted(Path(folder).rglob("*.yaml")):
                 try:
-                    cfg = load_yaml(path, resolve_func=False, recursive=False)
+                    cfg = load_task_yaml(path, resolve_func=False, recursive=False)
+                except ConfigError as e:  # a key given twice, a syntax error: named if a task is missing
+                    self.unreadable += e.problems
+                    continue
                 except Exception as e:  # a broken YAML is reported when a suite asks for it
                     log.debug("skipping %s: %s", path, e)
                     continue
@@ -172,8 +202,6 @@ class _Catalog:
 
     def _leaves(self, name: str) -> list[tuple[str, Path]]:
         """The leaf tasks of a name, each with its YAML: a group or tag expands, recursively."""
-        from lm_eval.tasks._yaml_loader import load_yaml
-
         if name in self._local:
             return [(name, self._local[name])]
         if name not in self.registry:
@@ -182,7 +210,7 @@ class _Catalog:
         if kind == "TAG":
             return [leaf for member in tags for leaf in self._leaves(member)]
         if kind == "GROUP":
-            members = load_yaml(Path(yaml_path or ""), resolve_func=False).get("task", [])
+            members = load_task_yaml(Path(yaml_path or ""), resolve_func=False, strict=False).get("task", [])
             names = [m if isinstance(m, str) else m.get("task") for m in members]
             return [leaf for member in names if isinstance(member, str) for leaf in self._leaves(member)]
         if yaml_path is None:
@@ -194,7 +222,6 @@ class _Catalog:
         """Leaf tasks (name -> Task) for a suite entry; a group expands to its tasks. With `data`,
         every leaf reads its documents from local files instead of the hub."""
         from lm_eval.tasks import TaskManager
-        from lm_eval.tasks._yaml_loader import load_yaml
 
         if data is None and not overrides and name not in self._local:
             if name not in self.registry:  # the index cached on disk: no 20 s TaskManager for a typo
@@ -202,7 +229,7 @@ class _Catalog:
             return self.manager.load([name])["tasks"]
         tasks: dict[str, Any] = {}
         for leaf, path in self._leaves(name):
-            cfg = load_yaml(path, resolve_func=True)
+            cfg = load_task_yaml(path, resolve_func=True, strict=leaf in self._local)
             cfg = _resolve_data_files(cfg, path.parent) if leaf in self._local else cfg
             cfg = _merge(cfg, overrides or {})
             if data is not None:
@@ -335,7 +362,7 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
         tasks = catalog.load(spec.task, spec.data, cache, spec.overrides)
     except KeyError:
         raise ConfigError([f"{suite_path}: tasks[{i}].task: unknown task '{spec.task}' (not in "
-                           f"{', '.join(catalog.task_dirs)} nor in lm-eval's registry)"]) from None
+                           f"{', '.join(catalog.task_dirs)} nor in lm-eval's registry)", *catalog.unreadable]) from None
     except ConfigError:
         raise
     except HarnessError as e:
@@ -378,7 +405,7 @@ def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None,
         except ConfigError as e:
             problems += e.problems
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))  # an unreadable task file once, not per task
     return loaded
 
 
