@@ -1,6 +1,8 @@
 """The `harness` command: thin commands that call the stages.
 
-A HarnessError prints one line and exits 2; only bugs print a traceback.
+A HarnessError prints one line and exits 2; Ctrl-C exits 130. Only bugs print a traceback, and
+they exit 3 (EXIT_BUG): a crash must never read as a verdict (`harness gate` exits 1 for a failed
+gate, `harness monitor` for a re-fine-tune due).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def _quiet_libraries(verbose: bool) -> None:
         warnings.filterwarnings("ignore", message=".*already been initialized.*")
 
 
+EXIT_BUG = 3
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -46,6 +51,15 @@ class _Group(click.Group):
             click.echo("interrupted; the store holds only complete runs (each is saved whole or not "
                        "at all)", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
+            raise  # click's own: usage errors (exit 2), --help, --version, output piped into `head`
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"harness: the traceback above is a bug in harness, not a verdict (exit {EXIT_BUG}); "
+                       "please report it with the traceback", err=True)
+            sys.exit(EXIT_BUG)
 
 
 @click.group(cls=_Group)
@@ -321,7 +335,8 @@ def report(path: Path, out: Path | None) -> None:
 @click.option("--json", "json_path", default=None, type=click.Path(path_type=Path),
               help="Write the verdicts as JSON.")
 def gate(config_path: Path, candidate: str | None, junit_xml: Path | None, json_path: Path | None) -> None:
-    """Pre-deploy check: exit 0 when every gate passes, 1 when any fails, 2 on a usage error."""
+    """Pre-deploy check: exit 0 when every gate passes, 1 when any fails, 2 on a usage error, 3 on a
+    bug in harness."""
     import json
 
     from harness.gates import exit_code, format_table, write_junit

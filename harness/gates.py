@@ -28,7 +28,7 @@ from pathlib import Path
 from scipy import stats as sps
 
 from harness.config import GateSpec, HarnessSpec, SuiteSpec
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.records import CandidateResult, ComparisonResult, GateVerdict, RoleResult, TaskResult
 from harness.stats import wilson
 
@@ -115,6 +115,16 @@ def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: s
                        p_value=p, n=n, mde=mde, n_required=needed, message=why)
 
 
+def _pooled(leaves: list[TaskResult]) -> TaskResult:
+    """The candidate's score over the items of several tasks (a group entry such as mmlu), pooled
+    as the group's delta pools them: the size-weighted mean, and the spread within and between tasks."""
+    n = sum(t.n for t in leaves)
+    score = sum(t.n * t.candidate_score for t in leaves) / n
+    ss = sum((t.n - 1) * t.candidate_sd ** 2 + t.n * (t.candidate_score - score) ** 2 for t in leaves)
+    return leaves[0].model_copy(update={"n": n, "candidate_score": score, "binary": all(t.binary for t in leaves),
+                                        "candidate_sd": math.sqrt(ss / max(1, n - 1))})
+
+
 def _floor_verdict(gate: GateSpec, cand: str, t: TaskResult, confidence: float) -> GateVerdict:
     thr = gate.min_score or 0.0
     score = t.candidate_score
@@ -150,8 +160,21 @@ def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[
 
 
 def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> GateVerdict:
+    """One gate's verdict for one candidate. A task gate on a group entry (mmlu, which lm-eval
+    expands into its subjects) reads the pooled entry, as the forest plot shows it."""
     if gate.task is not None:
-        t = next(t for t in cr.tasks if t.task == gate.task)
+        t = next((t for t in cr.tasks if t.task == gate.task), None)
+        group = next((g for g in cr.groups if g.name == gate.task), None)
+        if t is None and group is None:
+            raise HarnessError(f"gate {gate.target}::{gate.rule}: the comparison of {cr.candidate} has no task or "
+                               f"group entry '{gate.task}' (has: {', '.join(x.task for x in cr.tasks)})")
+        if group is not None:
+            if gate.rule == "floor":
+                leaves = [x for x in cr.tasks if x.task in group.tasks]
+                return _floor_verdict(gate, cr.candidate, _pooled(leaves), confidence)
+            return _diff_verdict(gate, cr.candidate, group,
+                                 f"paired bootstrap over the items of the group's {len(group.tasks)} tasks")
+        assert t is not None
         if gate.rule == "floor":
             return _floor_verdict(gate, cr.candidate, t, confidence)
         return _diff_verdict(gate, cr.candidate, t, f"{t.interval}; {t.test}")

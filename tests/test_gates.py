@@ -162,3 +162,57 @@ def test_malformed_gate_is_refused_with_its_key_path(gate, message):
     with pytest.raises(ConfigError) as e:
         parse_spec(HarnessSpec, data, "h.yaml")
     assert f"h.yaml: {message}" in str(e.value)
+
+
+# --------------------------------------------------------------------------- group entries, crashes
+
+
+def _leaf(name, delta, n, candidate_score, candidate_sd=0.4, binary=True) -> TaskResult:
+    return _task(delta, delta - 0.02, delta + 0.02, n=n).model_copy(update={
+        "task": name, "candidate_score": candidate_score, "candidate_sd": candidate_sd, "binary": binary})
+
+
+def _grouped(binary=True) -> CandidateResult:
+    """A candidate on a suite entry `mmlu` that lm-eval expanded into two tasks (pooled in `groups`)."""
+    from harness.records import SummaryResult
+
+    leaves = [_leaf("mmlu_anatomy", -0.01, 100, 0.9, 0.3, binary), _leaf("mmlu_law", -0.03, 300, 0.7, 0.45, binary)]
+    pooled = SummaryResult(name="mmlu", description="lm-eval group of 2 tasks, items pooled", role="forgetting",
+                           tasks=["mmlu_anatomy", "mmlu_law"], n=400, delta=-0.025, ci_low=-0.04, ci_high=-0.01,
+                           se=0.008, p_value=0.01, mde=0.02)
+    return CandidateResult(candidate="c", tasks=leaves, roles=[], flips=[], groups=[pooled])
+
+
+def test_a_task_gate_on_a_group_entry_gates_on_the_pooled_entry():
+    cr = _grouped()
+    v = gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.05), 0.95)
+    assert (v.status, v.estimate, v.ci_low, v.ci_high, v.n) == ("pass", -0.025, -0.04, -0.01, 400)
+    assert gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.005), 0.95).status == "fail"
+    # floor: the pooled items' score, 0.75 on 400 items (Wilson interval about 0.71 to 0.79)
+    floor = gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.7), 0.95)
+    assert floor.status == "pass" and floor.estimate == pytest.approx(0.75) and floor.n == 400
+    assert gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.8), 0.95).status == "fail"
+
+
+def test_a_floor_on_a_group_of_continuous_scores_pools_their_spread():
+    v = gate_verdict(_grouped(binary=False), GateSpec(rule="floor", task="mmlu", min_score=0.7), 0.95)
+    # pooled sd: within-task spread plus the spread of the two task means around 0.75
+    sd = np.sqrt((99 * 0.3**2 + 299 * 0.45**2 + 100 * 0.15**2 + 300 * 0.05**2) / 399)
+    assert v.estimate == pytest.approx(0.75) and v.ci_high - v.ci_low == pytest.approx(2 * 1.966 * sd / 20, rel=1e-3)
+
+
+@pytest.mark.parametrize("command", ["gate", "compare"])
+def test_a_crash_exits_3_with_its_traceback_never_as_a_verdict(command, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import harness.pipeline
+    from harness.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(harness.pipeline, "load", broken)
+    run = CliRunner().invoke(main, [command, "--config", str(tmp_path / "h.yaml")])
+    assert run.exit_code == 3, (run.exit_code, run.output)
+    assert "Traceback" in run.stderr and "RuntimeError: planted bug" in run.stderr
+    assert "a bug in harness, not a verdict" in run.stderr.strip().splitlines()[-1]
