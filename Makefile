@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test report demo clean distclean bench bench-gpu
+.PHONY: install test test-fast lint report demo clean distclean bench bench-gpu
 
 install: $(STAMP)
 
@@ -76,10 +76,17 @@ CHROMIUM ?= /usr/bin/chromium
 # model fixtures load once; the tiny world is built once, behind the build's lock.
 TEST_WORKERS ?= 2
 
-test: demo $(CHROMIUM)
+test: demo $(CHROMIUM) lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The fast tier alone: unit tests and the tiny world (built per session in seconds); no demo build.
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
+
+# Style, and the one-way flow of imports between the stages (pyproject.toml [tool.importlinter]).
+lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 $(CHROMIUM):
 	@echo "install: Debian chromium for the report's browser test"

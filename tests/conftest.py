@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,16 @@ def pytest_addoption(parser):
                      help="also run tests marked slow (full-size demo world, minutes)")
 
 
+# Tests that use these fixtures are in the end-to-end tier (`-m e2e`); the rest, unit tests and
+# the tiny world, are the fast tier (`make test-fast`, `-m "not e2e"`). A test module can also mark
+# itself with `pytestmark = pytest.mark.e2e`.
+E2E_FIXTURES = {"demo_world", "stories"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     if config.getoption("--run-slow") or os.environ.get("HARNESS_RUN_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow: builds the full-size demo world; run with --run-slow "
@@ -116,14 +127,38 @@ def _demo_yaml(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_config(demo_world, tmp_path_factory):
-    """The repository's demo config with the report in a temporary folder; the store is the demo's
-    (`make report`'s), where the build scored the checkpoints along training."""
+def demo_store(demo_world, shared_tmp) -> Path:
+    """The store of this test session (its workers share it), seeded with the demo build's runs (hard
+    links: stored files are never changed in place, only replaced by rename), so tests find what the
+    build scored and write nothing into the working copy's own store."""
+    from harness.util.locks import file_lock
+
+    source, store = demo_world.root.parent, shared_tmp / "demo-store"
+    with file_lock(shared_tmp / "demo-store.lock"):
+        if not (shared_tmp / "demo-store.seeded").is_file():
+            for name in ("runs", "datasets"):
+                if (source / name).is_dir():
+                    shutil.copytree(source / name, store / name, copy_function=os.link, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("*.lock", "*.tmp"))
+            store.mkdir(parents=True, exist_ok=True)
+            if (source / "index.sqlite").is_file():
+                with closing(sqlite3.connect(source / "index.sqlite")) as src, \
+                        closing(sqlite3.connect(store / "index.sqlite")) as dst:
+                    src.backup(dst)
+            (shared_tmp / "demo-store.seeded").touch()
+    return store
+
+
+@pytest.fixture(scope="session")
+def demo_config(demo_world, demo_store, tmp_path_factory):
+    """The repository's demo config with its store and report in temporary folders (the store seeded
+    with the runs the build scored along training)."""
     tmp = tmp_path_factory.mktemp("demo")
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
-    text = text.replace("store: ../.harness", f"store: {demo_world.root.parent}")
+    text = text.replace("store: ../.harness", f"store: {demo_store}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
+    assert f"store: {demo_store}" in text and f"report_dir: {tmp / 'report'}" in text
     path = tmp / "demo.yaml"
     path.write_text(text)
     return path
