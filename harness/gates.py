@@ -186,6 +186,18 @@ def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> Gate
     return _diff_verdict(gate, cr.candidate, r, "paired bootstrap over the role's tasks")
 
 
+def gate_tasks(cr: CandidateResult, gate: GateSpec) -> list[str]:
+    """The tasks whose items a gate reads: its task (a group entry's tasks), its summary's or its role's."""
+    if gate.task is not None:
+        group = next((g for g in cr.groups if g.name == gate.task), None)
+        return list(group.tasks) if group is not None else [gate.task]
+    if gate.summary is not None:
+        summary = next((s for s in cr.summaries if s.name == gate.summary), None)
+        return list(summary.tasks) if summary is not None else []
+    role = cr.role(gate.role or "")
+    return list(role.tasks) if role is not None else []
+
+
 def exit_code(verdicts: list[GateVerdict], underpowered: str) -> int:
     """0 when every gate passes, 1 when any fails (underpowered counts as the config says)."""
     bad = {"fail"} | ({"underpowered"} if underpowered == "fail" else set())

@@ -17,7 +17,7 @@ import pytest
 
 from harness.config import GateSpec
 from harness.errors import HarnessError
-from harness.records import ComparisonResult, GateVerdict
+from harness.records import CandidateResult, ComparisonResult, FlipRecord, GateVerdict
 
 _LOADED = pytest.StashKey["object"]()
 _RESULTS = pytest.StashKey[dict]()
@@ -87,6 +87,15 @@ class GateFile(pytest.File):
                                                candidate=cand.name, gate=gate)
 
 
+def worst_flips(cr: CandidateResult, gate: GateSpec) -> list[FlipRecord]:
+    """The items the base got right and the candidate wrong, in the tasks the gate reads (its task,
+    summary or role), in the comparison's order; at most WORST_FLIPS."""
+    from harness.gates import gate_tasks
+
+    tasks = set(gate_tasks(cr, gate))
+    return [f for f in cr.flips if f.task in tasks and f.direction == "to_wrong"][:WORST_FLIPS]
+
+
 class GateFailed(Exception):
     def __init__(self, verdict: GateVerdict, flips: list):
         super().__init__(verdict.message)
@@ -106,9 +115,7 @@ class GateItem(pytest.Item):
         cr = next(c for c in result.results if c.candidate == self.candidate)
         verdict = gate_verdict(cr, self.gate, result.confidence)
         if verdict.status == "fail" or (verdict.status == "underpowered" and loaded.spec.underpowered == "fail"):
-            tasks = [self.gate.task] if self.gate.task else cr.role(self.gate.role or "").tasks
-            flips = [f for f in cr.flips if f.task in tasks and f.direction == "to_wrong"][:WORST_FLIPS]
-            raise GateFailed(verdict, flips)
+            raise GateFailed(verdict, worst_flips(cr, self.gate))
         if verdict.status == "underpowered":
             pytest.skip(f"underpowered (counts as pass in this config): {verdict.message}")
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from junitparser import JUnitXml
 
+from conftest import REPO
 from harness.cli import main
 
 
@@ -63,3 +64,43 @@ def test_malformed_gate_is_a_usage_error_before_anything_runs(pytester, demo_con
     result = pytester.runpytest("--harness-config", str(bad))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad.yaml: gates[[]2[]].margin: Input should be greater than 0*"])
+
+
+# --------------------------------------------------------------------------- summary gates
+
+
+def _flip(task: str, doc_id: int, direction: str = "to_wrong"):
+    from harness.records import FlipRecord
+
+    return FlipRecord(task=task, doc_id=doc_id, direction=direction, prompt="p", target="t",
+                      base_response="t", candidate_response="x")
+
+
+def test_a_failing_summary_gate_shows_the_worst_flips_of_the_summarys_tasks():
+    from harness.config import GateSpec
+    from harness.pytest_plugin import worst_flips
+    from harness.records import CandidateResult, SummaryResult
+
+    general = SummaryResult(name="general", role="forgetting", tasks=["a", "b"], n=100, delta=-0.2, ci_low=-0.3,
+                            ci_high=-0.1, se=0.05, p_value=0.01, mde=0.1)
+    flips = [_flip("a", 1), _flip("c", 2), _flip("b", 3, "to_right"), _flip("b", 4)]
+    cr = CandidateResult(candidate="c", tasks=[], roles=[], flips=flips, summaries=[general])
+    gate = GateSpec(rule="non_inferior", summary="general", margin=0.05)
+    assert [(f.task, f.doc_id) for f in worst_flips(cr, gate)] == [("a", 1), ("b", 4)]
+
+
+def test_a_failing_summary_gate_is_reported_as_a_gate_failure(pytester, tiny_world, tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text((REPO / "suites" / "demo.yaml").read_text().replace("task_dirs: [tasks]", f"task_dirs: "
+                     f"[{REPO / 'suites' / 'tasks'}]") + "summaries:\n  - {name: general, tasks: [demo_capitals, "
+                     "demo_elements]}\n")
+    config = tmp_path / "h.yaml"
+    config.write_text(f"name: tiny\nbase: {{path: {tiny_world.base}}}\ncandidates:\n"
+                      f"  - {{name: domain-only, adapter: {tiny_world.candidates['domain-only']}}}\n"
+                      f"suite: {suite}\neval: {{batch_size: 16, limit: 12}}\nstats: {{resamples: 500}}\n"
+                      f"store: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'report'}\n"
+                      "gates:\n  - {rule: improves, summary: general, min_delta: 0.9}\n")
+    result = pytester.runpytest("--harness-config", str(config))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAIL: domain-only::general::improves", "*gain below +0.9000*"])
+    result.stdout.no_fnmatch_line("*AttributeError*")
