@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -193,18 +192,39 @@ def test_two_compares_on_one_store_split_the_work(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("wait", [False, True])
 def test_a_run_held_by_another_process_is_not_claimed(tmp_path, wait):
+    """Another process holds a run's lock until told to let go: without waiting the claim is refused
+    at once; waiting, it is granted only after the holder has let go. No sleeps, no clocks."""
+    import threading
+
     from harness.store import RunKey, Store
 
     store = Store(tmp_path / "store")
     key = RunKey(model_fp="f" * 64, task="t", task_hash="h" * 64)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom harness.store import RunKey, Store\n"
+        "import sys\nfrom harness.store import RunKey, Store\n"
         f"s = Store({str(store.root)!r})\n"
         f"with s.claim(RunKey(model_fp={'f' * 64!r}, task='t', task_hash={'h' * 64!r})):\n"
-        "    print('held', flush=True)\n    time.sleep(3)\n")], stdout=subprocess.PIPE, text=True)
+        "    print('held', flush=True)\n    sys.stdin.readline()\n    print('letting go', flush=True)\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    start = time.perf_counter()
-    with store.claim(key, wait=wait) as mine:
-        assert mine is wait  # without waiting: refused; waiting: granted once the holder is done
-    assert (time.perf_counter() - start > 1) is wait
+    if not wait:
+        with store.claim(key, wait=False) as mine:
+            assert mine is False  # refused while the holder has it
+    else:
+        granted, result = threading.Event(), []
+
+        def claim():
+            with store.claim(key, wait=True) as mine:
+                result.append(mine)
+                granted.set()
+
+        waiter = threading.Thread(target=claim)
+        waiter.start()
+        assert not granted.is_set()  # it cannot be: the holder has not let go yet
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "letting go"
+        waiter.join(timeout=60)
+        assert result == [True]
+    holder.stdin.close()  # (without waiting: lets the holder go)
     holder.wait(timeout=30)
