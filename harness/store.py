@@ -11,6 +11,10 @@ last, each file atomically (temp file + rename): a run without a manifest does n
 crash loses at most the run in flight. The files are the truth; the SQLite index is rebuilt from
 manifests where a crash left it a row short.
 
+The manifest holds the sha256 of the records file, checked whenever the run is looked up or read:
+a run whose records do not match (a flipped bit on disk, a file changed by hand) is corrupt. It is
+set aside (`<file>.corrupt`, nothing deleted), counts as missing and so gets scored again.
+
 Concurrency: a process scores a run only while it holds the run's lock (`<task>.<hash>.lock`,
 `fcntl.flock`: released by the OS when the process dies, so a killed run never leaves a stale
 lock), and checks the store again once it holds it; SQLite's own locking guards the index. Two
@@ -19,9 +23,13 @@ lock), and checks the store again once it holds it; SQLite's own locking guards 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +42,11 @@ from harness.errors import HarnessError
 from harness.util.files import atomic_write, sha256_file
 from harness.util.locks import file_lock
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+# Manifests from format 2 on hold the records' sha256. Those of format 1 hold none, and their runs
+# are read unchecked, as they always were: scoring a whole store again on upgrade (hours of GPU
+# time for a large suite) would cost far more than the risk, which is no greater than before.
+CHECKSUM_FORMAT = 2
 METRIC_PREFIX = "metric."
 METRIC_JSON_PREFIX = "metric_json."  # per-item inputs of a custom aggregation, as JSON
 # Numbered migrations of the SQLite index; never edit one that has shipped, append a new one.
@@ -97,14 +109,24 @@ class RunManifest(BaseModel):
     created_at: str
     versions: dict[str, str] = Field(default_factory=dict, description="torch, transformers, peft, ... used.")
     device: str = Field("", description="Where it ran, e.g. 'cpu (x86_64, 2 threads)' or a GPU's name.")
+    files: dict[str, str] = Field(default_factory=dict, description="sha256 of each file of the run by name "
+                                  "(its records' Parquet), set by Store.write and checked on every read; "
+                                  f"absent before format {CHECKSUM_FORMAT}.")
+    aggregations: dict[str, str] = Field(default_factory=dict, description="Metric -> reference to lm-eval's "
+                                         "aggregation of its stored per-item tuples (sources/aggregations.py), for "
+                                         "metrics that are not per-item means; compare needs no task for them.")
 
 
 class Store:
     """Read and write runs under `root`."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, log: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._log = log or (lambda message: print(message, file=sys.stderr))
+        # records files this process has checked, by (inode, size, mtime): a run looked up at plan
+        # time and read at compare time is hashed once
+        self._sound: dict[Path, tuple[int, int, int]] = {}
         self._migrate()
 
     # ------------------------------------------------------------------ index
@@ -169,8 +191,61 @@ class Store:
                         manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at))
 
     def has(self, key: RunKey) -> bool:
+        """Whether the run is stored and sound; a corrupt one is set aside and counts as missing."""
         records, manifest = self._paths(key)
-        return manifest.is_file() and records.is_file()
+        if not (manifest.is_file() and records.is_file()):
+            return False
+        try:
+            with records.open("rb") as f:
+                st = os.fstat(f.fileno())
+                if self._sound.get(records) != _signature(st):
+                    self._check(key, f.read(), st)
+        except FileNotFoundError:  # set aside or replaced meanwhile by another process
+            return False
+        except _Corrupt as e:
+            self._set_aside(key, str(e))
+            return False
+        return True
+
+    def _check(self, key: RunKey, data: bytes, st: os.stat_result) -> None:
+        """Compare a run's records (`data`, from a file whose stat is `st`) with the checksum in its
+        manifest and remember the file as sound; raises _Corrupt."""
+        records, _ = self._paths(key)
+        try:
+            manifest = self.read_manifest(key)
+        except HarnessError:
+            raise _Corrupt("its manifest cannot be read") from None
+        if manifest.version >= CHECKSUM_FORMAT:
+            expected = manifest.files.get(records.name)
+            if expected != hashlib.sha256(data).hexdigest():
+                raise _Corrupt("its sha256 does not match its manifest's" if expected else
+                               "its manifest holds no checksum for it")
+        self._sound[records] = _signature(st)
+
+    def _set_aside(self, key: RunKey, why: str) -> list[Path]:
+        """Move a corrupt run's files to `<file>.corrupt` (the manifest first: from then on the run
+        does not exist), drop its index row, and say so."""
+        records, manifest = self._paths(key)
+        moved = []
+        for path in (manifest, records):
+            aside = path.with_name(path.name + ".corrupt")
+            n = 1
+            while aside.exists():  # an earlier corrupt copy is kept too
+                n += 1
+                aside = path.with_name(f"{path.name}.corrupt{n}")
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:  # another process set it aside first
+                continue
+            moved.append(aside)
+        self._sound.pop(records, None)
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM runs WHERE model_fp = ? AND task = ? AND task_hash = ? AND harness_version = ?",
+                       (key.model_fp, key.task, key.task_hash, key.harness_version))
+        self._log(f"store: {records} is corrupt ({why}); moved aside to "
+                  f"{', '.join(p.name for p in moved) or '(already moved)'}; delete those once looked at. "
+                  "The run counts as missing and is scored again")
+        return moved
 
     def read_manifest(self, key: RunKey) -> RunManifest:
         _, manifest = self._paths(key)
@@ -181,21 +256,43 @@ class Store:
                                "it and its .parquet to re-run that evaluation") from None
 
     def read(self, key: RunKey) -> pd.DataFrame:
-        records, _ = self._paths(key)
-        if not self.has(key):
-            raise HarnessError(f"no stored run for {key.task} of model {key.model_fp[:12]} in {self.root}")
+        records, manifest = self._paths(key)
+        missing = HarnessError(f"no stored run for {key.task} of model {key.model_fp[:12]} in {self.root}")
+        if not manifest.is_file():
+            raise missing
         try:
-            return pd.read_parquet(records)
+            with records.open("rb") as f:
+                data, st = f.read(), os.fstat(f.fileno())
+                if self._sound.get(records) != _signature(st):
+                    self._check(key, data, st)
+        except FileNotFoundError:
+            raise missing from None
+        except _Corrupt as e:
+            moved = self._set_aside(key, str(e))
+            raise HarnessError(f"{records}: corrupt ({e}); moved aside to {', '.join(p.name for p in moved)}; "
+                               "run the command again to score it again") from None
+        try:
+            return pd.read_parquet(io.BytesIO(data))
         except Exception as e:
             raise HarnessError(f"{records}: unreadable records ({type(e).__name__}: {e}); delete it "
                                "and its .json to re-run that evaluation") from None
 
-    def write(self, key: RunKey, records: pd.DataFrame, manifest: RunManifest) -> None:
-        """Store a run: records first, the manifest last, then the index row."""
+    def write(self, key: RunKey, records: pd.DataFrame, manifest: RunManifest) -> RunManifest:
+        """Store a run: records first, the manifest (with the records' checksum) last, then the
+        index row. Returns the manifest as written."""
         records_path, manifest_path = self._paths(key)
-        atomic_write(records_path, lambda p: records.to_parquet(p, index=False))
+        files: dict[str, str] = {}
+
+        def write_records(p: Path) -> None:
+            records.to_parquet(p, index=False)
+            files[records_path.name] = sha256_file(p)
+
+        atomic_write(records_path, write_records)
+        manifest = manifest.model_copy(update={"version": STORE_FORMAT, "files": files})
         atomic_write(manifest_path, lambda p: p.write_text(manifest.model_dump_json(indent=1)))
+        self._sound[records_path] = _signature(records_path.stat())
         self._index(key, manifest)
+        return manifest
 
     def runs(self) -> list[dict]:
         with closing(self._connect()) as db:
@@ -244,3 +341,10 @@ class Store:
                     "FROM comparison_scores WHERE comparison_id = ?", (c["id"],))]
         return comps
 
+
+class _Corrupt(Exception):
+    """A stored run's files do not match its manifest (the message says how)."""
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
