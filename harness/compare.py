@@ -60,7 +60,9 @@ def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str,
     if set(b.index) != set(c.index):
         raise HarnessError(f"task {task}: base and {label} scored different items "
                            f"({len(b)} vs {len(c)}); re-run both with the same limit")
-    joined = b.join(c, lsuffix="_base", rsuffix="_cand", how="inner")
+    # merge, not join(lsuffix=, rsuffix=): pandas 3.1 deprecates those, and join's `suffixes` is
+    # new in 3.1; merge on the index gives the same frame (left order, shared columns suffixed)
+    joined = b.merge(c, left_index=True, right_index=True, how="inner", suffixes=("_base", "_cand"))
     bad = joined[joined[f"{same}_hash_base"] != joined[f"{same}_hash_cand"]]
     if len(bad):
         raise HarnessError(f"task {task}: doc {bad.index[0]} has different {same}s for base and {label} "

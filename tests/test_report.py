@@ -80,3 +80,101 @@ def test_demo_curves_come_from_the_build_and_show_forgetting_grow_with_steps(dem
     assert [p["x"] for p in sweep["points"]] == [250, 500, 1000, 2000]
     target = [p["roles"]["target"]["estimate"] for p in sweep["points"]]
     assert target[0] < target[-1]
+
+
+def _close_candidates() -> ComparisonResult:
+    """Three candidates whose learning-forgetting points lie close together at the top of the chart,
+    and a history in which other names came first."""
+    from harness.records import HistoryEntry, SummaryResult
+
+    def role(name, delta, width=0.01):
+        return RoleResult(role=name, tasks=[name], n=100, delta=delta, ci_low=delta - width,
+                          ci_high=delta + width, se=0.01, p_value=0.5, mde=0.05)
+
+    def task(name, role_name, delta):
+        return TaskResult(task=name, role=role_name, metric="acc", n=100, binary=True, base_score=0.5,
+                          candidate_score=0.5 + delta, delta=delta, ci_low=delta - 0.05, ci_high=delta + 0.05,
+                          interval="paired bootstrap", test="McNemar", p_value=0.5, p_holm=0.5, sd_item=0.5,
+                          mde=0.1, candidate_sd=0.5)
+
+    results = []
+    for k, name in enumerate(["domain-only", "with-replay", "domain-only-long"]):
+        gain, forgetting = 0.30 + 0.004 * k, -0.010 - 0.002 * k
+        summary = SummaryResult(**role("forgetting", -0.02 - 0.003 * k).model_dump(), name="general average")
+        results.append(CandidateResult(
+            candidate=name, tasks=[task("capitals", "target", gain), task("facts", "forgetting", forgetting)],
+            roles=[role("target", gain), role("forgetting", forgetting)], flips=[], summaries=[summary]))
+    m = ModelRecord(label="base", source="/m", fingerprint="f" * 64)
+    history = [HistoryEntry(id=7, created_at="2024-01-01T00:00:00", candidates={
+                   "retired": {"target": 0.1, "forgetting": -0.2}, "with-replay": {"target": 0.2, "forgetting": 0.0}}),
+               HistoryEntry(id=0, created_at="now", candidates={
+                   cr.candidate: {r.role: r.delta for r in cr.roles} for cr in results})]
+    return ComparisonResult(name="close", created_at="now", harness_version="0", suite="s", confidence=0.95,
+                            base=m, candidates=[m.model_copy(update={"label": cr.candidate}) for cr in results],
+                            results=results, history=history)
+
+
+def _svgs(html: str) -> dict[str, list]:
+    """The report's charts, parsed, by kind (forest, tradeoff, trend, ...)."""
+    import re
+    from xml.etree import ElementTree
+
+    charts: dict[str, list] = {}
+    for m in re.finditer(r'<svg class="chart (\w+)".*?</svg>', html, re.S):
+        charts.setdefault(m.group(1), []).append(ElementTree.fromstring(m.group(0)))
+    return charts
+
+
+def _legend_colors(svg) -> dict[str, str]:
+    """name -> colour of the dot drawn just before each name."""
+    out, dot = {}, None
+    for el in svg:
+        tag = el.tag.split("}")[-1]
+        if tag == "circle":
+            dot = el.get("fill")
+        elif tag == "text" and dot is not None and el.get("fill") is None:
+            out[el.text] = dot
+            dot = None
+        else:
+            dot = None
+    return out
+
+
+def test_a_candidate_has_one_colour_in_every_chart(tmp_path):
+    """Forest plots, the bias-free trade-off chart and the history's trends: domain-only (and each
+    other candidate) in the same colour everywhere, names from earlier comparisons in others."""
+    charts = _svgs(render_report(_close_candidates(), tmp_path).read_text())
+    forest = _legend_colors(charts["forest"][0])
+    assert set(forest) == {"domain-only", "with-replay", "domain-only-long"}
+    assert len(set(forest.values())) == 3
+    for svg in charts["forest"] + charts["trend"]:
+        legend = _legend_colors(svg)
+        assert {n: c for n, c in legend.items() if n in forest} == forest
+    trend = _legend_colors(charts["trend"][0])
+    assert trend["retired"] not in forest.values()
+    labels = {t.text: t.get("fill") for t in charts["tradeoff"][0].iter("{http://www.w3.org/2000/svg}text")
+              if t.get("fill") and t.text in forest}
+    assert labels == forest
+
+
+def test_learning_forgetting_labels_do_not_overlap_and_stay_inside(tmp_path):
+    """Close points at the top of the chart: every label (box estimated from its length at 0.6 em a
+    character) clear of every other and inside the picture."""
+    (svg,) = _svgs(render_report(_close_candidates(), tmp_path).read_text())["tradeoff"]
+    _, _, width, height = map(float, svg.get("viewBox").split())
+    boxes = []
+    for t in svg.iter("{http://www.w3.org/2000/svg}text"):
+        if not t.get("fill"):  # axis text; the labels are in their candidate's colour
+            continue
+        size, x, y = float(t.get("font-size")), float(t.get("x")), float(t.get("y"))
+        w = len(t.text) * 0.6 * size
+        left = {"end": x - w, "middle": x - w / 2}.get(t.get("text-anchor"), x)
+        boxes.append((t.text, left, y - 0.8 * size, left + w, y + 0.25 * size))
+    assert len(boxes) == 6  # three candidates, each with its forgetting summary
+    for name, x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 and x1 <= width and 0 <= y0 and y1 <= height, name
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+            assert apart, (a, b)
+

@@ -13,11 +13,21 @@ from harness.records import ComparisonResult, CurveRecord, HistoryEntry, RoiResu
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 GREY = "#7f7f7f"
-FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+FONT_PX = 11
+FONT = f'font-family="system-ui, sans-serif" font-size="{FONT_PX}"'
+# a generous estimate of a label's width per character (system-ui averages about 0.55 em)
+CHAR_W = 0.6 * FONT_PX
 
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def candidate_colors(result: ComparisonResult) -> dict[str, str]:
+    """One colour per candidate for every chart of a report: this comparison's candidates in their
+    order, then the names only earlier comparisons of the history hold."""
+    names = [cr.candidate for cr in result.results] + [n for h in result.history for n in h.candidates]
+    return {name: color(i) for i, name in enumerate(dict.fromkeys(names))}
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -79,16 +89,54 @@ def _interval(x_lo: float, x_hi: float, x: float, y: float, c: str, r: float = 3
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" {fill}/>')
 
 
-def _legend(names: list[str], x: float, y: float) -> list[str]:
+def _legend(names: list[str], colors: dict[str, str], x: float, y: float) -> list[str]:
     out = []
     for i, name in enumerate(names):
-        out.append(f'<circle cx="{x:.1f}" cy="{y + i * 15:.1f}" r="4" fill="{color(i)}"/>'
+        out.append(f'<circle cx="{x:.1f}" cy="{y + i * 15:.1f}" r="4" fill="{colors[name]}"/>'
                    f'<text x="{x + 9:.1f}" y="{y + i * 15 + 4:.1f}" {FONT}>{escape(name)}</text>')
     return out
 
 
-def forest(result: ComparisonResult, role: str) -> Markup | None:
-    """Per-task deltas with intervals for one role, every candidate a colour."""
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def _overlap(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(labels: list[tuple[float, float, str, bool]], area: Box, points: list[Box] = (),
+                 lines: list[Box] = ()) -> list[tuple[float, float]]:
+    """Where to write each label (left x, baseline y) beside its point: `labels` are (point x,
+    point y, text, prefer the left side). Greedy, in order: of the positions around the point (then
+    further out, above and below), all kept inside `area`, the nearest one whose box overlaps no
+    label placed before and no point; crossing an interval's line (`lines`) is tolerated where
+    keeping clear of them would take the label far from its point. Where no position is free of
+    labels and points, the least overlapping one."""
+    ascent, descent, gap = 0.8 * FONT_PX, 0.25 * FONT_PX, 8
+    placed: list[Box] = []
+    out = []
+    for px, py, text, left_first in labels:
+        w = len(text) * CHAR_W
+        sides = [px - gap - w, px + gap] if left_first else [px + gap, px - gap - w]
+        above, below, level = py - gap, py + gap + ascent, py + (ascent - descent) / 2  # baselines
+        rows = [level, above, below] if left_first else [above, below, level]
+        rows += [y for k in (1, 2, 3) for y in (above - k * (ascent + descent + 2), below + k * (ascent + descent + 2))]
+        best = None
+        for rank, (row, side) in enumerate((r, x) for r in rows for x in [*sides, px - w / 2]):
+            x = min(max(side, area[0]), area[2] - w)  # clamped into the plot area
+            y = min(max(row, area[1] + ascent), area[3] - descent)
+            box = (x, y - ascent, x + w, y + descent)
+            cost = (1000 * sum(_overlap(box, b) for b in [*placed, *points])
+                    + sum(_overlap(box, b) for b in lines) + 2 * rank)
+            if best is None or cost < best[0]:
+                best = (cost, x, y, box)
+        placed.append(best[3])
+        out.append((best[1], best[2]))
+    return out
+
+
+def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = None) -> Markup | None:
+    """Per-task deltas with intervals for one role, every candidate in its colour."""
     tasks = [t.task for t in result.results[0].tasks if t.role == role] if result.results else []
     if not tasks:
         return None
@@ -106,6 +154,7 @@ def forest(result: ComparisonResult, role: str) -> Markup | None:
                 by[(cr.candidate, f"mean: {sm.name}")] = sm
     tasks += [f"mean: {sm.name}" for sm in result.results[0].summaries if sm.role == role]
     cands = [cr.candidate for cr in result.results]
+    colors = colors or candidate_colors(result)
     row_h, label_w, width = 14 * len(cands) + 10, 150, 640
     height = 20 + row_h * len(tasks) + 40
     ax = _Axis.around([v for c in cands for t in tasks for v in (by[(c, t)].ci_low, by[(c, t)].ci_high)],
@@ -117,13 +166,13 @@ def forest(result: ComparisonResult, role: str) -> Markup | None:
         body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(task)}</text>')
         for j, c in enumerate(cands):
             t = by[(c, task)]
-            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, color(j),
+            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, colors[c],
                                   hollow=task.startswith("mean: ")))
-    body += _legend(cands, width - 125, 20)
+    body += _legend(cands, colors, width - 125, 20)
     return _svg(width, height, body, f"forest plot: {role} deltas by task", "forest")
 
 
-def tradeoff(result: ComparisonResult) -> Markup | None:
+def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
     """Learning against forgetting: target gain (x) and forgetting delta (y) per candidate."""
     pts = []
     for i, cr in enumerate(result.results):
@@ -132,6 +181,7 @@ def tradeoff(result: ComparisonResult) -> Markup | None:
             pts.append((i, cr.candidate, t, f))
     if not pts:
         return None
+    colors = colors or candidate_colors(result)
     width, height, m = 520, 380, 60
     # the forgetting summaries (e.g. the Biderman et al. average) as hollow points beside the role's
     sums = [(i, t, sm) for i, _, t, _ in pts for sm in result.results[i].summaries if sm.role == "forgetting"]
@@ -148,26 +198,36 @@ def tradeoff(result: ComparisonResult) -> Markup | None:
                     'stroke-dasharray="3,3"/>')
     body.append(f'<text x="14" y="{height / 2:.1f}" transform="rotate(-90 14 {height / 2:.1f})" text-anchor="middle" '
                 f'{FONT}>forgetting: general knowledge, candidate − base (pp) ↑ better</text>')
-    for k, (i, name, t, f) in enumerate(pts):  # labels stacked so that close points stay readable
-        c, x, y = color(i), ax(t.delta), ay(f.delta)
+    # every label beside its point, none over another or over a point, all inside the plot
+    marks = [(ax(t.delta), ay(f.delta), name, colors[name], False) for _, name, t, f in pts]
+    marks += [(ax(t.delta), ay(sm.delta), sm.name, colors[result.results[i].candidate], True) for i, t, sm in sums]
+    dots = [(x - 6, y - 6, x + 6, y + 6) for x, y, *_ in marks]
+    lines = [(ax(t.ci_low), ay(f.delta) - 1, ax(t.ci_high), ay(f.delta) + 1) for _, _, t, f in pts]
+    lines += [(ax(t.delta) - 1, ay(f.ci_high), ax(t.delta) + 1, ay(f.ci_low)) for _, _, t, f in pts]
+    lines += [(ax(t.delta) - 1, ay(sm.ci_high), ax(t.delta) + 1, ay(sm.ci_low)) for _, t, sm in sums]
+    where = place_labels([(x, y, text, left) for x, y, text, _, left in marks], (m, 20, width - 20, height - m),
+                         dots, lines)
+    for _, name, t, f in pts:
+        c, x, y = colors[name], ax(t.delta), ay(f.delta)
         body.append(f'<line x1="{ax(t.ci_low):.1f}" y1="{y:.1f}" x2="{ax(t.ci_high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
                     f'<line x1="{x:.1f}" y1="{ay(f.ci_low):.1f}" x2="{x:.1f}" y2="{ay(f.ci_high):.1f}" stroke="{c}"/>'
-                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>'
-                    f'<text x="{x + 8:.1f}" y="{y - 8 - 13 * k:.1f}" {FONT} fill="{c}">{escape(name)}</text>')
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
     for i, t, sm in sums:
-        c, x, y = color(i), ax(t.delta), ay(sm.delta)
+        c, x, y = colors[result.results[i].candidate], ax(t.delta), ay(sm.delta)
         body.append(f'<line x1="{x:.1f}" y1="{ay(sm.ci_low):.1f}" x2="{x:.1f}" y2="{ay(sm.ci_high):.1f}" stroke="{c}" '
                     f'stroke-dasharray="2,2"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="white" stroke="{c}" '
                     f'stroke-width="1.5"><title>{escape(result.results[i].candidate)}: {escape(sm.name)}</title>'
-                    f'</circle><text x="{x - 8:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT} fill="{c}">'
-                    f'{escape(sm.name)}</text>')
+                    '</circle>')
+    for (_, _, text, c, _), (x, y) in zip(marks, where, strict=True):
+        body.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" {FONT} fill="{c}">{escape(text)}</text>')
     return _svg(width, height, body, "learning versus forgetting", "tradeoff")
 
 
-def bias(result: ComparisonResult) -> Markup | None:
+def bias(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
     """Bias scores of base and candidates with intervals, per bias task and category."""
     if not result.results:
         return None
+    colors = colors or candidate_colors(result)
     rows = []  # (label, [(name, colour, Range)])
     for t in (t for t in result.results[0].tasks if t.role == "bias"):
         cats = [c.category for c in t.categories] or [None]
@@ -180,7 +240,7 @@ def bias(result: ComparisonResult) -> Markup | None:
                     continue
                 if i == 0:
                     marks.append(("base", GREY, c.base))
-                marks.append((cr.candidate, color(i), c.candidate))
+                marks.append((cr.candidate, colors[cr.candidate], c.candidate))
             if marks:
                 rows.append((f"{t.task} · {cat}", marks))
     if not rows:
@@ -199,17 +259,19 @@ def bias(result: ComparisonResult) -> Markup | None:
     names = ["base"] + [cr.candidate for cr in result.results]
     legend = []
     for i, name in enumerate(names):
-        c = GREY if i == 0 else color(i - 1)
+        c = GREY if i == 0 else colors[name]
         legend.append(f'<circle cx="{width - 125}" cy="{20 + i * 15}" r="4" fill="{c}"/>'
                       f'<text x="{width - 116}" y="{24 + i * 15}" {FONT}>{escape(name)}</text>')
     return _svg(width, height, body + legend, "bias by category, base and candidates", "bias")
 
 
-def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
-    """How the net monthly value of a candidate over its best prompting baseline moves with each input."""
+def tornado(roi: RoiResult, index: int = 0, colors: dict[str, str] | None = None) -> Markup | None:
+    """How the net monthly value of a candidate over its best prompting baseline moves with each
+    input; the bars in the candidate's colour."""
     if not roi.sensitivity:
         return None
     s = roi.sensitivity[index]
+    fill = (colors or {}).get(s["candidate"], color(0))
     bars = s["bars"]
     row_h, label_w, width = 24, 190, 640
     height = 20 + row_h * len(bars) + 40
@@ -220,7 +282,7 @@ def tornado(roi: RoiResult, index: int = 0) -> Markup | None:
         lo, hi = sorted((ax(b["low"]), ax(b["high"])))
         body.append(f'<text x="4" y="{y + 13:.1f}" {FONT}>{escape(b["input"])}</text>'
                     f'<rect x="{lo:.1f}" y="{y + 3:.1f}" width="{max(hi - lo, 1):.1f}" height="{row_h - 8}" '
-                    f'fill="{color(0)}" fill-opacity="0.35" stroke="{color(0)}"/>')
+                    f'fill="{fill}" fill-opacity="0.35" stroke="{fill}"/>')
     body.append(f'<line x1="{ax(s["net"]):.1f}" y1="10" x2="{ax(s["net"]):.1f}" y2="{height - 40}" stroke="#111" '
                 'stroke-width="1.5"/>')
     return _svg(width, height, body, f"sensitivity of net value: {s['candidate']}", "tornado")
@@ -289,9 +351,10 @@ def curve(c: CurveRecord) -> Markup:
     return _svg(width, height, body, f"learning and forgetting {what}: {c.name}", "curve")
 
 
-def trend(history: list[HistoryEntry], role: str, pct: bool) -> Markup | None:
+def trend(history: list[HistoryEntry], role: str, pct: bool, colors: dict[str, str] | None = None) -> Markup | None:
     """One role's delta of every candidate across the recorded comparisons of this config (oldest
-    left, this one right); a candidate name that recurs is joined by a line."""
+    left, this one right); a candidate name that recurs is joined by a line. `colors`: the report's
+    (candidate_colors), so that a candidate has the colour it has in the other charts."""
     points = [(i, name, roles[role]) for i, h in enumerate(history) for name, roles in h.candidates.items()
               if role in roles]
     if len(history) < 2 or not points:
@@ -300,6 +363,7 @@ def trend(history: list[HistoryEntry], role: str, pct: bool) -> Markup | None:
     ax = _Axis(-0.5, len(history) - 0.5, left, width - right)
     ay = _Axis.around([v for _, _, v in points], height - bottom, top)
     names = list(dict.fromkeys(name for _, name, _ in points))
+    colors = {**{name: color(k) for k, name in enumerate(names)}, **(colors or {})}
     body = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>']
     for i, h in enumerate(history):
         label = "this run" if h.id == 0 else f"#{i + 1} {h.created_at[:10]}"
@@ -308,13 +372,13 @@ def trend(history: list[HistoryEntry], role: str, pct: bool) -> Markup | None:
     body += _y_grid(ay, left, width - right, pct)
     body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 18}" text-anchor="middle" {FONT}>'
                 f'recorded comparisons of this config, oldest first</text>')
-    for k, name in enumerate(names):
+    for name in names:
         mine = [(i, v) for i, n, v in points if n == name]
         if len(mine) > 1:
             body.append(f'<polyline points="{" ".join(f"{ax(i):.1f},{ay(v):.1f}" for i, v in mine)}" fill="none" '
-                        f'stroke="{color(k)}" stroke-width="1.5"/>')
+                        f'stroke="{colors[name]}" stroke-width="1.5"/>')
         for i, v in mine:
-            body.append(f'<circle cx="{ax(i):.1f}" cy="{ay(v):.1f}" r="4" fill="{color(k)}"><title>{escape(name)}: '
+            body.append(f'<circle cx="{ax(i):.1f}" cy="{ay(v):.1f}" r="4" fill="{colors[name]}"><title>{escape(name)}: '
                         f'{_fmt(v, pct)}</title></circle>')
-    body += _legend(names, width - right + 14, top + 6)
+    body += _legend(names, colors, width - right + 14, top + 6)
     return _svg(width, height, body, f"trend of the {role} delta across comparisons", "trend")

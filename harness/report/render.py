@@ -77,13 +77,16 @@ def render_html(result: ComparisonResult) -> str:
         for t in cr.tasks:
             binary_role[t.role] = binary_role.get(t.role, True) and t.binary
     roles = [r for r in ("target", "forgetting", "bias") if r in binary_role]
+    colors = charts.candidate_colors(result)  # one colour per candidate in every chart
     chart_set = {
-        "tradeoff": charts.tradeoff(result),
-        "bias": charts.bias(result),
-        "forest": [(role, c) for role in roles if (c := charts.forest(result, role)) is not None],
-        "tornado": [charts.tornado(result.roi, i) for i in range(len(result.roi.sensitivity))] if result.roi else [],
+        "tradeoff": charts.tradeoff(result, colors),
+        "bias": charts.bias(result, colors),
+        "forest": [(role, c) for role in roles if (c := charts.forest(result, role, colors)) is not None],
+        "tornado": [charts.tornado(result.roi, i, colors) for i in range(len(result.roi.sensitivity))]
+        if result.roi else [],
         "curves": [(c, charts.curve(c)) for c in result.curves],
-        "trend": [(role, c) for role in roles if (c := charts.trend(result.history, role, binary_role[role]))],
+        "trend": [(role, c) for role in roles
+                  if (c := charts.trend(result.history, role, binary_role[role], colors))],
     }
     flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
     devices = sorted({run.device for run in result.runs if run.device})
