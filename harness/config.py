@@ -257,7 +257,8 @@ class HarnessSpec(Spec):
                                           "(paths relative to this config file).")
     roi: RoiSpec | None = Field(None, description="Return on investment inputs (report section).")
     underpowered: Literal["fail", "pass"] = Field(
-        "fail", description="What an underpowered gate does to the exit code of harness gate.")
+        "fail", description="Whether an underpowered gate blocks: harness gate's exit code, the JUnit file, "
+        "the pytest items and the report's banner all read it (gates.verdict_blocks).")
     store: str = Field(".harness", description="Run store folder, relative to this config file.")
     report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
     sweeps: list[str] = Field(default_factory=list, description="sweep.json files of `harness sweep` runs on "

@@ -198,10 +198,16 @@ def gate_tasks(cr: CandidateResult, gate: GateSpec) -> list[str]:
     return list(role.tasks) if role is not None else []
 
 
+def verdict_blocks(verdict: GateVerdict, underpowered: str) -> bool:
+    """What a verdict means for the deploy, the one place that says it: a `fail` blocks, a `pass`
+    does not, and an `underpowered` one blocks unless the config's `underpowered` is `pass`. The
+    exit code of harness gate, the JUnit file, the pytest items and the report's banner all ask here."""
+    return verdict.status == "fail" or (verdict.status == "underpowered" and underpowered != "pass")
+
+
 def exit_code(verdicts: list[GateVerdict], underpowered: str) -> int:
-    """0 when every gate passes, 1 when any fails (underpowered counts as the config says)."""
-    bad = {"fail"} | ({"underpowered"} if underpowered == "fail" else set())
-    return 1 if any(v.status in bad for v in verdicts) else 0
+    """0 when no verdict blocks, 1 when any does (underpowered counts as the config says)."""
+    return 1 if any(verdict_blocks(v, underpowered) for v in verdicts) else 0
 
 
 
@@ -225,16 +231,17 @@ def write_junit(verdicts: list[GateVerdict], path: Path, underpowered: str, name
     """JUnit XML, one testcase per (candidate, gate), as CI systems read it."""
     import xml.etree.ElementTree as ET
 
-    failing = {"fail"} | ({"underpowered"} if underpowered == "fail" else set())
+    blocking = [verdict_blocks(v, underpowered) for v in verdicts]
     suite = ET.Element("testsuite", name=f"harness.{name}", tests=str(len(verdicts)),
-                       failures=str(sum(v.status in failing for v in verdicts)),
-                       skipped=str(sum(v.status == "underpowered" and v.status not in failing for v in verdicts)),
+                       failures=str(sum(blocking)),
+                       skipped=str(sum(v.status == "underpowered" and not b for v, b in zip(verdicts, blocking,
+                                                                                           strict=True))),
                        errors="0")
-    for v in verdicts:
+    for v, blocks in zip(verdicts, blocking, strict=True):
         case = ET.SubElement(suite, "testcase", classname=f"harness.{name}.{v.candidate}", name=v.gate)
         detail = (f"estimate {v.estimate:+.4f}, {v.ci_low:+.4f}..{v.ci_high:+.4f}, threshold "
                   f"{v.threshold:+.4f}; {v.test}")
-        if v.status in failing:
+        if blocks:
             ET.SubElement(case, "failure", message=f"{v.status}: {v.message}", type=v.status).text = detail
         elif v.status == "underpowered":
             ET.SubElement(case, "skipped", message=f"underpowered: {v.message}")

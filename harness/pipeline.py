@@ -85,7 +85,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     verdicts = evaluate_gates(result, spec.gates)
     roi = compare_roi(plan, spec, suite, store) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
-    result = result.model_copy(update={"gates": verdicts, "roi": roi,
+    result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,
                                        "timings_s": {k: round(v, 3) for k, v in timings.items()}})
     if record:
         earlier = store.history(spec.name, result.suite_hash)

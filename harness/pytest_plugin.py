@@ -108,13 +108,13 @@ class GateItem(pytest.Item):
         self.candidate, self.gate = candidate, gate
 
     def runtest(self) -> None:
-        from harness.gates import gate_verdict
+        from harness.gates import gate_verdict, verdict_blocks
 
         loaded = self.config.stash[_LOADED]
         result = comparison_for(self.config, loaded.path, self.config.getoption("harness_candidate"))
         cr = next(c for c in result.results if c.candidate == self.candidate)
         verdict = gate_verdict(cr, self.gate, result.confidence)
-        if verdict.status == "fail" or (verdict.status == "underpowered" and loaded.spec.underpowered == "fail"):
+        if verdict_blocks(verdict, loaded.spec.underpowered):
             raise GateFailed(verdict, worst_flips(cr, self.gate))
         if verdict.status == "underpowered":
             pytest.skip(f"underpowered (counts as pass in this config): {verdict.message}")

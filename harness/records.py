@@ -264,6 +264,8 @@ class ComparisonResult(Record):
     candidates: list[ModelRecord]
     results: list[CandidateResult]
     gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
+    underpowered: Literal["fail", "pass"] = Field("fail", description="The config's `underpowered`: whether an "
+                                                  "underpowered verdict blocks (gates.verdict_blocks).")
     roi: RoiResult | None = None
     suite_hash: str = Field("", description="Hash of every task's content hash, in suite order.")
     environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")

@@ -216,3 +216,65 @@ def test_a_crash_exits_3_with_its_traceback_never_as_a_verdict(command, monkeypa
     assert run.exit_code == 3, (run.exit_code, run.output)
     assert "Traceback" in run.stderr and "RuntimeError: planted bug" in run.stderr
     assert "a bug in harness, not a verdict" in run.stderr.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- what a verdict means
+
+
+def _offline_config(tmp_path, monkeypatch, underpowered: str):
+    """A config whose one gate is underpowered, its comparison stubbed in (no model, no lm-eval):
+    `harness gate`, `harness compare` and the pytest plugin run the real pipeline after compare."""
+    from types import SimpleNamespace
+
+    import harness.compare
+    import harness.execute
+    import harness.plan
+    from harness.records import ComparisonResult, ModelRecord, RoleResult
+
+    task = _task(-0.01, -0.08, 0.05, mde=0.05).model_copy(update={"mde": 0.065})  # holds 0 and the margin
+    role = RoleResult(role="forgetting", tasks=["t"], n=200, delta=-0.01, ci_low=-0.08, ci_high=0.05, se=0.03,
+                      p_value=0.5, mde=0.065)
+    m = ModelRecord(label="base", source="/m", fingerprint="f" * 64)
+    result = ComparisonResult(name="policy", created_at="now", harness_version="0", suite="s", confidence=0.95,
+                              base=m, candidates=[m.model_copy(update={"label": "c"})],
+                              results=[CandidateResult(candidate="c", tasks=[task], roles=[role], flips=[])])
+    monkeypatch.setattr(harness.plan, "plan_runs", lambda *a: SimpleNamespace(models=[], tasks=[], distinct=[],
+                                                                              missing=[]))
+    monkeypatch.setattr(harness.execute, "execute_plan", lambda *a, **k: SimpleNamespace(load_s=0.0, score_s=0.0))
+    monkeypatch.setattr(harness.compare, "compare_runs", lambda *a, **k: result)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ntasks:\n  - {task: t, role: forgetting, metric: acc}\n")
+    config = tmp_path / "h.yaml"
+    config.write_text(f"name: policy\nbase: {{path: some/hub-model}}\ncandidates:\n  - {{name: c, adapter: some/hub-"
+                      f"adapter}}\nsuite: {suite}\nstore: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'report'}\n"
+                      f"gates:\n  - {{rule: non_inferior, task: t, margin: 0.05}}\nunderpowered: {underpowered}\n")
+    return config
+
+
+@pytest.mark.parametrize("policy, code", [("pass", 0), ("fail", 1)])
+def test_underpowered_means_the_same_to_exit_code_junit_pytest_and_banner(policy, code, tmp_path, monkeypatch,
+                                                                         pytester):
+    from click.testing import CliRunner
+    from junitparser import JUnitXml
+
+    from harness.cli import main
+
+    config = _offline_config(tmp_path, monkeypatch, policy)
+    junit = tmp_path / "gates.xml"
+    run = CliRunner().invoke(main, ["gate", "--config", str(config), "--junit-xml", str(junit)])
+    assert run.exit_code == code, run.output
+    assert "UNDERPOWERED" in run.stdout
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    assert (suite.failures, suite.skipped) == ((0, 1) if policy == "pass" else (1, 0))
+
+    outcome = pytester.runpytest("--harness-config", str(config))
+    outcome.assert_outcomes(**({"skipped": 1} if policy == "pass" else {"failed": 1}))
+
+    run = CliRunner().invoke(main, ["compare", "--config", str(config)])
+    assert run.exit_code == 0, run.output
+    html = (tmp_path / "report" / "index.html").read_text()
+    banner = html[html.index('id="verdicts"'):html.index("<h2")]
+    if policy == "pass":  # the config lets an underpowered gate through: the banner does too
+        assert "ready" in banner and "blocked" not in banner and "counts as pass" in banner
+    else:
+        assert "blocked" in banner and "ready" not in banner and "counts as fail" in banner

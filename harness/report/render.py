@@ -11,6 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from harness.errors import HarnessError
+from harness.gates import verdict_blocks
 from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult
 from harness.report import charts
 from harness.util.files import atomic_write
@@ -51,6 +52,7 @@ def _env() -> Environment:
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(verdict=_verdict, fmt=_fmt, role_titles=ROLE_TITLES, entry_count=_entry_count)
+    env.tests["blocking"] = verdict_blocks  # `gates | select("blocking", r.underpowered)`: as harness gate reads them
     return env
 
 

@@ -45,9 +45,11 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
 
 def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoint]:
     """A point per candidate of `result` (name -> x), with its role deltas and failed gates."""
+    from harness.gates import verdict_blocks
+
     points = []
     for cr in result.results:
-        failed = sum(1 for v in result.gates if v.candidate == cr.candidate and v.status != "pass")
+        failed = sum(1 for v in result.gates if v.candidate == cr.candidate and verdict_blocks(v, result.underpowered))
         points.append(CurvePoint(x=xs[cr.candidate], candidate=cr.candidate, gates_failed=failed,
                                  roles={r.role: Range(estimate=r.delta, low=r.ci_low, high=r.ci_high)
                                         for r in cr.roles}))
