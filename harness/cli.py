@@ -12,9 +12,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import click
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
+from harness.config import TrainSpec
 from harness.errors import HarnessError, Interrupted
 
 
@@ -95,67 +99,64 @@ def demo(out: Path, probe_dir: Path, eval_config: Path) -> None:
     click.echo("demo: next, `harness compare --config configs/demo.yaml`")
 
 
-def train_options(f):
-    """The trainer's options, shared by `harness train` and `harness sweep`."""
-    options = [
-        click.option("--base", required=True, help="Base model folder."),
-        click.option("--data", required=True, help="JSONL: {prompt, completion} or {messages: [...]} per line."),
-        click.option("--replay", default=None, help="JSONL of general data mixed in against forgetting."),
-        click.option("--replay-ratio", default=0.0, show_default=True, type=float),
-        click.option("--steps", default=800, show_default=True, type=int),
-        click.option("--batch-size", default=32, show_default=True, type=int,
-                     help="Records per step over all processes."),
-        click.option("--grad-accum", default=1, show_default=True, type=int,
-                     help="Micro-batches per process per step."),
-        click.option("--lr", default=2e-3, show_default=True, type=float),
-        click.option("--lora-r", default=16, show_default=True, type=int),
-        click.option("--lora-alpha", default=32, show_default=True, type=int),
-        click.option("--max-length", default=256, show_default=True, type=int),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--chat-template", default=None, help="Jinja chat template file for chat records."),
-        click.option("--precision", default="auto", show_default=True,
-                     type=click.Choice(["auto", "no", "bf16", "fp16"])),
-        click.option("--strategy", default="ddp", show_default=True, type=click.Choice(["ddp", "fsdp"]),
-                     help="Under torchrun / accelerate launch."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+def spec_options(spec: type[BaseModel], skip: frozenset[str] = frozenset(), help: dict[str, str] | None = None):
+    """One click option per field of `spec` (`--batch-size` for batch_size), its type, default and
+    help taken from the field: the defaults live in the spec alone."""
+
+    def decorate(f):
+        for name, field in reversed(spec.model_fields.items()):
+            if name not in skip:
+                f = _field_option(name, field, (help or {}).get(name))(f)
+        return f
+
+    return decorate
+
+
+def _field_option(name: str, field: FieldInfo, help: str | None):
+    kind, args = field.annotation, get_args(field.annotation)
+    multiple = get_origin(kind) is list
+    if multiple:
+        kind = args[0]
+    elif len(args) == 2 and type(None) in args and get_origin(kind) is not Literal:  # X | None
+        kind = next(a for a in args if a is not type(None))
+    if get_origin(kind) is Literal:
+        kind = click.Choice([str(a) for a in get_args(kind)])
+    elif kind not in (str, int, float):
+        raise TypeError(f"{name}: no click option for a field of type {field.annotation}")
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    return click.option(f"--{name.replace('_', '-')}", name, type=kind, multiple=multiple, default=default,
+                        required=field.is_required(), show_default=default is not None,
+                        help=(help or field.description or "") + (" Give it once per value." if multiple else ""))
 
 
 @main.command()
-@train_options
-@click.option("--out", required=True, help="Folder for the adapter and train_manifest.json.")
-@click.option("--checkpoint-every", default=0, show_default=True, type=int,
-              help="Resumable checkpoint every N steps (OUT/checkpoints/step-N).")
+@spec_options(TrainSpec)
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in OUT.")
-@click.option("--eval-every", default=0, show_default=True, type=int,
-              help="Evaluate a checkpoint every N steps (needs --eval-config).")
-@click.option("--eval-config", default=None, help="Harness config whose base, suite and store evaluate.")
 def train(resume: bool, **options) -> None:
     """Fine-tune a LoRA adapter (loss on completions or assistant turns, optional replay mixing);
     runs under torchrun / accelerate launch as it is."""
-    from harness.config import TrainSpec, parse_spec
+    from harness.config import parse_spec
     from harness.train.lora import train_lora
 
     spec = parse_spec(TrainSpec, options, "harness train")
     manifest = train_lora(spec, log=click.echo, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the main process speaks
-        click.echo(f"train: wrote {spec.out} in {manifest['wall_s']:.1f} s ({manifest['steps']} steps, "
-                   f"{manifest['tokens']} tokens, final loss {manifest['loss_curve'][-1]:.4f})")
+        click.echo(f"train: wrote {spec.out} in {manifest.wall_s:.1f} s ({manifest.steps} steps, "
+                   f"{manifest.tokens} tokens, final loss {manifest.final_loss:.4f})")
 
 
 @main.command()
-@train_options
-@click.option("--out", required=True, help="Folder for the adapters (size-N/), sweep.json and the report.")
+@spec_options(TrainSpec, skip=frozenset({"checkpoint_every", "eval_every", "eval_config"}),
+              help={"out": "Folder for the adapters (size-N/), sweep.json and the report."})
 @click.option("--sizes", required=True, help="Nested subset sizes, e.g. 250,500,1000,2000.")
-@click.option("--eval-config", required=True, help="Harness config whose base, suite and store evaluate.")
+@click.option("--eval-config", "sweep_eval_config", required=True,
+              help="Harness config whose base, suite and store evaluate.")
 @click.option("--fixed-steps", is_flag=True,
               help="Train every size --steps steps (default: --steps for the largest, fewer in proportion: "
                    "the same number of passes over each subset).")
-def sweep(sizes: str, eval_config: str, fixed_steps: bool, **options) -> None:
+def sweep(sizes: str, sweep_eval_config: str, fixed_steps: bool, **options) -> None:
     """Fine-tune on nested subsets of the data and chart target gain and forgetting against data size."""
-    from harness.config import TrainSpec, parse_spec
+    from harness.config import parse_spec
     from harness.train.sweep import run_sweep
 
     try:
@@ -163,7 +164,7 @@ def sweep(sizes: str, eval_config: str, fixed_steps: bool, **options) -> None:
     except ValueError:
         raise HarnessError(f"--sizes {sizes}: expected whole numbers separated by commas, e.g. 250,500,1000") from None
     spec = parse_spec(TrainSpec, options, "harness sweep")
-    result = run_sweep(spec, counts, Path(eval_config), scale_steps=not fixed_steps, log=click.echo)
+    result = run_sweep(spec, counts, Path(sweep_eval_config), scale_steps=not fixed_steps, log=click.echo)
     click.echo(f"sweep: {result.out / 'sweep.json'}; report: {result.report}")
 
 
@@ -239,7 +240,9 @@ def monitor(config_path: Path, samples: Path, candidate: str | None, task: str |
     click.echo(f"monitor: unseen word pairs {r.novelty_new:.1%} in the samples, {r.novelty_reference:.1%} in held-out "
                f"training inputs (Mann-Whitney p = {r.novelty_p:.2g})")
     if json_path is not None:
-        json_path.write_text(r.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        from harness.persisted import write_record
+
+        write_record(json_path, r)
     if r.due:
         for reason in r.reasons:
             click.echo(f"monitor: RE-FINE-TUNE DUE: {reason}")
@@ -288,7 +291,9 @@ def data_check(path: Path, suite: Path | None, ngram: int, min_overlap: float, n
         if len(result.contamination) > 20:
             click.echo(f"  and {len(result.contamination) - 20} more pairs")
     if json_path is not None:
-        json_path.write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        from harness.persisted import write_record
+
+        write_record(json_path, result)
     if html_path is not None:
         click.echo(f"data: {render_data_check(result, html_path)}")
     if not result.passed:

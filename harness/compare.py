@@ -20,6 +20,7 @@ from scipy import stats as sps
 import harness
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
+from harness.persisted import SweepRecord, TrainManifest, read_record
 from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
 from harness.records import (
     BASE,
@@ -314,26 +315,17 @@ def _training_curve(model: ModelEntry) -> CurveRecord | None:
     path = Path(model.adapter_dir) / TRAIN_MANIFEST
     if not path.is_file():
         return None
-    curve = json.loads(path.read_text(encoding="utf-8")).get("eval_curve")
-    if curve is None:
-        return None
-    try:
-        return CurveRecord.model_validate({**curve, "name": model.label})
-    except ValueError as e:
-        raise HarnessError(f"{path}: eval_curve unreadable ({e}); retrain with this harness or remove it") from None
+    curve = read_record(path, TrainManifest).eval_curve
+    return None if curve is None else curve.model_copy(update={"name": model.label})
 
 
 def read_sweep(path: Path, weights: str) -> CurveRecord:
     """A `harness sweep` result, checked to be about this comparison's base."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        curve = CurveRecord.model_validate(data["curve"])
-    except (OSError, ValueError, KeyError) as e:
-        raise HarnessError(f"{path}: not a sweep.json this harness can read ({e}); re-run harness sweep") from None
-    if data.get("base_weights") != weights:
+    sweep = read_record(path, SweepRecord)
+    if sweep.base_weights != weights:
         raise HarnessError(f"{path}: the sweep fine-tuned another base than this comparison's; re-run the "
                            "sweep on this base or drop it from `sweeps`")
-    return curve
+    return sweep.curve
 
 
 def _training(model: ModelEntry) -> dict | None:
@@ -343,13 +335,9 @@ def _training(model: ModelEntry) -> dict | None:
     path = Path(model.adapter_dir or model.model_dir) / TRAIN_MANIFEST
     if not path.is_file():
         return None
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-        return {"wall_s": float(m["wall_s"]), "steps": int(m["steps"]), "tokens": int(m["tokens"]),
-                "final_loss": float(m["loss_curve"][-1]) if m.get("loss_curve") else None,
-                "replay_ratio": m.get("spec", {}).get("replay_ratio")}
-    except (ValueError, KeyError, TypeError):
-        raise HarnessError(f"{path}: unreadable trainer manifest (needs wall_s, steps, tokens)") from None
+    m = read_record(path, TrainManifest)
+    return {"wall_s": m.wall_s, "steps": m.steps, "tokens": m.tokens, "final_loss": m.final_loss,
+            "replay_ratio": m.spec.replay_ratio}
 
 
 def _train_seconds(model: ModelEntry) -> float | None:

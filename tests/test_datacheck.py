@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from harness.cli import main
 from harness.demo.world import WorldSpec, generate_world, to_jsonl
+from harness.persisted import DataCheckResult, read_record
 from harness.tools.datacheck import check_data, ngrams, words
 
 SUITE = REPO / "suites" / "demo.yaml"
@@ -61,6 +62,7 @@ def test_planted_held_out_items_are_flagged_exactly(world, tmp_path):
     assert "contamination: 10 of" in run.output and "FAIL" in run.output
     assert all(f"line {lines[d]:>6}  demo_triage item {d}" in run.output for d in planted), run.output
     assert json.loads((tmp_path / "c.json").read_text())["contaminated_items"] == 10
+    assert read_record(tmp_path / "c.json", DataCheckResult) == result  # the versioned record, as checked
     run = CliRunner().invoke(main, ["data", "check", str(path), "--suite", str(SUITE), "--max-contaminated", "0.02"])
     assert run.exit_code == 0, run.output
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.demo import facts
 from harness.demo.world import WorldSpec, generate_world
+from harness.persisted import MonitorResult, read_record
 from harness.tools.monitor import newcombe, welch
 
 NEW_KIND = ["received an electric shock from a faulty socket", "was stung by wasps near the bins",
@@ -65,6 +66,7 @@ def test_the_accepted_items_again_are_paired_and_quiet(demo_report, demo_config,
     assert run.exit_code == 0, run.output
     r = json.loads((tmp_path / "m.json").read_text())
     assert r["paired"] and r["change"]["estimate"] == 0.0 and r["new_score"] == r["accepted_score"]
+    assert read_record(tmp_path / "m.json", MonitorResult).model_dump() == r  # the versioned record
 
 
 def test_intervals_match_hand_worked_and_scipy_values():

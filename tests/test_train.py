@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from harness.cli import main
 from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.persisted import TrainManifest, read_record
 from harness.train.data import IGNORE, encode_pair, read_records
 from harness.train.lora import MANIFEST, train_lora
 
@@ -51,8 +52,9 @@ def test_training_lowers_loss_and_writes_adapter_and_manifest(tiny_world, tmp_pa
     # byte-stable across processes (peft keeps target_modules as a set; its order follows the hash seed)
     config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert config["target_modules"] == sorted(spec.target_modules)
-    first, last = manifest["loss_curve"][:5], manifest["loss_curve"][-5:]
-    assert sum(last) / 5 < 0.9 * sum(first) / 5, manifest["loss_curve"]
+    first, last = manifest.loss_curve[:5], manifest.loss_curve[-5:]
+    assert sum(last) / 5 < 0.9 * sum(first) / 5, manifest.loss_curve
+    assert read_record(tmp_path / "a" / MANIFEST, TrainManifest) == manifest
 
 
 def test_replay_is_mixed_in_at_the_ratio(tiny_world, tmp_path, monkeypatch):
@@ -132,9 +134,9 @@ def test_chat_data_trains(tiny_world, tmp_path):
     data, template = _chat_file(tiny_world, tmp_path)
     manifest = train_lora(TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / "chat"),
                                     chat_template=str(template), steps=25, batch_size=8, lr=5e-3))
-    curve = manifest["loss_curve"]
+    curve = manifest.loss_curve
     assert sum(curve[-5:]) / 5 < 0.9 * sum(curve[:5]) / 5, curve
-    assert manifest["records"] == 200 and (tmp_path / "chat" / "adapter_model.safetensors").is_file()
+    assert manifest.records == 200 and (tmp_path / "chat" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("line, message", [

@@ -13,6 +13,7 @@ from conftest import REPO
 from harness.cli import main
 from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.persisted import SweepRecord, TrainManifest, read_record, write_record
 from harness.pipeline import load, run_comparison
 from harness.records import CurvePoint, CurveRecord, Range
 from harness.store import Store
@@ -39,7 +40,7 @@ def test_checkpoints_are_evaluated_and_the_report_draws_the_curve(tiny_world, ev
     out = tmp_path / "adapter"
     logs: list[str] = []
     manifest = train_lora(_spec(tiny_world, out, steps=12, eval_every=4, eval_config=str(eval_config)), log=logs.append)
-    curve = CurveRecord.model_validate(manifest["eval_curve"])
+    curve = manifest.eval_curve
     assert [p.x for p in curve.points] == [4, 8, 12] and curve.kind == "steps"
     assert all(set(p.roles) == {"target", "forgetting", "bias"} for p in curve.points)
     assert curve.best == max(curve.points, key=lambda p: (p.net, -p.x)).x
@@ -95,11 +96,11 @@ def test_sweep_trains_each_size_and_charts_gain_and_forgetting(tiny_world, eval_
     out = tmp_path / "sweep"
     logs: list[str] = []
     result = run_sweep(_spec(tiny_world, out, steps=8), [50, 100, 200], eval_config, log=logs.append)
-    steps = {k: json.loads((out / f"size-{k}" / MANIFEST).read_text())["steps"] for k in (50, 100, 200)}
+    steps = {k: read_record(out / f"size-{k}" / MANIFEST, TrainManifest).steps for k in (50, 100, 200)}
     assert steps == {50: 2, 100: 4, 200: 8}  # the same passes over each subset
     assert [p.x for p in result.curve.points] == [50, 100, 200] and result.curve.kind == "data_size"
-    saved = json.loads((out / "sweep.json").read_text())
-    assert saved["curve"]["best"] == result.curve.best
+    saved = read_record(out / "sweep.json", SweepRecord)
+    assert saved.curve == result.curve and saved.spec.steps == 8
     assert "learning and forgetting against data size" in result.report.read_text()
     # again: every size is reused, nothing trained
     logs.clear()
@@ -116,8 +117,9 @@ def test_sweep_trains_each_size_and_charts_gain_and_forgetting(tiny_world, eval_
 
 def test_a_sweep_of_another_base_is_refused_in_the_report(tiny_world, eval_config, tmp_path):
     sweep = tmp_path / "sweep.json"
-    sweep.write_text(json.dumps({"base_weights": "0" * 64, "curve": {"kind": "data_size", "name": "s", "best": 1,
-                                                                      "points": []}}))
+    write_record(sweep, SweepRecord(base="elsewhere", base_weights="0" * 64, eval_config=str(eval_config),
+                                    spec=_spec(tiny_world, tmp_path / "s"), scale_steps=True,
+                                    curve=CurveRecord(kind="data_size", name="s", best=1, points=[])))
     text = eval_config.read_text() + (f"candidates: [{{name: c, adapter: {tiny_world.candidates['domain-only']}}}]\n"
                                       f"sweeps: [{sweep}]\n")
     (tmp_path / "cmp.yaml").write_text(text)

@@ -2,8 +2,9 @@
 
     harness demo            # builds into .harness/demo/, skipping every stage already built
 
-Each stage is keyed by a content hash of its inputs: the specs and the source code of the
-modules that produce it. A stage whose key and output hashes match its stamp is not rebuilt;
+Each stage is keyed by a content hash of its inputs: the specs (for a candidate, what makes its
+adapter what it is: TrainSpec.adapter_identity), the data and the source code of the modules that
+produce it. A stage whose key and output hashes match its stamp is not rebuilt;
 anything else is rebuilt with everything downstream of it. Same specs, same bytes. Two builds
 into one folder at once (two terminals, parallel test workers) take turns: the second waits for
 the first and then finds its stages built.
@@ -20,12 +21,13 @@ from pathlib import Path
 
 from harness.config import TrainSpec
 from harness.demo import facts, pretrain, tokenizer, world
+from harness.persisted import BUILD_STAMPS, SWEEP, BuildStamps, StageStamp, TrainManifest, read_record, write_record
 from harness.train import checkpoint, data, loop, lora, sweep
 from harness.train import curve as curve_module
 from harness.util.files import sha256_file
 from harness.util.locks import file_lock
 
-STAMP = "build.json"
+STAMP = BUILD_STAMPS
 # The probe files the demo suite's lm-eval tasks read (suites/tasks/demo/data/).
 PROBE_FILES = {
     "demo_triage": "triage.jsonl",
@@ -94,23 +96,22 @@ def _files_sha(folder: Path, names: list[str]) -> dict[str, str]:
 
 
 class _Stamps:
-    """The build.json record: per stage, the input key and the hashes of the outputs."""
+    """The build.json record (BuildStamps): per stage, the input key and the hashes of the outputs."""
 
     def __init__(self, root: Path):
         self.path = root / STAMP
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.stamps = read_record(self.path, BuildStamps) if self.path.is_file() else BuildStamps()
 
     def fresh(self, stage: str, key: str, folder: Path) -> bool:
-        entry = self.data.get(stage)
-        if not entry or entry["key"] != key:
+        entry = self.stamps.stages.get(stage)
+        if entry is None or entry.key != key:
             return False
-        return _files_sha(folder, list(entry["files"])) == entry["files"]
+        return _files_sha(folder, list(entry.files)) == entry.files
 
     def record(self, stage: str, key: str, folder: Path, names: list[str], wall_s: float) -> None:
-        self.data[stage] = {"key": key, "files": _files_sha(folder, names), "wall_s": wall_s}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        stamp = StageStamp(key=key, files=_files_sha(folder, names), wall_s=wall_s)
+        self.stamps = BuildStamps(stages={**self.stamps.stages, stage: stamp})
+        write_record(self.path, self.stamps)
 
 
 def write_probe_files(w: world.World, folder: Path) -> list[Path]:
@@ -185,7 +186,7 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         log(f"demo: base built in {stage_s['pretrain']:.0f} s")
 
     # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs; a recipe with
-    #    eval_every keeps a checkpoint every that many steps
+    #    eval_every keeps a checkpoint every that many steps (the checkpoints are the stage's too)
     eval_key = _eval_key(eval_config)
     candidates, specs = {}, {}
     for name, recipe in spec.candidates.items():
@@ -197,9 +198,7 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
             checkpoint_every=recipe.eval_every,
         )
         specs[name] = train
-        key = _key(base_key, train.model_dump(exclude={"base", "data", "out", "replay"}),
-                   sha256_file(data_dir / recipe.data), sha256_file(data_dir / "replay.jsonl"),
-                   _source_hash(lora, loop, data, checkpoint))
+        key = _key(_adapter_key(train, base_key), train.checkpoint_every, _source_hash(lora, loop, data, checkpoint))
         candidates[name] = out
         if stamps.fresh(f"candidate:{name}", key, out):
             log(f"demo: candidate {name} up to date ({out})")
@@ -207,10 +206,10 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         else:
             log(f"demo: fine-tuning candidate {name} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
             manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
-            stage_s[f"train:{name}"] = manifest["wall_s"]
+            stage_s[f"train:{name}"] = manifest.wall_s
             stamps.record(f"candidate:{name}", key, out,
-                          ["adapter_model.safetensors", "adapter_config.json"], manifest["wall_s"])
-            log(f"demo: {name} trained in {manifest['wall_s']:.0f} s, final loss {manifest['loss_curve'][-1]:.3f}")
+                          ["adapter_model.safetensors", "adapter_config.json"], manifest.wall_s)
+            log(f"demo: {name} trained in {manifest.wall_s:.0f} s, final loss {manifest.final_loss:.3f}")
         # its learning-forgetting curve: every checkpoint scored in one comparison (one model load
         # for the base and all of them), written into the trainer manifest as --eval-every would
         if eval_config is None or not recipe.eval_every:
@@ -222,10 +221,10 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         t = time.perf_counter()
         log(f"demo: scoring {name}'s checkpoints along training ...")
         path = out / lora.MANIFEST
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_record(path, TrainManifest)
         loaded = curve_module.load_eval_config(eval_config, base_dir)
-        manifest["eval_curve"] = lora.eval_curve(loaded, out, recipe.eval_every, recipe.steps, log=log)
-        path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        curve = lora.eval_curve(loaded, out, recipe.eval_every, recipe.steps, log=log)
+        write_record(path, manifest.model_copy(update={"eval_curve": curve}))
         stage_s[f"curve:{name}"] = round(time.perf_counter() - t, 3)
         stamps.record(f"curve:{name}", ckey, out, [lora.MANIFEST], stage_s[f"curve:{name}"])
 
@@ -234,8 +233,8 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
     if eval_config is not None and spec.sweep_sizes:
         sweep_dir = root / "sweep"
         recipe_spec = specs[spec.sweep_of].model_copy(update={"out": str(sweep_dir), "checkpoint_every": 0})
-        key = _key(base_key, recipe_spec.model_dump(exclude={"base", "data", "out", "replay"}), spec.sweep_sizes,
-                   sha256_file(Path(recipe_spec.data)), _source_hash(lora, loop, data, curve_module, sweep), eval_key)
+        key = _key(_adapter_key(recipe_spec, base_key), spec.sweep_sizes,
+                   _source_hash(lora, loop, data, curve_module, sweep), eval_key)
         if stamps.fresh("sweep", key, sweep_dir):
             log(f"demo: data-size sweep up to date ({sweep_dir})")
             stage_s["sweep"] = 0.0
@@ -245,9 +244,16 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
             sweep.run_sweep(recipe_spec, list(spec.sweep_sizes), eval_config, name=spec.sweep_of,
                             log=lambda m: log(f"  {m}"), reuse=[candidates[spec.sweep_of]])
             stage_s["sweep"] = round(time.perf_counter() - t, 3)
-            stamps.record("sweep", key, sweep_dir, ["sweep.json"], stage_s["sweep"])
-        sweep_json = sweep_dir / "sweep.json"
+            stamps.record("sweep", key, sweep_dir, [SWEEP], stage_s["sweep"])
+        sweep_json = sweep_dir / SWEEP
     return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s, sweep=sweep_json)
+
+
+def _adapter_key(train: TrainSpec, base_key: str) -> dict:
+    """The adapter's identity (TrainSpec.adapter_identity), the base known by its build key (its
+    folder differs from one build root to another, its bytes do not)."""
+    hashes = lora.input_hashes(train)
+    return train.adapter_identity({**hashes.inputs(train.base), "base": base_key})
 
 
 def _eval_key(eval_config: Path | None) -> str | None:

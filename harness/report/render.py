@@ -124,7 +124,7 @@ def load_comparison(path: str | Path) -> ComparisonResult:
 
 
 def render_data_check(result, path: str | Path) -> Path:
-    """Write a data check (harness.tools.datacheck.DataCheckResult) as one self-contained HTML page."""
+    """Write a data check (harness.persisted.DataCheckResult) as one self-contained HTML page."""
     out = Path(path)
     html = _env().get_template("data_check.html.j2").render(d=result)
     out.parent.mkdir(parents=True, exist_ok=True)

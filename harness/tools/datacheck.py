@@ -24,52 +24,10 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pydantic import Field
-
 from harness.errors import HarnessError
-from harness.records import Record
+from harness.persisted import ContaminatedPair, DataCheckResult, Problem
 
 WORD = re.compile(r"[a-z0-9]+")
-FORMAT = 1
-
-
-class Problem(Record):
-    """Lines that share one finding."""
-
-    kind: str = Field(description="invalid, duplicate, near_duplicate, empty, truncated or length_outlier.")
-    lines: list[int] = Field(description="1-based line numbers in the checked file.")
-    detail: str
-
-
-class ContaminatedPair(Record):
-    """A training record that holds most of an evaluation item."""
-
-    line: int = Field(description="Line of the training record.")
-    task: str
-    doc_id: int = Field(description="The item's document id in the task (as in the store's records).")
-    overlap: float = Field(description="Share of the item's n-grams found in the training record.")
-    item: str = Field(description="The item's text (prompt and answer), as compared.")
-
-
-class DataCheckResult(Record):
-    version: int = FORMAT
-    file: str
-    sha256: str
-    records: int
-    problems: list[Problem]
-    labels: dict[str, int] | None = Field(None, description="Completion -> count, for classification data.")
-    words_median: float
-    suite: str | None = None
-    ngram: int
-    min_overlap: float
-    eval_items: int = 0
-    contaminated_items: int = 0
-    contamination: list[ContaminatedPair] = Field(default_factory=list)
-    max_contaminated: float
-    passed: bool = Field(description="Contaminated share of eval items at most max_contaminated.")
-
-    def count(self, kind: str) -> int:
-        return sum(1 for p in self.problems if p.kind == kind)
 
 
 def words(text: str) -> list[str]:

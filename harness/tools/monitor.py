@@ -19,41 +19,17 @@ Exit 1 with the reasons when either is flagged.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 from scipy import stats as sps
 
 from harness.errors import HarnessError
-from harness.records import Range, Record
-
-
-class MonitorResult(Record):
-    candidate: str
-    task: str
-    metric: str
-    samples: int
-    accepted_n: int
-    paired: bool = Field(description="Scored against the same items (by prompt) instead of independent samples.")
-    accepted_score: float
-    new_score: float
-    change: Range = Field(description="New minus accepted score, with its interval.")
-    method: str
-    drop: bool
-    novelty_reference: float = Field(description="Mean share of unseen word bigrams in held-out training inputs.")
-    novelty_new: float
-    novelty_p: float
-    drift: bool
-    reasons: list[str]
-
-    @property
-    def due(self) -> bool:
-        return self.drop or self.drift
+from harness.persisted import MonitorResult, TrainManifest, read_record
+from harness.records import Range
 
 
 def newcombe(x1: int, n1: int, x2: int, n2: int, confidence: float) -> tuple[float, float]:
@@ -162,7 +138,7 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
     manifest = Path(deployed.adapter or deployed.path or "") / TRAIN_MANIFEST
     if not manifest.is_file():
         raise HarnessError(f"{manifest}: no trainer manifest, so the training data is unknown; drift needs it")
-    data = Path(json.loads(manifest.read_text(encoding="utf-8"))["spec"]["data"])
+    data = Path(read_record(manifest, TrainManifest).spec.data)
     rows, _ = read_lines(data)
     prompts = [record_text(r)[0] if "messages" in r else str(r.get("prompt", "")) for _, r in rows]
     random.Random(0).shuffle(prompts)

@@ -9,7 +9,8 @@
 The data sampler's generator state sits in optimizer.safetensors as `sampler_rng`. The learning
 rate is a function of the step, and dropout is reseeded from (seed, process, step) every step, so
 no other random state is needed to continue exactly. A checkpoint is written into a temporary
-folder and renamed into place: a kill leaves either the whole checkpoint or none.
+folder and renamed into place: a kill leaves either the whole checkpoint or none. A resumed run
+must train the adapter the run it continues was training: TrainSpec.adapter_identity decides.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.persisted import TRAINER_STATE, InputHashes, LoopProgress, TrainerState, read_record, write_record
 from harness.train.loop import LoopState
 
-STATE = "trainer_state.json"
-FORMAT = 1
-# Spec fields that may change between a run and its resumption (where things go, how the work is
-# split); everything else must match, or the resumed run would not be the run that was started.
-MAY_CHANGE = {"out", "checkpoint_every", "eval_every", "eval_config", "grad_accum", "strategy"}
+STATE = TRAINER_STATE
 
 
 def save_adapter(model, folder: Path) -> None:
@@ -50,7 +49,7 @@ def checkpoint_dir(out: Path, step: int) -> Path:
 
 
 def save_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
-                    order: list[int], state: LoopState, spec: dict, data_sha256: dict) -> None:
+                    order: list[int], state: LoopState, spec: TrainSpec, hashes: InputHashes) -> None:
     """Write one checkpoint atomically (called on the main process only)."""
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -63,9 +62,8 @@ def save_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampl
             value = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"state.{pid}.{name}"] = value.contiguous().cpu()
     save_file(tensors, tmp / "optimizer.safetensors")
-    meta = {"format": FORMAT, "loop": asdict(state), "spec": spec, "data_sha256": data_sha256,
-            "order": order, "param_groups": opt["param_groups"]}
-    (tmp / STATE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    write_record(tmp / STATE, TrainerState(loop=LoopProgress(**asdict(state)), spec=spec, data_sha256=hashes,
+                                           order=order, param_groups=opt["param_groups"]))
     for path in tmp.iterdir():
         with path.open("rb") as f:
             os.fsync(f.fileno())
@@ -84,17 +82,15 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
-                    spec: dict, data_sha256: dict) -> tuple[LoopState, list[int]]:
+                    spec: TrainSpec, hashes: InputHashes) -> tuple[LoopState, list[int]]:
     """Restore adapter weights, optimizer and sampler from `folder`; returns (state, order)."""
     from peft import set_peft_model_state_dict
 
-    meta = json.loads((folder / STATE).read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise HarnessError(f"{folder}: checkpoint format {meta.get('format')}, this harness reads {FORMAT}")
-    changed = sorted(k for k in set(spec) | set(meta["spec"])
-                     if k not in MAY_CHANGE and spec.get(k) != meta["spec"].get(k))
-    if meta["data_sha256"] != data_sha256:
-        changed.append("the data files' content")
+    meta = read_record(folder / STATE, TrainerState)
+    ours = spec.adapter_identity(hashes.inputs(spec.base))
+    theirs = meta.identity()
+    changed = [f"{k} (its content)" if k in ("data", "replay") else k
+               for k in sorted(ours) if ours[k] != theirs.get(k)]
     if changed:
         raise HarnessError(f"{folder}: written by a run with other settings ({', '.join(changed)}); resume "
                            "with the settings it was started with, or train into a new --out")
@@ -105,5 +101,5 @@ def load_checkpoint(folder: Path, model, optimizer: torch.optim.Optimizer, sampl
     for key, value in tensors.items():
         _, pid, name = key.split(".", 2)
         opt_state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    return LoopState(**meta["loop"]), list(meta["order"])
+    optimizer.load_state_dict({"state": opt_state, "param_groups": [dict(g) for g in meta.param_groups]})
+    return LoopState(**meta.loop.model_dump()), list(meta.order)

@@ -18,7 +18,6 @@ curve, and the evaluation curve when --eval-every is set).
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.records import TRAIN_MANIFEST
+from harness.persisted import InputHashes, TrainManifest, write_record
+from harness.records import TRAIN_MANIFEST, CurveRecord
 from harness.train import checkpoint as ckpt
 from harness.train.data import encode_records
 from harness.train.loop import (
@@ -75,7 +75,19 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()[:7], "big")
 
 
-def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume: bool = False) -> dict:
+def input_hashes(spec: TrainSpec) -> InputHashes:
+    """The content of a run's data files."""
+    return InputHashes(data=sha256_file(Path(spec.data)),
+                       replay=sha256_file(Path(spec.replay)) if spec.replay else None)
+
+
+def adapter_identity(spec: TrainSpec) -> dict:
+    """What the adapter `spec` trains depends on (TrainSpec.adapter_identity): the base by its
+    folder, the data files by content."""
+    return spec.adapter_identity(input_hashes(spec).inputs(spec.base))
+
+
+def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume: bool = False) -> TrainManifest:
     """Fine-tune a LoRA adapter on `spec.base`; returns the manifest it writes (on every process)."""
     base, out = Path(spec.base), Path(spec.out)
     if not (base / "config.json").is_file():
@@ -106,9 +118,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
     # 1. data: encode every record once; a malformed or too-long record is an error, not a silent cut
     domain = encode_records(tok, Path(spec.data), spec.max_length)
     replay = encode_records(tok, Path(spec.replay), spec.max_length) if spec.replay else []
-    data_sha256 = {"data": sha256_file(Path(spec.data)),
-                   "replay": sha256_file(Path(spec.replay)) if spec.replay else None}
-    spec_dict = spec.model_dump()
+    hashes = input_hashes(spec)
 
     with deterministic(spec.seed):
         # 2. model: the base in float32 with LoRA on the target modules; only LoRA trains. Every
@@ -131,7 +141,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         state = LoopState()
         last = ckpt.latest_checkpoint(out) if resume else None
         if last is not None:
-            state, order = ckpt.load_checkpoint(last, model, optimizer, sampler, spec_dict, data_sha256)
+            state, order = ckpt.load_checkpoint(last, model, optimizer, sampler, spec, hashes)
             log(f"resuming from {last} (step {state.step}/{spec.steps})")
         elif resume:
             log(f"no checkpoint under {out / 'checkpoints'}: starting from step 0")
@@ -161,7 +171,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
             folder = ckpt.checkpoint_dir(out, s.step)
             if main:
                 ckpt.save_checkpoint(folder, accelerator.unwrap_model(model), optimizer, sampler, order, s,
-                                     spec_dict, data_sha256)
+                                     spec, hashes)
             if due_eval and main:
                 from harness.train.curve import describe, evaluate_adapters, make_curve
 
@@ -174,35 +184,23 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         state = run_loop(model, optimizer, next_batch, settings, state, accelerator, after_step, log=log)
 
     # 6. write the adapter (safetensors), the evaluation curve, and the manifest
-    manifest = {
-        "version": 2,
-        "harness_version": harness.__version__,
-        "torch_version": torch.__version__,
-        "machine": platform.machine(),
-        "base": str(base),
-        "data_sha256": data_sha256["data"],
-        "replay_sha256": data_sha256["replay"],
-        "records": len(domain),
-        "replay_records": len(replay),
-        "spec": spec_dict,
-        "processes": world,
-        "steps": spec.steps,
-        "tokens": state.tokens,
-        "loss_tokens": state.loss_tokens,
-        "wall_s": state.wall_s,
-        "loss_curve": state.loss_curve,
-    }
+    manifest = TrainManifest(
+        harness_version=harness.__version__, torch_version=torch.__version__, machine=platform.machine(),
+        base=str(base), data_sha256=hashes.data, replay_sha256=hashes.replay, records=len(domain),
+        replay_records=len(replay), spec=spec, processes=world, steps=spec.steps, tokens=state.tokens,
+        loss_tokens=state.loss_tokens, wall_s=state.wall_s, loss_curve=state.loss_curve)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.save_adapter(accelerator.unwrap_model(model), out)
         if spec.eval_every:
-            manifest["eval_curve"] = eval_curve(eval_loaded, out, spec.eval_every, spec.steps, log)
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            manifest = manifest.model_copy(update={
+                "eval_curve": eval_curve(eval_loaded, out, spec.eval_every, spec.steps, log)})
+        write_record(out / MANIFEST, manifest)
     accelerator.wait_for_everyone()
     return manifest
 
 
-def eval_curve(loaded, out: Path, every: int, steps: int, log: Callable[[str], None]) -> dict:
+def eval_curve(loaded, out: Path, every: int, steps: int, log: Callable[[str], None]) -> CurveRecord:
     """The checkpoints OUT/checkpoints/step-N (every `every` steps, and the last) in one comparison
     against the base: stored ones are not scored again, and the base and all adapters share one
     model load. The curve with its best trade-off step, as the manifest keeps it."""
@@ -218,4 +216,4 @@ def eval_curve(loaded, out: Path, every: int, steps: int, log: Callable[[str], N
     result = evaluate_adapters(loaded, adapters)
     curve = make_curve("steps", out.name, result, dict(zip(adapters, points, strict=True)))
     log(f"eval: best trade-off at step {curve.best} of {steps}")
-    return curve.model_dump()
+    return curve

@@ -16,7 +16,6 @@ chart into that comparison's report too.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -25,8 +24,8 @@ from pathlib import Path
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError
+from harness.persisted import SWEEP, SweepRecord, TrainManifest, read_record, write_record
 from harness.records import TRAIN_MANIFEST, CurveRecord
-from harness.util.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -43,29 +42,22 @@ def nested_subsets(lines: list[str], sizes: list[int], seed: int) -> dict[int, l
     return {k: [lines[i] for i in sorted(order[:k])] for k in sizes}
 
 
-# Settings that do not change the adapter a training run writes.
-NOT_RECIPE = {"out", "data", "checkpoint_every", "eval_every", "eval_config", "grad_accum", "strategy"}
 
-
-def _same_training(folder: Path, spec: TrainSpec) -> dict | None:
-    """The manifest of `folder` when it holds an adapter trained as `spec` would train it."""
+def _same_training(folder: Path, identity: dict) -> TrainManifest | None:
+    """The manifest of `folder` when it holds an adapter of this identity (TrainSpec.adapter_identity)."""
     path = folder / TRAIN_MANIFEST
     if not (path.is_file() and (folder / "adapter_model.safetensors").is_file()):
         return None
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    ours = spec.model_dump(exclude=NOT_RECIPE)
-    theirs = {k: v for k, v in manifest.get("spec", {}).items() if k not in NOT_RECIPE}
-    same = theirs == ours and manifest.get("data_sha256") == sha256_file(Path(spec.data))
-    return manifest if same else None
+    manifest = read_record(path, TrainManifest)
+    return manifest if manifest.identity() == identity else None
 
 
-def _reuse(source: Path, manifest: dict, out: Path) -> None:
+def _reuse(source: Path, manifest: TrainManifest, out: Path) -> None:
     """Copy an adapter trained the same way (its manifest without its own evaluation curve)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copyfile(source / name, out / name)
-    manifest = {k: v for k, v in manifest.items() if k != "eval_curve"} | {"reused_from": str(source)}
-    (out / TRAIN_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    write_record(out / TRAIN_MANIFEST, manifest.model_copy(update={"eval_curve": None, "reused_from": str(source)}))
 
 
 def run_sweep(spec: TrainSpec, sizes: list[int], eval_config: Path, scale_steps: bool = True,
@@ -76,7 +68,7 @@ def run_sweep(spec: TrainSpec, sizes: list[int], eval_config: Path, scale_steps:
     from harness.compare import base_weights
     from harness.report.render import render_report
     from harness.train.curve import evaluate_adapters, load_eval_config, make_curve
-    from harness.train.lora import train_lora
+    from harness.train.lora import adapter_identity, train_lora
 
     out, base = Path(spec.out), Path(spec.base)
     loaded = load_eval_config(eval_config, base)
@@ -97,22 +89,22 @@ def run_sweep(spec: TrainSpec, sizes: list[int], eval_config: Path, scale_steps:
                                       "warmup_steps": min(spec.warmup_steps, steps - 1),
                                       "checkpoint_every": 0, "eval_every": 0, "eval_config": None})
         adapters[f"size-{k}"] = Path(one.out)
-        if _same_training(Path(one.out), one):
+        identity = adapter_identity(one)
+        if _same_training(Path(one.out), identity):
             log(f"sweep: size {k} already trained ({one.out})")
             continue
-        match = next(((p, m) for p in reuse if (m := _same_training(Path(p), one))), None)
+        match = next(((p, m) for p in reuse if (m := _same_training(Path(p), identity))), None)
         if match:
             log(f"sweep: size {k} trains as {match[0]} did: reused")
             _reuse(Path(match[0]), match[1], Path(one.out))
             continue
         log(f"sweep: size {k}: {steps} steps")
         manifest = train_lora(one, log=lambda m, k=k: log(f"  size {k} {m}"))
-        log(f"sweep: size {k} trained in {manifest['wall_s']:.0f} s")
+        log(f"sweep: size {k} trained in {manifest.wall_s:.0f} s")
     result = evaluate_adapters(loaded, adapters, log=log)
     curve = make_curve("data_size", name or out.name, result, {n: int(n.split("-")[1]) for n in adapters})
-    payload = {"version": 1, "base": str(base), "base_weights": base_weights(base), "eval_config": str(eval_config),
-               "spec": spec.model_dump(), "scale_steps": scale_steps, "curve": curve.model_dump()}
-    (out / "sweep.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_record(out / SWEEP, SweepRecord(base=str(base), base_weights=base_weights(base), eval_config=str(eval_config),
+                                          spec=spec, scale_steps=scale_steps, curve=curve))
     report = render_report(result.model_copy(update={"curves": [*result.curves, curve]}), out / "report")
     log(f"sweep: best trade-off at {curve.best} records")
     return SweepResult(out=out, curve=curve, report=report)
