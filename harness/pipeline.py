@@ -67,7 +67,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     spec, suite = loaded.spec, loaded.suite
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    store = Store(spec.store)
+    store = Store(spec.store, log=log)
     plan = plan_runs(spec, suite, store)
     timings["plan"] = time.perf_counter() - t
     distinct, missing = len(plan.distinct), len(plan.missing)
