@@ -9,15 +9,14 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 import harness
+from harness.backends import patches
 from harness.backends.base import Backend
 from harness.config import HarnessSpec
 from harness.errors import HarnessError, Interrupted
@@ -119,64 +118,16 @@ def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
                      allow_pickle=first.allow_pickle)
 
 
-@contextmanager
-def only_docs(task: Any, indices: tuple[int, ...] | None) -> Iterator[None]:
-    """Let lm-eval see only the selected documents (sorted indices), in the dataset's order.
-
-    The same documents as lm-eval's own `samples=` selection, which walks (and converts from Arrow)
-    every document of the dataset twice per evaluation, for each model: 34 s of 155 s for the quick
-    suites on a tiny model. lm-eval numbers them 0..k-1 here; `_score` maps them back.
-    """
-    if indices is None:
-        yield
-        return
-    docs = task.eval_docs
-    chosen = [docs[i] for i in indices]
-    cls = type(task)
-    task.__class__ = type(cls.__name__, (cls,), {"eval_docs": property(lambda self: chosen)})
-    try:
-        yield
-    finally:
-        task.__class__ = cls
-
-
-@contextmanager
-def shared_requests(task: Any) -> Iterator[None]:
-    """Build a task's requests once per process and give every variant (base and adapters) fresh
-    copies of the same ones.
-
-    lm-eval rebuilds them on every `evaluate` (prompt templates, few-shot contexts): 9.3 s of the
-    24 s spent scoring the bench suite for three variants. The few-shot sampler is re-seeded before
-    the build, so the examples a document gets never depend on what was scored before it.
-    """
-    from dataclasses import replace
+def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float]:
+    import lm_eval
+    from lm_eval.evaluator import evaluate
 
     from harness.sources.tasks import FEWSHOT_SEED
 
-    templates = getattr(task, "_harness_requests", None)
-    original = task.build_all_requests
-
-    def build(*args, **kwargs) -> None:
-        if templates is not None:
-            task._instances = [replace(t, resps=[], filtered_resps={}) for t in templates]
-            return
-        task.set_fewshot_seed(seed=FEWSHOT_SEED)
-        original(*args, **kwargs)
-        task._harness_requests = [replace(t, resps=[], filtered_resps={}) for t in task._instances]
-
-    task.build_all_requests = build
-    try:
-        yield
-    finally:
-        del task.build_all_requests
-
-
-def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float]:
-    from lm_eval.evaluator import evaluate
-
     task = run.task
     start = time.perf_counter()
-    with backend.activate(run.model.variant) as lm, only_docs(task.task, task.indices), shared_requests(task.task):
+    with (backend.activate(run.model.variant) as lm, patches.select_docs(task.task, task.indices),
+          patches.shared_requests(task.task, FEWSHOT_SEED)):
         with warnings.catch_warnings():
             # lm-eval's task-level aggregates of a subset (BBQ's accuracy on the ambiguous items of
             # its disambiguated task) average empty slices; only the per-item results are used here
@@ -187,6 +138,11 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     if task.indices is not None:  # positions in the subset -> the documents' own indices
+        if {s["doc_id"] for s in samples} != set(range(len(task.indices))):
+            raise HarnessError(
+                f"lm-eval {lm_eval.__version__} scored other documents than the {len(task.indices)} selected: "
+                "harness's `select_docs` (harness/backends/patches.py) does not work with this lm-eval "
+                "version; tests/test_patches.py shows what changed")
         for sample in samples:
             sample["doc_id"] = task.indices[sample["doc_id"]]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)

@@ -3,6 +3,7 @@ plain path computes it."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from contextlib import nullcontext
 
@@ -25,8 +26,6 @@ def _records(config) -> dict:
 def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tiny_config, tmp_path, monkeypatch):
     from lm_eval.api.task import Task
 
-    from harness import execute
-
     builds = []
     original = Task.build_all_requests
 
@@ -40,13 +39,17 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
     built_once = _records(shared)
     assert len(builds) == len(set(builds)) == 7  # once per task, not once per (task, variant)
 
-    # the plain path: lm-eval rebuilds the requests and tokenises them again for every variant
-    from harness.backends import hf
-    from harness.sources import tasks
+    # the plain path: lm-eval rebuilds the requests, compiles the templates and tokenises again for
+    # every variant
+    from lm_eval import utils
 
-    monkeypatch.setattr(execute, "shared_requests", lambda task: nullcontext())
+    from harness.backends import hf, patches
+    from harness.sources import lm_eval_patches
+
+    monkeypatch.setattr(patches, "shared_requests", lambda task, seed: nullcontext())
     monkeypatch.setattr(hf, "TOKEN_CACHE", False)
-    monkeypatch.setattr(tasks, "TEMPLATE_CACHE", False)
+    monkeypatch.setattr(lm_eval_patches, "cache_compiled_templates", lambda: None)
+    monkeypatch.setattr(utils, "apply_template", inspect.unwrap(utils.apply_template))
     plain = tiny_config(limit=16, store=tmp_path / "plain")
     run_comparison(load(plain), log=lambda m: None)
     rebuilt = _records(plain)

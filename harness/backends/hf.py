@@ -9,14 +9,13 @@ log-likelihoods (a test checks it).
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import torch
 
+from harness.backends import patches
 from harness.backends.base import check_fits
 from harness.errors import HarnessError
 from harness.records import BASE
@@ -27,20 +26,6 @@ TOKEN_CACHE = True  # tokenise each distinct string once per loaded model (tests
 ROLLING_ONE_PASS = True  # rolling windows of all requests sorted and batched together (idem)
 
 
-@contextmanager
-def _transient_bars() -> Iterator[None]:
-    """lm-eval's request bars, shown on a terminal while their call lasts (it leaves one per call)."""
-    from lm_eval.models import huggingface
-    from tqdm import tqdm
-
-    original = huggingface.tqdm
-    huggingface.tqdm = partial(tqdm, leave=False, file=sys.stderr, dynamic_ncols=True)
-    try:
-        yield
-    finally:
-        huggingface.tqdm = original
-
-
 def _hflm_class():
     """lm-eval's HFLM with its request bars on terminals only, a token cache, and rolling
     log-likelihood scored in one length-sorted pass."""
@@ -48,6 +33,18 @@ def _hflm_class():
     from lm_eval.models.huggingface import HFLM
 
     class QuietHFLM(HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._harness_tokens: dict[tuple, list[int]] = {}
+            # HFLM looks the context length up in the model config on every request (12,000
+            # lookups, 0.3 s, for the bench suite); it cannot change while the model is loaded
+            self._harness_max_length: int = super().max_length
+
+        @property
+        def max_length(self) -> int:
+            known = self.__dict__.get("_harness_max_length")
+            return super().max_length if known is None else known
+
         def loglikelihood(self, requests, disable_tqdm: bool = True):
             return super().loglikelihood(requests, disable_tqdm=True)  # its tokenising bar: too quick
 
@@ -74,23 +71,23 @@ def _hflm_class():
             return totals
 
         def generate_until(self, requests, disable_tqdm: bool = True):
-            with _transient_bars():
+            with patches.transient_request_bars():
                 return super().generate_until(requests, disable_tqdm=not progress.enabled())
 
         def tok_encode(self, string: str, add_special_tokens: bool | None = None,
                        left_truncate_len: int | None = None, **kwargs) -> list[int]:
             # the same strings come back for every variant (base and each adapter): tokenise once
-            if kwargs or not TOKEN_CACHE:
+            cache = self.__dict__.get("_harness_tokens")  # None while HFLM's __init__ runs
+            if kwargs or not TOKEN_CACHE or cache is None:
                 return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
             key = (string, add_special_tokens, left_truncate_len)
-            cache = self.__dict__.setdefault("_harness_tokens", {})
             if key not in cache:
                 cache[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
             return list(cache[key])
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = True, override_bs: int | None = None):
             check_fits(requests, self.max_length)
-            with _transient_bars():
+            with patches.transient_request_bars():
                 return super()._loglikelihood_tokens(requests, disable_tqdm=not progress.enabled(),
                                                      override_bs=override_bs)
 
@@ -124,9 +121,6 @@ class HFBackend:
         # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
         self.lm = _hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                                 device=device, dtype=DTYPES[dtype], max_length=max_length)
-        # HFLM looks the context length up in the model config on every request (12,000 lookups,
-        # 0.3 s, for the bench suite); it cannot change while the model is loaded
-        self.lm._max_length = self.lm.max_length
 
     @staticmethod
     def _attach(model, adapters: dict[str, Path]):

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.backends import vllm_cpu_lora
+from harness.backends import patches, vllm_cpu_lora
 from harness.backends.base import check_fits
 from harness.errors import HarnessError
 from harness.records import BASE
@@ -112,7 +112,7 @@ class VLLMBackend:
         except (OSError, ValueError, RuntimeError) as e:
             raise HarnessError(f"{model_dir}: vLLM could not start an engine: {e}") from None
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-        window = self.engine.llm_engine.model_config.max_model_len - 1  # prompt + the one token vLLM samples
+        window = self.engine.model_config.max_model_len - 1  # prompt + the one token vLLM samples
         self._max_length = min(max_length or window, window)
         self._requests = {name: LoRARequest(name, i + 1, str(folder))
                           for i, (name, folder) in enumerate(self._adapters.items())}
@@ -132,10 +132,7 @@ class VLLMBackend:
         engine, self.engine = self.engine, None
         if engine is None:
             return
-        try:
-            engine.llm_engine.engine_core.shutdown()  # stops the engine's processes, if it started any
-        except Exception:  # noqa: BLE001 - already stopped; memory is freed below all the same
-            pass
+        patches.stop_engine(engine)
         del engine
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
@@ -145,7 +142,7 @@ class VLLMBackend:
 def _lm_class():
     """lm-eval's TemplateLM over a vLLM engine (built lazily: lm-eval is heavy to import)."""
     from lm_eval.api.model import TemplateLM
-    from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
+    from lm_eval.models.utils import has_bos_prefix
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -156,7 +153,6 @@ def _lm_class():
             super().__init__()
             self.owner, self.lora_request = owner, lora_request
             self.tokenizer = owner.tokenizer
-            self.add_bos_token = None
 
         @property
         def eot_token_id(self) -> int:
@@ -173,8 +169,8 @@ def _lm_class():
 
         def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None,
                        **kwargs) -> list[int]:
-            # HFLM's rules, so that both backends score the same tokens
-            special = _add_special_kwargs(add_special_tokens, self.add_bos_token)
+            # HFLM's rules (lm-eval 0.4.13), so that both backends score the same tokens
+            special = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
             if add_special_tokens is None and has_bos_prefix(string, self.tokenizer.decode(self.prefix_token_id)):
                 special["add_special_tokens"] = False
             encoding = self.tokenizer.encode(string, **special)

@@ -20,11 +20,11 @@ from typing import Any
 
 from harness.config import DataSpec, SuiteSpec, TaskSpec
 from harness.errors import ConfigError, HarnessError
+from harness.sources import lm_eval_patches
 from harness.util.yaml import load_yaml_file
 
 log = logging.getLogger(__name__)
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
-TEMPLATE_CACHE = True  # compile each prompt template once (tests turn it off to compare)
 DEFAULT_CACHE = Path.home() / ".cache" / "harness" / "datasets"  # converted local data, when no store
 
 
@@ -86,33 +86,6 @@ def task_hash(task: Any, indices: tuple[int, ...] | None) -> str:
     return h.hexdigest()
 
 
-def cache_compiled_templates() -> None:
-    """Make lm-eval compile each Jinja prompt template once per process.
-
-    lm-eval's `apply_template` compiles the template string anew for every document on every call
-    (doc_to_text, doc_to_target, doc_to_choice; each again for every model scored): ~5,000
-    compilations, 2.5 s of the 10 s spent scoring the bench suite for three models. Rendering the
-    same compiled template gives the same text (tests/test_speed.py compares every stored record).
-    """
-    import functools
-
-    from lm_eval import utils
-
-    if hasattr(utils.apply_template, "__wrapped__"):
-        return
-    compiled = functools.lru_cache(maxsize=4096)(utils.env.from_string)
-
-    original = utils.apply_template
-
-    @functools.wraps(original)
-    def apply_template(template: str, doc: dict) -> str:
-        if not TEMPLATE_CACHE:
-            return original(template, doc)
-        return compiled(template).render(**doc)
-
-    utils.apply_template = apply_template
-
-
 def load_task_yaml(path: Path, resolve_func: bool = True, recursive: bool = True, strict: bool = True,
                    _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
     """An lm-eval task YAML as lm-eval's own `load_yaml` reads it (`!function` tags, `include:`
@@ -144,7 +117,7 @@ class _Catalog:
     """Finds task YAML by task name: the suite's folders first, lm-eval's registry after."""
 
     def __init__(self, task_dirs: list[str]):
-        cache_compiled_templates()
+        lm_eval_patches.cache_compiled_templates()
 
         self.task_dirs = task_dirs
         self._local: dict[str, Path] = {}
