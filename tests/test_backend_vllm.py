@@ -150,6 +150,7 @@ def test_one_engine_loads_the_weights_once_for_a_base_and_two_adapters(tiny_worl
         assert len(engines) == 1 and engines[0]["enable_lora"] and engines[0]["max_loras"] == 2
         lls = _answers(backend, "loglikelihood", PROMPTS[:1])
         assert len(engines) == 1 and len({v[0][0] for v in lls.values()}) == 3  # three answers, one engine
+        assert callable(backend.engine.llm_engine.engine_core.shutdown)  # what patches.stop_engine relies on
     finally:
         backend.close()
 

@@ -81,6 +81,10 @@ def test_select_docs_lm_eval_scores_exactly_the_selected_documents(name, request
     assert sorted({s["doc_id"] for s in samples}) == [0, 1, 2]  # numbered 0..k-1, in the dataset's order
     assert [s["doc"] for s in samples if s["filter"] == samples[0]["filter"]] == [docs[i] for i in indices]
     assert list(task.eval_docs) == docs  # the task is whole again afterwards
+    # the same samples as lm-eval's own (slow) selection, once numbered by their indices
+    for sample in samples:
+        sample["doc_id"] = indices[sample["doc_id"]]
+    assert samples == _evaluate(task, samples={task.task_name: list(indices)})
 
 
 @pytest.mark.parametrize("name", ["capitals", "echo"])

