@@ -137,3 +137,24 @@ def test_the_demo_keys_a_candidate_by_its_adapter_and_not_by_where_its_base_lies
     assert _adapter_key(one, "K") == _adapter_key(moved, "K")
     assert _adapter_key(one, "K") != _adapter_key(one, "another base")
     assert _adapter_key(one, "K") != _adapter_key(one.model_copy(update={"steps": 5}), "K")
+
+
+def test_a_resume_for_another_adapter_is_refused_naming_what_differs(tmp_path):
+    """Checked before any weight is touched: the checkpoint's identity against the run's."""
+    from harness.errors import HarnessError
+    from harness.persisted import TRAINER_STATE, InputHashes, LoopProgress, TrainerState
+    from harness.train.checkpoint import load_checkpoint
+
+    spec = TrainSpec(base="base", data="train.jsonl", out="out", steps=4, checkpoint_every=2)
+    hashes = InputHashes(data="a" * 64)
+    folder = tmp_path / "step-000002"
+    write_record(folder / TRAINER_STATE, TrainerState(
+        loop=LoopProgress(step=2, loss_curve=[1.0, 0.9], tokens=2, loss_tokens=1, wall_s=0.1), spec=spec,
+        data_sha256=hashes, order=[], param_groups=[]))
+    for update, named in [({"lr": 1e-3}, "lr"), ({"seed": 1, "steps": 8}, "seed, steps"),
+                          ({"base": "other"}, "base")]:
+        with pytest.raises(HarnessError, match=rf"step-000002: written by a run with other settings \({named}\)"):
+            load_checkpoint(folder, None, None, None, spec.model_copy(update=update), hashes)
+    with pytest.raises(HarnessError, match=r"other settings \(data \(its content\)\)"):
+        load_checkpoint(folder, None, None, None, spec.model_copy(update={"data": "moved.jsonl"}),
+                        InputHashes(data="b" * 64))
