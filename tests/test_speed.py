@@ -3,6 +3,7 @@ plain path computes it."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import shutil
 from contextlib import nullcontext
@@ -47,7 +48,7 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
     from harness.sources import lm_eval_patches
 
     monkeypatch.setattr(patches, "shared_requests", lambda task, seed: nullcontext())
-    monkeypatch.setattr(hf, "TOKEN_CACHE", False)
+    monkeypatch.setattr(hf.HFBackend, "__init__", functools.partialmethod(hf.HFBackend.__init__, plain=True))
     monkeypatch.setattr(lm_eval_patches, "cache_compiled_templates", lambda: None)
     monkeypatch.setattr(utils, "apply_template", inspect.unwrap(utils.apply_template))
     plain = tiny_config(limit=16, store=tmp_path / "plain")
@@ -84,11 +85,11 @@ def test_rolling_windows_of_all_documents_in_one_sorted_pass_score_as_lm_evals_c
     requests = [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(texts)]
     for variant in backend.variants():
         with backend.activate(variant) as lm:
-            monkeypatch.setattr(hf, "ROLLING_ONE_PASS", True)
+            lm.plain = False
             calls.clear()
             one_pass = lm.loglikelihood_rolling(requests)
             assert len(calls) == 1 and calls[0] > len(texts)  # one sorted pass over every window
-            monkeypatch.setattr(hf, "ROLLING_ONE_PASS", False)
+            lm.plain = True
             calls.clear()
             chunked = lm.loglikelihood_rolling(requests)
             assert len(calls) > 1  # lm-eval's loop: one call per batch of windows

@@ -22,8 +22,6 @@ from harness.records import BASE
 from harness.util import progress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TOKEN_CACHE = True  # tokenise each distinct string once per loaded model (tests turn it off to compare)
-ROLLING_ONE_PASS = True  # rolling windows of all requests sorted and batched together (idem)
 
 
 def _hflm_class():
@@ -33,8 +31,11 @@ def _hflm_class():
     from lm_eval.models.huggingface import HFLM
 
     class QuietHFLM(HFLM):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, plain: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            # plain: lm-eval's own paths (no token cache, rolling windows in lm-eval's loop), the
+            # reference the fast paths are tested against
+            self.plain = plain
             self._harness_tokens: dict[tuple, list[int]] = {}
             # HFLM looks the context length up in the model config on every request (12,000
             # lookups, 0.3 s, for the bench suite); it cannot change while the model is loaded
@@ -52,7 +53,7 @@ def _hflm_class():
             """lm-eval's windows and sums, but every request's windows go to one
             `_loglikelihood_tokens` call, which sorts them by length: lm-eval sends them `batch_size`
             windows at a time in document order, each batch padded to its longest window."""
-            if not ROLLING_ONE_PASS or self.batch_size == "auto" or self.world_size > 1:
+            if self.plain or self.batch_size == "auto" or self.world_size > 1:
                 return super().loglikelihood_rolling(requests, disable_tqdm=True)
             windows, counts = [], []
             for request in requests:
@@ -78,7 +79,7 @@ def _hflm_class():
                        left_truncate_len: int | None = None, **kwargs) -> list[int]:
             # the same strings come back for every variant (base and each adapter): tokenise once
             cache = self.__dict__.get("_harness_tokens")  # None while HFLM's __init__ runs
-            if kwargs or not TOKEN_CACHE or cache is None:
+            if kwargs or cache is None or self.plain:
                 return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
             key = (string, add_special_tokens, left_truncate_len)
             if key not in cache:
@@ -101,7 +102,7 @@ class HFBackend:
 
     def __init__(self, model_dir: Path, *, dtype: str, device: str, batch_size: int,
                  adapters: dict[str, Path] | None = None, trust_remote_code: bool = False,
-                 max_length: int | None = None, allow_pickle: bool = False):
+                 max_length: int | None = None, allow_pickle: bool = False, plain: bool = False):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
@@ -120,7 +121,7 @@ class HFBackend:
         self.model = model
         # lm-eval's HFLM around our already-built model: it keeps its batching and scoring.
         self.lm = _hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                                device=device, dtype=DTYPES[dtype], max_length=max_length)
+                                device=device, dtype=DTYPES[dtype], max_length=max_length, plain=plain)
 
     @staticmethod
     def _attach(model, adapters: dict[str, Path]):
