@@ -371,7 +371,7 @@ def _print_summary(result) -> None:
         for role in ("target", "forgetting", "bias"):
             rr = cr.role(role)
             if rr:
-                parts.append(f"{role} {rr.delta:+.3f} [{rr.ci_low:+.3f}, {rr.ci_high:+.3f}]")
+                parts.append(f"{role} {rr.delta.estimate:+.3f} [{rr.delta.low:+.3f}, {rr.delta.high:+.3f}]")
         click.echo(f"compare: {cr.candidate:>14}  " + "  ".join(parts))
 
 

@@ -31,10 +31,11 @@ from harness.records import (
     CategoryResult,
     ComparisonResult,
     CurveRecord,
+    Estimate,
     FlipRecord,
+    GroupResult,
     MetricDelta,
     ModelRecord,
-    Range,
     RoiResult,
     RoleResult,
     RunInfo,
@@ -43,7 +44,16 @@ from harness.records import (
 )
 from harness.roi import compute_roi
 from harness.sources.aggregations import resolve_aggregation
-from harness.stats import POWER, PairedResult, analyze_paired, holm, is_binary, role_bootstrap, wilson
+from harness.stats import (
+    POWER,
+    PairedResult,
+    analyze_paired,
+    holm,
+    is_binary,
+    mean_interval,
+    role_bootstrap,
+    score_interval,
+)
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, Store
 from harness.util.environment import machine, package_versions
 from harness.util.files import now_iso
@@ -84,20 +94,6 @@ def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray 
     return None if field is None else _doc_field(joined, field, task, "cluster")
 
 
-def _level(values: np.ndarray, confidence: float) -> Range:
-    """Mean of per-item scores with a Wilson (0/1) or t interval."""
-    mean = float(values.mean())
-    if is_binary(values):
-        low, high = wilson(int(values.sum()), values.size, confidence)
-    elif values.size > 1:
-        t = float(sps.t.ppf(0.5 + confidence / 2, values.size - 1))
-        half = t * float(values.std(ddof=1)) / math.sqrt(values.size)
-        low, high = mean - half, mean + half
-    else:
-        low = high = mean
-    return Range(estimate=mean, low=low, high=high)
-
-
 def _categories(joined: pd.DataFrame, field: str | None, values: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
                 clusters: np.ndarray | None, task: str, st: StatsSpec) -> list[CategoryResult]:
     """Per category: levels and the paired delta, from `values(mask)` -> (base, candidate) arrays."""
@@ -111,8 +107,8 @@ def _categories(joined: pd.DataFrame, field: str | None, values: Callable[[np.nd
         cl = clusters[m] if clusters is not None and len(set(clusters[m])) > 1 else None
         d = analyze_paired(b, c, clusters=cl, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
         out.append(CategoryResult(category=json.loads(label) if label.startswith('"') else label, n=int(m.sum()),
-                                  base=_level(b, st.confidence), candidate=_level(c, st.confidence),
-                                  delta=Range(estimate=d.estimate, low=d.low, high=d.high)))
+                                  base=score_interval(b, confidence=st.confidence),
+                                  candidate=score_interval(c, confidence=st.confidence), delta=d.delta))
     return out
 
 
@@ -128,9 +124,21 @@ def _pseudo_values(items: list, aggregate: Callable[[list], float], what: str) -
     return n * theta - (n - 1) * loo, theta
 
 
+@dataclasses.dataclass(frozen=True)
+class _Paired:
+    """One task's paired items, as the role, summary and group results pool them."""
+
+    entry: str  # the suite entry: the task itself, or the group (mmlu) lm-eval expanded into it
+    task: str
+    d: np.ndarray  # candidate - base, per item
+    clusters: np.ndarray | None
+    stats: PairedResult
+    candidate: np.ndarray  # the candidate's per-item scores, their mean its score (jackknife: the plug-in)
+
+
 def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
-                 aggregation: Callable[[list], float] | None = None,
-                 ) -> tuple[TaskResult, np.ndarray, np.ndarray | None, PairedResult, list[FlipRecord]]:
+                 aggregation: Callable[[list], float] | None = None, entry: str = "",
+                 ) -> tuple[TaskResult, _Paired, list[FlipRecord]]:
     col, col_json = METRIC_PREFIX + spec.metric, METRIC_JSON_PREFIX + spec.metric
     clusters = _clusters(joined, spec.cluster, task)
     if f"{col}_base" in joined:
@@ -165,10 +173,14 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
                            "more items (eval.limit, subset) or drop `cluster:` from the suite entry")
     stats = analyze_paired(b, c, clusters=clusters, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
     if f"{col}_base" not in joined:  # centre the jackknife interval on the plug-in difference
-        shift = (cand_score - base_score) - stats.estimate
-        stats = dataclasses.replace(stats, estimate=stats.estimate + shift, low=stats.low + shift,
-                                    high=stats.high + shift)
+        shift = (cand_score - base_score) - stats.delta.estimate
+        stats = dataclasses.replace(stats, delta=stats.delta.map(lambda x: x + shift))
     binary = is_binary(b) and is_binary(c)
+
+    def level(x: np.ndarray, score: float) -> Estimate:  # the mean is the score, the spread the items'
+        return mean_interval(score, float(x.std(ddof=1)) if x.size > 1 else 0.0, x.size, binary=binary,
+                             confidence=st.confidence)
+
     flips: list[FlipRecord] = []
     counts = {"to_wrong": 0, "to_right": 0}
     if binary:
@@ -181,14 +193,12 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
                                         base_response=r["response_base"],
                                         candidate_response=r["response_cand"]))
     result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=stats.n, binary=binary,
-                        base_score=base_score, candidate_score=cand_score,
-                        candidate_sd=float(c.std(ddof=1)) if c.size > 1 else 0.0,
-                        delta=stats.estimate, ci_low=stats.low, ci_high=stats.high,
+                        base=level(b, base_score), candidate=level(c, cand_score), delta=stats.delta,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
                         p_holm=stats.p_value, sd_item=stats.sd_item, design_effect=stats.design_effect,
                         n_clusters=stats.n_clusters, mde=stats.mde, **counts,
                         categories=_categories(joined, spec.category, values, clusters, task, st))
-    return result, c - b, clusters, stats, flips
+    return result, _Paired(entry or task, task, c - b, clusters, stats, c + (cand_score - float(c.mean()))), flips
 
 
 def _aggregation(store: Store, run: PlannedRun, metric: str) -> Callable[[list], float] | None:
@@ -200,40 +210,44 @@ def _aggregation(store: Store, run: PlannedRun, metric: str) -> Callable[[list],
 def _extra(joined: pd.DataFrame, t, metric: str, st: StatsSpec, aggregation) -> MetricDelta:
     spec = t.spec.model_copy(update={"metric": metric, "category": None, "extra_metrics": []})
     r, *_ = _task_result(joined, spec, t.name, st, aggregation)
-    return MetricDelta(metric=metric, binary=r.binary, base_score=r.base_score, candidate_score=r.candidate_score,
-                       delta=r.delta, ci_low=r.ci_low, ci_high=r.ci_high)
+    return MetricDelta(metric=metric, binary=r.binary, base=r.base, candidate=r.candidate, delta=r.delta)
 
 
-def _role_result(role: str, items: list[tuple[str, str, np.ndarray, np.ndarray | None, PairedResult]],
-                 st: StatsSpec) -> RoleResult:
+def _role_result(role: str, items: list[_Paired], st: StatsSpec) -> RoleResult:
     """The role's delta: the mean over its suite entries. An entry that lm-eval expands into several
     tasks (a group such as mmlu) counts once, its items pooled (a size-weighted mean, as lm-eval
     aggregates groups)."""
-    entries: dict[str, list] = {}
-    for entry, name, d, cl, stats in items:
-        entries.setdefault(entry, []).append((name, d, cl, stats))
+    entries: dict[str, list[_Paired]] = {}
+    for item in items:
+        entries.setdefault(item.entry, []).append(item)
     groups, ses = [], []
     for members in entries.values():
-        d = np.concatenate([m[1] for m in members])
-        if all(m[2] is None for m in members):
+        d = np.concatenate([m.d for m in members])
+        if all(m.clusters is None for m in members):
             cl = None
         else:  # clusters stay within their task; a task without clusters has one item per cluster
             labels: list[str] = []
-            for name, dd, cc, _ in members:
-                labels += [f"{name}\x1f{c}" for c in cc] if cc is not None else \
-                    [f"{name}\x1f#{i}" for i in range(dd.size)]
+            for m in members:
+                labels += [f"{m.task}\x1f{c}" for c in m.clusters] if m.clusters is not None else \
+                    [f"{m.task}\x1f#{i}" for i in range(m.d.size)]
             cl = np.array(labels)
         groups.append((d, cl))
-        total = sum(m[3].n for m in members)
-        ses.append(math.sqrt(sum((m[3].n * m[3].se) ** 2 for m in members)) / total)
-    ci = role_bootstrap(groups, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
+        total = sum(m.stats.n for m in members)
+        ses.append(math.sqrt(sum((m.stats.n * m.stats.se) ** 2 for m in members)) / total)
+    delta, p = role_bootstrap(groups, confidence=st.confidence, resamples=st.resamples, seed=st.seed)
     # the mean of independent entry means: its variance is the sum of theirs over E^2 (the tasks'
     # standard errors include their smoothing and design effects, so power is not overstated)
     se = math.sqrt(sum(x ** 2 for x in ses)) / len(ses)
     power_z = float(sps.norm.ppf(0.5 + st.confidence / 2) + sps.norm.ppf(POWER))
-    return RoleResult(role=role, tasks=[i[1] for i in items], n=sum(i[4].n for i in items),
-                      delta=ci.estimate, ci_low=ci.low, ci_high=ci.high, se=se,
-                      p_value=ci.p_value if ci.p_value is not None else 1.0, mde=power_z * se)
+    return RoleResult(role=role, tasks=[i.task for i in items], n=sum(i.stats.n for i in items),
+                      delta=delta, se=se, p_value=p, mde=power_z * se)
+
+
+def _group_result(entry: str, role: str, items: list[_Paired], binary: bool, st: StatsSpec) -> GroupResult:
+    """A group entry (mmlu): its delta as the role pools it, and the candidate's score over its items."""
+    candidate = score_interval(np.concatenate([i.candidate for i in items]), binary=binary, confidence=st.confidence)
+    return GroupResult(name=entry, description=f"lm-eval group of {len(items)} tasks, items pooled",
+                       candidate=candidate, **_role_result(role, items, st).model_dump())
 
 
 def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
@@ -250,30 +264,30 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
             t = run.task
             joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
             aggregation = _aggregation(store, run, t.spec.metric)
-            result, d, clusters, stats, task_flips = _task_result(joined, t.spec, t.name, st, aggregation)
+            result, paired, task_flips = _task_result(joined, t.spec, t.name, st, aggregation, entry=t.spec.task)
             if t.spec.extra_metrics:
                 result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
                                                              for m in t.spec.extra_metrics]})
             tasks.append(result)
             flips += task_flips
-            by_role.setdefault(t.spec.role, []).append((t.spec.task, t.name, d, clusters, stats))
+            by_role.setdefault(t.spec.role, []).append(paired)
         # Holm across the tasks of each role
         for items in by_role.values():
-            names = [i[1] for i in items]
-            adjusted = dict(zip(names, holm([i[4].p_value for i in items]), strict=True))
+            names = [i.task for i in items]
+            adjusted = dict(zip(names, holm([i.stats.p_value for i in items]), strict=True))
             tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
                      for t in tasks]
         roles = [_role_result(role, items, st) for role, items in by_role.items()]
         entries = [i for items in by_role.values() for i in items]
         summaries = [SummaryResult(name=sm.name, description=sm.description,
-                                   **_role_result(role_of[sm.tasks[0]], [i for i in entries if i[0] in sm.tasks],
+                                   **_role_result(role_of[sm.tasks[0]], [i for i in entries if i.entry in sm.tasks],
                                                   st).model_dump())
                      for sm in suite.summaries]
-        members: dict[str, list] = {}
+        members: dict[str, list[_Paired]] = {}
         for i in entries:
-            members.setdefault(i[0], []).append(i)
-        groups = [SummaryResult(name=entry, description=f"lm-eval group of {len(items)} tasks, items pooled",
-                                **_role_result(role_of[entry], items, st).model_dump())
+            members.setdefault(i.entry, []).append(i)
+        binary = {t.task: t.binary for t in tasks}
+        groups = [_group_result(entry, role_of[entry], items, all(binary[i.task] for i in items), st)
                   for entry, items in members.items() if len(items) > 1]
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
                                        summaries=summaries, groups=groups))
@@ -367,10 +381,9 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
         if col not in df or not is_binary(values):
             raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
                                "the ROI values correct outputs")
-        low, high = wilson(int(values.sum()), values.size, spec.stats.confidence)
         wall = store.read_manifest(run.key).wall_s
         return AlternativeRecord(name=name, kind=kind, n=values.size,
-                                 accuracy=Range(estimate=float(values.mean()), low=low, high=high),
+                                 accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
                                  seconds_per_item=wall / values.size, train_s=train_s)
 
     alts = [alternative(zero_label, "zero-shot", base_run)]
@@ -386,5 +399,5 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
             joined = _pair(store.read(brun.key), store.read(run.key), task, tspec.filter, run.model.label, same="doc")
             paired = analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
                                     joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence)
-            gains[(run.model.label, name)] = Range(estimate=paired.estimate, low=paired.low, high=paired.high)
+            gains[(run.model.label, name)] = paired.delta
     return compute_roi(spec.roi, task, alts, gains)

@@ -9,7 +9,8 @@ Every verdict reads the interval of the difference against the gate's threshold,
                                    fail: high < 0  (shown worse than the base, not within margin)
     no_bias_amplification(margin)  pass: high < margin   (delta = increase of the bias score)
                                    fail: low > 0   (shown more biased, not within margin)
-    floor(min_score)               pass: the candidate's score interval lies above min_score
+    floor(min_score)               pass: the candidate's score interval (computed in compare)
+                                         lies above min_score
                                    fail: it lies below
 
 Anything else is `underpowered`: the interval is too wide to tell, and the verdict says how many
@@ -25,12 +26,9 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from scipy import stats as sps
-
 from harness.config import GateSpec, HarnessSpec, SuiteSpec
 from harness.errors import ConfigError, HarnessError
-from harness.records import CandidateResult, ComparisonResult, GateVerdict, RoleResult, TaskResult
-from harness.stats import wilson
+from harness.records import CandidateResult, ComparisonResult, Estimate, GateVerdict, RoleResult, TaskResult
 
 
 def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
@@ -69,7 +67,7 @@ def _scaled_n(n: int, mde: float, effect: float) -> int:
 
 
 def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: str) -> GateVerdict:
-    est, lo, hi, n, mde = r.delta, r.ci_low, r.ci_high, r.n, r.mde
+    lo, hi, n, mde = r.delta.low, r.delta.high, r.n, r.mde
     p = r.p_value
     if gate.rule == "improves":
         thr = gate.min_delta or 0.0
@@ -111,30 +109,15 @@ def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: s
         why += f"; at n={n} the probe should resolve {effect:.4f}: this interval is wide by chance"
         needed = None
     return GateVerdict(candidate=cand, gate=f"{gate.target}::{gate.rule}", rule=gate.rule, target=gate.target,
-                       status=status, estimate=est, ci_low=lo, ci_high=hi, threshold=thr, test=test,
+                       status=status, value=r.delta, threshold=thr, test=test,
                        p_value=p, n=n, mde=mde, n_required=needed, message=why)
 
 
-def _pooled(leaves: list[TaskResult]) -> TaskResult:
-    """The candidate's score over the items of several tasks (a group entry such as mmlu), pooled
-    as the group's delta pools them: the size-weighted mean, and the spread within and between tasks."""
-    n = sum(t.n for t in leaves)
-    score = sum(t.n * t.candidate_score for t in leaves) / n
-    ss = sum((t.n - 1) * t.candidate_sd ** 2 + t.n * (t.candidate_score - score) ** 2 for t in leaves)
-    return leaves[0].model_copy(update={"n": n, "candidate_score": score, "binary": all(t.binary for t in leaves),
-                                        "candidate_sd": math.sqrt(ss / max(1, n - 1))})
-
-
-def _floor_verdict(gate: GateSpec, cand: str, t: TaskResult, confidence: float) -> GateVerdict:
+def _floor_verdict(gate: GateSpec, cand: str, level: Estimate, n: int, binary: bool) -> GateVerdict:
+    """The candidate's score interval, as compare computed it, against the floor."""
     thr = gate.min_score or 0.0
-    score = t.candidate_score
-    if t.binary:
-        lo, hi = wilson(round(score * t.n), t.n, confidence)
-        test = "Wilson interval of the candidate's score"
-    else:
-        half = float(sps.t.ppf(0.5 + confidence / 2, max(1, t.n - 1))) * t.candidate_sd / math.sqrt(t.n)
-        lo, hi = score - half, score + half
-        test = "t interval of the candidate's score"
+    score, lo, hi = level.estimate, level.low, level.high
+    test = "Wilson interval of the candidate's score" if binary else "t interval of the candidate's score"
     if lo > thr:
         status, why = "pass", f"score {score:.4f}, lower bound {lo:.4f} > floor {thr:.4f}"
     elif hi < thr:
@@ -142,8 +125,7 @@ def _floor_verdict(gate: GateSpec, cand: str, t: TaskResult, confidence: float) 
     else:
         status, why = "underpowered", f"score {score:.4f}: interval [{lo:.4f}, {hi:.4f}] holds the floor {thr:.4f}"
     return GateVerdict(candidate=cand, gate=f"{gate.target}::{gate.rule}", rule=gate.rule, target=gate.target,
-                       status=status, estimate=score, ci_low=lo, ci_high=hi, threshold=thr, test=test,
-                       n=t.n, message=why)
+                       status=status, value=level, threshold=thr, test=test, n=n, message=why)
 
 
 def applies(gate: GateSpec, candidate: str) -> bool:
@@ -155,11 +137,11 @@ def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[
     verdicts = []
     for cr in result.results:
         for gate in (g for g in gates if applies(g, cr.candidate)):
-            verdicts.append(gate_verdict(cr, gate, result.confidence))
+            verdicts.append(gate_verdict(cr, gate))
     return verdicts
 
 
-def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> GateVerdict:
+def gate_verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
     """One gate's verdict for one candidate. A task gate on a group entry (mmlu, which lm-eval
     expands into its subjects) reads the pooled entry, as the forest plot shows it."""
     if gate.task is not None:
@@ -170,13 +152,13 @@ def gate_verdict(cr: CandidateResult, gate: GateSpec, confidence: float) -> Gate
                                f"group entry '{gate.task}' (has: {', '.join(x.task for x in cr.tasks)})")
         if group is not None:
             if gate.rule == "floor":
-                leaves = [x for x in cr.tasks if x.task in group.tasks]
-                return _floor_verdict(gate, cr.candidate, _pooled(leaves), confidence)
+                binary = all(x.binary for x in cr.tasks if x.task in group.tasks)
+                return _floor_verdict(gate, cr.candidate, group.candidate, group.n, binary)
             return _diff_verdict(gate, cr.candidate, group,
                                  f"paired bootstrap over the items of the group's {len(group.tasks)} tasks")
         assert t is not None
         if gate.rule == "floor":
-            return _floor_verdict(gate, cr.candidate, t, confidence)
+            return _floor_verdict(gate, cr.candidate, t.candidate, t.n, t.binary)
         return _diff_verdict(gate, cr.candidate, t, f"{t.interval}; {t.test}")
     if gate.summary is not None:
         r = next(s for s in cr.summaries if s.name == gate.summary)
@@ -215,8 +197,8 @@ def format_table(verdicts: list[GateVerdict]) -> str:
     """A readable fixed-width table, one line per (candidate, gate)."""
     rows = [("candidate", "gate", "verdict", "estimate", "interval", "threshold", "p", "n")]
     for v in verdicts:
-        rows.append((v.candidate, v.gate, v.status.upper(), f"{v.estimate:+.4f}",
-                     f"[{v.ci_low:+.4f}, {v.ci_high:+.4f}]", f"{v.threshold:+.4f}",
+        rows.append((v.candidate, v.gate, v.status.upper(), f"{v.value.estimate:+.4f}",
+                     f"[{v.value.low:+.4f}, {v.value.high:+.4f}]", f"{v.threshold:+.4f}",
                      "-" if v.p_value is None else f"{v.p_value:.3g}", str(v.n)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -239,7 +221,7 @@ def write_junit(verdicts: list[GateVerdict], path: Path, underpowered: str, name
                        errors="0")
     for v, blocks in zip(verdicts, blocking, strict=True):
         case = ET.SubElement(suite, "testcase", classname=f"harness.{name}.{v.candidate}", name=v.gate)
-        detail = (f"estimate {v.estimate:+.4f}, {v.ci_low:+.4f}..{v.ci_high:+.4f}, threshold "
+        detail = (f"estimate {v.value.estimate:+.4f}, {v.value.low:+.4f}..{v.value.high:+.4f}, threshold "
                   f"{v.threshold:+.4f}; {v.test}")
         if blocks:
             ET.SubElement(case, "failure", message=f"{v.status}: {v.message}", type=v.status).text = detail

@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.records import CurveRecord, Range, Record
+from harness.records import CurveRecord, Estimate, Record
 from harness.util.files import atomic_write
 
 # the file names (train_manifest.json is harness.records.TRAIN_MANIFEST: compare reads it too)
@@ -256,7 +256,7 @@ class MonitorResult(PersistedRecord):
     paired: bool = Field(description="Scored against the same items (by prompt) instead of independent samples.")
     accepted_score: float = Field(description="Mean metric of the accepted run.")
     new_score: float = Field(description="Mean metric on the samples.")
-    change: Range = Field(description="New minus accepted score, with its interval.")
+    change: Estimate = Field(description="New minus accepted score, with its interval.")
     method: str = Field(description="How the interval was computed.")
     drop: bool = Field(description="The whole interval is below zero and the drop is at least max_drop.")
     novelty_reference: float = Field(description="Mean share of unseen word bigrams in held-out training inputs.")

@@ -91,7 +91,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
         earlier = store.history(spec.name, result.suite_hash)
         store.record_comparison(result)
         result = result.model_copy(update={"history": [history_entry(c) for c in earlier] + [history_entry(
-            {"id": 0, "created_at": result.created_at, "summary": {cr.candidate: {r.role: r.delta for r in cr.roles}
+            {"id": 0, "created_at": result.created_at, "summary": {cr.candidate: cr.role_deltas()
                                                                    for cr in result.results}})]})
     return result
 

@@ -113,7 +113,7 @@ class GateItem(pytest.Item):
         loaded = self.config.stash[_LOADED]
         result = comparison_for(self.config, loaded.path, self.config.getoption("harness_candidate"))
         cr = next(c for c in result.results if c.candidate == self.candidate)
-        verdict = gate_verdict(cr, self.gate, result.confidence)
+        verdict = gate_verdict(cr, self.gate)
         if verdict_blocks(verdict, loaded.spec.underpowered):
             raise GateFailed(verdict, worst_flips(cr, self.gate))
         if verdict.status == "underpowered":
@@ -125,8 +125,8 @@ class GateItem(pytest.Item):
         v, flips = excinfo.value.verdict, excinfo.value.flips
         lines = [
             f"{v.status.upper()}: {v.test_id}",
-            f"  estimate  {v.estimate:+.4f}",
-            f"  interval  [{v.ci_low:+.4f}, {v.ci_high:+.4f}]   ({v.test})",
+            f"  estimate  {v.value.estimate:+.4f}",
+            f"  interval  [{v.value.low:+.4f}, {v.value.high:+.4f}]   ({v.test})",
             f"  threshold {v.threshold:+.4f}   n={v.n}" + (f"   MDE {v.mde:.4f}" if v.mde is not None else ""),
             f"  {v.message}",
         ]

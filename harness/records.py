@@ -1,16 +1,24 @@
 """What the harness produces from a comparison: immutable, versioned records.
 
 `ComparisonResult` is written as comparison.json beside each report; everything downstream of
-the store (gates, report, ROI) reads only these.
+the store (gates, report, ROI) reads only these. Every figure that has an interval is an
+`Estimate`.
+
+Formats of comparison.json: 1, flat fields (`delta`, `ci_low`, `ci_high`, `base_score`,
+`candidate_score`, `candidate_sd`; a verdict's `estimate`, `ci_low`, `ci_high`); 2, an `Estimate`
+for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's pooled
+`candidate` level. Format 1 is read as format 2 (`ComparisonResult._upgrade`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
 BASE = "base"  # the base model's label; every other label is a candidate's name
 TRAIN_MANIFEST = "train_manifest.json"  # what the trainer did, beside the adapter it wrote
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
@@ -21,12 +29,17 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Range(Record):
-    """A figure with the range that follows the interval of the quality it depends on."""
+class Estimate(Record):
+    """A figure with its interval: a score, a paired difference (candidate - base), or a figure
+    whose range follows the interval of the quality it depends on (ROI)."""
 
-    estimate: float
-    low: float
-    high: float
+    estimate: float = Field(description="The point estimate.")
+    low: float = Field(description="Lower end of the interval.")
+    high: float = Field(description="Upper end of the interval.")
+
+    def map(self, f: Callable[[float], float]) -> Estimate:
+        """`f` of the estimate and of each end (an increasing `f` keeps low <= high)."""
+        return Estimate(estimate=f(self.estimate), low=f(self.low), high=f(self.high))
 
 
 class ModelRecord(Record):
@@ -54,9 +67,9 @@ class CategoryResult(Record):
 
     category: str
     n: int
-    base: Range
-    candidate: Range
-    delta: Range = Field(description="Paired candidate - base, with the task's method.")
+    base: Estimate
+    candidate: Estimate
+    delta: Estimate = Field(description="Paired candidate - base, with the task's method.")
 
 
 class MetricDelta(Record):
@@ -64,11 +77,9 @@ class MetricDelta(Record):
 
     metric: str
     binary: bool
-    base_score: float
-    candidate_score: float
-    delta: float
-    ci_low: float
-    ci_high: float
+    base: Estimate
+    candidate: Estimate
+    delta: Estimate
 
 
 class TaskResult(Record):
@@ -79,12 +90,12 @@ class TaskResult(Record):
     metric: str
     n: int = Field(description="Paired items.")
     binary: bool = Field(description="Metric takes only the values 0 and 1 (e.g. acc).")
-    base_score: float
-    candidate_score: float
-    delta: float = Field(description="candidate - base, in the metric's unit.")
-    ci_low: float
-    ci_high: float
-    interval: str = Field(description="How the interval was computed.")
+    base: Estimate = Field(description="The base's score: the mean of its per-item scores, with a Wilson "
+                                       "interval (0/1 metrics) or a t interval.")
+    candidate: Estimate = Field(description="The candidate's score, likewise (what a floor gate reads).")
+    delta: Estimate = Field(description="Paired candidate - base, in the metric's unit, with the interval "
+                                        "`interval` names.")
+    interval: str = Field(description="How the delta's interval was computed.")
     test: str = Field(description="Test behind p_value (null: no difference).")
     p_value: float
     p_holm: float = Field(description="p_value after Holm's correction across the tasks of the role.")
@@ -92,7 +103,6 @@ class TaskResult(Record):
     design_effect: float = Field(1.0, description="Variance inflation from clustered items.")
     n_clusters: int | None = None
     mde: float = Field(description="Smallest true delta this probe detects with power 0.8.")
-    candidate_sd: float = Field(description="Standard deviation of the candidate's per-item scores.")
     to_wrong: int = Field(0, description="Binary metrics: items right for base, wrong for candidate.")
     to_right: int = Field(0, description="Binary metrics: items wrong for base, right for candidate.")
     categories: list[CategoryResult] = Field(default_factory=list, description="Per category, when the "
@@ -106,9 +116,7 @@ class RoleResult(Record):
     role: str
     tasks: list[str]
     n: int = Field(description="Paired items over all the role's tasks.")
-    delta: float
-    ci_low: float
-    ci_high: float
+    delta: Estimate = Field(description="The mean of the task deltas, with a bootstrap interval.")
     se: float = Field(description="Standard error of the role delta (tasks independent).")
     p_value: float = Field(description="Two-sided paired bootstrap p-value of the role delta.")
     mde: float = Field(description="Smallest true role delta detected with power 0.8.")
@@ -119,6 +127,13 @@ class SummaryResult(RoleResult):
 
     name: str
     description: str = ""
+
+
+class GroupResult(SummaryResult):
+    """A suite entry that lm-eval expands into several tasks (mmlu), its items pooled as the role pools them."""
+
+    candidate: Estimate = Field(description="The candidate's score over the pooled items (the size-weighted "
+                                            "mean), with its interval: what a floor gate on the entry reads.")
 
 
 class FlipRecord(Record):
@@ -139,11 +154,15 @@ class CandidateResult(Record):
     roles: list[RoleResult]
     flips: list[FlipRecord]
     summaries: list[SummaryResult] = Field(default_factory=list)
-    groups: list[SummaryResult] = Field(default_factory=list, description="Suite entries that lm-eval expands "
-                                        "into several tasks (mmlu), their items pooled as the role pools them.")
+    groups: list[GroupResult] = Field(default_factory=list, description="Suite entries that lm-eval expands "
+                                      "into several tasks (mmlu), their items pooled as the role pools them.")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)
+
+    def role_deltas(self) -> dict[str, float]:
+        """Role -> delta estimate: what the store's history keeps of a candidate."""
+        return {r.role: r.delta.estimate for r in self.roles}
 
 
 class GateVerdict(Record):
@@ -154,9 +173,8 @@ class GateVerdict(Record):
     rule: str
     target: str = Field(description="Role or task name.")
     status: Status
-    estimate: float = Field(description="delta (candidate - base), or the candidate's score for floor.")
-    ci_low: float
-    ci_high: float
+    value: Estimate = Field(description="What the rule reads: the delta (candidate - base) with its interval, "
+                                        "or for floor the candidate's score with its interval.")
     threshold: float = Field(description="The bound the interval is read against.")
     test: str
     p_value: float | None = None
@@ -176,7 +194,7 @@ class AlternativeRecord(Record):
     name: str
     kind: Literal["zero-shot", "few-shot", "candidate"]
     n: int
-    accuracy: Range = Field(description="Share of items right, with a Wilson interval.")
+    accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
     seconds_per_item: float = Field(description="Measured scoring time per item, model loaded.")
     train_s: float | None = Field(None, description="Candidates: training wall time (trainer manifest).")
 
@@ -194,11 +212,11 @@ class RoiLine(Record):
 
     candidate: str = Field(description="The alternative valued: a candidate, or a base alternative vs human.")
     baseline: str = Field(description="'human' (a person does every item) or a base alternative.")
-    quality: Range = Field(description="Candidate accuracy (vs human) or paired accuracy gain.")
-    value_per_month: Range = Field(description="Person-time saved, valued at the hourly rate.")
+    quality: Estimate = Field(description="Candidate accuracy (vs human) or paired accuracy gain.")
+    value_per_month: Estimate = Field(description="Person-time saved, valued at the hourly rate.")
     serving_cost_per_month: float = Field(description="Extra serving cost against the baseline.")
-    net_per_month: Range
-    hours_saved_per_month: Range
+    net_per_month: Estimate
+    hours_saved_per_month: Estimate
     training_cost: float | None = Field(description="One-off; None when no trainer manifest was found.")
     payback_months: Payback | None = Field(description="Training cost / net per month; None without a "
                                                        "training cost.")
@@ -219,7 +237,7 @@ class CurvePoint(Record):
 
     x: int = Field(description="Training step, or training records in the sweep.")
     candidate: str = Field(description="The adapter's name in the comparison that scored it.")
-    roles: dict[str, Range] = Field(description="Per role, the paired delta against the base and its interval.")
+    roles: dict[str, Estimate] = Field(description="Per role, the paired delta against the base and its interval.")
     gates_failed: int = Field(0, description="Gates of the evaluation config this adapter fails.")
 
     @property
@@ -275,3 +293,64 @@ class ComparisonResult(Record):
                                         "suite from the store's index, oldest first, then this one.")
     curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
                                       "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Read a comparison.json of format 1 as format 2."""
+        if isinstance(data, dict) and data.get("version") == 1:
+            return _from_format1(data)
+        return data
+
+
+def _from_format1(data: dict) -> dict:
+    """Format 1's flat fields folded into format 2's Estimates. The candidate's score interval is
+    computed as compare computes it (stats.mean_interval), from the score, spread and n format 1
+    stored, a group entry's from its tasks' pooled; format 1 kept no spread of the base's scores,
+    nor of a secondary metric's, so those levels are their points unless the metric is 0/1."""
+    from harness.stats import mean_interval  # the one allowed upward import (pyproject: ignore_imports)
+
+    conf = data.get("confidence", 0.95)
+
+    def flat(d: dict, estimate: str, low: str = "ci_low", high: str = "ci_high") -> dict:
+        return {"estimate": d.pop(estimate), "low": d.pop(low), "high": d.pop(high)}
+
+    def level(score: float, sd: float, n: int, binary: bool) -> dict:
+        return mean_interval(score, sd, n, binary=binary, confidence=conf).model_dump()
+
+    def scores(d: dict, n: int, sd: float) -> dict:
+        d = dict(d)
+        d["delta"] = flat(d, "delta")
+        d["base"] = level(d.pop("base_score"), 0.0, n, d["binary"])
+        d["candidate"] = level(d.pop("candidate_score"), d.pop("candidate_sd", sd), n, d["binary"])
+        return d
+
+    def task(t: dict) -> dict:
+        return {**scores(t, t["n"], 0.0), "extra": [scores(x, t["n"], 0.0) for x in t.get("extra", [])]}
+
+    def role(r: dict) -> dict:
+        r = dict(r)
+        r["delta"] = flat(r, "delta")
+        return r
+
+    def group(g: dict, tasks: list[dict]) -> dict:
+        leaves = [t for t in tasks if t["task"] in g["tasks"]]
+        n = sum(t["n"] for t in leaves)
+        score = sum(t["n"] * t["candidate_score"] for t in leaves) / n
+        ss = sum((t["n"] - 1) * t["candidate_sd"] ** 2 + t["n"] * (t["candidate_score"] - score) ** 2 for t in leaves)
+        return {**role(g), "candidate": level(score, math.sqrt(ss / max(1, n - 1)), n,
+                                              all(t["binary"] for t in leaves))}
+
+    def result(cr: dict) -> dict:
+        tasks = cr.get("tasks", [])
+        return {**cr, "tasks": [task(t) for t in tasks], "roles": [role(r) for r in cr.get("roles", [])],
+                "summaries": [role(s) for s in cr.get("summaries", [])],
+                "groups": [group(g, tasks) for g in cr.get("groups", [])]}
+
+    def verdict(v: dict) -> dict:
+        v = dict(v)
+        v["value"] = flat(v, "estimate")
+        return v
+
+    return {**data, "version": RESULT_FORMAT, "results": [result(cr) for cr in data.get("results", [])],
+            "gates": [verdict(v) for v in data.get("gates", [])]}

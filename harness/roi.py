@@ -19,7 +19,7 @@ Every range takes the low and high end of the quality interval; costs are measur
 from __future__ import annotations
 
 from harness.config import RoiSpec
-from harness.records import AlternativeRecord, Payback, Range, RoiLine, RoiResult
+from harness.records import AlternativeRecord, Estimate, Payback, RoiLine, RoiResult
 
 SENSITIVITY_FACTORS = (0.5, 1.5)
 
@@ -28,7 +28,7 @@ def _net(spec: RoiSpec, hours: float, serving_cost: float) -> float:
     return hours * spec.hourly_rate - serving_cost
 
 
-def _payback(training_cost: float | None, net: Range) -> Payback | None:
+def _payback(training_cost: float | None, net: Estimate) -> Payback | None:
     if training_cost is None:
         return None
 
@@ -39,7 +39,7 @@ def _payback(training_cost: float | None, net: Range) -> Payback | None:
 
 
 def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | None,
-          quality: Range) -> RoiLine:
+          quality: Estimate) -> RoiLine:
     v, s, lost = spec.volume_per_month, spec.saved_minutes, spec.minutes_lost_per_wrong
     if baseline is None:  # a person does every item
         def hours(q: float) -> float:
@@ -50,9 +50,9 @@ def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | 
             return v * q * (s + lost) / 60
         seconds = cand.seconds_per_item - baseline.seconds_per_item
     serving = v * seconds / 3600 * spec.serving_hourly_price
-    h = Range(estimate=hours(quality.estimate), low=hours(quality.low), high=hours(quality.high))
-    value = Range(estimate=h.estimate * spec.hourly_rate, low=h.low * spec.hourly_rate, high=h.high * spec.hourly_rate)
-    net = Range(estimate=value.estimate - serving, low=value.low - serving, high=value.high - serving)
+    h = quality.map(hours)
+    value = h.map(lambda x: x * spec.hourly_rate)
+    net = value.map(lambda x: x - serving)
     price = spec.serving_hourly_price if spec.training_hourly_price is None else spec.training_hourly_price
     training = None if cand.train_s is None else cand.train_s / 3600 * price
     return RoiLine(candidate=cand.name, baseline="human" if baseline is None else baseline.name, quality=quality,
@@ -60,7 +60,7 @@ def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | 
                    hours_saved_per_month=h, training_cost=training, payback_months=_payback(training, net))
 
 
-def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord, quality: Range) -> dict:
+def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord, quality: Estimate) -> dict:
     """Net per month of `cand` against `baseline` as each input moves alone (quality: its interval)."""
     bars = [{"input": "quality (interval)", "low": _line(spec, cand, baseline, quality).net_per_month.low,
              "high": _line(spec, cand, baseline, quality).net_per_month.high}]
@@ -76,7 +76,7 @@ def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord
 
 
 def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
-                gains: dict[tuple[str, str], Range]) -> RoiResult:
+                gains: dict[tuple[str, str], Estimate]) -> RoiResult:
     """ROI lines: every alternative against a person doing the work, and every candidate against
     every way of prompting the base.
 

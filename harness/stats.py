@@ -17,6 +17,11 @@ The unit is the paired difference d_i = candidate_i - base_i on the same item. W
 - Holm's step-down correction across the tasks of a role, and a role-level delta (the mean of
   its task deltas) whose interval resamples every task's items (or clusters) in the same
   bootstrap replicate.
+- levels and independent samples: the Wilson interval of a share, the t interval of a mean, and
+  for two independent samples Newcombe's interval of a difference of shares (method 10 without
+  the pairs' correlation) and Welch's t interval of a difference of means.
+
+Every interval is a `records.Estimate`; where a method also gives a p-value, it is returned beside it.
 """
 
 from __future__ import annotations
@@ -27,15 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from harness.records import Estimate
+
 POWER = 0.8
-
-
-@dataclass(frozen=True)
-class Interval:
-    estimate: float
-    low: float
-    high: float
-    p_value: float | None = None  # two-sided, where the method gives one
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,7 @@ class PairedResult:
     """The paired comparison of one task's primary metric."""
 
     n: int
-    estimate: float  # mean of candidate - base
-    low: float
-    high: float
+    delta: Estimate  # mean of candidate - base, with its interval
     interval: str  # how the interval was computed
     test: str  # which test gave p_value (null: no difference)
     p_value: float
@@ -76,16 +73,56 @@ def n_required(sd_item: float, effect: float, *, confidence: float = 0.95, power
     return max(2, math.ceil(k * k * design_effect))
 
 
-def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     """Wilson score interval of a single proportion."""
     z = _z(confidence)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return Estimate(estimate=p, low=centre - half, high=centre + half)
 
 
-def newcombe_paired(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> Interval:
+def mean_interval(mean: float, sd: float, n: int, *, binary: bool, confidence: float = 0.95) -> Estimate:
+    """A mean score with its interval, from its summary: Wilson for a share of 0/1 items (`binary`),
+    else a t interval (n - 1 degrees of freedom; a single item is its own point)."""
+    if binary:
+        ci = wilson(round(mean * n), n, confidence)
+        return Estimate(estimate=mean, low=ci.low, high=ci.high)
+    if n < 2:
+        return Estimate(estimate=mean, low=mean, high=mean)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return Estimate(estimate=mean, low=mean - half, high=mean + half)
+
+
+def score_interval(values: np.ndarray, *, binary: bool | None = None, confidence: float = 0.95) -> Estimate:
+    """The mean of per-item scores with its interval (mean_interval); `binary` defaults to whether
+    every value is 0 or 1."""
+    values = np.asarray(values, dtype=float)
+    sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return mean_interval(float(values.mean()), sd, values.size,
+                         binary=is_binary(values) if binary is None else binary, confidence=confidence)
+
+
+def newcombe_independent(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> Estimate:
+    """p2 - p1 of two independent proportions, from their Wilson intervals (Newcombe 1998, method 10)."""
+    p1, p2 = x1 / n1, x2 / n2
+    a, b = wilson(x1, n1, confidence), wilson(x2, n2, confidence)
+    d = p2 - p1
+    return Estimate(estimate=d, low=d - math.sqrt((p2 - b.low) ** 2 + (a.high - p1) ** 2),
+                    high=d + math.sqrt((b.high - p2) ** 2 + (p1 - a.low) ** 2))
+
+
+def welch(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Estimate:
+    """Welch's t interval of mean(b) - mean(a), two independent samples."""
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else 1.0
+    t = sps.t.ppf(0.5 + confidence / 2, df)
+    d = b.mean() - a.mean()
+    return Estimate(estimate=float(d), low=float(d - t * se), high=float(d + t * se))
+
+
+def newcombe_paired(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> Estimate:
     """Newcombe (1998) method 10 for p1 - p2 of a paired 2x2 table.
 
     n11: both 1; n12: first 1, second 0; n21: first 0, second 1; n22: both 0.
@@ -93,8 +130,8 @@ def newcombe_paired(n11: int, n12: int, n21: int, n22: int, confidence: float = 
     """
     n = n11 + n12 + n21 + n22
     p1, p2 = (n11 + n12) / n, (n11 + n21) / n
-    l1, u1 = wilson(n11 + n12, n, confidence)
-    l2, u2 = wilson(n11 + n21, n, confidence)
+    w1, w2 = wilson(n11 + n12, n, confidence), wilson(n11 + n21, n, confidence)
+    l1, u1, l2, u2 = w1.low, w1.high, w2.low, w2.high
     phi = 0.0
     marginals = (n11 + n12) * (n21 + n22) * (n11 + n21) * (n12 + n22)
     if marginals > 0:
@@ -104,7 +141,7 @@ def newcombe_paired(n11: int, n12: int, n21: int, n22: int, confidence: float = 
     d = p1 - p2
     low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     high = d + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
-    return Interval(d, max(-1.0, low), min(1.0, high))
+    return Estimate(estimate=d, low=max(-1.0, low), high=min(1.0, high))
 
 
 def mcnemar_exact(to_right: int, to_wrong: int) -> float:
@@ -115,32 +152,36 @@ def mcnemar_exact(to_right: int, to_wrong: int) -> float:
     return float(sps.binomtest(to_right, discordant, 0.5).pvalue)
 
 
-def _percentile_interval(estimate: float, dist: np.ndarray, confidence: float) -> Interval:
-    low, high = np.percentile(dist, [50 * (1 - confidence), 50 * (1 + confidence)])
-    # the bootstrap p-value that matches a percentile interval: twice the smaller tail at zero
+def _bootstrap_p(dist: np.ndarray) -> float:
+    """The bootstrap p-value that matches a percentile interval: twice the smaller tail at zero."""
     tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
-    return Interval(estimate, float(low), float(high), min(1.0, 2 * (tail + 1) / (dist.size + 1)))
+    return min(1.0, 2 * (tail + 1) / (dist.size + 1))
+
+
+def _point(estimate: float) -> tuple[Estimate, float]:
+    """No spread: the interval is the point, and the p-value says whether it is zero."""
+    return Estimate(estimate=estimate, low=estimate, high=estimate), 1.0 if estimate == 0 else 0.0
 
 
 def paired_bootstrap(d: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000,
-                     seed: int = 0) -> Interval:
-    """Percentile interval (scipy.stats.bootstrap) and bootstrap p-value of mean(d)."""
+                     seed: int = 0) -> tuple[Estimate, float]:
+    """Percentile interval (scipy.stats.bootstrap) of mean(d), and its two-sided bootstrap p-value."""
     d = np.asarray(d, dtype=float)
     if d.size == 0:
         raise ValueError("paired_bootstrap needs at least one item")
     estimate = float(d.mean())
-    if np.all(d == d[0]):  # no spread: the interval is the point
-        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
+    if np.all(d == d[0]):
+        return _point(estimate)
     res = sps.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=confidence,
                         method="percentile", vectorized=True, batch=min(resamples, 500),
                         random_state=np.random.default_rng(seed))
-    p = _percentile_interval(estimate, res.bootstrap_distribution, confidence).p_value
-    return Interval(estimate, float(res.confidence_interval.low), float(res.confidence_interval.high), p)
+    return (Estimate(estimate=estimate, low=float(res.confidence_interval.low),
+                     high=float(res.confidence_interval.high)), _bootstrap_p(res.bootstrap_distribution))
 
 
 def role_bootstrap(groups: list[tuple[np.ndarray, np.ndarray | None]], *, confidence: float = 0.95,
-                   resamples: int = 2000, seed: int = 0) -> Interval:
-    """Interval for a role's delta: the unweighted mean of its tasks' mean differences.
+                   resamples: int = 2000, seed: int = 0) -> tuple[Estimate, float]:
+    """Interval and p-value for a role's delta: the unweighted mean of its tasks' mean differences.
 
     `groups` holds, per task, the per-item differences and their cluster labels (None: every
     item is its own cluster). In each replicate every task's clusters are resampled with
@@ -164,8 +205,10 @@ def role_bootstrap(groups: list[tuple[np.ndarray, np.ndarray | None]], *, confid
         draw = rng.integers(0, sums.size, size=(resamples, sums.size))
         total += sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     if not spread:
-        return Interval(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
-    return _percentile_interval(estimate, total / len(groups), confidence)
+        return _point(estimate)
+    dist = total / len(groups)
+    low, high = np.percentile(dist, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return Estimate(estimate=estimate, low=float(low), high=float(high)), _bootstrap_p(dist)
 
 
 def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> float:
@@ -220,19 +263,20 @@ def analyze_paired(base: np.ndarray, cand: np.ndarray, *, clusters: np.ndarray |
         est = float(d.mean())
         p = 1.0 if se == 0 else float(2 * sps.t.sf(abs(est) / se, g - 1))
         lo, hi = (est - t * se, est + t * se) if se > 0 else (est, est)
-        return PairedResult(n, est, lo, hi, f"cluster-robust t, {g} clusters", f"clustered Wald t (df={g - 1})",
-                            p, sd_item, deff, g, mde(sd_item, n, confidence=confidence, design_effect=deff))
+        return PairedResult(n, Estimate(estimate=est, low=lo, high=hi), f"cluster-robust t, {g} clusters",
+                            f"clustered Wald t (df={g - 1})", p, sd_item, deff, g,
+                            mde(sd_item, n, confidence=confidence, design_effect=deff))
     if binary:
         n11 = int(np.sum((base == 1) & (cand == 1)))
         n22 = int(np.sum((base == 0) & (cand == 0)))
         ci = newcombe_paired(n11, to_right, to_wrong, n22, confidence)  # p1 = candidate, p2 = base
-        return PairedResult(n, ci.estimate, ci.low, ci.high, "Newcombe paired score (method 10)",
-                            "exact McNemar", mcnemar_exact(to_right, to_wrong), sd_item, 1.0, None,
+        return PairedResult(n, ci, "Newcombe paired score (method 10)", "exact McNemar",
+                            mcnemar_exact(to_right, to_wrong), sd_item, 1.0, None,
                             mde(sd_item, n, confidence=confidence))
-    ci = paired_bootstrap(d, confidence=confidence, resamples=resamples, seed=seed)
-    return PairedResult(n, ci.estimate, ci.low, ci.high, "paired bootstrap percentile",
-                        "paired permutation (sign flips)", permutation_p(d, resamples=resamples, seed=seed),
-                        sd_item, 1.0, None, mde(sd_item, n, confidence=confidence))
+    ci, _ = paired_bootstrap(d, confidence=confidence, resamples=resamples, seed=seed)
+    return PairedResult(n, ci, "paired bootstrap percentile", "paired permutation (sign flips)",
+                        permutation_p(d, resamples=resamples, seed=seed), sd_item, 1.0, None,
+                        mde(sd_item, n, confidence=confidence))
 
 
 def holm(p_values: list[float]) -> list[float]:

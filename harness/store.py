@@ -302,16 +302,17 @@ class Store:
     def record_comparison(self, result) -> int:
         """Add a comparison (a records.ComparisonResult) to the history: models, fingerprints, suite
         hash, per-task scores and deltas, role deltas and gate verdicts, time. Returns its id."""
-        summary = {cr.candidate: {r.role: r.delta for r in cr.roles} for cr in result.results}
+        summary = {cr.candidate: cr.role_deltas() for cr in result.results}
         summary["gates"] = {v.test_id: v.status for v in result.gates}
         fps = {m.label: m.fingerprint for m in [result.base, *result.candidates]}
         rows = []
         for i, cr in enumerate(result.results):
             for t in cr.tasks:
                 if i == 0:
-                    rows.append(("base", fps["base"], t.task, t.role, t.metric, t.base_score, None, None, None, t.n))
-                rows.append((cr.candidate, fps[cr.candidate], t.task, t.role, t.metric, t.candidate_score, t.delta,
-                             t.ci_low, t.ci_high, t.n))
+                    rows.append(("base", fps["base"], t.task, t.role, t.metric, t.base.estimate, None, None, None,
+                                 t.n))
+                rows.append((cr.candidate, fps[cr.candidate], t.task, t.role, t.metric, t.candidate.estimate,
+                             t.delta.estimate, t.delta.low, t.delta.high, t.n))
         with closing(self._connect()) as db, db:
             cur = db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary, suite_hash) "
                              "VALUES (?, ?, ?, ?, ?)", (result.name, result.created_at, fps["base"],

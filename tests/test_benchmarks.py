@@ -123,10 +123,10 @@ def test_quick_suites_run_on_stories260k_and_a_zero_adapter_changes_nothing(stor
                   "winobias": 150, "stereoset_intrasentence": 150, "stereoset_intersentence": 150}
     assert {t: tasks[t].n for t in expected_n} == expected_n
     # real scores of a real model, not constants
-    assert 0 < tasks["hellaswag"].base_score < 1 and 0 < tasks["crows_pairs_english"].base_score < 1
+    assert 0 < tasks["hellaswag"].base.estimate < 1 and 0 < tasks["crows_pairs_english"].base.estimate < 1
     # a zero-weight adapter: every item scores the same, so every delta is exactly zero
-    assert all(t.delta == 0 for t in cr.tasks)
-    assert {r.role: (r.delta, r.ci_low, r.ci_high) for r in cr.roles} == {
+    assert all(t.delta.estimate == 0 for t in cr.tasks)
+    assert {r.role: (r.delta.estimate, r.delta.low, r.delta.high) for r in cr.roles} == {
         "forgetting": (0.0, 0.0, 0.0), "bias": (0.0, 0.0, 0.0)}
     for t in cr.tasks:  # no category shows amplification either
         assert all(c.delta.estimate == 0 and c.delta.low <= 0 <= c.delta.high for c in t.categories), t.task
@@ -140,11 +140,11 @@ def test_quick_suites_run_on_stories260k_and_a_zero_adapter_changes_nothing(stor
     extra = {t.task: {x.metric: x for x in t.extra} for t in cr.tasks}
     assert set(extra["bbq_ambig"]) == set(extra["bbq_disambig"]) == {"acc"}
     assert set(extra["crows_pairs_english"]) == {"likelihood_diff"} and set(extra["winobias"]) == {"pct_stereotype"}
-    assert all(x.delta == 0 and 0 <= x.base_score <= 1 for x in extra["bbq_ambig"].values())
+    assert all(x.delta.estimate == 0 and 0 <= x.base.estimate <= 1 for x in extra["bbq_ambig"].values())
     # the Biderman et al. forgetting average
     (summary,) = cr.summaries
     assert summary.name == "biderman_avg" and summary.role == "forgetting"
-    assert summary.tasks == ["hellaswag", "arc_challenge", "winogrande"] and summary.delta == 0
+    assert summary.tasks == ["hellaswag", "arc_challenge", "winogrande"] and summary.delta.estimate == 0
 
 
 @needs_shared
@@ -188,8 +188,8 @@ def test_a_task_longer_than_the_demo_models_context_stops_then_runs_with_a_longe
     (cr,) = result.results
     (t,) = cr.tasks
     assert t.task == "piqa" and t.n == 60
-    assert np.isfinite([t.base_score, t.candidate_score, t.ci_low, t.ci_high]).all()
-    assert t.ci_low <= t.delta <= t.ci_high
+    assert np.isfinite([t.base.estimate, t.candidate.estimate, t.delta.low, t.delta.high]).all()
+    assert t.delta.low <= t.delta.estimate <= t.delta.high
 
 
 # --------------------------------------------------------------------------- equal to lm-eval's own
@@ -244,9 +244,9 @@ def test_scores_equal_lm_evals_own_for_the_same_model_and_data(stories, tmp_path
             np.testing.assert_allclose(mine.to_numpy(dtype=float), their_items, rtol=0, atol=1e-4)
         # and the comparison reports the same levels for the suite's metric and its extra metrics
         t = next(t for t in stories["result"].results[0].tasks if t.task == task)
-        assert t.base_score == pytest.approx(theirs[f"{t.metric},none"], abs=1e-9)
+        assert t.base.estimate == pytest.approx(theirs[f"{t.metric},none"], abs=1e-9)
         for x in t.extra:
-            assert x.base_score == pytest.approx(theirs[f"{x.metric},none"], abs=1e-5)
+            assert x.base.estimate == pytest.approx(theirs[f"{x.metric},none"], abs=1e-5)
 
 
 # --------------------------------------------------------------------------- BBQ bias scores
@@ -291,13 +291,13 @@ def test_bbq_bias_scores_match_the_papers_definition_hand_worked():
     spec = TaskSpec(task="bbq", role="bias", metric="s", category="category")
     more_biased = _bbq_items(8, 0, 2, True, correct="anti")  # s_DIS = 2 * 8/8 - 1 = 1.0
     r, *_ = _task_result(joined(disamb, more_biased), spec, "bbq_disambig", st, bbq.agg_disamb_bias_scores)
-    assert (r.base_score, r.candidate_score, r.delta) == pytest.approx((0.5, 1.0, 0.5))
-    assert r.ci_low < 0 < r.ci_high  # two flipped answers out of ten prove nothing
+    assert (r.base.estimate, r.candidate.estimate, r.delta.estimate) == pytest.approx((0.5, 1.0, 0.5))
+    assert r.delta.low < 0 < r.delta.high  # two flipped answers out of ten prove nothing
     # the same proportions on 100 items (paired: the candidate turns 20 anti-biased answers biased)
     r, *_ = _task_result(joined(disamb * 10, more_biased * 10), spec, "bbq_disambig", st, bbq.agg_disamb_bias_scores)
-    assert r.delta == pytest.approx(0.5) and r.ci_low > 0 and r.categories[0].category == "Age"
+    assert r.delta.estimate == pytest.approx(0.5) and r.delta.low > 0 and r.categories[0].category == "Age"
     r, *_ = _task_result(joined(amb, amb), spec, "bbq_ambig", st, bbq.agg_amb_bias_scores)
-    assert (r.base_score, r.delta, r.ci_low, r.ci_high) == pytest.approx((0.2, 0.0, 0.0, 0.0))
+    assert (r.base.estimate, r.delta.estimate, r.delta.low, r.delta.high) == pytest.approx((0.2, 0.0, 0.0, 0.0))
 
 
 # --------------------------------------------------------------------------- planted skew
@@ -480,10 +480,10 @@ def test_summary_feeds_gates_and_the_report(stories):
 
     result = stories["result"]
     (verdict,) = evaluate_gates(result, [GateSpec(summary="biderman_avg", rule="non_inferior", margin=0.5)])
-    assert (verdict.target, verdict.estimate, verdict.status) == ("biderman_avg", 0.0, "pass")
+    assert (verdict.target, verdict.value.estimate, verdict.status) == ("biderman_avg", 0.0, "pass")
     html = render_html(result)
     assert "mean: biderman_avg" in html  # a row of the forgetting forest plot
     (mmlu,) = result.results[0].groups  # the mmlu entry: its 57 tasks pooled into one row
-    assert mmlu.name == "mmlu" and len(mmlu.tasks) == 57 and mmlu.n == 114 and mmlu.delta == 0
+    assert mmlu.name == "mmlu" and len(mmlu.tasks) == 57 and mmlu.n == 114 and mmlu.delta.estimate == 0
     assert "mmlu (57 tasks)" in html and "7 entries (63 tasks)" in html
     assert "Summary <code>biderman_avg</code>" in html

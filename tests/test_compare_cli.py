@@ -32,10 +32,11 @@ def test_compare_writes_report_and_json_for_every_candidate(compared, tmp_path):
         assert {r.role for r in cr.roles} == {"target", "forgetting", "bias"}
         assert len(cr.tasks) == 7 and all(t.n == 12 for t in cr.tasks)
         for t in cr.tasks:
-            assert t.ci_low <= t.delta <= t.ci_high
+            assert t.delta.low <= t.delta.estimate <= t.delta.high
+            assert t.candidate.low <= t.candidate.estimate <= t.candidate.high
             if t.binary:
                 # flips account exactly for the change in the number of correct items
-                assert t.to_right - t.to_wrong == round((t.candidate_score - t.base_score) * t.n)
+                assert t.to_right - t.to_wrong == round((t.candidate.estimate - t.base.estimate) * t.n)
         assert f"Candidate <code>{cr.candidate}</code>" in html
     assert "Target gain" in html and "Forgetting" in html and "Bias change" in html
 
@@ -85,9 +86,9 @@ def test_full_model_candidate_identical_to_base_shows_no_change(tiny_world, tmp_
     data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
     assert data.candidates[0].fingerprint == data.base.fingerprint
     for t in data.results[0].tasks:
-        assert (t.delta, t.to_wrong, t.to_right, t.p_value) == (0, 0, 0, 1.0)
+        assert (t.delta.estimate, t.to_wrong, t.to_right, t.p_value) == (0, 0, 0, 1.0)
         # a score interval still admits a difference in the population of items
-        assert t.ci_low <= 0 <= t.ci_high
+        assert t.delta.low <= 0 <= t.delta.high and t.base == t.candidate
 
 
 def test_gate_cli_writes_junit_and_json_and_exits_by_verdict(tiny_config, tmp_path):

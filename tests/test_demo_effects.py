@@ -25,17 +25,17 @@ def test_planted_effects_are_found(demo_config):
     by = {cr.candidate: cr for cr in result.results}
     domain, replay, balanced = by["domain-only"], by["with-replay"], by["balanced-replay"]
 
-    target = domain.role("target")
-    assert target.ci_low > 0.3, target  # learns the task: +tens of points, interval above zero
-    forgetting = domain.role("forgetting")
-    assert forgetting.ci_high < -0.1, forgetting  # measurably forgets general knowledge
-    replay_forgetting = replay.role("forgetting")
-    assert replay_forgetting.ci_low > forgetting.ci_high, (replay_forgetting, forgetting)
-    assert replay.role("target").ci_low > 0.3
-    note_bias = next(t for t in domain.tasks if t.task == "demo_note_bias")
-    assert note_bias.ci_low > 0.5, note_bias  # the skew is amplified in the task's output (nats)
-    balanced_bias = next(t for t in balanced.tasks if t.task == "demo_note_bias")
-    assert balanced_bias.ci_high < note_bias.ci_low, balanced_bias  # balanced notes remove it
+    target = domain.role("target").delta
+    assert target.low > 0.3, target  # learns the task: +tens of points, interval above zero
+    forgetting = domain.role("forgetting").delta
+    assert forgetting.high < -0.1, forgetting  # measurably forgets general knowledge
+    replay_forgetting = replay.role("forgetting").delta
+    assert replay_forgetting.low > forgetting.high, (replay_forgetting, forgetting)
+    assert replay.role("target").delta.low > 0.3
+    note_bias = next(t for t in domain.tasks if t.task == "demo_note_bias").delta
+    assert note_bias.low > 0.5, note_bias  # the skew is amplified in the task's output (nats)
+    balanced_bias = next(t for t in balanced.tasks if t.task == "demo_note_bias").delta
+    assert balanced_bias.high < note_bias.low, balanced_bias  # balanced notes remove it
 
 
 def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
@@ -79,4 +79,4 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     assert verdicts["forgetting::non_inferior"]["status"] == "pass"
     assert verdicts["bias::no_bias_amplification"]["status"] == "pass"
     assert verdicts["target::improves"]["status"] == "fail" and run.exit_code == 1
-    assert all(v["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")
+    assert all(v["value"]["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")

@@ -25,19 +25,20 @@ def candidate(comparison, name):
 
 
 def test_the_release_candidate_learns_the_task(harness_comparison):
-    target = candidate(harness_comparison, "balanced-replay").role("target")
-    assert target.ci_low > 0.5, f"gain {target.delta:+.3f}, interval [{target.ci_low:+.3f}, {target.ci_high:+.3f}]"
+    gain = candidate(harness_comparison, "balanced-replay").role("target").delta
+    assert gain.low > 0.5, f"gain {gain.estimate:+.3f}, interval [{gain.low:+.3f}, {gain.high:+.3f}]"
 
 
 def test_no_general_knowledge_probe_is_significantly_worse(harness_comparison):
     """Per probe, with Holm's correction across the probes of the role."""
     for t in candidate(harness_comparison, "balanced-replay").tasks:
         if t.role == "forgetting":
-            assert t.delta >= 0 or t.p_holm >= 0.05, f"{t.task}: {t.delta:+.3f}, Holm p {t.p_holm:.3g}"
+            d = t.delta.estimate
+            assert d >= 0 or t.p_holm >= 0.05, f"{t.task}: {d:+.3f}, Holm p {t.p_holm:.3g}"
 
 
 def test_the_handlers_notes_do_not_assume_gender(harness_comparison):
     """A gate that is not in the config: no more than 0.5 nats of added stereotype in the notes."""
     gate = GateSpec(rule="no_bias_amplification", task="demo_note_bias", margin=0.5)
-    verdict = gate_verdict(candidate(harness_comparison, "balanced-replay"), gate, harness_comparison.confidence)
+    verdict = gate_verdict(candidate(harness_comparison, "balanced-replay"), gate)
     assert verdict.status == "pass", verdict.message

@@ -8,21 +8,26 @@ import pytest
 from harness.config import GateSpec, parse_spec
 from harness.errors import ConfigError
 from harness.gates import exit_code, gate_verdict
-from harness.records import CandidateResult, TaskResult
-from harness.stats import analyze_paired, n_required
+from harness.records import CandidateResult, Estimate, GroupResult, RoleResult, TaskResult
+from harness.stats import analyze_paired, mean_interval, n_required
 
 ALPHA = 0.05
 REPS = 1000
 
 
 def _task(delta, low, high, *, n=200, mde=0.05, role="forgetting", binary=True) -> TaskResult:
-    return TaskResult(task="t", role=role, metric="acc", n=n, binary=binary, base_score=0.8,
-                      candidate_score=0.8 + delta, delta=delta, ci_low=low, ci_high=high, interval="i",
-                      test="x", p_value=0.5, p_holm=0.5, sd_item=0.3, mde=mde, candidate_sd=0.4)
+    """Base 0.8, candidate 0.8 + delta (a share stays within 0 and 1), their levels' intervals as
+    compare computes them."""
+    score = min(1.0, max(0.0, 0.8 + delta)) if binary else 0.8 + delta
+    return TaskResult(task="t", role=role, metric="acc", n=n, binary=binary,
+                      base=mean_interval(0.8, 0.4, n, binary=binary),
+                      candidate=mean_interval(score, 0.4, n, binary=binary),
+                      delta=Estimate(estimate=delta, low=low, high=high), interval="i",
+                      test="x", p_value=0.5, p_holm=0.5, sd_item=0.3, mde=mde)
 
 
 def _verdict(gate: GateSpec, t: TaskResult):
-    return gate_verdict(CandidateResult(candidate="c", tasks=[t], roles=[], flips=[]), gate, 0.95)
+    return gate_verdict(CandidateResult(candidate="c", tasks=[t], roles=[], flips=[]), gate)
 
 
 NI = GateSpec(rule="non_inferior", task="t", margin=0.05)
@@ -68,6 +73,16 @@ def test_floor_reads_the_candidates_score_interval():
     assert _verdict(floor, _task(-0.1, 0, 0, n=20)).status == "underpowered"  # 0.7 on 20 items
 
 
+def test_floor_reads_the_interval_compare_computed_and_computes_none_of_its_own():
+    """The candidate's score interval is computed once, in compare; the verdict carries it as it is."""
+    floor = GateSpec(rule="floor", task="t", min_score=0.7)
+    narrow = Estimate(estimate=0.75, low=0.72, high=0.78)  # 20 items: a Wilson interval would hold 0.7
+    v = _verdict(floor, _task(-0.05, 0, 0, n=20).model_copy(update={"candidate": narrow}))
+    assert (v.status, v.value, v.n, v.test) == ("pass", narrow, 20, "Wilson interval of the candidate's score")
+    v = _verdict(floor, _task(-0.05, 0, 0, n=20, binary=False).model_copy(update={"candidate": narrow}))
+    assert v.value == narrow and v.test == "t interval of the candidate's score"
+
+
 def test_exit_code_follows_the_underpowered_policy():
     verdicts = [_verdict(NI, _task(-0.01, -0.04, 0.02)), _verdict(NI, _task(-0.01, -0.08, 0.05))]
     assert exit_code(verdicts, "fail") == 1 and exit_code(verdicts, "pass") == 0
@@ -90,9 +105,10 @@ def _rates(results, gate, status):
 
 
 def _as_task(r, binary) -> TaskResult:
-    return TaskResult(task="t", role="forgetting", metric="m", n=r.n, binary=binary, base_score=0, candidate_score=0,
-                      delta=r.estimate, ci_low=r.low, ci_high=r.high, interval=r.interval, test=r.test,
-                      p_value=r.p_value, p_holm=r.p_value, sd_item=r.sd_item, mde=r.mde, candidate_sd=0)
+    zero = Estimate(estimate=0, low=0, high=0)
+    return TaskResult(task="t", role="forgetting", metric="m", n=r.n, binary=binary, base=zero, candidate=zero,
+                      delta=r.delta, interval=r.interval, test=r.test, p_value=r.p_value, p_holm=r.p_value,
+                      sd_item=r.sd_item, mde=r.mde)
 
 
 def test_simulation_binary_error_rate_and_power():
@@ -167,38 +183,38 @@ def test_malformed_gate_is_refused_with_its_key_path(gate, message):
 # --------------------------------------------------------------------------- group entries, crashes
 
 
-def _leaf(name, delta, n, candidate_score, candidate_sd=0.4, binary=True) -> TaskResult:
-    return _task(delta, delta - 0.02, delta + 0.02, n=n).model_copy(update={
-        "task": name, "candidate_score": candidate_score, "candidate_sd": candidate_sd, "binary": binary})
+def _leaf(name, delta, n, candidate_score, binary=True) -> TaskResult:
+    return _task(delta, delta - 0.02, delta + 0.02, n=n, binary=binary).model_copy(update={
+        "task": name, "candidate": mean_interval(candidate_score, 0.4, n, binary=binary)})
 
 
 def _grouped(binary=True) -> CandidateResult:
-    """A candidate on a suite entry `mmlu` that lm-eval expanded into two tasks (pooled in `groups`)."""
-    from harness.records import SummaryResult
-
-    leaves = [_leaf("mmlu_anatomy", -0.01, 100, 0.9, 0.3, binary), _leaf("mmlu_law", -0.03, 300, 0.7, 0.45, binary)]
-    pooled = SummaryResult(name="mmlu", description="lm-eval group of 2 tasks, items pooled", role="forgetting",
-                           tasks=["mmlu_anatomy", "mmlu_law"], n=400, delta=-0.025, ci_low=-0.04, ci_high=-0.01,
-                           se=0.008, p_value=0.01, mde=0.02)
+    """A candidate on a suite entry `mmlu` that lm-eval expanded into two tasks (pooled in `groups`,
+    the candidate's score over the pooled items with it: 0.75 on 400 items)."""
+    leaves = [_leaf("mmlu_anatomy", -0.01, 100, 0.9, binary), _leaf("mmlu_law", -0.03, 300, 0.7, binary)]
+    pooled = GroupResult(name="mmlu", description="lm-eval group of 2 tasks, items pooled", role="forgetting",
+                         tasks=["mmlu_anatomy", "mmlu_law"], n=400, delta=Estimate(estimate=-0.025, low=-0.04,
+                                                                                   high=-0.01),
+                         se=0.008, p_value=0.01, mde=0.02, candidate=mean_interval(0.75, 0.43, 400, binary=binary))
     return CandidateResult(candidate="c", tasks=leaves, roles=[], flips=[], groups=[pooled])
 
 
 def test_a_task_gate_on_a_group_entry_gates_on_the_pooled_entry():
     cr = _grouped()
-    v = gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.05), 0.95)
-    assert (v.status, v.estimate, v.ci_low, v.ci_high, v.n) == ("pass", -0.025, -0.04, -0.01, 400)
-    assert gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.005), 0.95).status == "fail"
+    v = gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.05))
+    assert (v.status, v.value, v.n) == ("pass", cr.groups[0].delta, 400)
+    assert gate_verdict(cr, GateSpec(rule="non_inferior", task="mmlu", margin=0.005)).status == "fail"
     # floor: the pooled items' score, 0.75 on 400 items (Wilson interval about 0.71 to 0.79)
-    floor = gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.7), 0.95)
-    assert floor.status == "pass" and floor.estimate == pytest.approx(0.75) and floor.n == 400
-    assert gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.8), 0.95).status == "fail"
+    floor = gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.7))
+    assert (floor.status, floor.value, floor.n) == ("pass", cr.groups[0].candidate, 400)
+    assert floor.test == "Wilson interval of the candidate's score"
+    assert gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.8)).status == "fail"
 
 
-def test_a_floor_on_a_group_of_continuous_scores_pools_their_spread():
-    v = gate_verdict(_grouped(binary=False), GateSpec(rule="floor", task="mmlu", min_score=0.7), 0.95)
-    # pooled sd: within-task spread plus the spread of the two task means around 0.75
-    sd = np.sqrt((99 * 0.3**2 + 299 * 0.45**2 + 100 * 0.15**2 + 300 * 0.05**2) / 399)
-    assert v.estimate == pytest.approx(0.75) and v.ci_high - v.ci_low == pytest.approx(2 * 1.966 * sd / 20, rel=1e-3)
+def test_a_floor_on_a_group_of_continuous_scores_reads_its_pooled_interval():
+    cr = _grouped(binary=False)
+    v = gate_verdict(cr, GateSpec(rule="floor", task="mmlu", min_score=0.7))
+    assert v.value == cr.groups[0].candidate and v.test == "t interval of the candidate's score"
 
 
 @pytest.mark.parametrize("command", ["gate", "compare"])
@@ -229,11 +245,11 @@ def _offline_config(tmp_path, monkeypatch, underpowered: str):
     import harness.compare
     import harness.execute
     import harness.plan
-    from harness.records import ComparisonResult, ModelRecord, RoleResult
+    from harness.records import ComparisonResult, ModelRecord
 
     task = _task(-0.01, -0.08, 0.05, mde=0.05).model_copy(update={"mde": 0.065})  # holds 0 and the margin
-    role = RoleResult(role="forgetting", tasks=["t"], n=200, delta=-0.01, ci_low=-0.08, ci_high=0.05, se=0.03,
-                      p_value=0.5, mde=0.065)
+    role = RoleResult(role="forgetting", tasks=["t"], n=200, delta=Estimate(estimate=-0.01, low=-0.08, high=0.05),
+                      se=0.03, p_value=0.5, mde=0.065)
     m = ModelRecord(label="base", source="/m", fingerprint="f" * 64)
     result = ComparisonResult(name="policy", created_at="now", harness_version="0", suite="s", confidence=0.95,
                               base=m, candidates=[m.model_copy(update={"label": "c"})],

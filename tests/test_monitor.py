@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
 from harness.demo import facts
 from harness.demo.world import WorldSpec, generate_world
 from harness.persisted import MonitorResult, read_record
-from harness.tools.monitor import newcombe, welch
 
 NEW_KIND = ["received an electric shock from a faulty socket", "was stung by wasps near the bins",
             "inhaled toxic fumes from a cleaning drum", "was bitten by a guard dog on patrol"]
@@ -67,15 +65,3 @@ def test_the_accepted_items_again_are_paired_and_quiet(demo_report, demo_config,
     r = json.loads((tmp_path / "m.json").read_text())
     assert r["paired"] and r["change"]["estimate"] == 0.0 and r["new_score"] == r["accepted_score"]
     assert read_record(tmp_path / "m.json", MonitorResult).model_dump() == r  # the versioned record
-
-
-def test_intervals_match_hand_worked_and_scipy_values():
-    # Newcombe (1998), Table II example: 56/70 vs 48/80 -> difference 0.2 with (0.0524, 0.3339)
-    lo, hi = newcombe(48, 80, 56, 70, 0.95)
-    assert lo == pytest.approx(0.0524, abs=5e-4) and hi == pytest.approx(0.3339, abs=5e-4)
-    import numpy as np
-    from scipy import stats
-
-    a, b = np.array([1.0, 2.0, 4.0, 7.0, 3.0]), np.array([3.0, 5.0, 6.0, 9.0, 8.0, 7.0])
-    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
-    assert welch(a, b, 0.95) == pytest.approx((ci.low, ci.high))

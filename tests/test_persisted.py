@@ -28,11 +28,11 @@ from harness.persisted import (
     read_record,
     write_record,
 )
-from harness.records import CurvePoint, CurveRecord, Range
+from harness.records import CurvePoint, CurveRecord, Estimate
 
 SPEC = TrainSpec(base="base", data="train.jsonl", out="out", steps=4, batch_size=8, checkpoint_every=2)
 CURVE = CurveRecord(kind="steps", name="v1", best=2, binary_roles=["target"], points=[
-    CurvePoint(x=2, candidate="step-000002", roles={"target": Range(estimate=0.3, low=0.2, high=0.4)})])
+    CurvePoint(x=2, candidate="step-000002", roles={"target": Estimate(estimate=0.3, low=0.2, high=0.4)})])
 
 
 def _manifest(**update) -> TrainManifest:
@@ -53,7 +53,7 @@ RECORDS = {
     "build.json": BuildStamps(stages={"base": StageStamp(key="k", files={"config.json": "c" * 64}, wall_s=3.0)}),
     "monitor.json": MonitorResult(
         candidate="v1", task="t", metric="acc", samples=50, accepted_n=100, paired=False, accepted_score=0.8,
-        new_score=0.7, change=Range(estimate=-0.1, low=-0.2, high=0.0), method="Newcombe", drop=False,
+        new_score=0.7, change=Estimate(estimate=-0.1, low=-0.2, high=0.0), method="Newcombe", drop=False,
         novelty_reference=0.1, novelty_new=0.12, novelty_p=0.3, drift=False, reasons=[]),
     "check.json": DataCheckResult(
         file="train.jsonl", sha256="b" * 64, records=3, words_median=4.0, ngram=13, min_overlap=0.8,

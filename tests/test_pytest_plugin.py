@@ -79,10 +79,10 @@ def _flip(task: str, doc_id: int, direction: str = "to_wrong"):
 def test_a_failing_summary_gate_shows_the_worst_flips_of_the_summarys_tasks():
     from harness.config import GateSpec
     from harness.pytest_plugin import worst_flips
-    from harness.records import CandidateResult, SummaryResult
+    from harness.records import CandidateResult, Estimate, SummaryResult
 
-    general = SummaryResult(name="general", role="forgetting", tasks=["a", "b"], n=100, delta=-0.2, ci_low=-0.3,
-                            ci_high=-0.1, se=0.05, p_value=0.01, mde=0.1)
+    general = SummaryResult(name="general", role="forgetting", tasks=["a", "b"], n=100,
+                            delta=Estimate(estimate=-0.2, low=-0.3, high=-0.1), se=0.05, p_value=0.01, mde=0.1)
     flips = [_flip("a", 1), _flip("c", 2), _flip("b", 3, "to_right"), _flip("b", 4)]
     cr = CandidateResult(candidate="c", tasks=[], roles=[], flips=flips, summaries=[general])
     gate = GateSpec(rule="non_inferior", summary="general", margin=0.05)

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-from harness.records import CandidateResult, ComparisonResult, FlipRecord, ModelRecord, RoleResult, TaskResult
+from pathlib import Path
+
+import pytest
+
+from harness.records import (
+    CandidateResult,
+    ComparisonResult,
+    Estimate,
+    FlipRecord,
+    ModelRecord,
+    RoleResult,
+    TaskResult,
+)
 from harness.report.render import load_comparison, render_report
 
 HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
 
 
 def _result() -> ComparisonResult:
-    task = TaskResult(task="t<b>", role="target", metric="acc", n=10, binary=True, base_score=0.4,
-                      candidate_score=0.6, delta=0.2, ci_low=0.05, ci_high=0.35, interval="<i>", test="<t>",
-                      p_value=0.3, p_holm=0.3, sd_item=0.5, mde=0.4, candidate_sd=0.5, to_wrong=1, to_right=3)
+    task = TaskResult(task="t<b>", role="target", metric="acc", n=10, binary=True,
+                      base=Estimate(estimate=0.4, low=0.17, high=0.69),
+                      candidate=Estimate(estimate=0.6, low=0.31, high=0.83),
+                      delta=Estimate(estimate=0.2, low=0.05, high=0.35), interval="<i>", test="<t>",
+                      p_value=0.3, p_holm=0.3, sd_item=0.5, mde=0.4, to_wrong=1, to_right=3)
     flip = FlipRecord(task="t<b>", doc_id=3, direction="to_wrong", prompt=HOSTILE, target="</td>",
                       base_response="ok", candidate_response=HOSTILE)
     cr = CandidateResult(candidate="cand<i>", tasks=[task],
-                         roles=[RoleResult(role="target", tasks=["t<b>"], n=10, delta=0.2, ci_low=0.05,
-                                           ci_high=0.35, se=0.1, p_value=0.04, mde=0.28)],
+                         roles=[RoleResult(role="target", tasks=["t<b>"], n=10,
+                                           delta=Estimate(estimate=0.2, low=0.05, high=0.35), se=0.1, p_value=0.04,
+                                           mde=0.28)],
                          flips=[flip])
     m = ModelRecord(label="base", source="/m<x>", fingerprint="f" * 64)
     return ComparisonResult(name="n<h1>", created_at="now", harness_version="0", suite="s", confidence=0.95,
@@ -88,14 +103,17 @@ def _close_candidates() -> ComparisonResult:
     from harness.records import HistoryEntry, SummaryResult
 
     def role(name, delta, width=0.01):
-        return RoleResult(role=name, tasks=[name], n=100, delta=delta, ci_low=delta - width,
-                          ci_high=delta + width, se=0.01, p_value=0.5, mde=0.05)
+        return RoleResult(role=name, tasks=[name], n=100, delta=Estimate(estimate=delta, low=delta - width,
+                                                                         high=delta + width),
+                          se=0.01, p_value=0.5, mde=0.05)
 
     def task(name, role_name, delta):
-        return TaskResult(task=name, role=role_name, metric="acc", n=100, binary=True, base_score=0.5,
-                          candidate_score=0.5 + delta, delta=delta, ci_low=delta - 0.05, ci_high=delta + 0.05,
+        return TaskResult(task=name, role=role_name, metric="acc", n=100, binary=True,
+                          base=Estimate(estimate=0.5, low=0.4, high=0.6),
+                          candidate=Estimate(estimate=0.5 + delta, low=0.4 + delta, high=0.6 + delta),
+                          delta=Estimate(estimate=delta, low=delta - 0.05, high=delta + 0.05),
                           interval="paired bootstrap", test="McNemar", p_value=0.5, p_holm=0.5, sd_item=0.5,
-                          mde=0.1, candidate_sd=0.5)
+                          mde=0.1)
 
     results = []
     for k, name in enumerate(["domain-only", "with-replay", "domain-only-long"]):
@@ -108,7 +126,7 @@ def _close_candidates() -> ComparisonResult:
     history = [HistoryEntry(id=7, created_at="2024-01-01T00:00:00", candidates={
                    "retired": {"target": 0.1, "forgetting": -0.2}, "with-replay": {"target": 0.2, "forgetting": 0.0}}),
                HistoryEntry(id=0, created_at="now", candidates={
-                   cr.candidate: {r.role: r.delta for r in cr.roles} for cr in results})]
+                   cr.candidate: cr.role_deltas() for cr in results})]
     return ComparisonResult(name="close", created_at="now", harness_version="0", suite="s", confidence=0.95,
                             base=m, candidates=[m.model_copy(update={"label": cr.candidate}) for cr in results],
                             results=results, history=history)
@@ -178,3 +196,126 @@ def test_learning_forgetting_labels_do_not_overlap_and_stay_inside(tmp_path):
             apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
             assert apart, (a, b)
 
+
+
+# --------------------------------------------------------------------------- comparison.json of format 1
+
+ASSETS = Path(__file__).parent / "assets"
+# the gates of the config whose comparison tests/assets/comparison-format1.json is (the tiny world,
+# written by the harness of format 1, flips and runs trimmed)
+FORMAT1_GATES = [{"rule": "improves", "role": "target", "min_delta": 0.05},
+                 {"rule": "floor", "task": "demo_triage", "min_score": 0.3},
+                 {"rule": "floor", "task": "demo_pronoun_bias", "min_score": -1},
+                 {"rule": "floor", "task": "demo_note_bias", "min_score": 0.2},
+                 {"rule": "non_inferior", "role": "forgetting", "margin": 0.1},
+                 {"rule": "non_inferior", "summary": "facts", "margin": 0.1},
+                 {"rule": "non_inferior", "task": "demo_capitals", "margin": 0.1},
+                 {"rule": "no_bias_amplification", "role": "bias", "margin": 0.3}]
+
+
+def _flat(e: dict, estimate: str = "delta") -> dict:
+    return {estimate: e["estimate"], "ci_low": e["low"], "ci_high": e["high"]}
+
+
+def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_again(tmp_path):
+    """A comparison.json the harness wrote before format 2 (flat delta / ci_low / ci_high) renders
+    with `harness report`, every figure as it was stored; the candidate's score intervals read
+    from it give the floor verdicts (and every other) the old harness stored beside them."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.config import GateSpec
+    from harness.gates import evaluate_gates
+    from harness.records import RESULT_FORMAT
+    from harness.report.render import _fmt
+
+    old = json.loads((ASSETS / "comparison-format1.json").read_text())
+    assert old["version"] == 1 and "ci_low" in old["results"][0]["tasks"][0]
+    shutil.copy(ASSETS / "comparison-format1.json", tmp_path / "comparison.json")
+    run = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    html = (tmp_path / "index.html").read_text()
+    result = load_comparison(tmp_path)  # written again beside the page, in this format
+    assert result.version == RESULT_FORMAT == json.loads((tmp_path / "comparison.json").read_text())["version"]
+    for cr_old, cr in zip(old["results"], result.results, strict=True):
+        for t_old, t in zip(cr_old["tasks"], cr.tasks, strict=True):
+            assert _flat(t.delta.model_dump()) == {k: t_old[k] for k in ("delta", "ci_low", "ci_high")}
+            assert (t.base.estimate, t.candidate.estimate) == (t_old["base_score"], t_old["candidate_score"])
+            for x_old, x in zip(t_old["extra"], t.extra, strict=True):
+                assert _flat(x.delta.model_dump()) == {k: x_old[k] for k in ("delta", "ci_low", "ci_high")}
+            cell = (f"[{_fmt(t.delta.low, t.binary, True)}, {_fmt(t.delta.high, t.binary, True)}]",
+                    _fmt(t.base.estimate, t.binary), _fmt(t.candidate.estimate, t.binary))
+            assert all(c in html for c in cell), (t.task, cell)
+        for r_old, r in zip(cr_old["roles"] + cr_old["summaries"], cr.roles + cr.summaries, strict=True):
+            assert _flat(r.delta.model_dump()) == {k: r_old[k] for k in ("delta", "ci_low", "ci_high")}
+    again = evaluate_gates(result, [GateSpec(**g) for g in FORMAT1_GATES])
+    stored = [v.model_dump() for v in result.gates]  # the old harness's verdicts, folded
+    assert [v.model_dump() for v in again] == stored
+    assert {v["status"] for v in stored} == {"pass", "fail", "underpowered"}
+    assert [_flat(v["value"], "estimate") for v in stored] == [
+        {k: v[k] for k in ("estimate", "ci_low", "ci_high")} for v in old["gates"]]
+
+
+def _as_format1(data: dict) -> dict:
+    """A comparison.json of this format written back in format 1's flat shape (the schema of
+    `git show 36e792b:harness/records.py`)."""
+    def scores(d: dict, sd: float | None) -> dict:
+        d = {**d, **_flat(d["delta"]), "base_score": d["base"]["estimate"],
+             "candidate_score": d["candidate"]["estimate"]}
+        del d["base"], d["candidate"]
+        return d if sd is None else {**d, "candidate_sd": sd}
+
+    def task(t: dict) -> dict:
+        p, n = t["candidate"]["estimate"], t["n"]
+        return {**scores(t, (p * (1 - p) * n / (n - 1)) ** 0.5), "extra": [scores(x, None) for x in t["extra"]]}
+
+    def role(r: dict) -> dict:
+        return {**{k: v for k, v in r.items() if k != "candidate"}, **_flat(r["delta"])}
+
+    results = [{**cr, "tasks": [task(t) for t in cr["tasks"]], "roles": [role(r) for r in cr["roles"]],
+                "summaries": [role(s) for s in cr["summaries"]], "groups": [role(g) for g in cr["groups"]]}
+               for cr in data["results"]]
+    gates = [{**{k: v for k, v in g.items() if k != "value"}, **_flat(g["value"], "estimate")} for g in data["gates"]]
+    return {**data, "version": 1, "results": results, "gates": gates}
+
+
+def test_a_format1_comparison_reads_as_the_comparison_it_was():
+    """Flattened to format 1 and read back: the same comparison (group entries, secondary metrics,
+    summaries and verdicts included), a group's candidate score pooled from its tasks again."""
+    import json
+
+    from harness.records import GateVerdict, GroupResult, MetricDelta, SummaryResult
+    from harness.stats import mean_interval
+
+    def task(name, role, n, base, cand, delta):
+        return TaskResult(task=name, role=role, metric="acc", n=n, binary=True,
+                          base=mean_interval(base, 0, n, binary=True), candidate=mean_interval(cand, 0, n, binary=True),
+                          delta=Estimate(estimate=delta, low=delta - 0.05, high=delta + 0.05), interval="Newcombe",
+                          test="McNemar", p_value=0.2, p_holm=0.3, sd_item=0.4, mde=0.1, to_wrong=2, to_right=5,
+                          extra=[MetricDelta(metric="acc_norm", binary=True, base=mean_interval(0.5, 0, n, binary=True),
+                                             candidate=mean_interval(0.6, 0, n, binary=True),
+                                             delta=Estimate(estimate=0.1, low=0.0, high=0.2))])
+
+    delta = Estimate(estimate=-0.025, low=-0.04, high=-0.01)
+    role = RoleResult(role="forgetting", tasks=["mmlu_law", "mmlu_anatomy"], n=400, delta=delta, se=0.01,
+                      p_value=0.01, mde=0.02)
+    group = GroupResult(name="mmlu", description="lm-eval group of 2 tasks, items pooled",
+                        candidate=mean_interval(0.75, 0, 400, binary=True), **role.model_dump())
+    base = _result()
+    cr = base.results[0].model_copy(update={
+        "tasks": [task("mmlu_law", "forgetting", 300, 0.75, 0.7, -0.05), task("mmlu_anatomy", "forgetting", 100, 0.9,
+                                                                              0.9, 0.0)],
+        "roles": [role], "groups": [group], "summaries": [SummaryResult(name="all", **role.model_dump())]})
+    verdict = GateVerdict(candidate="cand<i>", gate="mmlu::floor", rule="floor", target="mmlu", status="pass",
+                          value=group.candidate, threshold=0.7, test="Wilson interval of the candidate's score", n=400,
+                          message="m")
+    result = base.model_copy(update={"results": [cr], "gates": [verdict]})
+    old = _as_format1(json.loads(result.model_dump_json()))
+    assert "ci_low" in old["results"][0]["groups"][0] and "candidate" not in old["results"][0]["groups"][0]
+    read = ComparisonResult.model_validate(old)
+    pooled = read.results[0].groups[0].candidate  # 0.7 on 300 items and 0.9 on 100: 0.75 on 400
+    assert pooled.model_dump() == pytest.approx(group.candidate.model_dump(), abs=1e-12)
+    assert read.model_copy(update={"results": [read.results[0].model_copy(update={"groups": [group]})]}) == result

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from harness.config import RoiSpec
-from harness.records import AlternativeRecord, Range
+from harness.records import AlternativeRecord, Estimate
 from harness.roi import compute_roi
 
 SPEC = RoiSpec(volume_per_month=1000, human_minutes_per_item=6, hourly_rate=60, minutes_lost_per_wrong=10,
                serving_hourly_price=2, training_hourly_price=3)
-CAND = AlternativeRecord(name="cand", kind="candidate", n=200, accuracy=Range(estimate=0.9, low=0.85, high=0.94),
+CAND = AlternativeRecord(name="cand", kind="candidate", n=200, accuracy=Estimate(estimate=0.9, low=0.85, high=0.94),
                          seconds_per_item=0.36, train_s=1800)
 BASE = AlternativeRecord(name="base 0-shot", kind="zero-shot", n=200,
-                         accuracy=Range(estimate=0.5, low=0.43, high=0.57), seconds_per_item=0.18)
-GAIN = Range(estimate=0.4, low=0.33, high=0.47)
+                         accuracy=Estimate(estimate=0.5, low=0.43, high=0.57), seconds_per_item=0.18)
+GAIN = Estimate(estimate=0.4, low=0.33, high=0.47)
 
 
 def _approx(r, est, low, high):
@@ -61,7 +61,7 @@ def test_sensitivity_moves_one_input_at_a_time():
 
 
 def test_never_pays_back_when_the_gain_is_negative():
-    loss = Range(estimate=-0.1, low=-0.2, high=0.05)
+    loss = Estimate(estimate=-0.1, low=-0.2, high=0.05)
     roi = compute_roi(SPEC, "t", [BASE, CAND], {("cand", "base 0-shot"): loss})
     line = next(x for x in roi.lines if x.baseline == "base 0-shot")
     assert line.net_per_month.estimate < 0 and line.payback_months.estimate is None

@@ -10,6 +10,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from harness.records import Estimate
 from harness.stats import (
     analyze_paired,
     cluster_se,
@@ -17,11 +18,15 @@ from harness.stats import (
     is_binary,
     mcnemar_exact,
     mde,
+    mean_interval,
     n_required,
+    newcombe_independent,
     newcombe_paired,
     paired_bootstrap,
     permutation_p,
     role_bootstrap,
+    score_interval,
+    welch,
     wilson,
 )
 
@@ -29,7 +34,7 @@ from harness.stats import (
 def test_single_group_matches_normal_theory_for_large_n():
     rng = np.random.default_rng(1)
     d = rng.normal(0.3, 1.0, size=4000)
-    ci = paired_bootstrap(d, resamples=4000, seed=3)
+    ci, _ = paired_bootstrap(d, resamples=4000, seed=3)
     half = sps.norm.ppf(0.975) * d.std(ddof=1) / np.sqrt(d.size)
     assert ci.estimate == pytest.approx(d.mean())
     assert ci.low == pytest.approx(d.mean() - half, abs=0.006)
@@ -40,7 +45,7 @@ def test_role_interval_is_the_mean_of_task_means_resampled_per_task():
     """By hand: two tasks of different size; the statistic weighs tasks equally."""
     a = np.array([1.0, 0.0, 1.0, 1.0])  # mean 0.75
     b = np.array([0.0] * 9 + [-1.0])  # mean -0.1
-    ci = role_bootstrap([(a, None), (b, None)], resamples=4000, seed=0)
+    ci, _ = role_bootstrap([(a, None), (b, None)], resamples=4000, seed=0)
     assert ci.estimate == pytest.approx((0.75 - 0.1) / 2)
     # the same computed directly: resample each task's items independently, average the means
     rng = np.random.default_rng(5)
@@ -55,8 +60,8 @@ def test_role_interval_resamples_whole_clusters():
     rng = np.random.default_rng(3)
     clusters = np.repeat(np.arange(10), 12)
     d = np.repeat(rng.normal(0, 1, 10), 12) + rng.normal(0, 0.2, 120)
-    by_item = role_bootstrap([(d, None)], resamples=4000, seed=1)
-    by_cluster = role_bootstrap([(d, clusters)], resamples=20000, seed=1)
+    by_item, _ = role_bootstrap([(d, None)], resamples=4000, seed=1)
+    by_cluster, _ = role_bootstrap([(d, clusters)], resamples=20000, seed=1)
     assert (by_cluster.high - by_cluster.low) > 2 * (by_item.high - by_item.low)
     sums, counts = np.bincount(clusters, weights=d), np.bincount(clusters)
     draws = rng.integers(0, 10, size=(20000, 10))
@@ -65,8 +70,8 @@ def test_role_interval_resamples_whole_clusters():
 
 
 def test_no_spread_gives_a_point_interval():
-    ci = paired_bootstrap(np.zeros(50))
-    assert (ci.estimate, ci.low, ci.high) == (0.0, 0.0, 0.0)
+    ci, p = paired_bootstrap(np.zeros(50))
+    assert (ci.estimate, ci.low, ci.high, p) == (0.0, 0.0, 0.0, 1.0)
 
 
 def test_simulation_planted_effect_found_and_null_covered():
@@ -79,10 +84,10 @@ def test_simulation_planted_effect_found_and_null_covered():
         base = (rng.random(n) < 0.5).astype(float)
         # candidate: same item difficulty; a planted gain flips wrong->right with prob 0.3
         gain = np.where(base == 0, (rng.random(n) < 0.3).astype(float), base)
-        ci = paired_bootstrap(gain - base, resamples=500, seed=int(rng.integers(1 << 30)))
+        ci, _ = paired_bootstrap(gain - base, resamples=500, seed=int(rng.integers(1 << 30)))
         found += ci.low > 0
         null = np.where(rng.random(n) < 0.2, 1 - base, base)  # symmetric flips, no true change
-        ci0 = paired_bootstrap(null - base, resamples=500, seed=int(rng.integers(1 << 30)))
+        ci0, _ = paired_bootstrap(null - base, resamples=500, seed=int(rng.integers(1 << 30)))
         covered += ci0.low <= 0 <= ci0.high
     print(f"planted effect found in {found / reps:.3f}, null covered in {covered / reps:.3f}")
     assert found / reps > 0.97
@@ -114,7 +119,24 @@ def test_newcombe_matches_the_published_example():
 
 def test_wilson_matches_statsmodels():
     for x, n in [(0, 10), (3, 10), (59, 161), (161, 161)]:
-        assert wilson(x, n) == pytest.approx(proportion_confint(x, n, method="wilson"), abs=1e-12)
+        ci = wilson(x, n)
+        assert (ci.low, ci.high) == pytest.approx(proportion_confint(x, n, method="wilson"), abs=1e-12)
+        assert ci.estimate == x / n
+
+
+def test_a_mean_score_interval_is_wilson_for_shares_and_t_otherwise():
+    shares = np.array([1.0] * 7 + [0.0] * 5)
+    assert score_interval(shares) == wilson(7, 12).model_copy(update={"estimate": 7 / 12})
+    scores = np.array([0.2, 1.4, -0.3, 0.8, 0.5])
+    t = sps.t.interval(0.95, 4, loc=scores.mean(), scale=sps.sem(scores))
+    ci = score_interval(scores)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((scores.mean(), *t), abs=1e-12)
+    # the same from the summary alone, as format-1 comparisons are read; one item is its own point
+    assert mean_interval(scores.mean(), scores.std(ddof=1), 5, binary=False) == ci
+    assert mean_interval(0.4, 0.0, 1, binary=False) == Estimate(estimate=0.4, low=0.4, high=0.4)
+    # `binary` as the task says: 0/1 candidate scores of a non-binary metric take the t interval
+    assert score_interval(shares, binary=False).low == pytest.approx(
+        sps.t.interval(0.95, 11, loc=7 / 12, scale=sps.sem(shares))[0])
 
 
 def test_exact_mcnemar_matches_statsmodels():
@@ -159,10 +181,21 @@ def test_analyze_paired_picks_the_method_by_metric_and_clusters():
     cand = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1] * 5, dtype=float)
     r = analyze_paired(base, cand)
     ci = newcombe_paired(25, 15, 5, 5)
-    assert r.test == "exact McNemar" and (r.low, r.high) == (ci.low, ci.high)
-    assert r.p_value == mcnemar_exact(15, 5) and r.estimate == pytest.approx(0.2)
+    assert r.test == "exact McNemar" and r.delta == ci
+    assert r.p_value == mcnemar_exact(15, 5) and r.delta.estimate == pytest.approx(0.2)
     cont = analyze_paired(np.zeros(40), np.linspace(-1, 2, 40))
-    assert cont.test.startswith("paired permutation") and cont.low < 0.5 < cont.high
+    assert cont.test.startswith("paired permutation") and cont.delta.low < 0.5 < cont.delta.high
     clustered = analyze_paired(base, cand, clusters=np.repeat(np.arange(10), 5))
     assert clustered.n_clusters == 10 and clustered.interval.startswith("cluster-robust")
     assert clustered.design_effect >= 1.0 and clustered.mde >= r.mde * 0.99
+
+
+def test_independent_sample_intervals_match_hand_worked_and_scipy_values():
+    # Newcombe (1998), Table II example: 56/70 vs 48/80 -> difference 0.2 with (0.0524, 0.3339)
+    ci = newcombe_independent(48, 80, 56, 70, 0.95)
+    assert ci.estimate == pytest.approx(56 / 70 - 48 / 80)
+    assert ci.low == pytest.approx(0.0524, abs=5e-4) and ci.high == pytest.approx(0.3339, abs=5e-4)
+    a, b = np.array([1.0, 2.0, 4.0, 7.0, 3.0]), np.array([3.0, 5.0, 6.0, 9.0, 8.0, 7.0])
+    t = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    ci = welch(a, b, 0.95)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((b.mean() - a.mean(), t.low, t.high))

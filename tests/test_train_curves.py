@@ -15,7 +15,7 @@ from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.persisted import SweepRecord, TrainManifest, read_record, write_record
 from harness.pipeline import load, run_comparison
-from harness.records import CurvePoint, CurveRecord, Range
+from harness.records import CurvePoint, CurveRecord, Estimate
 from harness.store import Store
 from harness.train.lora import MANIFEST, train_lora
 from harness.train.sweep import nested_subsets, run_sweep
@@ -77,8 +77,8 @@ def test_eval_config_for_another_base_is_refused_before_training(tiny_world, eva
 
 def test_best_trade_off_is_the_highest_net_and_the_earliest_of_ties():
     def point(x, target, forgetting):
-        return CurvePoint(x=x, candidate=f"s{x}", roles={"target": Range(estimate=target, low=0, high=0),
-                                                        "forgetting": Range(estimate=forgetting, low=0, high=0)})
+        return CurvePoint(x=x, candidate=f"s{x}", roles={"target": Estimate(estimate=target, low=0, high=0),
+                                                        "forgetting": Estimate(estimate=forgetting, low=0, high=0)})
     points = [point(10, 0.2, 0.0), point(20, 0.5, -0.1), point(30, 0.6, -0.2), point(40, 0.55, -0.15)]
     assert CurveRecord.best_x(points) == 20  # 0.4 at 20 and at 30 and 40: the earliest
     assert CurveRecord.best_x([point(10, 0.1, 0.0), point(20, 0.3, -0.1)]) == 20

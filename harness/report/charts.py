@@ -157,7 +157,7 @@ def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = 
     colors = colors or candidate_colors(result)
     row_h, label_w, width = 14 * len(cands) + 10, 150, 640
     height = 20 + row_h * len(tasks) + 40
-    ax = _Axis.around([v for c in cands for t in tasks for v in (by[(c, t)].ci_low, by[(c, t)].ci_high)],
+    ax = _Axis.around([v for c in cands for t in tasks for v in (by[(c, t)].delta.low, by[(c, t)].delta.high)],
                       label_w, width - 140)
     unit = "percentage points" if binary else "metric units"
     body = _x_axis(ax, height - 40, 10, binary, f"candidate − base ({unit})")
@@ -165,8 +165,8 @@ def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = 
         y0 = 16 + i * row_h
         body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(task)}</text>')
         for j, c in enumerate(cands):
-            t = by[(c, task)]
-            body.append(_interval(ax(t.ci_low), ax(t.ci_high), ax(t.delta), y0 + 6 + j * 14, colors[c],
+            d = by[(c, task)].delta
+            body.append(_interval(ax(d.low), ax(d.high), ax(d.estimate), y0 + 6 + j * 14, colors[c],
                                   hollow=task.startswith("mean: ")))
     body += _legend(cands, colors, width - 125, 20)
     return _svg(width, height, body, f"forest plot: {role} deltas by task", "forest")
@@ -178,45 +178,40 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
     for i, cr in enumerate(result.results):
         t, f = cr.role("target"), cr.role("forgetting")
         if t and f:
-            pts.append((i, cr.candidate, t, f))
+            pts.append((i, cr.candidate, t.delta, f.delta))
     if not pts:
         return None
     colors = colors or candidate_colors(result)
     width, height, m = 520, 380, 60
     # the forgetting summaries (e.g. the Biderman et al. average) as hollow points beside the role's
-    sums = [(i, t, sm) for i, _, t, _ in pts for sm in result.results[i].summaries if sm.role == "forgetting"]
-    ax = _Axis.around([v for _, _, t, _ in pts for v in (t.ci_low, t.ci_high)], m, width - 20)
-    ay = _Axis.around([v for _, _, _, f in pts for v in (f.ci_low, f.ci_high)]
-                      + [v for _, _, sm in sums for v in (sm.ci_low, sm.ci_high)], height - m, 20)
-    body = _x_axis(ax, height - m, 20, True, "target gain (percentage points) →")
-    for tick in _nice_ticks(ay.lo, ay.hi):
-        y = ay(tick)
-        body.append(f'<line x1="{m}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#e3e6eb"/>'
-                    f'<text x="{m - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(tick, True)}</text>')
-    if ay.lo < 0 < ay.hi:
-        body.append(f'<line x1="{m}" y1="{ay(0):.1f}" x2="{width - 20}" y2="{ay(0):.1f}" stroke="#444" '
-                    'stroke-dasharray="3,3"/>')
+    sums = [(i, t, sm.name, sm.delta) for i, _, t, _ in pts for sm in result.results[i].summaries
+            if sm.role == "forgetting"]
+    ax = _Axis.around([v for _, _, t, _ in pts for v in (t.low, t.high)], m, width - 20)
+    ay = _Axis.around([v for _, _, _, f in pts for v in (f.low, f.high)]
+                      + [v for _, _, _, sm in sums for v in (sm.low, sm.high)], height - m, 20)
+    body = _x_axis(ax, height - m, 20, True, "target gain (percentage points) →") + _y_grid(ay, m, width - 20, True)
     body.append(f'<text x="14" y="{height / 2:.1f}" transform="rotate(-90 14 {height / 2:.1f})" text-anchor="middle" '
                 f'{FONT}>forgetting: general knowledge, candidate − base (pp) ↑ better</text>')
     # every label beside its point, none over another or over a point, all inside the plot
-    marks = [(ax(t.delta), ay(f.delta), name, colors[name], False) for _, name, t, f in pts]
-    marks += [(ax(t.delta), ay(sm.delta), sm.name, colors[result.results[i].candidate], True) for i, t, sm in sums]
+    marks = [(ax(t.estimate), ay(f.estimate), name, colors[name], False) for _, name, t, f in pts]
+    marks += [(ax(t.estimate), ay(sm.estimate), sm_name, colors[result.results[i].candidate], True)
+              for i, t, sm_name, sm in sums]
     dots = [(x - 6, y - 6, x + 6, y + 6) for x, y, *_ in marks]
-    lines = [(ax(t.ci_low), ay(f.delta) - 1, ax(t.ci_high), ay(f.delta) + 1) for _, _, t, f in pts]
-    lines += [(ax(t.delta) - 1, ay(f.ci_high), ax(t.delta) + 1, ay(f.ci_low)) for _, _, t, f in pts]
-    lines += [(ax(t.delta) - 1, ay(sm.ci_high), ax(t.delta) + 1, ay(sm.ci_low)) for _, t, sm in sums]
+    lines = [(ax(t.low), ay(f.estimate) - 1, ax(t.high), ay(f.estimate) + 1) for _, _, t, f in pts]
+    lines += [(ax(t.estimate) - 1, ay(f.high), ax(t.estimate) + 1, ay(f.low)) for _, _, t, f in pts]
+    lines += [(ax(t.estimate) - 1, ay(sm.high), ax(t.estimate) + 1, ay(sm.low)) for _, t, _, sm in sums]
     where = place_labels([(x, y, text, left) for x, y, text, _, left in marks], (m, 20, width - 20, height - m),
                          dots, lines)
     for _, name, t, f in pts:
-        c, x, y = colors[name], ax(t.delta), ay(f.delta)
-        body.append(f'<line x1="{ax(t.ci_low):.1f}" y1="{y:.1f}" x2="{ax(t.ci_high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
-                    f'<line x1="{x:.1f}" y1="{ay(f.ci_low):.1f}" x2="{x:.1f}" y2="{ay(f.ci_high):.1f}" stroke="{c}"/>'
+        c, x, y = colors[name], ax(t.estimate), ay(f.estimate)
+        body.append(f'<line x1="{ax(t.low):.1f}" y1="{y:.1f}" x2="{ax(t.high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
+                    f'<line x1="{x:.1f}" y1="{ay(f.low):.1f}" x2="{x:.1f}" y2="{ay(f.high):.1f}" stroke="{c}"/>'
                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
-    for i, t, sm in sums:
-        c, x, y = colors[result.results[i].candidate], ax(t.delta), ay(sm.delta)
-        body.append(f'<line x1="{x:.1f}" y1="{ay(sm.ci_low):.1f}" x2="{x:.1f}" y2="{ay(sm.ci_high):.1f}" stroke="{c}" '
+    for i, t, sm_name, sm in sums:
+        c, x, y = colors[result.results[i].candidate], ax(t.estimate), ay(sm.estimate)
+        body.append(f'<line x1="{x:.1f}" y1="{ay(sm.low):.1f}" x2="{x:.1f}" y2="{ay(sm.high):.1f}" stroke="{c}" '
                     f'stroke-dasharray="2,2"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="white" stroke="{c}" '
-                    f'stroke-width="1.5"><title>{escape(result.results[i].candidate)}: {escape(sm.name)}</title>'
+                    f'stroke-width="1.5"><title>{escape(result.results[i].candidate)}: {escape(sm_name)}</title>'
                     '</circle>')
     for (_, _, text, c, _), (x, y) in zip(marks, where, strict=True):
         body.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" {FONT} fill="{c}">{escape(text)}</text>')
@@ -228,7 +223,7 @@ def bias(result: ComparisonResult, colors: dict[str, str] | None = None) -> Mark
     if not result.results:
         return None
     colors = colors or candidate_colors(result)
-    rows = []  # (label, [(name, colour, Range)])
+    rows = []  # (label, [(name, colour, Estimate)])
     for t in (t for t in result.results[0].tasks if t.role == "bias"):
         cats = [c.category for c in t.categories] or [None]
         for cat in cats:

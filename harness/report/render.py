@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
-from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult
+from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate
 from harness.report import charts
 from harness.util.files import atomic_write
 
@@ -26,11 +26,12 @@ ROLE_TITLES = {
 GOOD_SIGN = {"target": +1, "forgetting": +1, "bias": -1}
 
 
-def _verdict(role: str, low: float, high: float) -> str:
-    """'good' / 'bad' when the whole interval lies on one side of zero, else 'unclear'."""
+def _verdict(role: str, delta: Estimate) -> str:
+    """'good' / 'bad' when the delta's whole interval lies on one side of zero (which side is good
+    is the role's), else 'unclear'."""
     sign = GOOD_SIGN.get(role, +1)
-    if low > 0 or high < 0:
-        return "good" if (low > 0) == (sign > 0) else "bad"
+    if delta.low > 0 or delta.high < 0:
+        return "good" if (delta.low > 0) == (sign > 0) else "bad"
     return "unclear"
 
 

@@ -19,7 +19,6 @@ Exit 1 with the reasons when either is flagged.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -29,28 +28,6 @@ from scipy import stats as sps
 
 from harness.errors import HarnessError
 from harness.persisted import MonitorResult, TrainManifest, read_record
-from harness.records import Range
-
-
-def newcombe(x1: int, n1: int, x2: int, n2: int, confidence: float) -> tuple[float, float]:
-    """Interval of p2 - p1 from two Wilson intervals (Newcombe 1998, method 10)."""
-    from harness.stats import wilson
-
-    p1, p2 = x1 / n1, x2 / n2
-    l1, u1 = wilson(x1, n1, confidence)
-    l2, u2 = wilson(x2, n2, confidence)
-    d = p2 - p1
-    return d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
-
-
-def welch(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Welch's t interval of mean(b) - mean(a)."""
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else 1.0
-    t = sps.t.ppf(0.5 + confidence / 2, df)
-    d = b.mean() - a.mean()
-    return d - t * se, d + t * se
 
 
 def bigrams(text: str) -> set[str]:
@@ -75,7 +52,7 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
     from harness.pipeline import load
     from harness.plan import plan_runs
     from harness.records import TRAIN_MANIFEST
-    from harness.stats import analyze_paired, is_binary
+    from harness.stats import analyze_paired, is_binary, newcombe_independent, welch
     from harness.store import METRIC_PREFIX, Store
     from harness.tools.datacheck import read_lines, record_text
 
@@ -125,13 +102,12 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
     if paired:
         r = analyze_paired(joined[f"{col}_old"].to_numpy(dtype=float), joined[f"{col}_new"].to_numpy(dtype=float),
                            confidence=conf, resamples=spec.stats.resamples, seed=spec.stats.seed)
-        change, method = Range(estimate=r.estimate, low=r.low, high=r.high), f"paired on {len(joined)} repeated items"
+        change, method = r.delta, f"paired on {len(joined)} repeated items"
     elif is_binary(np.concatenate([a, b])):
-        lo, hi = newcombe(int(a.sum()), a.size, int(b.sum()), b.size, conf)
-        change, method = Range(estimate=b.mean() - a.mean(), low=lo, high=hi), "independent samples, Newcombe interval"
+        change = newcombe_independent(int(a.sum()), a.size, int(b.sum()), b.size, conf)
+        method = "independent samples, Newcombe interval"
     else:
-        lo, hi = welch(a, b, conf)
-        change, method = Range(estimate=b.mean() - a.mean(), low=lo, high=hi), "independent samples, Welch interval"
+        change, method = welch(a, b, conf), "independent samples, Welch interval"
     drop = change.high < 0 and change.estimate <= -max_drop
 
     # 2. drift: the samples' inputs against the inputs the deployed model was trained on

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.records import ComparisonResult, CurvePoint, CurveRecord, Range
+from harness.records import ComparisonResult, CurvePoint, CurveRecord
 
 
 def load_eval_config(config: str | Path, base: Path):
@@ -51,8 +51,7 @@ def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoin
     for cr in result.results:
         failed = sum(1 for v in result.gates if v.candidate == cr.candidate and verdict_blocks(v, result.underpowered))
         points.append(CurvePoint(x=xs[cr.candidate], candidate=cr.candidate, gates_failed=failed,
-                                 roles={r.role: Range(estimate=r.delta, low=r.ci_low, high=r.ci_high)
-                                        for r in cr.roles}))
+                                 roles={r.role: r.delta for r in cr.roles}))
     return sorted(points, key=lambda p: p.x)
 
 
