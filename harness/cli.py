@@ -176,7 +176,7 @@ def sweep(sizes: str, sweep_eval_config: str, fixed_steps: bool, **options) -> N
 @click.option("--task", default=None, help="One task only.")
 def history(config_path: Path | None, store_path: Path | None, task: str | None) -> None:
     """The trend of every task's score per model across the comparisons recorded in a store."""
-    from harness.config import load_config
+    from harness.config import load_config, role_rank
     from harness.store import Store
 
     if (config_path is None) == (store_path is None):
@@ -197,9 +197,8 @@ def history(config_path: Path | None, store_path: Path | None, task: str | None)
     for i, c in enumerate(comparisons, start=1):
         models = sorted({(s["model"], s["fingerprint"][:8]) for s in c["scores"]}, key=lambda m: m[0] != "base")
         click.echo(f"  #{i} {c['created_at']}  {c['name']}  " + ", ".join(f"{m} {fp}" for m, fp in models))
-    order = {"target": 0, "forgetting": 1, "bias": 2}
     tasks = sorted({(s["role"], s["task"], s["metric"]) for c in comparisons for s in c["scores"]},
-                   key=lambda t: (order.get(t[0], 3), t[1]))
+                   key=lambda t: (role_rank(t[0]), t[1]))
     for role, name_, metric in tasks:
         if task is not None and name_ != task:
             continue
@@ -366,9 +365,11 @@ def gate(config_path: Path, candidate: str | None, junit_xml: Path | None, json_
 
 
 def _print_summary(result) -> None:
+    from harness.config import ROLES
+
     for cr in result.results:
         parts = []
-        for role in ("target", "forgetting", "bias"):
+        for role in ROLES:
             rr = cr.role(role)
             if rr:
                 parts.append(f"{role} {rr.delta.estimate:+.3f} [{rr.delta.low:+.3f}, {rr.delta.high:+.3f}]")

@@ -8,6 +8,7 @@ Every problem is reported at once, with the file and key path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -17,7 +18,33 @@ from harness.errors import ConfigError
 from harness.util.yaml import load_yaml_file
 
 Role = Literal["target", "forgetting", "bias"]
-ROLES: tuple[str, ...] = ("target", "forgetting", "bias")
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    """What a role's delta means wherever it is shown (report, charts, CLI, curves): said once, here."""
+
+    role: Role
+    title: str  # the report's name for the role's delta
+    good: int  # the sign of a delta that is good news: +1, or -1 where a rise is harm (bias)
+    reading: str  # the report's one line on how to read the delta
+    trade_off: bool  # part of the learning-versus-forgetting trade-off (the curves' net and best point)
+
+
+# every role, in the order results are shown
+ROLE_FACTS: dict[str, RoleFacts] = {f.role: f for f in (
+    RoleFacts("target", "Target gain", +1, "candidate − base on the tuned task", trade_off=True),
+    RoleFacts("forgetting", "Forgetting", +1, "candidate − base on general knowledge; below zero = forgotten",
+              trade_off=True),
+    RoleFacts("bias", "Bias change", -1, "candidate − base bias score; above zero = more stereotyped",
+              trade_off=False),
+)}
+ROLES: tuple[str, ...] = tuple(ROLE_FACTS)
+
+
+def role_rank(role: str) -> int:
+    """A role's place in ROLES (sort key); a name that is no role goes last."""
+    return ROLES.index(role) if role in ROLES else len(ROLES)
 
 
 def _refuse_duplicates(what: str, names: list[str]) -> None:
@@ -164,6 +191,10 @@ class SuiteSpec(Spec):
         _refuse_duplicates("task listed twice", [t.task for t in self.tasks])
         _refuse_duplicates("summary listed twice", [s.name for s in self.summaries])
         return self
+
+    def default_target(self) -> str | None:
+        """The task read when none is named (ROI, monitor): the suite's first target task; None without one."""
+        return next((t.task for t in self.tasks if t.role == "target"), None)
 
 
 GateRule = Literal["improves", "non_inferior", "no_bias_amplification", "floor"]

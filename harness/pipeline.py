@@ -28,6 +28,7 @@ class Loaded:
 def load(config_path: str | Path, candidate: str | None = None, need_candidates: bool = True) -> Loaded:
     """Load and cross-check config, suite and gates; optionally keep one candidate."""
     from harness.gates import check_gates
+    from harness.plan import roi_task
 
     path = Path(config_path)
     spec = load_config(path, candidates=need_candidates)
@@ -43,7 +44,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
                                                    for t in suite.tasks]})
     check_gates(spec, suite, str(path))
     if spec.roi is not None:
-        task = spec.roi.task or next((t.task for t in suite.tasks if t.role == "target"), None)
+        task = roi_task(spec, suite)
         if task is None or task not in {t.task for t in suite.tasks}:
             raise ConfigError([f"{path}: roi.task: " + (f"'{task}' is not a task of suite {suite.name}" if task
                                                         else f"suite {suite.name} has no target task; name one")])

@@ -115,8 +115,6 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
     return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
 
 
-def roi_task(spec: HarnessSpec, suite: SuiteSpec) -> str:
-    """The task whose accuracy the ROI section values: named, or the suite's first target task."""
-    if spec.roi is not None and spec.roi.task:
-        return spec.roi.task
-    return next(t.task for t in suite.tasks if t.role == "target")
+def roi_task(spec: HarnessSpec, suite: SuiteSpec) -> str | None:
+    """The task whose accuracy the ROI section values: named, or the suite's default target task."""
+    return (spec.roi.task if spec.roi is not None else None) or suite.default_target()

@@ -240,11 +240,6 @@ class CurvePoint(Record):
     roles: dict[str, Estimate] = Field(description="Per role, the paired delta against the base and its interval.")
     gates_failed: int = Field(0, description="Gates of the evaluation config this adapter fails.")
 
-    @property
-    def net(self) -> float:
-        """Target gain plus the (usually negative) forgetting delta: the trade-off the curve ranks."""
-        return sum(self.roles[r].estimate for r in ("target", "forgetting") if r in self.roles)
-
 
 class CurveRecord(Record):
     """Target gain and forgetting along training, or against the amount of training data."""
@@ -253,12 +248,8 @@ class CurveRecord(Record):
     name: str = Field(description="The candidate the curve led to (steps), or the sweep's name.")
     points: list[CurvePoint]
     best: int = Field(description="x of the best trade-off: the highest target gain + forgetting delta, "
-                                  "the earliest of ties.")
+                                  "the earliest of ties (harness.train.curve.best_x).")
     binary_roles: list[str] = Field(default_factory=list, description="Roles whose deltas are shares (pp).")
-
-    @staticmethod
-    def best_x(points: list[CurvePoint]) -> int:
-        return max(points, key=lambda p: (round(p.net, 9), -p.x)).x
 
 
 class HistoryEntry(Record):

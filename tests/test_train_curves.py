@@ -17,6 +17,7 @@ from harness.persisted import SweepRecord, TrainManifest, read_record, write_rec
 from harness.pipeline import load, run_comparison
 from harness.records import CurvePoint, CurveRecord, Estimate
 from harness.store import Store
+from harness.train.curve import best_x
 from harness.train.lora import MANIFEST, train_lora
 from harness.train.sweep import nested_subsets, run_sweep
 
@@ -43,7 +44,8 @@ def test_checkpoints_are_evaluated_and_the_report_draws_the_curve(tiny_world, ev
     curve = manifest.eval_curve
     assert [p.x for p in curve.points] == [4, 8, 12] and curve.kind == "steps"
     assert all(set(p.roles) == {"target", "forgetting", "bias"} for p in curve.points)
-    assert curve.best == max(curve.points, key=lambda p: (p.net, -p.x)).x
+    assert curve.best == max(curve.points, key=lambda p: (p.roles["target"].estimate + p.roles["forgetting"].estimate,
+                                                         -p.x)).x
     assert sum(line.startswith("eval step-0000") for line in logs) == 3, logs
     # each checkpoint is a model in the store like any other: base + 3 checkpoints x 7 tasks
     assert len(Store(tmp_path / "store").runs()) == 4 * 7
@@ -76,12 +78,13 @@ def test_eval_config_for_another_base_is_refused_before_training(tiny_world, eva
 
 
 def test_best_trade_off_is_the_highest_net_and_the_earliest_of_ties():
-    def point(x, target, forgetting):
+    def point(x, target, forgetting, bias=0.0):
         return CurvePoint(x=x, candidate=f"s{x}", roles={"target": Estimate(estimate=target, low=0, high=0),
-                                                        "forgetting": Estimate(estimate=forgetting, low=0, high=0)})
-    points = [point(10, 0.2, 0.0), point(20, 0.5, -0.1), point(30, 0.6, -0.2), point(40, 0.55, -0.15)]
-    assert CurveRecord.best_x(points) == 20  # 0.4 at 20 and at 30 and 40: the earliest
-    assert CurveRecord.best_x([point(10, 0.1, 0.0), point(20, 0.3, -0.1)]) == 20
+                                                        "forgetting": Estimate(estimate=forgetting, low=0, high=0),
+                                                        "bias": Estimate(estimate=bias, low=0, high=0)})
+    points = [point(10, 0.2, 0.0, bias=1.0), point(20, 0.5, -0.1), point(30, 0.6, -0.2), point(40, 0.55, -0.15)]
+    assert best_x(points) == 20  # 0.4 at 20 and at 30 and 40: the earliest; bias is no part of the trade-off
+    assert best_x([point(10, 0.1, 0.0), point(20, 0.3, -0.1)]) == 20
 
 
 def test_nested_subsets_hold_the_smaller_ones_in_file_order():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from harness.config import ROLE_FACTS
 from harness.records import ComparisonResult, CurveRecord, HistoryEntry, RoiResult
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
@@ -296,7 +297,9 @@ def _y_grid(ay: _Axis, x0: float, x1: float, pct: bool) -> list[str]:
     return out
 
 
-CURVE_ROLES = {"target": ("target gain", color(0)), "forgetting": ("forgetting", color(1))}
+# the roles of the learning-versus-forgetting trade-off, each in its own colour
+CURVE_ROLES = {role: (facts.title.lower(), color(i))
+               for i, (role, facts) in enumerate((r, f) for r, f in ROLE_FACTS.items() if f.trade_off)}
 
 
 def curve(c: CurveRecord) -> Markup:

@@ -10,26 +10,18 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from harness.config import ROLE_FACTS
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
 from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate
 from harness.report import charts
 from harness.util.files import atomic_write
 
-ROLE_TITLES = {
-    "target": "Target gain",
-    "forgetting": "Forgetting",
-    "bias": "Bias change",
-}
-# Which sign of the delta is good news, per role: forgetting shows as a negative delta,
-# bias amplification as a positive one.
-GOOD_SIGN = {"target": +1, "forgetting": +1, "bias": -1}
-
 
 def _verdict(role: str, delta: Estimate) -> str:
     """'good' / 'bad' when the delta's whole interval lies on one side of zero (which side is good
     is the role's), else 'unclear'."""
-    sign = GOOD_SIGN.get(role, +1)
+    sign = ROLE_FACTS[role].good if role in ROLE_FACTS else +1
     if delta.low > 0 or delta.high < 0:
         return "good" if (delta.low > 0) == (sign > 0) else "bad"
     return "unclear"
@@ -52,7 +44,7 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("harness.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(verdict=_verdict, fmt=_fmt, role_titles=ROLE_TITLES, entry_count=_entry_count)
+    env.globals.update(verdict=_verdict, fmt=_fmt, role_facts=ROLE_FACTS, entry_count=_entry_count)
     env.tests["blocking"] = verdict_blocks  # `gates | select("blocking", r.underpowered)`: as harness gate reads them
     return env
 
@@ -79,7 +71,7 @@ def render_html(result: ComparisonResult) -> str:
     for cr in result.results:
         for t in cr.tasks:
             binary_role[t.role] = binary_role.get(t.role, True) and t.binary
-    roles = [r for r in ("target", "forgetting", "bias") if r in binary_role]
+    roles = [r for r in ROLE_FACTS if r in binary_role]
     colors = charts.candidate_colors(result)  # one colour per candidate in every chart
     chart_set = {
         "tradeoff": charts.tradeoff(result, colors),

@@ -65,7 +65,7 @@ def run_monitor(config: Path, samples: Path, candidate: str | None = None, task:
     deployed = next((c for c in spec.candidates if c.name == candidate), None)
     if deployed is None:
         raise HarnessError(f"--candidate {candidate}: not in {config}")
-    task = task or next((t.task for t in suite.tasks if t.role == "target"), None)
+    task = task or suite.default_target()
     tspec = next((t for t in suite.tasks if t.task == task), None)
     if tspec is None:
         raise HarnessError(f"--task {task}: not a task of suite {suite.name}" if task else

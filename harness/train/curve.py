@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.config import ROLE_FACTS
 from harness.errors import HarnessError
 from harness.records import ComparisonResult, CurvePoint, CurveRecord
 
@@ -55,11 +56,22 @@ def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoin
     return sorted(points, key=lambda p: p.x)
 
 
+def net(point: CurvePoint) -> float:
+    """The trade-off the curve ranks: the sum of the trade-off roles' deltas, target gain plus the
+    (usually negative) forgetting delta."""
+    return sum(point.roles[r].estimate for r, facts in ROLE_FACTS.items() if facts.trade_off and r in point.roles)
+
+
+def best_x(points: list[CurvePoint]) -> int:
+    """x of the best trade-off: the highest net, the earliest of ties."""
+    return max(points, key=lambda p: (round(net(p), 9), -p.x)).x
+
+
 def make_curve(kind: str, name: str, result: ComparisonResult, xs: dict[str, int]) -> CurveRecord:
     points = curve_points(result, xs)
     binary = sorted({t.role for cr in result.results for t in cr.tasks if t.binary}
                     - {t.role for cr in result.results for t in cr.tasks if not t.binary})
-    return CurveRecord(kind=kind, name=name, points=points, best=CurveRecord.best_x(points), binary_roles=binary)
+    return CurveRecord(kind=kind, name=name, points=points, best=best_x(points), binary_roles=binary)
 
 
 def describe(point: CurvePoint, binary_roles: list[str]) -> str:
