@@ -77,7 +77,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_WORKERS ?= 2
 
 test: demo $(CHROMIUM) lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The fast tier alone: unit tests and the tiny world (built per session in seconds); no demo build.
 test-fast: $(STAMP) lint

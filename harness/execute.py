@@ -142,7 +142,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
             raise HarnessError(
                 f"lm-eval {lm_eval.__version__} scored other documents than the {len(task.indices)} selected: "
                 "harness's `select_docs` (harness/backends/patches.py) does not work with this lm-eval "
-                "version; tests/test_patches.py shows what changed")
+                "version; tests/backends/test_patches.py shows what changed")
         for sample in samples:
             sample["doc_id"] = task.indices[sample["doc_id"]]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)

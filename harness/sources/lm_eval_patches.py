@@ -1,5 +1,5 @@
 """lm-eval patches for loading and rendering tasks, written against lm-eval 0.4.13. Listed with the
-scoring ones in harness/backends/patches.py; tests/test_patches.py pins what each relies on.
+scoring ones in harness/backends/patches.py; tests/backends/test_patches.py pins what each relies on.
 
 Here, not there, because tasks are loaded in sources/ (below backends/ in the layers) and their
 templates are rendered wherever tasks are used: building them, scoring, `harness monitor` and

@@ -200,7 +200,7 @@ def test_learning_forgetting_labels_do_not_overlap_and_stay_inside(tmp_path):
 
 # --------------------------------------------------------------------------- comparison.json of format 1
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parents[1] / "assets"
 # the gates of the config whose comparison tests/assets/comparison-format1.json is (the tiny world,
 # written by the harness of format 1, flips and runs trimmed)
 FORMAT1_GATES = [{"rule": "improves", "role": "target", "min_delta": 0.05},
