@@ -16,6 +16,8 @@ import pytest
 from conftest import faulty_cli
 from harness.pipeline import load, run_comparison
 
+pytestmark = pytest.mark.e2e  # processes killed at every stage and two compares racing: minutes of CLI runs
+
 # Where the CLI dies in the kill sequence (see conftest.faulty_cli).
 PLANT = r'''
 if point == "model_load":  # the base is loaded, its adapters not yet

