@@ -134,14 +134,16 @@ class Store:
         return sqlite3.connect(self.root / "index.sqlite", timeout=30)
 
     def _migrate(self) -> None:
-        with closing(self._connect()) as db, db:
+        # processes opening one new store at once take turns (executescript commits as it goes, so
+        # sqlite's own locking does not keep two from running the same step); each step and its
+        # version number commit together, so a kill mid-step leaves the previous schema
+        with file_lock(self.root / "index.sqlite.lock"), closing(self._connect()) as db:
             current = db.execute("PRAGMA user_version").fetchone()[0]
             if current > len(MIGRATIONS):
                 raise HarnessError(f"{self.root}/index.sqlite: written by a newer harness (schema "
                                    f"{current} > {len(MIGRATIONS)}); upgrade harness or use another store")
             for n in range(current, len(MIGRATIONS)):
-                db.executescript(MIGRATIONS[n])
-                db.execute(f"PRAGMA user_version = {n + 1}")
+                db.executescript(f"BEGIN;\n{MIGRATIONS[n]}\nPRAGMA user_version = {n + 1};\nCOMMIT;")
 
     def file_hash(self, path: Path) -> str:
         """sha256 of a file, cached by (path, size, mtime) so multi-GB weights are read once."""

@@ -89,6 +89,32 @@ def test_store_from_a_newer_harness_is_refused(tmp_path):
         Store(tmp_path)
 
 
+def _open_store(root, start):
+    start.wait()
+    Store(root)
+
+
+def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
+    # two `harness compare` runs started together on a fresh store both create its index; before
+    # the migration lock one failed with "duplicate column name" (exit 3)
+    import multiprocessing
+    import sqlite3
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        root = tmp_path / f"s{attempt}"
+        start = ctx.Event()
+        procs = [ctx.Process(target=_open_store, args=(root, start)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        start.set()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+        with sqlite3.connect(root / "index.sqlite") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
 def test_file_hash_cache_follows_content(tmp_path):
     store = Store(tmp_path / "s")
     f = tmp_path / "w.bin"
