@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -53,23 +55,97 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def faulty_cli(plant: str) -> list[str]:
-    """The command that runs `harness` with one fault planted, as `[*faulty_cli(PLANT), point, n,
-    *harness args]`: `PLANT` (Python source) patches the code at `point` to call `hit()`, and the
-    process kills itself (SIGKILL) the n-th time it gets there. Test code only: the harness has no
-    fault hooks."""
-    prologue = (
-        "import os, signal, sys\n"
-        "point, nth = sys.argv[1], int(sys.argv[2])\n"
-        "del sys.argv[1:3]\n"
-        "hits = 0\n"
-        "def hit():\n"
-        "    global hits\n"
-        "    hits += 1\n"
-        "    if hits == nth:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n")
-    epilogue = "from harness.cli import main\nsys.argv[0] = 'harness'\nmain()\n"
-    return [sys.executable, "-c", prologue + plant + "\n" + epilogue]
+class Forked:
+    """`harness ARGS` running in a child forked from this test process: a real process (its own
+    memory, killed for real with SIGKILL), started without the ~10 s of imports a fresh interpreter
+    pays. Optionally with one fault planted: `plant` (Python source) patches the code at `fault`'s
+    point to call `hit()`, and the child kills itself (SIGKILL) the n-th time it gets there. Test
+    code only: the harness has no fault hooks. `wait()` gives a subprocess.CompletedProcess."""
+
+    def __init__(self, *args: str, plant: str = "", fault: tuple[str, int] = ("none", 0),
+                 env: dict[str, str] | None = None):
+        import tempfile
+
+        self.args = ["harness", *args]
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        # what a compare imports, imported once, here
+        import lm_eval.evaluator  # noqa: F401
+        import lm_eval.models.huggingface  # noqa: F401
+        import lm_eval.tasks  # noqa: F401
+
+        import harness.cli  # noqa: F401
+        import harness.pipeline  # noqa: F401
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._child(list(args), plant, fault, env or {})  # never returns
+
+    def _child(self, args: list[str], plant: str, fault: tuple[str, int], env: dict[str, str]) -> None:
+        code = 3
+        try:
+            os.dup2(self._out.fileno(), 1)
+            os.dup2(self._err.fileno(), 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+            os.environ.update({"HARNESS_PROGRESS": "0", **env})
+            import torch
+
+            # the parent's OpenMP pool does not survive fork: one thread, as a DataLoader worker
+            torch.set_num_threads(1)
+            point, nth = fault
+            hits = 0
+
+            def hit():
+                nonlocal hits
+                hits += 1
+                if hits == nth:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            exec(plant, {"point": point, "hit": hit})
+            from harness.cli import main
+
+            try:
+                main(args, prog_name="harness")
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def wait(self, timeout: float = 600) -> subprocess.CompletedProcess:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.05)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        out = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            out.append(f.read().decode("utf-8", "replace"))
+            f.close()
+        return subprocess.CompletedProcess(self.args, code, *out)
+
+
+def forked_harness(*args: str, **options) -> subprocess.CompletedProcess:
+    """Run `harness ARGS` in a forked child (see Forked) and wait for it."""
+    return Forked(*args, **options).wait()
 
 
 def tiny_spec():

@@ -3,7 +3,6 @@ finishes as an uninterrupted run does; two compares on one store split the work.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import faulty_cli
+from conftest import Forked, forked_harness
 from harness.pipeline import load, run_comparison
 
 pytestmark = pytest.mark.e2e  # processes killed at every stage and two compares racing: minutes of CLI runs
 
-# Where the CLI dies in the kill sequence (see conftest.faulty_cli).
+# Where the CLI dies in the kill sequence (see conftest.Forked).
 PLANT = r'''
 if point == "model_load":  # the base is loaded, its adapters not yet
     from harness.backends import hf
@@ -67,11 +66,8 @@ elif point == "index_write":  # the run's index row inserted, the transaction no
 '''
 
 
-def _cli(*args: str, fault: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARNESS_PROGRESS": "0"}
-    command = ([*faulty_cli(PLANT), fault[0], str(fault[1])] if fault
-               else [sys.executable, "-m", "harness.cli"])
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+def _cli(*args: str, fault: tuple[str, int] = ("none", 0)) -> subprocess.CompletedProcess:
+    return forked_harness(*args, plant=PLANT, fault=fault)
 
 
 def _stored(store: Path) -> dict:
@@ -174,13 +170,11 @@ def test_two_compares_on_one_store_split_the_work(tiny_config, tmp_path):
     second = tmp_path / "second.yaml"
     second.write_text(first.read_text().replace(f"report_dir: {tmp_path / 'report'}",
                                                 f"report_dir: {tmp_path / 'report2'}"))
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARNESS_PROGRESS": "0"}
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "compare", "--config", str(c)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for c in (first, second)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-2000:]
+    procs = [Forked("compare", "--config", str(c)) for c in (first, second)]
+    done = [p.wait() for p in procs]
+    for p in done:
+        assert p.returncode == 0, p.stderr[-2000:]
+    outs = [(p.stdout, p.stderr) for p in done]
 
     n_runs = len(_records(first))
     split = [_scored(out) for out, _ in outs]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import faulty_cli
+from conftest import forked_harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
@@ -22,7 +22,7 @@ from harness.train.lora import MANIFEST, train_lora
 
 pytestmark = pytest.mark.e2e  # torchrun with two processes, and training killed and resumed
 
-# Where `harness train` dies (see conftest.faulty_cli).
+# Where `harness train` dies (see conftest.Forked).
 PLANT = r'''
 if point == "step":  # right after the n-th optimizer step of this process
     import torch
@@ -105,12 +105,9 @@ def test_killed_training_resumes_to_the_uninterrupted_adapter(tiny_world, tmp_pa
     """SIGKILL after step 13 (checkpoints every 5), resume, SIGKILL again while the step-15 checkpoint
     is being written, resume: the final adapter and loss curve equal the uninterrupted run's."""
     ref, out = tmp_path / "ref", tmp_path / "run"
-    cli = faulty_cli(PLANT)
-
     def harness(point: str, nth: int, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*cli, point, str(nth), *_args(tiny_world, out, 20, 8, "--checkpoint-every", "5",
-                                                             *extra)],
-                              capture_output=True, text=True, env=_env(), timeout=600)
+        return forked_harness(*_args(tiny_world, out, 20, 8, "--checkpoint-every", "5", *extra),
+                              plant=PLANT, fault=(point, nth))
 
     train_lora(TrainSpec(base=str(tiny_world.base), data=str(tiny_world.root / "data" / "domain_train.jsonl"),
                          out=str(ref), steps=20, batch_size=8, lr=5e-3))
