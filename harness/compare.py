@@ -306,7 +306,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                     first = store.read(r.key).sort_values("doc_id").iloc[0]
                     examples[r.task.name] = str(first["prompt"])
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
-                           training=_training(m), prompt_examples=examples, prompt_format=p.record())
+                           training=_training(m), prompt_examples=examples, prompt_format=p.record(),
+                           warnings=list(m.warnings))
 
     runs, versions = [], {}
     for r in plan.distinct:

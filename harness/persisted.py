@@ -108,10 +108,20 @@ def read_record(path: Path, cls: type[R]) -> R:
 # --------------------------------------------------------------------------- training
 
 
+class TrainedPromptFormat(Record):
+    """The prompt format the training records were rendered in: what evaluation should use too."""
+
+    chat: bool = Field(description="Chat records (rendered with a chat template); false: prompt/completion text.")
+    template_sha256: str | None = Field(None, description="sha256 of the chat template's text; None: no chat records.")
+    system_prompts: list[str | None] = Field(
+        default_factory=list, description="The distinct system messages of the chat records (None: records without "
+        "one, so the template's default, if any), at most 5.")
+
+
 class TrainManifest(PersistedRecord):
     """What `harness train` did, written beside the adapter (train_manifest.json)."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     WHAT: ClassVar[str] = "trainer manifest"
     FIX: ClassVar[str] = "train the adapter again, or remove the file"
 
@@ -134,10 +144,13 @@ class TrainManifest(PersistedRecord):
                                                              "(--eval-every); None without.")
     reused_from: str | None = Field(None, description="The adapter folder a sweep copied this one from "
                                                       "(same recipe and data); None when trained here.")
+    prompt_format: TrainedPromptFormat | None = Field(None, description="How its training records were "
+                                                      "prompted; None in manifests before version 3.")
 
     @classmethod
     def upgrade(cls, data: dict, version: int) -> dict:
-        return data  # version 1 had no `processes` (one process) nor `eval_curve`: the defaults
+        # version 1 had no `processes` (one process) nor `eval_curve`, version 2 no `prompt_format`: the defaults
+        return data
 
     @property
     def final_loss(self) -> float | None:

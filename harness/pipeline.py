@@ -80,6 +80,9 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     if list(formats) != ["plain text"]:  # said when a model is prompted otherwise or auto found no template
         for described, labels in formats.items():
             log(f"plan: prompts of {', '.join(labels)}: {described}")
+    for m in plan.models:
+        for warning in m.warnings:
+            log(f"plan: WARNING {warning}")
 
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)

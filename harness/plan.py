@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from harness.records import BASE
 from harness.sources.checkpoints import check_adapter, check_model_folder, tokenizers_differ
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
-from harness.sources.prompts import PromptFormat, model_fingerprint_with, resolve_prompt_format
+from harness.sources.prompts import PromptFormat, format_mismatch, model_fingerprint_with, resolve_prompt_format
 from harness.sources.tasks import LoadedTask, load_fewshot_task, load_tasks
 from harness.store import RunKey, Store
 
@@ -32,6 +32,7 @@ class ModelEntry:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     prompt: PromptFormat = PromptFormat()
+    warnings: tuple[str, ...] = ()  # e.g. evaluated in another prompt format than it was trained in
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(base_dir),
                                      variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=spec.base.trust_remote_code,
-                                     allow_pickle=spec.base.allow_pickle, prompt=prompt))
+                                     allow_pickle=spec.base.allow_pickle, prompt=prompt,
+                                     warnings=tuple(format_mismatch(adapter_dir, prompt, c.name))))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
             check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,

@@ -112,6 +112,8 @@ class ModelRecord(Record):
                                                     "final loss; None when there is none.")
     prompt_format: PromptFormatRecord = Field(default_factory=PromptFormatRecord,
                                               description="How its prompts were written.")
+    warnings: list[str] = Field(default_factory=list, description="What the reader must know about how it "
+                                "was evaluated, e.g. in another prompt format than it was trained in.")
     prompt_examples: dict[str, str] = Field(
         default_factory=dict, description="Task -> the prompt of its first scored item, as the model saw it "
         "(kept when some model of the comparison is not prompted in plain text).")

@@ -84,3 +84,32 @@ def resolve_prompt_format(fields: PromptFormatFields, folders: list[Path], who: 
                            f"found none in {folders[0]}; give a template file or drop fewshot_as_multiturn")
     return PromptFormat(template=template, source=source, system_prompt=fields.system_prompt,
                         fewshot_as_multiturn=fields.fewshot_as_multiturn)
+
+
+def format_mismatch(adapter_dir: Path, prompt: PromptFormat, who: str) -> list[str]:
+    """Warnings when a candidate is evaluated in another prompt format than its trainer's manifest
+    (train_manifest.json beside the adapter) says it was trained in; none without a manifest."""
+    from harness.persisted import TrainManifest, read_record
+    from harness.records import TRAIN_MANIFEST
+
+    path = Path(adapter_dir) / TRAIN_MANIFEST
+    if not path.is_file():
+        return []
+    trained = read_record(path, TrainManifest).prompt_format
+    if trained is None:
+        return []
+    if trained.chat and prompt.template is None:
+        return [f"{who}: trained on chat records (chat template sha256 {(trained.template_sha256 or '?')[:12]}) "
+                "but evaluated on plain-text prompts: its scores are for prompts it never saw in training; "
+                "set `chat_template` for it"]
+    if not trained.chat and prompt.template is not None:
+        return [f"{who}: trained on plain prompt/completion text but evaluated with a chat template "
+                f"({prompt.describe()})"]
+    warnings = []
+    if trained.chat and trained.template_sha256 and trained.template_sha256 != prompt.template_sha256:
+        warnings.append(f"{who}: evaluated with another chat template (sha256 {prompt.template_sha256[:12]}) "
+                        f"than it was trained with ({trained.template_sha256[:12]})")
+    if trained.chat and trained.system_prompts and prompt.system_prompt not in trained.system_prompts:
+        seen = ", ".join("none (the template's default)" if s is None else repr(s[:40]) for s in trained.system_prompts)
+        warnings.append(f"{who}: evaluated with system prompt {prompt.system_prompt!r} but trained with {seen}")
+    return warnings

@@ -107,3 +107,21 @@ def encode_records(tok: PreTrainedTokenizerBase, path: Path, max_length: int) ->
             raise HarnessError(f"{where}: no token to learn after encoding (the assistant text rendered empty)")
         encoded.append((ids, labels))
     return encoded
+
+
+def prompt_format(tok: PreTrainedTokenizerBase, paths: list[Path]) -> dict:
+    """The prompt format of the training records (TrainedPromptFormat's fields)."""
+    import hashlib
+
+    systems: list[str | None] = []
+    chat = False
+    for path in paths:
+        for _, r in read_records(path):
+            if "messages" not in r:
+                continue
+            chat = True
+            system = next((m["content"] for m in r["messages"] if m["role"] == "system"), None)
+            if system not in systems and len(systems) < 5:
+                systems.append(system)
+    sha = hashlib.sha256(tok.chat_template.encode()).hexdigest() if chat and tok.chat_template else None
+    return {"chat": chat, "template_sha256": sha, "system_prompts": systems}

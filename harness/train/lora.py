@@ -29,10 +29,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.persisted import InputHashes, TrainManifest, write_record
+from harness.persisted import InputHashes, TrainedPromptFormat, TrainManifest, write_record
 from harness.records import TRAIN_MANIFEST, CurveRecord
 from harness.train import checkpoint as ckpt
-from harness.train.data import encode_records
+from harness.train.data import encode_records, prompt_format
 from harness.train.loop import (
     LoopSettings,
     LoopState,
@@ -188,7 +188,9 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         harness_version=harness.__version__, torch_version=torch.__version__, machine=platform.machine(),
         base=str(base), data_sha256=hashes.data, replay_sha256=hashes.replay, records=len(domain),
         replay_records=len(replay), spec=spec, processes=world, steps=spec.steps, tokens=state.tokens,
-        loss_tokens=state.loss_tokens, wall_s=state.wall_s, loss_curve=state.loss_curve)
+        loss_tokens=state.loss_tokens, wall_s=state.wall_s, loss_curve=state.loss_curve,
+        prompt_format=TrainedPromptFormat(**prompt_format(tok, [Path(spec.data)] + ([Path(spec.replay)]
+                                                                                   if spec.replay else []))))
     if main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.save_adapter(accelerator.unwrap_model(model), out)

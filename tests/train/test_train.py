@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 
@@ -162,3 +163,45 @@ def test_chat_records_without_a_template_say_what_to_pass(tiny_world, tmp_path):
     with pytest.raises(HarnessError, match=r"chat.jsonl:1: a chat record, but the tokenizer has no chat "
                                            r"template; pass --chat-template"):
         train_lora(TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / "o"), steps=1))
+
+
+def test_the_manifest_records_the_prompt_format_and_compare_warns_of_a_mismatch(tiny_world, tiny_config, tmp_path):
+    """Trained on chat records with a template and a system line, evaluated in plain text: the
+    compare output and the report say so; evaluated in its training format: no warning."""
+    import yaml
+
+    from harness.pipeline import load, run_comparison
+    from harness.report.render import render_report
+
+    data, template = _chat_file(tiny_world, tmp_path, n=40)
+    manifest = train_lora(TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / "chat"),
+                                    chat_template=str(template), steps=2, batch_size=8, lr=5e-3))
+    fmt = manifest.prompt_format
+    assert fmt.chat and fmt.system_prompts == ["Triage insurance claims."]
+    assert fmt.template_sha256 == hashlib.sha256(CHAT_TEMPLATE.encode()).hexdigest()
+    plain = train_lora(TrainSpec(base=str(tiny_world.base), data=str(tiny_world.root / "data" / "domain_train.jsonl"),
+                                 out=str(tmp_path / "plain"), steps=1, batch_size=8))
+    assert plain.prompt_format.chat is False and plain.prompt_format.template_sha256 is None
+
+    config = tiny_config({"chat": tmp_path / "chat"}, limit=12)
+    logs = []
+    result = run_comparison(load(config), log=logs.append)
+    warning = next(line for line in logs if "WARNING" in line)
+    assert "chat: trained on chat records (chat template sha256 " in warning and "plain-text prompts" in warning
+    assert result.candidates[0].warnings and "Warning:</b> chat: trained on chat records" in \
+        render_report(result, tmp_path / "report").read_text()
+
+    # evaluated as it was trained: the template and the system line; nothing to warn of
+    data_yaml = yaml.safe_load(config.read_text())
+    data_yaml["candidates"][0] |= {"chat_template": str(template), "system_prompt": "Triage insurance claims."}
+    config.write_text(yaml.safe_dump(data_yaml))
+    logs = []
+    result = run_comparison(load(config), log=logs.append)
+    assert not [line for line in logs if "WARNING" in line] and result.candidates[0].warnings == []
+    # another system prompt than the one trained with is named
+    data_yaml["candidates"][0]["system_prompt"] = "Be brief."
+    config.write_text(yaml.safe_dump(data_yaml))
+    logs = []
+    run_comparison(load(config), log=logs.append)
+    assert any("chat: evaluated with system prompt 'Be brief.' but trained with 'Triage insurance claims.'" in line
+               for line in logs), logs
