@@ -38,8 +38,10 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
     from harness.config import CandidateSpec
     from harness.pipeline import Loaded, run_comparison
 
+    # prompted as the config prompts the base, so that each point pairs with it prompt by prompt
+    fmt = loaded.spec.base.model_dump(include={"chat_template", "system_prompt", "fewshot_as_multiturn"})
     spec = loaded.spec.model_copy(update={
-        "candidates": [CandidateSpec(name=n, adapter=str(p)) for n, p in adapters.items()], "roi": None})
+        "candidates": [CandidateSpec(name=n, adapter=str(p), **fmt) for n, p in adapters.items()], "roi": None})
     # not recorded in the store's history: that is for the comparisons people run
     return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None), record=False)
 
