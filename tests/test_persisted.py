@@ -170,10 +170,11 @@ def test_a_damaged_file_is_named_with_its_line(tmp_path):
 
 
 def test_a_file_of_a_newer_harness_says_to_upgrade(tmp_path):
-    data = json.loads(RECORDS["train_manifest.json"].model_dump_json()) | {"version": 3}
+    newer = TrainManifest.VERSION + 1
+    data = json.loads(RECORDS["train_manifest.json"].model_dump_json()) | {"version": newer}
     path = _write(tmp_path / "train_manifest.json", json.dumps(data))
-    with pytest.raises(HarnessError, match=r"train_manifest.json: trainer manifest format version 3, newer than the "
-                                           r"2 this harness reads; upgrade the harness"):
+    with pytest.raises(HarnessError, match=rf"train_manifest.json: trainer manifest format version {newer}, newer "
+                                           rf"than the {newer - 1} this harness reads; upgrade the harness"):
         read_record(path, TrainManifest)
 
 

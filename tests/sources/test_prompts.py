@@ -23,16 +23,16 @@ NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exce
              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-def _suite(tmp: Path, limit_fewshot: int = 2) -> Path:
+def _suite(tmp: Path, shots: int = 1) -> Path:
     path = tmp / "suite.yaml"
     path.write_text(yaml.safe_dump({"name": "chat", "task_dirs": [str(DEMO_TASKS)], "tasks": [
         {"task": "demo_capitals", "role": "forgetting", "metric": "acc"},
-        {"task": "demo_triage", "role": "target", "metric": "acc", "overrides": {"num_fewshot": limit_fewshot}},
+        {"task": "demo_triage", "role": "target", "metric": "acc", "overrides": {"num_fewshot": shots}},
     ]}))
     return path
 
 
-def _config(tmp: Path, base: Path, base_format: dict, candidates: list[dict], limit: int = 4,
+def _config(tmp: Path, base: Path, base_format: dict, candidates: list[dict], limit: int = 3,
             backend: str = "hf", name: str = "chat") -> Path:
     cfg = {"name": name, "base": {"path": str(base), **base_format}, "candidates": candidates,
            "suite": str(_suite(tmp)), "eval": {"batch_size": 8, "limit": limit, "backend": backend},
@@ -179,11 +179,10 @@ def smol_hf(smollm2, smollm2_adapter, tmp_path_factory) -> Path:
     return config
 
 
-def _lm_eval(model: Path, adapter: Path | None, tmp: Path, **chat) -> dict:
-    """lm-eval's own per-item samples for the suite's two tasks (demo_triage with the suite's 2
-    shots), its own task YAML pointed at the same data files by absolute path."""
+def _lm_eval(lm, tmp: Path, **chat) -> dict:
+    """lm-eval's own per-item samples for the suite's two tasks (demo_triage with the suite's 1
+    shot), its own task YAML pointed at the same data files by absolute path."""
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     folder = tmp / "lm-eval-tasks"
@@ -194,12 +193,10 @@ def _lm_eval(model: Path, adapter: Path | None, tmp: Path, **chat) -> dict:
         (folder / f"{task}.yaml").write_text(yaml.safe_dump({
             "include": str(DEMO_TASKS / "demo" / f"{task}.yaml"), "task": task,
             "dataset_kwargs": {"data_files": files}}))
-    lm = HFLM(pretrained=str(model), peft=str(adapter) if adapter else None, dtype="float32", batch_size=8,
-              device="cpu")
     manager = TaskManager(include_path=str(folder), include_defaults=False)
     samples = {}
-    for task, shots in (("demo_capitals", None), ("demo_triage", 2)):
-        out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=4, log_samples=True,
+    for task, shots in (("demo_capitals", None), ("demo_triage", 1)):
+        out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=3, log_samples=True,
                               bootstrap_iters=0, num_fewshot=shots, apply_chat_template=True, **chat)
         samples[task] = {s["doc_id"]: s for s in out["samples"][task]}
     return samples
@@ -210,12 +207,16 @@ def test_chat_formats_score_as_lm_evals_own_chat_template_path(smollm2, smollm2_
     the same model, adapter and documents: the same rendered prompts, log-likelihoods within 1e-4
     nats (float32 sums over differently composed batches), the same per-item accuracy."""
     ours = _records(smol_hf)
-    cases = {"base": (None, {"fewshot_as_multiturn": False}),
-             "system": (smollm2_adapter, {"system_instruction": SYSTEM, "fewshot_as_multiturn": False}),
-             "multiturn": (smollm2_adapter, {"system_instruction": SYSTEM, "fewshot_as_multiturn": True})}
+    from lm_eval.models.huggingface import HFLM
+
+    base = HFLM(pretrained=str(smollm2), dtype="float32", batch_size=8, device="cpu")
+    tuned = HFLM(pretrained=str(smollm2), peft=str(smollm2_adapter), dtype="float32", batch_size=8, device="cpu")
+    cases = {"base": (base, {"fewshot_as_multiturn": False}),
+             "system": (tuned, {"system_instruction": SYSTEM, "fewshot_as_multiturn": False}),
+             "multiturn": (tuned, {"system_instruction": SYSTEM, "fewshot_as_multiturn": True})}
     worst = 0.0
-    for label, (adapter, chat) in cases.items():
-        theirs = _lm_eval(smollm2, adapter, tmp_path, **chat)
+    for label, (lm, chat) in cases.items():
+        theirs = _lm_eval(lm, tmp_path, **chat)
         for task, samples in theirs.items():
             mine = ours[(label, task)]
             assert sorted(samples) == list(mine.index), (label, task)
@@ -233,19 +234,19 @@ def test_chat_formats_score_as_lm_evals_own_chat_template_path(smollm2, smollm2_
     system_prompt = ours[("system", "demo_triage")].iloc[0]["prompt"]
     assert system_prompt.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n")
     assert system_prompt.count("<|im_start|>user") == 1  # the shots inside the one user turn
-    assert ours[("multiturn", "demo_triage")].iloc[0]["prompt"].count("<|im_start|>user") == 3  # 2 shots + item
+    assert ours[("multiturn", "demo_triage")].iloc[0]["prompt"].count("<|im_start|>user") == 2  # the shot + item
 
 
 def test_chat_prompts_score_the_same_on_vllm(smollm2, smollm2_adapter, smol_hf, tmp_path):
     pytest.importorskip("vllm", reason="vLLM is not installed (SKIP_VLLM=1 or a machine without it)")
+    # the base and the adapter with a system prompt and the shot as a turn (hf scored the same)
     config = _config(tmp_path, smollm2, {"chat_template": "auto"},
-                     [{"name": n, "adapter": str(smollm2_adapter), **f} for n, f in FORMATS.items()],
-                     backend="vllm")
+                     [{"name": "multiturn", "adapter": str(smollm2_adapter), **FORMATS["multiturn"]}], backend="vllm")
     run_comparison(load(config), log=lambda m: None)
     hf, vl = _records(smol_hf), _records(config)
-    assert hf.keys() == vl.keys()
+    assert set(vl) == {k for k in hf if k[0] != "system"}
     worst = 0.0
-    for key in hf:
+    for key in vl:
         assert (hf[key]["prompt"] == vl[key]["prompt"]).all(), key
         a = np.concatenate([np.array(x) for x in hf[key]["scores"]])
         b = np.concatenate([np.array(x) for x in vl[key]["scores"]])
