@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from conftest import random_lora
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.pipeline import load
@@ -205,21 +206,7 @@ def test_a_fully_fine_tuned_candidate_gets_its_own_engine_after_the_first_is_fre
 @pytest.fixture(scope="module")
 def lm_head_adapter(demo_world, tmp_path_factory):
     """A LoRA adapter on q_proj and lm_head with random (non-zero) weights, for the demo base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(demo_world.base, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "lm_head"],
-                                                  init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    out = tmp_path_factory.mktemp("lm-head") / "adapter"
-    peft_model.save_pretrained(out)
-    return out
+    return random_lora(demo_world.base, tmp_path_factory.mktemp("lm-head") / "adapter", ["q_proj", "lm_head"], 0.05)
 
 
 def test_an_lm_head_adapter_and_the_base_score_as_on_hf_when_batched(demo_world, lm_head_adapter):

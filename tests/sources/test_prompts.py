@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, random_lora
 from harness.errors import ConfigError, HarnessError
 from harness.pipeline import load, run_comparison
 
@@ -147,21 +147,7 @@ def test_a_templated_candidate_is_paired_by_document_and_the_report_shows_each_f
 @pytest.fixture(scope="module")
 def smollm2_adapter(smollm2, tmp_path_factory) -> Path:
     """A LoRA adapter on SmolLM2 with random, nonzero weights (q and v of every layer)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    out = tmp_path_factory.mktemp("smol-lora") / "adapter"
-    peft_model.save_pretrained(out)
-    return out
+    return random_lora(smollm2, tmp_path_factory.mktemp("smol-lora") / "adapter", ["q_proj", "v_proj"], 0.02)
 
 
 FORMATS = {  # candidate name -> its prompt format (the base: the tokenizer's template alone)
