@@ -257,6 +257,17 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     base = plan.model(BASE)
     base_runs = {r.task.name: store.read(r.key) for r in plan.runs if r.model.label == BASE}
     role_of = {t.task: t.role for t in suite.tasks}
+    # what each model saw, one item per task, taken from the records as they are read (kept when some
+    # model is not prompted in plain text)
+    formatted = any(not m.prompt.plain for m in plan.models)
+    examples: dict[str, dict[str, str]] = {m.label: {} for m in plan.models}
+
+    def first_prompt(label: str, task: str, records: pd.DataFrame) -> None:
+        if formatted:
+            examples[label][task] = str(records.loc[records["doc_id"].idxmin(), "prompt"])
+
+    for task, records in base_runs.items():
+        first_prompt(BASE, task, records)
     results = []
     for cand in (m for m in plan.models if m.label != BASE):
         tasks, flips, by_role = [], [], {}
@@ -265,7 +276,9 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         same = "prompt" if cand.prompt.identity() == base.prompt.identity() else "doc"
         for run in (r for r in plan.runs if r.model.label == cand.label):
             t = run.task
-            joined = _pair(base_runs[t.name], store.read(run.key), t.name, t.spec.filter, cand.label, same=same)
+            records = store.read(run.key)
+            first_prompt(cand.label, t.name, records)
+            joined = _pair(base_runs[t.name], records, t.name, t.spec.filter, cand.label, same=same)
             aggregation = _aggregation(store, run, t.spec.metric)
             result, paired, task_flips = _task_result(joined, t.spec, t.name, st, aggregation, entry=t.spec.task)
             if t.spec.extra_metrics:
@@ -295,18 +308,9 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
                                        summaries=summaries, groups=groups, paired_by=same))
 
-    formatted = any(not m.prompt.plain for m in plan.models)
-
     def record(m) -> ModelRecord:
-        p = m.prompt
-        examples = {}
-        if formatted:  # what each model saw, one item per task
-            for r in plan.runs:
-                if r.model.label == m.label:
-                    first = store.read(r.key).sort_values("doc_id").iloc[0]
-                    examples[r.task.name] = str(first["prompt"])
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
-                           training=_training(m), prompt_examples=examples, prompt_format=p.record(),
+                           training=_training(m), prompt_examples=examples[m.label], prompt_format=m.prompt.record(),
                            warnings=list(m.warnings))
 
     runs, versions = [], {}

@@ -96,7 +96,6 @@ class PromptFormat:
             text += f", system prompt {short!r}"
         return text
 
-
     def record(self) -> PromptFormatRecord:
         """What the report keeps of it (the template by source and hash)."""
         return PromptFormatRecord(description=self.describe(), template_source=self.source,

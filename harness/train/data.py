@@ -94,10 +94,10 @@ def encode_chat(tok: PreTrainedTokenizerBase, messages: list[dict], where: str) 
     return ids, labels
 
 
-def encode_records(tok: PreTrainedTokenizerBase, path: Path, max_length: int) -> list[Encoded]:
-    """Encode every record of a file once; a record over `max_length` tokens is an error."""
+def encode_records(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]], max_length: int) -> list[Encoded]:
+    """Encode every record (read_records' rows) once; a record over `max_length` tokens is an error."""
     encoded = []
-    for where, r in read_records(path):
+    for where, r in records:
         ids, labels = (encode_chat(tok, r["messages"], where) if "messages" in r
                        else encode_pair(tok, r["prompt"], r["completion"]))
         if len(ids) > max_length:
@@ -109,19 +109,18 @@ def encode_records(tok: PreTrainedTokenizerBase, path: Path, max_length: int) ->
     return encoded
 
 
-def prompt_format(tok: PreTrainedTokenizerBase, paths: list[Path]) -> dict:
+def prompt_format(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]]) -> dict:
     """The prompt format of the training records (TrainedPromptFormat's fields)."""
     import hashlib
 
     systems: list[str | None] = []
     chat = False
-    for path in paths:
-        for _, r in read_records(path):
-            if "messages" not in r:
-                continue
-            chat = True
-            system = next((m["content"] for m in r["messages"] if m["role"] == "system"), None)
-            if system not in systems and len(systems) < 5:
-                systems.append(system)
+    for _, r in records:
+        if "messages" not in r:
+            continue
+        chat = True
+        system = next((m["content"] for m in r["messages"] if m["role"] == "system"), None)
+        if system not in systems and len(systems) < 5:
+            systems.append(system)
     sha = hashlib.sha256(tok.chat_template.encode()).hexdigest() if chat and tok.chat_template else None
     return {"chat": chat, "template_sha256": sha, "system_prompts": systems}

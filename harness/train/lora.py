@@ -32,7 +32,7 @@ from harness.errors import HarnessError
 from harness.persisted import InputHashes, TrainedPromptFormat, TrainManifest, write_record
 from harness.records import TRAIN_MANIFEST, CurveRecord
 from harness.train import checkpoint as ckpt
-from harness.train.data import encode_records, prompt_format
+from harness.train.data import encode_records, prompt_format, read_records
 from harness.train.loop import (
     LoopSettings,
     LoopState,
@@ -116,8 +116,8 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         tok.chat_template = Path(spec.chat_template).read_text(encoding="utf-8")
 
     # 1. data: encode every record once; a malformed or too-long record is an error, not a silent cut
-    domain = encode_records(tok, Path(spec.data), spec.max_length)
-    replay = encode_records(tok, Path(spec.replay), spec.max_length) if spec.replay else []
+    records = read_records(Path(spec.data)), read_records(Path(spec.replay)) if spec.replay else []
+    domain, replay = (encode_records(tok, rows, spec.max_length) for rows in records)
     hashes = input_hashes(spec)
 
     with deterministic(spec.seed):
@@ -189,8 +189,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         base=str(base), data_sha256=hashes.data, replay_sha256=hashes.replay, records=len(domain),
         replay_records=len(replay), spec=spec, processes=world, steps=spec.steps, tokens=state.tokens,
         loss_tokens=state.loss_tokens, wall_s=state.wall_s, loss_curve=state.loss_curve,
-        prompt_format=TrainedPromptFormat(**prompt_format(tok, [Path(spec.data)] + ([Path(spec.replay)]
-                                                                                   if spec.replay else []))))
+        prompt_format=TrainedPromptFormat(**prompt_format(tok, records[0] + records[1])))
     if main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.save_adapter(accelerator.unwrap_model(model), out)
