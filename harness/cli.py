@@ -365,15 +365,19 @@ def gate(config_path: Path, candidate: str | None, junit_xml: Path | None, json_
 
 
 def _print_summary(result) -> None:
+    """Each candidate's (and prompting arm's) role deltas against the base, then each fine-tune's
+    against the best prompting arm: would prompting alone have done it?"""
     from harness.config import ROLES
 
+    def deltas(cr) -> str:
+        return "  ".join(f"{role} {rr.delta.estimate:+.3f} [{rr.delta.low:+.3f}, {rr.delta.high:+.3f}]"
+                         for role in ROLES if (rr := cr.role(role)))
+
     for cr in result.results:
-        parts = []
-        for role in ROLES:
-            rr = cr.role(role)
-            if rr:
-                parts.append(f"{role} {rr.delta.estimate:+.3f} [{rr.delta.low:+.3f}, {rr.delta.high:+.3f}]")
-        click.echo(f"compare: {cr.candidate:>14}  " + "  ".join(parts))
+        arm = " (prompting)" if cr.kind == "prompting" else ""
+        click.echo(f"compare: {cr.candidate + arm:>14}  " + deltas(cr))
+    for cr in result.versus_prompting:
+        click.echo(f"compare: {cr.candidate:>14}  against prompting arm {cr.reference}: " + deltas(cr))
 
 
 if __name__ == "__main__":

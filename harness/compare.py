@@ -250,68 +250,113 @@ def _group_result(entry: str, role: str, items: list[_Paired], binary: bool, st:
                        candidate=candidate, **_role_result(role, items, st).model_dump())
 
 
+def _as_suite_task(records: pd.DataFrame, run: PlannedRun) -> pd.DataFrame:
+    """A run's records as its suite task's: a prompting arm's variant (another task over the same
+    documents, its own metric and filter) renamed to the suite task's metric and filter."""
+    v, suite_task = run.task.variant, run.task.spec
+    if v is None or (v.metric, v.filter) == (suite_task.metric, suite_task.filter):
+        return records
+    kept = records[records["filter"] == v.filter].copy()
+    if kept.empty:
+        raise HarnessError(f"{run.model.label}: variant {v.task} of {suite_task.task}: no records for filter "
+                           f"'{v.filter}' (have: {', '.join(sorted(set(records['filter'])))}); fix its `filter:`")
+    kept["filter"] = suite_task.filter
+    for prefix in (METRIC_PREFIX, METRIC_JSON_PREFIX):
+        if prefix + v.metric in kept:
+            kept[prefix + suite_task.metric] = kept[prefix + v.metric]
+    if METRIC_PREFIX + suite_task.metric not in kept and METRIC_JSON_PREFIX + suite_task.metric not in kept:
+        have = sorted(c.split(".", 1)[1] for c in kept.columns if c.startswith((METRIC_PREFIX, METRIC_JSON_PREFIX)))
+        raise HarnessError(f"{run.model.label}: variant {v.task} of {suite_task.task}: no per-item metric "
+                           f"'{v.metric}' (have: {', '.join(have)}); fix its `metric:`")
+    return kept
+
+
+def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, pd.DataFrame]],
+                   cand: ModelEntry, cand_runs: list[tuple[PlannedRun, pd.DataFrame]], suite: SuiteSpec,
+                   store: Store, st: StatsSpec) -> CandidateResult:
+    """`cand` paired with `reference` item by item on every task: per task, role, summary and group.
+    `ref_runs` maps each leaf task to the reference's run and its records (as the suite's task)."""
+    role_of = {t.task: t.role for t in suite.tasks}
+    tasks, flips, by_role, paired_by = [], [], {}, "prompt"
+    for run, records in cand_runs:
+        ref_run, ref_records = ref_runs[run.task.leaf]
+        t, spec = run.task, run.task.spec
+        # prompted alike on the same task, a pair must share its prompt; prompted differently (a plain
+        # base against a chat-templated candidate, k-shot, a variant task), it shares its document
+        same = "prompt" if (cand.prompt.identity() == reference.prompt.identity()
+                            and run.task.task_hash == ref_run.task.task_hash) else "doc"
+        paired_by = "doc" if same == "doc" else paired_by
+        joined = _pair(ref_records, records, t.leaf, spec.filter,
+                       cand.label if reference.label == BASE else f"{cand.label} (against {reference.label})",
+                       same=same)
+        aggregation = _aggregation(store, run, t.variant.metric if t.variant else spec.metric)
+        result, paired, task_flips = _task_result(joined, spec, t.leaf, st, aggregation, entry=spec.task)
+        if spec.extra_metrics:
+            result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
+                                                         for m in spec.extra_metrics]})
+        tasks.append(result)
+        flips += task_flips
+        by_role.setdefault(spec.role, []).append(paired)
+    # Holm across the tasks of each role
+    for items in by_role.values():
+        names = [i.task for i in items]
+        adjusted = dict(zip(names, holm([i.stats.p_value for i in items]), strict=True))
+        tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t for t in tasks]
+    roles = [_role_result(role, items, st) for role, items in by_role.items()]
+    entries = [i for items in by_role.values() for i in items]
+    summaries = [SummaryResult(name=sm.name, description=sm.description,
+                               **_role_result(role_of[sm.tasks[0]], [i for i in entries if i.entry in sm.tasks],
+                                              st).model_dump())
+                 for sm in suite.summaries]
+    members: dict[str, list[_Paired]] = {}
+    for i in entries:
+        members.setdefault(i.entry, []).append(i)
+    binary = {t.task: t.binary for t in tasks}
+    groups = [_group_result(entry, role_of[entry], items, all(binary[i.task] for i in items), st)
+              for entry, items in members.items() if len(items) > 1]
+    return CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips, summaries=summaries,
+                           groups=groups, paired_by=paired_by, kind="prompting" if cand.prompting else "fine-tune",
+                           reference=reference.label)
+
+
+def best_prompting(results: list[CandidateResult], models: list[ModelEntry]) -> str | None:
+    """The prompting arm of the base that gains most on the target role (None without one)."""
+    arms = {m.label for m in models if m.of == BASE}
+    gains = {r.candidate: t.delta.estimate for r in results if r.candidate in arms and (t := r.role("target"))}
+    return max(gains, key=gains.__getitem__) if gains else None
+
+
 def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                  timings_s: dict[str, float] | None = None) -> ComparisonResult:
-    """Pair every candidate with the base on every task; per task and per role results."""
+    """Pair every candidate and prompting arm with the base on every task (per task and per role
+    results), and every fine-tune with the best prompting arm of the base."""
     st = spec.stats
     base = plan.model(BASE)
-    base_runs = {r.task.name: store.read(r.key) for r in plan.runs if r.model.label == BASE}
-    role_of = {t.task: t.role for t in suite.tasks}
     # what each model saw, one item per task, taken from the records as they are read (kept when some
-    # model is not prompted in plain text)
-    formatted = any(not m.prompt.plain for m in plan.models)
+    # model is not prompted in plain text, or prompted by an arm)
+    formatted = any(not m.prompt.plain or m.prompting for m in plan.models)
     examples: dict[str, dict[str, str]] = {m.label: {} for m in plan.models}
-
-    def first_prompt(label: str, task: str, records: pd.DataFrame) -> None:
+    by_model: dict[str, list[tuple[PlannedRun, pd.DataFrame]]] = {}
+    for run in plan.runs:
+        records = _as_suite_task(store.read(run.key), run)
+        by_model.setdefault(run.model.label, []).append((run, records))
         if formatted:
-            examples[label][task] = str(records.loc[records["doc_id"].idxmin(), "prompt"])
-
-    for task, records in base_runs.items():
-        first_prompt(BASE, task, records)
-    results = []
-    for cand in (m for m in plan.models if m.label != BASE):
-        tasks, flips, by_role = [], [], {}
-        # prompted alike, a pair must share its prompt; prompted differently (a plain base against a
-        # chat-templated candidate), the prompts differ by design and a pair shares its document
-        same = "prompt" if cand.prompt.identity() == base.prompt.identity() else "doc"
-        for run in (r for r in plan.runs if r.model.label == cand.label):
-            t = run.task
-            records = store.read(run.key)
-            first_prompt(cand.label, t.name, records)
-            joined = _pair(base_runs[t.name], records, t.name, t.spec.filter, cand.label, same=same)
-            aggregation = _aggregation(store, run, t.spec.metric)
-            result, paired, task_flips = _task_result(joined, t.spec, t.name, st, aggregation, entry=t.spec.task)
-            if t.spec.extra_metrics:
-                result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
-                                                             for m in t.spec.extra_metrics]})
-            tasks.append(result)
-            flips += task_flips
-            by_role.setdefault(t.spec.role, []).append(paired)
-        # Holm across the tasks of each role
-        for items in by_role.values():
-            names = [i.task for i in items]
-            adjusted = dict(zip(names, holm([i.stats.p_value for i in items]), strict=True))
-            tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t
-                     for t in tasks]
-        roles = [_role_result(role, items, st) for role, items in by_role.items()]
-        entries = [i for items in by_role.values() for i in items]
-        summaries = [SummaryResult(name=sm.name, description=sm.description,
-                                   **_role_result(role_of[sm.tasks[0]], [i for i in entries if i.entry in sm.tasks],
-                                                  st).model_dump())
-                     for sm in suite.summaries]
-        members: dict[str, list[_Paired]] = {}
-        for i in entries:
-            members.setdefault(i.entry, []).append(i)
-        binary = {t.task: t.binary for t in tasks}
-        groups = [_group_result(entry, role_of[entry], items, all(binary[i.task] for i in items), st)
-                  for entry, items in members.items() if len(items) > 1]
-        results.append(CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips,
-                                       summaries=summaries, groups=groups, paired_by=same))
+            examples[run.model.label][run.task.leaf] = str(records.loc[records["doc_id"].idxmin(), "prompt"])
+    base_runs = {run.task.leaf: (run, records) for run, records in by_model[BASE]}
+    results = [_paired_result(base, base_runs, m, by_model[m.label], suite, store, st)
+               for m in plan.models if m.label != BASE]
+    versus = []
+    best = best_prompting(results, plan.models)
+    if best is not None:
+        arm_runs = {run.task.leaf: (run, records) for run, records in by_model[best]}
+        versus = [_paired_result(plan.model(best), arm_runs, m, by_model[m.label], suite, store, st)
+                  for m in plan.models if m.label != BASE and not m.prompting]
 
     def record(m) -> ModelRecord:
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
-                           training=_training(m), prompt_examples=examples[m.label], prompt_format=m.prompt.record(),
-                           warnings=list(m.warnings))
+                           training=None if m.prompting else _training(m), prompt_examples=examples[m.label],
+                           prompt_format=m.prompt.record(), warnings=list(m.warnings),
+                           prompting=m.describe_arm() if m.prompting else None)
 
     runs, versions = [], {}
     for r in plan.distinct:
@@ -327,7 +372,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine()},
-        curves=[c for m in plan.models if (c := _training_curve(m)) is not None]
+        versus_prompting=versus,
+        curves=[c for m in plan.models if not m.prompting and (c := _training_curve(m)) is not None]
         + [read_sweep(Path(p), base_weights(base.model_dir, store.file_hash)) for p in spec.sweeps])
 
 
@@ -382,18 +428,18 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
     task = roi_task(spec, suite)
     tspec = next(t for t in suite.tasks if t.task == task)
     col = METRIC_PREFIX + tspec.metric
-    runs = [r for r in plan.runs if r.task.name == task]
+    runs = [r for r in plan.runs if r.task.leaf == task]
     if not runs:
         raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
     base_run = next(r for r in runs if r.model.label == BASE)
     zero_label = "base 0-shot"
 
     def records(run: PlannedRun) -> pd.DataFrame:
-        df = store.read(run.key)
-        return df[df["filter"] == tspec.filter].set_index("doc_id")
+        return _as_suite_task(store.read(run.key), run)
 
     def alternative(name: str, kind: str, run: PlannedRun, train_s: float | None = None) -> AlternativeRecord:
         df = records(run)
+        df = df[df["filter"] == tspec.filter]
         values = df[col].to_numpy(dtype=float) if col in df else np.array([0.5])
         if col not in df or not is_binary(values):
             raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
@@ -409,11 +455,14 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
         name = f"base {spec.roi.fewshot}-shot"
         alts.append(alternative(name, "few-shot", run))
         prompted[name] = run
+    for run in (r for r in runs if r.model.of == BASE):  # the prompting arms of the base: ways of working too
+        alts.append(alternative(run.model.label, "prompting", run))
+        prompted[run.model.label] = run
     gains = {}
-    for run in (r for r in runs if r.model.label != BASE):
+    for run in (r for r in runs if r.model.label != BASE and not r.model.prompting):
         alts.append(alternative(run.model.label, "candidate", run, _train_seconds(run.model)))
         for name, brun in prompted.items():
-            joined = _pair(store.read(brun.key), store.read(run.key), task, tspec.filter, run.model.label, same="doc")
+            joined = _pair(records(brun), records(run), task, tspec.filter, run.model.label, same="doc")
             paired = analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
                                     joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence)
             gains[(run.model.label, name)] = paired.delta

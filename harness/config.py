@@ -119,6 +119,48 @@ class CandidateSpec(PromptFormatFields):
         return v
 
 
+class TaskVariantSpec(Spec):
+    """Another lm-eval task over a suite task's documents (a chain-of-thought generation variant with
+    an answer-extraction filter, say), scored by its own metric and filter, paired with the suite
+    task document by document."""
+
+    task: str = Field(description="lm-eval task name (from the suite's task folders or lm-eval).")
+    metric: str = Field(description="Its per-item metric on the suite task's scale, e.g. exact_match.")
+    filter: str = Field("none", description="lm-eval filter whose output the metric scores.")
+
+
+class PromptingSpec(PromptFormatFields):
+    """A way of prompting a model without (more) fine-tuning: zero- or k-shot, a role or system
+    prompt, chain-of-thought. An arm of the comparison beside the fine-tunes, scored on the whole
+    suite and paired with the base document by document; the prompt format keys it does not set
+    are those of the model it prompts."""
+
+    name: str = Field(description="Short name used in reports, e.g. base-3shot.")
+    of: str = Field("base", description="The model prompted: base (default) or a candidate's name.")
+    num_fewshot: int | dict[str, int] | None = Field(
+        None, description="Examples per prompt: a number for every task, or suite task -> number for some "
+        "(the others keep their own, as in the suite).")
+    variants: dict[str, TaskVariantSpec] = Field(
+        default_factory=dict, description="Suite task -> another task over its documents that this arm "
+        "is scored on instead (e.g. a chain-of-thought generation task with an answer filter).")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return CandidateSpec._name_ok(v)
+
+    @field_validator("num_fewshot")
+    @classmethod
+    def _shots_ok(cls, v: int | dict[str, int] | None) -> int | dict[str, int] | None:
+        if any(k < 0 for k in ([] if v is None else [v] if isinstance(v, int) else v.values())):
+            raise ValueError("examples per prompt cannot be negative")
+        return v
+
+    def shots(self, task: str) -> int | None:
+        """Examples per prompt on a suite task (None: the task's own)."""
+        return self.num_fewshot.get(task) if isinstance(self.num_fewshot, dict) else self.num_fewshot
+
+
 class VLLMOptions(Spec):
     """Engine settings of the vllm backend (vLLM's own names; unset = vLLM's default)."""
 
@@ -300,6 +342,9 @@ class HarnessSpec(Spec):
     candidates: list[CandidateSpec] = Field(default_factory=list, description="What to compare with the base "
                                             "(may be empty only in a config that `harness train --eval-config` "
                                             "or `harness sweep` fills in).")
+    prompting: list[PromptingSpec] = Field(
+        default_factory=list, description="Prompting arms (myth 5: would prompting alone have done it?): "
+        "the base, or a candidate, prompted another way, compared beside the fine-tunes.")
     suite: str = Field(description="Suite file, relative to this config file.")
     eval: EvalSpec = EvalSpec()
     stats: StatsSpec = StatsSpec()
@@ -318,7 +363,13 @@ class HarnessSpec(Spec):
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> HarnessSpec:
-        _refuse_duplicates("candidate name used twice", [c.name for c in self.candidates])
+        _refuse_duplicates("candidate or prompting name used twice",
+                           [c.name for c in self.candidates] + [p.name for p in self.prompting])
+        known = {"base", *(c.name for c in self.candidates)}
+        for i, p in enumerate(self.prompting):
+            if p.of not in known:
+                raise ValueError(f"prompting[{i}] ({p.name}): of: '{p.of}' is neither base nor a candidate "
+                                 f"(have: {', '.join(sorted(known))})")
         return self
 
 
@@ -428,12 +479,12 @@ def resolve_ref(ref: str, base_dir: Path) -> str:
 
 def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     """Load and validate a config file; paths in the result are absolute. With `candidates=False`
-    the file's candidates and sweeps are left out (training fills in its own adapters: those named
-    in the file need not exist yet)."""
+    the file's candidates, prompting arms and sweeps are left out (training fills in its own
+    adapters: those named in the file need not exist yet)."""
     path = Path(path)
     raw = read_yaml(path)
     if not candidates and isinstance(raw, dict):
-        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps")}
+        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting")}
     spec = parse_spec(HarnessSpec, raw, str(path))
     here = path.resolve().parent
     problems = []
@@ -462,6 +513,8 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
         else:
             c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
         candidates.append(c.model_copy(update={"chat_template": template(c, f"candidates[{i}]")}))
+    prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
+                 if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")
     task_data = {}
     for name, d in spec.task_data.items():
@@ -474,7 +527,8 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
-    return spec.model_copy(update={"base": base, "candidates": candidates, "suite": suite, "store": store,
+    return spec.model_copy(update={"base": base, "candidates": candidates, "prompting": prompting,
+                                   "suite": suite, "store": store,
                                    "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
 
 

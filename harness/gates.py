@@ -133,9 +133,10 @@ def applies(gate: GateSpec, candidate: str) -> bool:
 
 
 def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[GateVerdict]:
-    """Verdicts for every (candidate, gate) pair, from a comparison alone (no model, no store)."""
+    """Verdicts for every (candidate, gate) pair, from a comparison alone (no model, no store). Gates
+    judge the fine-tunes; prompting arms are there to be compared with, not deployed."""
     verdicts = []
-    for cr in result.results:
+    for cr in (r for r in result.results if r.kind == "fine-tune"):
         for gate in (g for g in gates if applies(g, cr.candidate)):
             verdicts.append(gate_verdict(cr, gate))
     return verdicts

@@ -52,7 +52,8 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
         names = [c.name for c in spec.candidates]
         if candidate not in names:
             raise HarnessError(f"--candidate {candidate}: not in {path} (has: {', '.join(names)})")
-        spec = spec.model_copy(update={"candidates": [c for c in spec.candidates if c.name == candidate]})
+        spec = spec.model_copy(update={"candidates": [c for c in spec.candidates if c.name == candidate],
+                                       "prompting": [p for p in spec.prompting if p.of in ("base", candidate)]})
     return Loaded(path, spec, suite)
 
 

@@ -6,10 +6,11 @@ configs and documents.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import HarnessSpec, SuiteSpec
+from harness.config import HarnessSpec, PromptFormatFields, SuiteSpec
 from harness.errors import HarnessError
 from harness.records import BASE
 from harness.sources.checkpoints import check_adapter, check_model_folder, tokenizers_differ
@@ -33,6 +34,24 @@ class ModelEntry:
     allow_pickle: bool = False
     prompt: PromptFormat = PromptFormat()
     warnings: tuple[str, ...] = ()  # e.g. evaluated in another prompt format than it was trained in
+    weights_fp: str = ""  # of its weights alone
+    of: str = ""  # a prompting arm: the model it prompts (base or a candidate); "" for a model itself
+    num_fewshot: int | dict[str, int] | None = None  # a prompting arm's examples per prompt (None: the tasks' own)
+
+    @property
+    def prompting(self) -> bool:
+        return bool(self.of)
+
+    def describe_arm(self) -> str:
+        """How a prompting arm prompts its model, in words: "base, 3-shot, system prompt '...'"."""
+        parts = [self.of]
+        if isinstance(self.num_fewshot, int):
+            parts.append(f"{self.num_fewshot}-shot")
+        elif self.num_fewshot:
+            parts.append(", ".join(f"{k}-shot on {task}" for task, k in self.num_fewshot.items()))
+        if self.prompt.system_prompt is not None:
+            parts.append(f"system prompt {self.prompt.system_prompt[:60]!r}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     base_prompt = resolve_prompt_format(spec.base, [base_dir], "base")
     models = [ModelEntry(BASE, model_fingerprint_with(base_fp, base_prompt), group=str(base_dir), variant=BASE,
                          model_dir=base_dir, trust_remote_code=spec.base.trust_remote_code,
-                         allow_pickle=spec.base.allow_pickle, prompt=base_prompt)]
+                         allow_pickle=spec.base.allow_pickle, prompt=base_prompt, weights_fp=base_fp)]
     for i, c in enumerate(spec.candidates):
         where = f"candidates[{i}] ({c.name})"
         if c.adapter is not None:
@@ -86,7 +105,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(base_dir),
                                      variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=spec.base.trust_remote_code,
-                                     allow_pickle=spec.base.allow_pickle, prompt=prompt,
+                                     allow_pickle=spec.base.allow_pickle, prompt=prompt, weights_fp=fp,
                                      warnings=tuple(format_mismatch(adapter_dir, prompt, c.name))))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
@@ -102,7 +121,18 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             prompt = resolve_prompt_format(c, [model_dir], where)
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(model_dir),
                                      variant=BASE, model_dir=model_dir, trust_remote_code=c.trust_remote_code,
-                                     allow_pickle=c.allow_pickle, prompt=prompt))
+                                     allow_pickle=c.allow_pickle, prompt=prompt, weights_fp=fp))
+    # prompting arms: the weights of the model they prompt, their own prompt format (the keys an arm
+    # does not set are that model's), keyed by weights and format as any model is
+    specs = {BASE: spec.base, **{c.name: c for c in spec.candidates}}
+    for i, arm in enumerate(spec.prompting):
+        of = next(m for m in models if m.label == arm.of)
+        fields = specs[arm.of].model_copy(update={k: getattr(arm, k) for k in arm.model_fields_set
+                                                  if k in PromptFormatFields.model_fields})
+        folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
+        prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
+        models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
+                                          prompt=prompt, warnings=(), of=arm.of, num_fewshot=arm.num_fewshot))
     return models
 
 
@@ -114,7 +144,13 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
         key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
         return PlannedRun(model=m, task=t, key=key, cached=store.has(key))
 
-    runs = [planned(m, t) for m in models for t in tasks]
+    runs = [planned(m, t) for m in models if not m.prompting for t in tasks]
+    for i, arm in enumerate(spec.prompting):  # an arm prompted as the suite is shares its tasks
+        entry = next(m for m in models if m.label == arm.name)
+        own = tasks if arm.num_fewshot is None and not arm.variants else load_tasks(
+            suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets", num_fewshot=arm.num_fewshot,
+            variants=arm.variants, where=f"prompting[{i}] ({arm.name}): ")
+        runs += [planned(entry, t) for t in own]
     baselines = []
     if spec.roi is not None and spec.roi.fewshot > 0:
         fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,

@@ -116,6 +116,8 @@ class ModelRecord(Record):
     prompt_examples: dict[str, str] = Field(
         default_factory=dict, description="Task -> the prompt of its first scored item, as the model saw it "
         "(kept when some model of the comparison is not prompted in plain text).")
+    prompting: str | None = Field(None, description="A prompting arm: which model it prompts and how, in "
+                                  "words (e.g. 'base, 3-shot'); None for a model itself.")
 
 
 class RunInfo(Record):
@@ -227,6 +229,10 @@ class CandidateResult(Record):
     paired_by: Literal["prompt", "doc"] = Field(
         "prompt", description="prompt: base and candidate saw the same prompt for each item; doc: they were "
         "prompted in different formats, so items are paired by document.")
+    kind: Literal["fine-tune", "prompting"] = Field(
+        "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm.")
+    reference: str = Field(BASE, description="What the deltas are against: the base, or (in "
+                           "versus_prompting) the best prompting arm.")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)
@@ -260,10 +266,10 @@ class GateVerdict(Record):
 
 
 class AlternativeRecord(Record):
-    """One way of doing the ROI task: the base prompted zero- or few-shot, or a candidate."""
+    """One way of doing the ROI task: the base prompted zero- or few-shot, a prompting arm, or a candidate."""
 
     name: str
-    kind: Literal["zero-shot", "few-shot", "candidate"]
+    kind: Literal["zero-shot", "few-shot", "prompting", "candidate"]
     n: int
     accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
     seconds_per_item: float = Field(description="Measured scoring time per item, model loaded.")
@@ -355,6 +361,9 @@ class ComparisonResult(Record):
                                         "suite from the store's index, oldest first, then this one.")
     curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
                                       "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
+    versus_prompting: list[CandidateResult] = Field(
+        default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
+        "prompting arm of the base that gains most on the target role (its `reference`).")
 
     @model_validator(mode="before")
     @classmethod

@@ -174,7 +174,8 @@ def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = 
 
 
 def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
-    """Learning against forgetting: target gain (x) and forgetting delta (y) per candidate."""
+    """Learning against forgetting: target gain (x) and forgetting delta (y) per candidate; a
+    prompting arm is a diamond (the same gain by prompting alone would sit on it)."""
     pts = []
     for i, cr in enumerate(result.results):
         t, f = cr.role("target"), cr.role("forgetting")
@@ -203,11 +204,13 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
     lines += [(ax(t.estimate) - 1, ay(sm.high), ax(t.estimate) + 1, ay(sm.low)) for _, t, _, sm in sums]
     where = place_labels([(x, y, text, left) for x, y, text, _, left in marks], (m, 20, width - 20, height - m),
                          dots, lines)
-    for _, name, t, f in pts:
+    for i, name, t, f in pts:
         c, x, y = colors[name], ax(t.estimate), ay(f.estimate)
+        mark = (f'<path d="M{x:.1f},{y - 6:.1f} L{x + 6:.1f},{y:.1f} L{x:.1f},{y + 6:.1f} L{x - 6:.1f},{y:.1f} Z" '
+                f'fill="{c}"><title>{escape(name)}: prompting arm</title></path>'
+                if result.results[i].kind == "prompting" else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
         body.append(f'<line x1="{ax(t.low):.1f}" y1="{y:.1f}" x2="{ax(t.high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
-                    f'<line x1="{x:.1f}" y1="{ay(f.low):.1f}" x2="{x:.1f}" y2="{ay(f.high):.1f}" stroke="{c}"/>'
-                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
+                    f'<line x1="{x:.1f}" y1="{ay(f.low):.1f}" x2="{x:.1f}" y2="{ay(f.high):.1f}" stroke="{c}"/>' + mark)
     for i, t, sm_name, sm in sums:
         c, x, y = colors[result.results[i].candidate], ax(t.estimate), ay(sm.estimate)
         body.append(f'<line x1="{x:.1f}" y1="{ay(sm.low):.1f}" x2="{x:.1f}" y2="{ay(sm.high):.1f}" stroke="{c}" '

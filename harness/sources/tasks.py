@@ -7,6 +7,7 @@ registry. Loading tasks needs no model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -18,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.config import DataSpec, SuiteSpec, TaskSpec
+from harness.config import DataSpec, SuiteSpec, TaskSpec, TaskVariantSpec
 from harness.errors import ConfigError, HarnessError
 from harness.sources import lm_eval_patches
 from harness.util.yaml import load_yaml_file
@@ -38,6 +39,12 @@ class LoadedTask:
     task_hash: str
     n_docs: int
     indices: tuple[int, ...] | None = None  # the documents scored, when not all (subset, limit)
+    leaf: str = ""  # the suite's leaf task it is paired with (its own name, unless a variant or k-shot)
+    variant: TaskVariantSpec | None = None  # what was scored instead of the suite's task (`spec`), if anything
+
+    def __post_init__(self) -> None:
+        if not self.leaf:
+            object.__setattr__(self, "leaf", self.name)
 
 
 def _canonical(value: Any) -> Any:
@@ -330,7 +337,7 @@ def _prepare(task: Any, num_fewshot: int | None) -> Any:
 
 
 def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: int | None,
-           num_fewshot: int | None = None, cache: Path | None = None) -> list[LoadedTask]:
+           num_fewshot: int | None = None, cache: Path | None = None, leaf: str = "") -> list[LoadedTask]:
     try:
         tasks = catalog.load(spec.task, spec.data, cache, spec.overrides)
     except KeyError:
@@ -360,21 +367,48 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
                                "few-shot examples; give the task a `fewshot_split` (or a train split)")
         _prepare(task, num_fewshot)
         label = name if num_fewshot is None else f"{name}@{num_fewshot}shot"
-        indices = select(n, spec, name, limit)
+        # a variant is drawn from the suite task's documents (the same subset), named after both
+        indices = select(n, spec, leaf or name, limit)
+        if leaf:
+            label = f"{leaf}@{label}"
         loaded.append(LoadedTask(name=label, spec=spec, task=task, task_hash=task_hash(task, indices),
-                                 n_docs=n if indices is None else len(indices), indices=indices))
+                                 n_docs=n if indices is None else len(indices), indices=indices, leaf=leaf or name))
     return loaded
 
 
-def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None,
-               cache: Path | None = None) -> list[LoadedTask]:
-    """Build every task of the suite and hash it. Unknown tasks are all reported at once."""
+def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None, cache: Path | None = None,
+               num_fewshot: int | dict[str, int] | None = None,
+               variants: dict[str, TaskVariantSpec] | None = None, where: str = "") -> list[LoadedTask]:
+    """Build every task of the suite and hash it. Unknown tasks are all reported at once.
+
+    A prompting arm's tasks: with `num_fewshot` examples (on every task, or on those it maps), and
+    a suite task named in `variants` replaced by its variant (another task over the same documents,
+    its own metric and filter); `where` names the arm in errors."""
     catalog = _Catalog(suite.task_dirs)
+    variants = variants or {}
     loaded: list[LoadedTask] = []
-    problems = []
+    names = {t.task for t in suite.tasks}
+    shots = num_fewshot if isinstance(num_fewshot, dict) else {}
+    problems = [f"{where}{key}.{name}: not a task of suite {suite.name}" for key, named in
+                (("variants", variants), ("num_fewshot", shots)) for name in named if name not in names]
     for i, spec in enumerate(suite.tasks):
+        k = shots.get(spec.task) if isinstance(num_fewshot, dict) else num_fewshot
         try:
-            loaded += _build(catalog, spec, i, suite_path, limit, cache=cache)
+            if spec.task not in variants:
+                loaded += _build(catalog, spec, i, suite_path, limit, k, cache)
+                continue
+            v = variants[spec.task]
+            try:
+                built = _build(catalog, spec.model_copy(update={"task": v.task, "metric": v.metric,
+                                                                "filter": v.filter}),
+                               i, suite_path, limit, k, cache, leaf=spec.task)
+            except ConfigError as e:  # said of the arm's key, not of the suite's entry
+                raise ConfigError([p.replace(f"{suite_path}: tasks[{i}].task", f"{where}variants.{spec.task}.task")
+                                   for p in e.problems]) from None
+            if len(built) != 1:
+                raise HarnessError(f"{where}variants.{spec.task}: {v.task} is a group; a variant is one task "
+                                   "over the suite task's documents")
+            loaded.append(dataclasses.replace(built[0], spec=spec, variant=v))
         except ConfigError as e:
             problems += e.problems
     if problems:
