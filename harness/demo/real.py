@@ -104,8 +104,8 @@ def _build(root: Path, models: Path, spec: RealSpec, log: Callable[[str], None])
     knobs = {k: v for k, v in asdict(spec).items() if k not in ("world", "records", "replay_records", "candidates")}
     for name, recipe in spec.candidates.items():
         out = root / "candidates" / name
-        train = TrainSpec(base=str(base), out=str(out), seed=0, **knobs,
-                          data=str(data_dir / ("domain_chat_balanced.jsonl" if recipe.balanced else "domain_chat.jsonl")),
+        records = "domain_chat_balanced.jsonl" if recipe.balanced else "domain_chat.jsonl"
+        train = TrainSpec(base=str(base), out=str(out), seed=0, **knobs, data=str(data_dir / records),
                           replay=str(data_dir / "replay_chat.jsonl") if recipe.replay_ratio > 0 else None,
                           replay_ratio=recipe.replay_ratio, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
         key = _key(_adapter_key(train, base_key), _source_hash(lora, loop, data))
