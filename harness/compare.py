@@ -137,7 +137,7 @@ class _Paired:
 
 
 def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
-                 aggregation: Callable[[list], float] | None = None, entry: str = "",
+                 aggregation: Callable[[list], float] | None = None, entry: str = "", generated: bool = False,
                  ) -> tuple[TaskResult, _Paired, list[FlipRecord]]:
     col, col_json = METRIC_PREFIX + spec.metric, METRIC_JSON_PREFIX + spec.metric
     clusters = _clusters(joined, spec.cluster, task)
@@ -183,15 +183,22 @@ def _task_result(joined: pd.DataFrame, spec: TaskSpec, task: str, st: StatsSpec,
 
     flips: list[FlipRecord] = []
     counts = {"to_wrong": 0, "to_right": 0}
+
+    def keep(direction: str, rows: pd.DataFrame) -> None:
+        for doc_id, r in rows.head(MAX_FLIPS_PER_TASK).iterrows():
+            flips.append(FlipRecord(task=task, doc_id=int(doc_id), direction=direction, prompt=r["prompt_base"],
+                                    target=r["target_base"], base_response=r["response_base"],
+                                    candidate_response=r["response_cand"]))
+
     if binary:
         for direction, mask in (("to_wrong", (b == 1) & (c == 0)), ("to_right", (b == 0) & (c == 1))):
-            rows = joined[mask]
-            counts[direction] = len(rows)
-            for doc_id, r in rows.head(MAX_FLIPS_PER_TASK).iterrows():
-                flips.append(FlipRecord(task=task, doc_id=int(doc_id), direction=direction,
-                                        prompt=r["prompt_base"], target=r["target_base"],
-                                        base_response=r["response_base"],
-                                        candidate_response=r["response_cand"]))
+            counts[direction] = int(mask.sum())
+            keep(direction, joined[mask])
+    elif generated:  # generated text scored on a continuous scale: the items that moved most, both ways
+        d = c - b
+        for direction, order in (("lower", np.argsort(d, kind="stable")), ("higher", np.argsort(-d, kind="stable"))):
+            moved = [i for i in order if (d[i] < 0 if direction == "lower" else d[i] > 0)]
+            keep(direction, joined.iloc[moved])
     result = TaskResult(task=task, role=spec.role, metric=spec.metric, n=stats.n, binary=binary,
                         base=level(b, base_score), candidate=level(c, cand_score), delta=stats.delta,
                         interval=stats.interval, test=stats.test, p_value=stats.p_value,
@@ -290,7 +297,8 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                        cand.label if reference.label == BASE else f"{cand.label} (against {reference.label})",
                        same=same)
         aggregation = _aggregation(store, run, t.variant.metric if t.variant else spec.metric)
-        result, paired, task_flips = _task_result(joined, spec, t.leaf, st, aggregation, entry=spec.task)
+        result, paired, task_flips = _task_result(joined, spec, t.leaf, st, aggregation, entry=spec.task,
+                                                  generated=t.task.OUTPUT_TYPE == "generate_until")
         if spec.extra_metrics:
             result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
                                                          for m in spec.extra_metrics]})

@@ -207,11 +207,13 @@ class GroupResult(SummaryResult):
 
 
 class FlipRecord(Record):
-    """An item whose binary metric changed between base and candidate."""
+    """An item whose binary metric changed between base and candidate; on generated text scored on a
+    continuous scale (ROUGE-L), an item whose score moved, the largest moves first."""
 
     task: str
     doc_id: int
-    direction: str = Field(description="'to_wrong' (regression) or 'to_right' (gain).")
+    direction: str = Field(description="'to_wrong' (regression) or 'to_right' (gain); on a continuous "
+                           "metric of generated text, 'lower' or 'higher'.")
     prompt: str
     target: str
     base_response: str

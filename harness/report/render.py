@@ -84,9 +84,11 @@ def render_html(result: ComparisonResult) -> str:
                   if (c := charts.trend(result.history, role, binary_role[role], colors))],
     }
     flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
+    directions = sorted({f.direction for cr in result.results for f in cr.flips})
     devices = sorted({run.device for run in result.runs if run.device})
     return _env().get_template("report.html.j2").render(
-        r=result, binary_role=binary_role, charts=chart_set, flip_tasks=flip_tasks, devices=devices,
+        r=result, binary_role=binary_role, charts=chart_set, flip_tasks=flip_tasks, directions=directions,
+        devices=devices,
         max_flips=MAX_FLIPS_PER_TASK, payback=_payback)
 
 

@@ -124,7 +124,10 @@ class _Catalog:
     """Finds task YAML by task name: the suite's folders first, lm-eval's registry after."""
 
     def __init__(self, task_dirs: list[str]):
+        from harness.sources import metrics
+
         lm_eval_patches.cache_compiled_templates()
+        metrics.register()  # rouge1, rouge2, rougeL beside lm-eval's own metrics
 
         self.task_dirs = task_dirs
         self._local: dict[str, Path] = {}

@@ -64,6 +64,13 @@ def _accelerator(spec: TrainSpec):
         raise HarnessError("strategy fsdp: resumable checkpoints are written for ddp only (the optimizer "
                            "state is sharded under fsdp); drop --checkpoint-every or use ddp")
     plugin = FullyShardedDataParallelPlugin(use_orig_params=True) if spec.strategy == "fsdp" else None
+    # accelerate keeps one mixed precision per process; a second run in the same process (a sweep, the
+    # real world's candidates, an API user) in another precision starts its state afresh, keeping the
+    # process group (PartialState) a launcher set up
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and str(AcceleratorState().mixed_precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
     try:
         return Accelerator(cpu=not gpu, mixed_precision=precision, fsdp_plugin=plugin)
     except ValueError as e:

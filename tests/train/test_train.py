@@ -58,6 +58,18 @@ def test_training_lowers_loss_and_writes_adapter_and_manifest(tiny_world, tmp_pa
     assert read_record(tmp_path / "a" / MANIFEST, TrainManifest) == manifest
 
 
+def test_runs_in_one_process_may_change_precision(tiny_world, tmp_path):
+    """accelerate keeps one mixed precision per process: a float32 run, a bf16 run, a float32 run
+    again (a sweep, the real world's candidates, an API user) each train as asked."""
+    data = tiny_world.root / "data" / "domain_train.jsonl"
+    losses = []
+    for i, precision in enumerate(("no", "bf16", "no")):
+        spec = TrainSpec(base=str(tiny_world.base), data=str(data), out=str(tmp_path / f"a{i}"), steps=2,
+                         batch_size=4, warmup_steps=0, precision=precision)
+        losses.append(train_lora(spec).loss_curve)
+    assert losses[0] == losses[2] and losses[1] != losses[0]
+
+
 def test_replay_is_mixed_in_at_the_ratio(tiny_world, tmp_path, monkeypatch):
     """Count the batches' rows that come from replay (their prompt is empty: labels start at 1)."""
     from harness.train import lora
