@@ -278,6 +278,12 @@ def _as_suite_task(records: pd.DataFrame, run: PlannedRun) -> pd.DataFrame:
     return kept
 
 
+def _generated(joined: pd.DataFrame) -> bool:
+    """Whether both sides' records are generated text (a generation keeps no log-likelihoods), read
+    from the records alone: compare touches no lm-eval task."""
+    return all(len(x) == 0 for col in ("scores_base", "scores_cand") for x in joined[col])
+
+
 def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, pd.DataFrame]],
                    cand: ModelEntry, cand_runs: list[tuple[PlannedRun, pd.DataFrame]], suite: SuiteSpec,
                    store: Store, st: StatsSpec) -> CandidateResult:
@@ -298,7 +304,7 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                        same=same)
         aggregation = _aggregation(store, run, t.variant.metric if t.variant else spec.metric)
         result, paired, task_flips = _task_result(joined, spec, t.leaf, st, aggregation, entry=spec.task,
-                                                  generated=t.task.OUTPUT_TYPE == "generate_until")
+                                                  generated=_generated(joined))
         if spec.extra_metrics:
             result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
                                                          for m in spec.extra_metrics]})
