@@ -34,6 +34,8 @@ from harness.records import (
     Estimate,
     FlipRecord,
     GroupResult,
+    JudgedExample,
+    JudgedResult,
     MetricDelta,
     ModelRecord,
     RoiResult,
@@ -333,6 +335,49 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                            reference=reference.label)
 
 
+JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
+
+
+def judge_results(plan: Plan, spec: HarnessSpec, store: Store) -> dict[str, list[JudgedResult]]:
+    """Candidate -> its judged tasks: win rate over the base (both orders), with the judge's
+    diagnostics (position consistency, first-position and longer-answer rates)."""
+    from harness.judge import ORDERS, POINTS, plan_judgments
+
+    out: dict[str, list[JudgedResult]] = {}
+    st = spec.stats
+    for pair in plan_judgments(plan, spec, store):
+        df = store.read(pair.key)
+        manifest = store.read_manifest(pair.key)
+        wide = df.pivot(index="doc_id", columns="order", values="verdict").sort_index()
+        scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+        base_docs = store.read(pair.base_run.key).drop_duplicates("doc_id").set_index("doc_id").loc[wide.index]
+        cluster = pair.base_run.task.spec.cluster
+        clusters = None if cluster is None else _clusters(base_docs.rename(columns={"doc": "doc_base"}), cluster,
+                                                          pair.task)
+        stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
+                               resamples=st.resamples, seed=st.seed)
+        picks = df[df["pick"] != spec.judge.labels[2]]
+        first = float((picks["pick"] == spec.judge.labels[0]).mean()) if len(picks) else 0.5
+        length = picks["candidate_response"].str.len() - picks["base_response"].str.len()
+        longer = float(((picks["verdict"] == "win") == (length > 0))[length != 0].mean()) if (length != 0).any() \
+            else None
+        first_order = df[df["order"] == ORDERS[0]].set_index("doc_id")
+        examples = [JudgedExample(doc_id=int(d), input=str(base_docs.loc[d, "prompt"]),
+                                  reference=str(base_docs.loc[d, "target"]),
+                                  base_response=str(first_order.loc[d, "base_response"]),
+                                  candidate_response=str(first_order.loc[d, "candidate_response"]),
+                                  base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
+                    for d in wide.index[:JUDGED_EXAMPLES]]
+        out.setdefault(pair.candidate, []).append(JudgedResult(
+            task=pair.task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
+            mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
+            losses=int((scores < 0.5).sum()), position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
+            first_position_rate=first, longer_rate=longer, decisive_rate=float(len(picks) / len(df)),
+            min_position_consistency=spec.judge.min_position_consistency,
+            judge_s=manifest.wall_s, judge_requests=manifest.n_requests, examples=examples))
+    return out
+
+
 def best_prompting(results: list[CandidateResult], models: list[ModelEntry]) -> str | None:
     """The way of prompting the base that gains most on the target role: its best prompting arm, or
     the base itself (as the config prompts it) when no arm beats it; None without an arm."""
@@ -371,6 +416,9 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         arm_runs = {run.task.leaf: (run, records) for run, records in by_model[best]}
         versus = [_paired_result(plan.model(best), arm_runs, m, by_model[m.label], suite, store, st)
                   for m in plan.models if m.label != BASE and not m.prompting]
+
+    judged = judge_results(plan, spec, store)
+    results = [r.model_copy(update={"judged": judged.get(r.candidate, [])}) for r in results]
 
     def record(m) -> ModelRecord:
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,

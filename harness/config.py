@@ -334,6 +334,30 @@ class RoiSpec(Spec):
             else self.minutes_saved_per_correct
 
 
+class JudgeSpec(Spec):
+    """A pairwise judge of generated text: a model shown the task's input, the reference and two
+    answers, asked which is better. Every pair is judged in both orders; the verdict is read from the
+    judge's log-probabilities of the three labels, not from sampled text."""
+
+    model: ModelSpec = Field(description="The judge: any model the harness loads (a folder or hub id), "
+                             "with its own prompt format keys.")
+    rubric: str = Field(description="Jinja file (relative to the config) given `input`, `reference`, "
+                        "`answer_a` and `answer_b`; the judge's reply starts right after it.")
+    labels: list[str] = Field(["A", "B", "tie"], min_length=3, max_length=3, description="What the judge "
+                              "answers for: answer A better, answer B better, a tie; each one token for its "
+                              "tokenizer (with the space before it, when the rubric ends without one).")
+    tasks: list[str] = Field(min_length=1, description="Suite tasks whose generated answers are judged.")
+    min_position_consistency: float = Field(
+        0.6, ge=0, le=1, description="Share of items whose two orders must agree for a judged gate to pass.")
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != 3 or not all(x.strip() for x in v):
+            raise ValueError("three different, non-empty labels (answer A better, answer B better, tie)")
+        return v
+
+
 class HarnessSpec(Spec):
     """A comparison: the base, its candidates, the suite, and where results go."""
 
@@ -353,6 +377,8 @@ class HarnessSpec(Spec):
         default_factory=dict, description="Suite task name -> local files to read it from instead of the hub "
                                           "(paths relative to this config file).")
     roi: RoiSpec | None = Field(None, description="Return on investment inputs (report section).")
+    judge: JudgeSpec | None = Field(None, description="A pairwise judge of the generated answers of some "
+                                    "tasks: each candidate against the base, in both orders.")
     underpowered: Literal["fail", "pass"] = Field(
         "fail", description="Whether an underpowered gate blocks: harness gate's exit code, the JUnit file, "
         "the pytest items and the report's banner all read it (gates.verdict_blocks).")
@@ -513,6 +539,14 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
         else:
             c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
         candidates.append(c.model_copy(update={"chat_template": template(c, f"candidates[{i}]")}))
+    judge = spec.judge
+    if judge is not None:
+        rubric = (here / Path(judge.rubric).expanduser()).resolve()
+        if not rubric.is_file():
+            problems.append(f"{path}: judge.rubric: rubric file {rubric} does not exist")
+        judge = judge.model_copy(update={"rubric": str(rubric), "model": judge.model.model_copy(update={
+            "path": local(judge.model.path, "judge.model.path", "model folder"),
+            "chat_template": template(judge.model, "judge.model")})})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")
@@ -527,7 +561,7 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
-    return spec.model_copy(update={"base": base, "candidates": candidates, "prompting": prompting,
+    return spec.model_copy(update={"base": base, "candidates": candidates, "prompting": prompting, "judge": judge,
                                    "suite": suite, "store": store,
                                    "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
 

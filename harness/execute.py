@@ -101,18 +101,21 @@ def device_name(device: str) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
+def load_backend(spec: HarnessSpec, models: list[ModelEntry], dtype: str | None = None) -> Backend:
+    """One backend for a model group (the config's backend and eval settings; the base's dtype
+    unless `dtype` says otherwise, as for a judge)."""
     from harness.backends.hf import HFBackend
 
+    dtype = dtype or spec.base.dtype
     first = models[0]
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
     if spec.eval.backend == "vllm":
         from harness.backends.vllm import VLLMBackend
 
-        return VLLMBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device, adapters=adapters,
+        return VLLMBackend(first.model_dir, dtype=dtype, device=spec.eval.device, adapters=adapters,
                            trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length,
                            options=spec.eval.vllm)
-    return HFBackend(first.model_dir, dtype=spec.base.dtype, device=spec.eval.device,
+    return HFBackend(first.model_dir, dtype=dtype, device=spec.eval.device,
                      batch_size=spec.eval.batch_size, adapters=adapters,
                      trust_remote_code=first.trust_remote_code, max_length=spec.eval.max_length,
                      allow_pickle=first.allow_pickle)
@@ -213,7 +216,7 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                     + ", ".join(m.label for m in models))
                 current = f"loading {Path(group).name}"
                 bar.set_postfix_str(current)
-                backend = _load_backend(spec, models)
+                backend = load_backend(spec, models)
                 load_s += time.perf_counter() - t
                 try:
                     later = []

@@ -43,6 +43,14 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
         suite = suite.model_copy(update={"tasks": [t.model_copy(update={"data": spec.task_data.get(t.task, t.data)})
                                                    for t in suite.tasks]})
     check_gates(spec, suite, str(path))
+    if spec.judge is not None:
+        from harness.judge import read_rubric
+
+        unknown = [f"{path}: judge.tasks: '{t}' is not a task of suite {suite.name}" for t in spec.judge.tasks
+                   if t not in {x.task for x in suite.tasks}]
+        if unknown:
+            raise ConfigError(unknown)
+        read_rubric(spec.judge)
     if spec.roi is not None:
         task = roi_task(spec, suite)
         if task is None or task not in {t.task for t in suite.tasks}:
@@ -85,9 +93,19 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
         for warning in m.warnings:
             log(f"plan: WARNING {warning}")
 
+    if spec.judge is not None:  # the judge's labels are checked before any model loads
+        from harness.judge import check_labels, judge_entry
+
+        check_labels(spec.judge, judge_entry(spec, store).model_dir)
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t
+    if spec.judge is not None:
+        from harness.judge import plan_judgments, run_judge
+
+        t = time.perf_counter()
+        run_judge(plan_judgments(plan, spec, store), spec, store, log=log)
+        timings["judge"] = time.perf_counter() - t
     timings["model_load"] = executed.load_s
     timings["score"] = executed.score_s
 

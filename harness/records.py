@@ -220,6 +220,44 @@ class FlipRecord(Record):
     candidate_response: str
 
 
+class JudgedExample(Record):
+    """One judged item: what the judge saw of it, and its two verdicts in the candidate's terms."""
+
+    doc_id: int
+    input: str
+    reference: str
+    base_response: str
+    candidate_response: str
+    base_first: str = Field(description="win, tie or loss of the candidate with the base's answer shown first.")
+    candidate_first: str = Field(description="The same with the candidate's answer shown first.")
+
+
+class JudgedResult(Record):
+    """A candidate's generated answers against the base's on one task, judged pairwise in both orders
+    (harness/judge.py): an item scores 1 for a win, 0.5 for a tie, 0 for a loss, averaged over the
+    two orders."""
+
+    task: str
+    n: int
+    win_rate: Estimate = Field(description="Mean item score (ties as half) with its paired interval.")
+    p_value: float = Field(description="Test of a win rate of 0.5 (no preference).")
+    mde: float = Field(description="The smallest departure from 0.5 this sample sees with power 0.8.")
+    wins: int = Field(description="Items the candidate wins on balance (score above 0.5).")
+    ties: int
+    losses: int
+    position_consistency: float = Field(description="Share of items whose two orders give the same verdict.")
+    decisive_rate: float = Field(description="Share of verdicts that pick an answer (not a tie): a judge that "
+                                 "always ties is consistent in position and sees nothing.")
+    min_position_consistency: float = Field(0.0, description="The config's minimum (judge.min_position_consistency).")
+    first_position_rate: float = Field(description="Share of the judge's picks of an answer (not a tie) that "
+                                       "went to the answer shown first; 0.5 is no position bias.")
+    longer_rate: float | None = Field(None, description="Share of the picks between answers of different "
+                                      "length that went to the longer; None when none differ.")
+    judge_s: float = Field(description="Seconds the judge spent on these pairs.")
+    judge_requests: int
+    examples: list[JudgedExample] = Field(default_factory=list)
+
+
 class CandidateResult(Record):
     candidate: str
     tasks: list[TaskResult]
@@ -235,6 +273,8 @@ class CandidateResult(Record):
         "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm.")
     reference: str = Field(BASE, description="What the deltas are against: the base, or (in "
                            "versus_prompting) the best prompting arm.")
+    judged: list[JudgedResult] = Field(default_factory=list, description="Tasks whose answers the config's "
+                                       "judge compared with the base's.")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)

@@ -1,0 +1,111 @@
+"""The pairwise judge (harness/judge.py): every (base, candidate) answer pair of a judged task read by a
+judge model in both orders, its verdict from the labels' log-probabilities, stored and judged once,
+summarised as a win rate with the judge's diagnostics; and what bad judge input gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO
+from harness.errors import ConfigError, HarnessError
+from harness.pipeline import load, run_comparison
+
+RUBRIC = """Task: {{ input }}
+Reference answer: {{ reference }}
+Answer A: {{ answer_a }}
+Answer B: {{ answer_b }}
+Which answer is closer to the reference, A or B (or C for a tie)? Better answer:"""
+
+
+def _config(tmp: Path, base: Path, candidates: dict[str, Path], judge: dict, limit: int = 12) -> Path:
+    suite = tmp / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "text", "task_dirs": [str(REPO / "suites" / "tasks")], "tasks": [
+        {"task": "demo_triage_note", "role": "target", "metric": "rougeL"}]}))
+    rubric = tmp / "rubric.jinja"
+    if not rubric.exists():
+        rubric.write_text(RUBRIC)
+    config = tmp / "judged.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "judged", "base": {"path": str(base)},
+        "candidates": [{"name": n, "adapter": str(p)} for n, p in candidates.items()],
+        "suite": str(suite), "eval": {"batch_size": 8, "limit": limit}, "stats": {"resamples": 500},
+        "judge": {"model": {"path": str(base)}, "rubric": "rubric.jinja", "labels": [" A", " B", " C"],
+                  "tasks": ["demo_triage_note"], **judge},
+        "store": str(tmp / "store"), "report_dir": str(tmp / "report")}, sort_keys=False))
+    return config
+
+
+def test_the_verdict_is_in_the_candidates_terms_whichever_order():
+    from harness.judge import _verdict
+
+    assert [_verdict(i, "base_first") for i in range(3)] == ["loss", "win", "tie"]  # A is the base's answer
+    assert [_verdict(i, "candidate_first") for i in range(3)] == ["win", "loss", "tie"]
+
+
+def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_flagged(demo_world, tmp_path):
+    from harness.judge import POINTS, plan_judgments
+    from harness.plan import plan_runs
+    from harness.report.render import render_report
+    from harness.store import Store
+
+    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]}, {})
+    loaded = load(config)
+    logs: list[str] = []
+    result = run_comparison(loaded, log=logs.append)
+    assert any(line.startswith("judge:  domain-only demo_triage_note       12 items x 2 orders") for line in logs), logs
+    store = Store(loaded.spec.store)
+    (pair,) = plan_judgments(plan_runs(loaded.spec, loaded.suite, store), loaded.spec, store)
+    records = store.read(pair.key)
+    assert sorted(records.groupby("doc_id")["order"].apply(sorted).map(tuple).unique()) == [
+        ("base_first", "candidate_first")]
+    # each pick is the label the judge found likeliest, read in the candidate's terms per order
+    lps = records[["lp_a", "lp_b", "lp_tie"]].to_numpy()
+    assert (records["pick"].to_numpy() == np.array([" A", " B", " C"])[lps.argmax(axis=1)]).all()
+    judged = result.results[0].judged[0]
+    by_hand = records.assign(p=records["verdict"].map(POINTS)).groupby("doc_id")["p"].mean()
+    assert judged.n == 12 and judged.win_rate.estimate == pytest.approx(by_hand.mean())
+    # the 1.1M base is no judge: it picks by where an answer is shown, whichever it is, and the report says so
+    assert abs(judged.first_position_rate - 0.5) > 0.3 and judged.position_consistency < 0.6
+    html = render_report(result, tmp_path / "report").read_text()
+    assert "Judged answers" in html and "its verdicts follow where an answer is shown" in html
+    shown = html.count("<td>win</td>") + html.count("<td>loss</td>") + html.count("<td>tie</td>")
+    assert shown == 2 * 12  # both verdicts of every item, beside the input, reference and both answers
+
+    logs.clear()  # judged once: a re-run judges nothing
+    run_comparison(load(config), log=logs.append)
+    assert not any(line.startswith("judge:") for line in logs), logs
+    (tmp_path / "rubric.jinja").write_text(RUBRIC.replace("closer to the reference", "better"))
+    logs.clear()  # an edited rubric re-judges, and nothing else is scored again
+    run_comparison(load(config), log=logs.append)
+    assert any(line.startswith("judge:  domain-only") for line in logs)
+    assert any("2 stored, 0 to evaluate" in line for line in logs), logs
+
+
+def test_bad_judge_input_is_refused_before_any_model_loads(tiny_world, tmp_path):
+    def attempt(judge: dict, rubric: str = RUBRIC):
+        (tmp_path / "rubric.jinja").write_text(rubric)
+        config = _config(tmp_path, tiny_world.base, {"domain-only": tiny_world.candidates["domain-only"]}, judge)
+        logs: list[str] = []
+        try:
+            run_comparison(load(config), log=logs.append)
+        finally:
+            assert not any(line.startswith("execute:") for line in logs), logs
+
+    with pytest.raises(HarnessError, match=r"rubric.jinja: the rubric never shows \{\{ answer_b \}\}"):
+        attempt({}, RUBRIC.replace("{{ answer_b }}", ""))
+    with pytest.raises(HarnessError, match=r"rubric.jinja: the rubric uses question, which the judge is not given"):
+        attempt({}, RUBRIC + "{{ question }}")
+    with pytest.raises(HarnessError, match=r"rubric.jinja: line 1: the rubric does not parse"):
+        attempt({}, "{{ answer_a }")
+    with pytest.raises(ConfigError, match=r"judge.labels: ' tie' is 2 tokens for the judge's tokenizer"):
+        attempt({"labels": [" A", " B", " tie"]})
+    with pytest.raises(ConfigError, match=r"judge.tasks: 'nope' is not a task of suite text"):
+        attempt({"tasks": ["nope"]})
+    with pytest.raises(ConfigError, match=r"judge.labels: three different, non-empty labels"):
+        attempt({"labels": ["A", "A", "C"]})
+    with pytest.raises(ConfigError, match=r"judge.rubric: rubric file .*missing.jinja does not exist"):
+        attempt({"rubric": "missing.jinja"})
