@@ -260,7 +260,7 @@ class SuiteSpec(Spec):
         return next((t.task for t in self.tasks if t.role == "target"), None)
 
 
-GateRule = Literal["improves", "non_inferior", "no_bias_amplification", "floor"]
+GateRule = Literal["improves", "non_inferior", "no_bias_amplification", "floor", "wins"]
 
 
 class GateSpec(Spec):
@@ -268,8 +268,10 @@ class GateSpec(Spec):
 
     improves: lower bound of delta > min_delta. non_inferior: lower bound > -margin.
     no_bias_amplification: upper bound of the bias increase < margin. floor: the candidate's
-    score interval lies above min_score. A gate applies to a role (its mean task delta), one
-    task or one of the suite's summaries, for every candidate unless `candidates` names some.
+    score interval lies above min_score. wins: on a judged task, the lower bound of the candidate's
+    win rate over the base > 0.5 + min_delta, and the judge's position consistency at its minimum.
+    A gate applies to a role (its mean task delta), one task or one of the suite's summaries, for
+    every candidate unless `candidates` names some.
     """
 
     rule: GateRule
@@ -290,16 +292,16 @@ class GateSpec(Spec):
     def _shape(self) -> GateSpec:
         if sum(x is not None for x in (self.role, self.task, self.summary)) != 1:
             raise ValueError("give exactly one of `role`, `task` or `summary`")
-        needs = {"improves": "min_delta", "non_inferior": "margin", "no_bias_amplification": "margin",
-                 "floor": "min_score"}[self.rule]
-        if self.rule != "improves" and getattr(self, needs) is None:
+        needs = {"improves": "min_delta", "wins": "min_delta", "non_inferior": "margin",
+                 "no_bias_amplification": "margin", "floor": "min_score"}[self.rule]
+        if self.rule not in ("improves", "wins") and getattr(self, needs) is None:
             raise ValueError(f"rule {self.rule} needs `{needs}`")
         extra = {"min_delta", "margin", "min_score"} - {needs}
         given = sorted(k for k in extra if getattr(self, k) is not None)
         if given:
             raise ValueError(f"rule {self.rule} takes `{needs}`, not {', '.join(f'`{g}`' for g in given)}")
-        if self.rule == "floor" and self.task is None:
-            raise ValueError("rule floor applies to a `task`")
+        if self.rule in ("floor", "wins") and self.task is None:
+            raise ValueError(f"rule {self.rule} applies to a `task`")
         if self.rule == "no_bias_amplification" and self.role not in (None, "bias"):
             raise ValueError("rule no_bias_amplification applies to role bias (or a task of it)")
         return self

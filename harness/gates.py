@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import GateSpec, HarnessSpec, SuiteSpec
@@ -53,6 +54,9 @@ def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
         if g.rule == "no_bias_amplification" and g.task in tasks and tasks[g.task].role != "bias":
             problems.append(f"{source}: gates[{i}].task: no_bias_amplification needs a task of role bias, "
                             f"'{g.task}' is {tasks[g.task].role}")
+        if g.rule == "wins" and (spec.judge is None or g.task not in spec.judge.tasks):
+            problems.append(f"{source}: gates[{i}]: rule wins reads the judged win rate, and '{g.task}' is not "
+                            "judged; add it to `judge.tasks` (and a `judge:` to the config)")
         for c in g.candidates or []:
             if c not in names:
                 problems.append(f"{source}: gates[{i}].candidates: unknown candidate '{c}' "
@@ -69,7 +73,7 @@ def _scaled_n(n: int, mde: float, effect: float) -> int:
 def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: str) -> GateVerdict:
     lo, hi, n, mde = r.delta.low, r.delta.high, r.n, r.mde
     p = r.p_value
-    if gate.rule == "improves":
+    if gate.rule in ("improves", "wins"):
         thr = gate.min_delta or 0.0
         effect = gate.power_effect or (thr if thr > 0 else None)
         if lo > thr:
@@ -142,9 +146,39 @@ def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[
     return verdicts
 
 
+@dataclass(frozen=True)
+class _Preference:
+    """A judged win rate as the difference rules read it: its distance from 0.5 (no preference)."""
+
+    delta: Estimate
+    n: int
+    mde: float
+    p_value: float
+
+
+def _wins_verdict(gate: GateSpec, cr: CandidateResult) -> GateVerdict:
+    judged = next((j for j in cr.judged if j.task == gate.task), None)
+    if judged is None:
+        raise HarnessError(f"gate {gate.target}::wins: {cr.candidate} has no judged result on {gate.task}; "
+                           "is the task in `judge.tasks`?")
+    half = judged.win_rate.map(lambda x: x - 0.5)
+    v = _diff_verdict(gate, cr.candidate, _Preference(half, judged.n, judged.mde, judged.p_value),
+                      "paired interval of the judged win rate (both orders per item)")
+    v = v.model_copy(update={"value": judged.win_rate, "threshold": v.threshold + 0.5,
+                             "message": f"win rate {judged.win_rate.estimate:.3f} over 0.5: {v.message}"})
+    if judged.position_consistency < judged.min_position_consistency:  # a judge no better than where it looks
+        v = v.model_copy(update={"status": "fail", "message": (
+            f"the judge's two orders agree on {judged.position_consistency:.0%} of the items, below the minimum "
+            f"{judged.min_position_consistency:.0%} (judge.min_position_consistency): its verdicts cannot pass "
+            f"a gate; {v.message}")})
+    return v
+
+
 def gate_verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
     """One gate's verdict for one candidate. A task gate on a group entry (mmlu, which lm-eval
     expands into its subjects) reads the pooled entry, as the forest plot shows it."""
+    if gate.rule == "wins":
+        return _wins_verdict(gate, cr)
     if gate.task is not None:
         t = next((t for t in cr.tasks if t.task == gate.task), None)
         group = next((g for g in cr.groups if g.name == gate.task), None)

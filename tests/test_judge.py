@@ -109,3 +109,52 @@ def test_bad_judge_input_is_refused_before_any_model_loads(tiny_world, tmp_path)
         attempt({"labels": ["A", "A", "C"]})
     with pytest.raises(ConfigError, match=r"judge.rubric: rubric file .*missing.jinja does not exist"):
         attempt({"rubric": "missing.jinja"})
+
+
+def _judged(win, low, high, *, consistency=0.9, n=100, mde=0.08):
+    from harness.records import CandidateResult, Estimate, JudgedResult
+
+    j = JudgedResult(task="t", n=n, win_rate=Estimate(estimate=win, low=low, high=high), p_value=0.01, mde=mde,
+                     wins=0, ties=0, losses=0, position_consistency=consistency, decisive_rate=0.9,
+                     min_position_consistency=0.6, first_position_rate=0.5, judge_s=1.0, judge_requests=600)
+    return CandidateResult(candidate="c", tasks=[], roles=[], flips=[], judged=[j])
+
+
+@pytest.mark.parametrize("interval, consistency, status", [
+    ((0.70, 0.62, 0.78), 0.9, "pass"),  # lower bound above 0.5 + 0.1
+    ((0.45, 0.38, 0.52), 0.9, "fail"),  # upper bound below 0.6: no such win
+    ((0.62, 0.48, 0.76), 0.9, "underpowered"),  # the interval holds 0.6 and the sample cannot resolve 0.1
+    ((0.70, 0.62, 0.78), 0.4, "fail"),  # a winning interval from a judge that looks at positions
+])
+def test_the_wins_gate_reads_the_judged_win_rate_and_the_judges_consistency(interval, consistency, status):
+    from harness.config import GateSpec
+    from harness.gates import gate_verdict
+
+    gate = GateSpec(rule="wins", task="t", min_delta=0.1)
+    v = gate_verdict(_judged(*interval, consistency=consistency, mde=0.14 if status == "underpowered" else 0.08),
+                     gate)
+    assert v.status == status and v.threshold == pytest.approx(0.6) and v.value.estimate == interval[0]
+    if consistency < 0.6:
+        assert "two orders agree on 40% of the items, below the minimum 60%" in v.message
+
+
+def test_harness_gate_and_the_pytest_plugin_refuse_a_win_from_a_judge_below_its_minimum(demo_world, tmp_path,
+                                                                                        pytester):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]}, {})
+    data = yaml.safe_load(config.read_text())
+    data["gates"] = [{"rule": "wins", "task": "demo_triage_note", "min_delta": 0.0}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = CliRunner().invoke(main, ["gate", "--config", str(config)])
+    assert out.exit_code == 1, out.output
+    assert "demo_triage_note::wins" in out.output and "below the minimum 60%" in out.output
+    result = pytester.runpytest("--harness-config", str(config), "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAIL: domain-only::demo_triage_note::wins*", "*below the minimum 60%*"])
+    data["gates"] = [{"rule": "wins", "task": "nope", "min_delta": 0.0}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"gates\[0\]: rule wins reads the judged win rate, and 'nope' is not judged"):
+        load(config)
