@@ -52,6 +52,7 @@ from harness.stats import (
     analyze_paired,
     holm,
     is_binary,
+    kappa_interval,
     mean_interval,
     role_bootstrap,
     score_interval,
@@ -341,10 +342,11 @@ JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
 def judge_results(plan: Plan, spec: HarnessSpec, store: Store) -> dict[str, list[JudgedResult]]:
     """Candidate -> its judged tasks: win rate over the base (both orders), with the judge's
     diagnostics (position consistency, first-position and longer-answer rates)."""
-    from harness.judge import ORDERS, POINTS, plan_judgments
+    from harness.judge import ORDERS, POINTS, plan_judgments, read_human_labels
 
     out: dict[str, list[JudgedResult]] = {}
     st = spec.stats
+    people = read_human_labels(spec.judge) if spec.judge is not None else []
     for pair in plan_judgments(plan, spec, store):
         df = store.read(pair.key)
         manifest = store.read_manifest(pair.key)
@@ -368,12 +370,18 @@ def judge_results(plan: Plan, spec: HarnessSpec, store: Store) -> dict[str, list
                                   candidate_response=str(first_order.loc[d, "candidate_response"]),
                                   base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
                     for d in wide.index[:JUDGED_EXAMPLES]]
+        # the judge's item verdict on balance against people's, on the items they labelled
+        item = pd.Series(np.where(scores > 0.5, "candidate", np.where(scores < 0.5, "base", "tie")), index=wide.index)
+        theirs = [h for h in people if (h.candidate, h.task) == (pair.candidate, pair.task)]
+        kappa = kappa_interval([item[h.doc_id] for h in theirs], [h.verdict for h in theirs],
+                               confidence=st.confidence, resamples=st.resamples, seed=st.seed) if theirs else None
         out.setdefault(pair.candidate, []).append(JudgedResult(
             task=pair.task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
             mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
             losses=int((scores < 0.5).sum()), position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
             first_position_rate=first, longer_rate=longer, decisive_rate=float(len(picks) / len(df)),
-            min_position_consistency=spec.judge.min_position_consistency,
+            min_position_consistency=spec.judge.min_position_consistency, human_n=len(theirs), human_kappa=kappa,
+            min_human_agreement=spec.judge.min_human_agreement,
             judge_s=manifest.wall_s, judge_requests=manifest.n_requests, examples=examples))
     return out
 

@@ -351,6 +351,11 @@ class JudgeSpec(Spec):
     tasks: list[str] = Field(min_length=1, description="Suite tasks whose generated answers are judged.")
     min_position_consistency: float = Field(
         0.6, ge=0, le=1, description="Share of items whose two orders must agree for a judged gate to pass.")
+    human_labels: str | None = Field(None, description="JSONL of people's verdicts on some pairs, one "
+                                     "{candidate, task, doc_id, verdict: candidate|base|tie} per line (relative "
+                                     "to the config): the judge's agreement with them (Cohen's kappa).")
+    min_human_agreement: float = Field(0.4, ge=-1, le=1, description="Cohen's kappa with the human labels "
+                                       "below which a judged gate cannot pass.")
 
     @field_validator("labels")
     @classmethod
@@ -546,9 +551,14 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
         rubric = (here / Path(judge.rubric).expanduser()).resolve()
         if not rubric.is_file():
             problems.append(f"{path}: judge.rubric: rubric file {rubric} does not exist")
-        judge = judge.model_copy(update={"rubric": str(rubric), "model": judge.model.model_copy(update={
-            "path": local(judge.model.path, "judge.model.path", "model folder"),
-            "chat_template": template(judge.model, "judge.model")})})
+        labels = None
+        if judge.human_labels is not None:
+            labels = str((here / Path(judge.human_labels).expanduser()).resolve())
+            if not Path(labels).is_file():
+                problems.append(f"{path}: judge.human_labels: file {labels} does not exist")
+        model = judge.model.model_copy(update={"path": local(judge.model.path, "judge.model.path", "model folder"),
+                                               "chat_template": template(judge.model, "judge.model")})
+        judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")

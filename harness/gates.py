@@ -171,6 +171,12 @@ def _wins_verdict(gate: GateSpec, cr: CandidateResult) -> GateVerdict:
             f"the judge's two orders agree on {judged.position_consistency:.0%} of the items, below the minimum "
             f"{judged.min_position_consistency:.0%} (judge.min_position_consistency): its verdicts cannot pass "
             f"a gate; {v.message}")})
+    kappa = judged.human_kappa
+    if kappa is not None and kappa.estimate < judged.min_human_agreement:  # a judge people do not agree with
+        v = v.model_copy(update={"status": "fail", "message": (
+            f"the judge agrees with people's {judged.human_n} verdicts at Cohen's kappa {kappa.estimate:.2f} "
+            f"[{kappa.low:.2f}, {kappa.high:.2f}], below the minimum {judged.min_human_agreement:.2f} "
+            f"(judge.min_human_agreement): its verdicts cannot pass a gate; {v.message}")})
     return v
 
 

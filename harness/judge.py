@@ -124,6 +124,65 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store) -> list[JudgedPa
     return pairs
 
 
+HUMAN_VERDICTS = ("candidate", "base", "tie")
+
+
+@dataclass(frozen=True)
+class HumanLabel:
+    where: str  # file:line
+    candidate: str
+    task: str
+    doc_id: int
+    verdict: str  # candidate | base | tie: which answer people found better
+
+
+def read_human_labels(judge: JudgeSpec) -> list[HumanLabel]:
+    """People's verdicts on some pairs (judge.human_labels), every line checked; none without a file."""
+    if judge.human_labels is None:
+        return []
+    path = Path(judge.human_labels)
+    labels, problems = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: not JSON ({e.msg})")
+            continue
+        keys = {"candidate", "task", "doc_id", "verdict"}
+        if not isinstance(row, dict) or set(row) != keys:
+            got = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
+            problems.append(f"{where}: give exactly {', '.join(sorted(keys))} (got {got})")
+            continue
+        if row["verdict"] not in HUMAN_VERDICTS or not isinstance(row["doc_id"], int):
+            problems.append(f"{where}: verdict must be one of {', '.join(HUMAN_VERDICTS)} and doc_id an integer")
+            continue
+        labels.append(HumanLabel(where, str(row["candidate"]), str(row["task"]), row["doc_id"], row["verdict"]))
+    if problems:
+        raise ConfigError(problems)
+    return labels
+
+
+def check_human_labels(judge: JudgeSpec, plan: Plan) -> None:
+    """Every human label names a judged fine-tune, a judged task and an item that task scores."""
+    candidates = {m.label for m in plan.models if m.label != BASE and not m.prompting}
+    docs = {t.leaf: set(t.indices) if t.indices is not None else set(range(t.n_docs)) for t in plan.tasks}
+    problems = []
+    for h in read_human_labels(judge):
+        if h.candidate not in candidates:
+            problems.append(f"{h.where}: candidate '{h.candidate}' is not a candidate of this comparison "
+                            f"(have: {', '.join(sorted(candidates))})")
+        elif h.task not in judge.tasks:
+            problems.append(f"{h.where}: task '{h.task}' is not judged (judge.tasks: {', '.join(judge.tasks)})")
+        elif h.doc_id not in docs.get(h.task, set()):
+            problems.append(f"{h.where}: doc_id {h.doc_id} is not an item the comparison scores on {h.task} "
+                            "(mind eval.limit and subset)")
+    if problems:
+        raise ConfigError(problems)
+
+
 def _answers(store: Store, run: PlannedRun) -> pd.DataFrame:
     df = store.read(run.key)
     return df[df["filter"] == df["filter"].iloc[0]].set_index("doc_id").sort_index()

@@ -249,6 +249,10 @@ class JudgedResult(Record):
     decisive_rate: float = Field(description="Share of verdicts that pick an answer (not a tie): a judge that "
                                  "always ties is consistent in position and sees nothing.")
     min_position_consistency: float = Field(0.0, description="The config's minimum (judge.min_position_consistency).")
+    human_n: int = Field(0, description="Items people labelled (judge.human_labels).")
+    human_kappa: Estimate | None = Field(None, description="Cohen's kappa of the judge's item verdicts (candidate, "
+                                         "base or tie on balance) with people's, with a bootstrap interval.")
+    min_human_agreement: float = Field(0.4, description="The config's minimum kappa (judge.min_human_agreement).")
     first_position_rate: float = Field(description="Share of the judge's picks of an answer (not a tie) that "
                                        "went to the answer shown first; 0.5 is no position bias.")
     longer_rate: float | None = Field(None, description="Share of the picks between answers of different "

@@ -289,3 +289,30 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def kappa_interval(a: list[str], b: list[str], *, confidence: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> Estimate:
+    """Cohen's kappa of two raters over the same items (scikit-learn's), with a percentile bootstrap
+    interval over the items; a resample where both raters use one label alone counts as no agreement
+    beyond chance (kappa 0)."""
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    x, y = np.asarray(a), np.asarray(b)
+    labels = sorted(set(a) | set(b))
+
+    def kappa(i: np.ndarray) -> float:
+        with warnings.catch_warnings():  # a resample with one label in common: undefined, counted as 0
+            warnings.simplefilter("ignore")
+            k = float(cohen_kappa_score(x[i], y[i], labels=labels))
+        return 0.0 if not math.isfinite(k) else k
+
+    point = kappa(np.arange(x.size))
+    if x.size < 2:
+        return Estimate(estimate=point, low=point, high=point)
+    rng = np.random.default_rng(seed)
+    dist = np.array([kappa(rng.integers(0, x.size, x.size)) for _ in range(resamples)])
+    tail = (1 - confidence) / 2
+    return Estimate(estimate=point, low=float(np.quantile(dist, tail)), high=float(np.quantile(dist, 1 - tail)))

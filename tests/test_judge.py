@@ -158,3 +158,48 @@ def test_harness_gate_and_the_pytest_plugin_refuse_a_win_from_a_judge_below_its_
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match=r"gates\[0\]: rule wins reads the judged win rate, and 'nope' is not judged"):
         load(config)
+
+
+def test_kappa_is_cohens_by_hand_with_a_bootstrap_interval():
+    from harness.stats import kappa_interval
+
+    judge = ["candidate", "candidate", "base", "base", "tie"]
+    people = ["candidate", "base", "base", "base", "tie"]
+    # p_o = 4/5; p_e = (2*1 + 2*3 + 1*1) / 25 = 9/25; kappa = (0.8 - 0.36) / 0.64
+    k = kappa_interval(judge, people, resamples=500)
+    assert k.estimate == pytest.approx(0.6875) and k.low <= k.estimate <= k.high
+    assert kappa_interval(people, people, resamples=200).estimate == 1.0
+
+
+def test_human_labels_are_checked_before_any_model_loads_and_judge_the_judge(demo_world, tmp_path):
+    import json
+
+    from harness.config import GateSpec
+    from harness.gates import gate_verdict
+
+    labels = tmp_path / "people.jsonl"
+    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]},
+                     {"human_labels": "people.jsonl"})
+    for rows, message in [
+        ([{"candidate": "nope", "task": "demo_triage_note", "doc_id": 0, "verdict": "base"}],
+         r"people.jsonl:1: candidate 'nope' is not a candidate of this comparison"),
+        ([{"candidate": "domain-only", "task": "demo_triage_note", "doc_id": 150, "verdict": "base"}],
+         r"people.jsonl:1: doc_id 150 is not an item the comparison scores on demo_triage_note"),
+        ([{"candidate": "domain-only", "task": "demo_triage_note", "doc_id": 0, "verdict": "better"}],
+         r"people.jsonl:1: verdict must be one of candidate, base, tie"),
+    ]:
+        labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        logs: list[str] = []
+        with pytest.raises(ConfigError, match=message):
+            run_comparison(load(config), log=logs.append)
+        assert not any(line.startswith("execute:") for line in logs)
+    # people find the fine-tune's note better on every item; the judge, looking at positions, does not agree
+    labels.write_text("".join(json.dumps({"candidate": "domain-only", "task": "demo_triage_note", "doc_id": d,
+                                          "verdict": "candidate"}) + "\n" for d in range(12)))
+    result = run_comparison(load(config), log=lambda m: None)
+    judged = result.results[0].judged[0]
+    assert judged.human_n == 12 and judged.human_kappa.estimate < 0.4
+    consistent = judged.model_copy(update={"position_consistency": 1.0})  # were it consistent in position
+    cr = result.results[0].model_copy(update={"judged": [consistent]})
+    v = gate_verdict(cr, GateSpec(rule="wins", task="demo_triage_note", min_delta=0.0))
+    assert v.status == "fail" and "agrees with people's 12 verdicts at Cohen's kappa" in v.message
