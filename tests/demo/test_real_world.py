@@ -40,7 +40,9 @@ def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_i
     config = yaml.safe_load((REPO / "configs" / "real.yaml").read_text())
     config.update(base={**config["base"], "path": str(smollm2)}, suite=str(tmp_path / "suite.yaml"),
                   candidates=[{"name": n, "adapter": str(p)} for n, p in built.candidates.items()],
-                  eval={**config["eval"], "limit": 3}, stats={"resamples": 200}, store=str(tmp_path / "store"),
+                  eval={**config["eval"], "limit": 3},
+                  judge={**config["judge"], "model": {**config["judge"]["model"], "path": str(smollm2)},
+                         "rubric": str(REPO / "configs" / "real-rubric.jinja")}, stats={"resamples": 200}, store=str(tmp_path / "store"),
                   report_dir=str(tmp_path / "report"))
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -57,6 +59,9 @@ def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_i
     assert triage["base-3shot"].count("<|im_start|>user\n") == 4  # three worked claims as earlier turns
     assert "Think step by step" in triage["base-cot"]
     # the handler's note begins the assistant's reply, where the fine-tune writes it
+    # the notes judged in both orders by SmolLM2 (3 items here), its diagnostics beside the win rate
+    judged = result.results[0].judged[0]
+    assert judged.task == "demo_triage_note" and judged.n == 3 and judged.judge_requests == 3 * 2 * 3
     note = models["domain-only"].prompt_examples["demo_note_bias"]
     assert note.split("<|im_start|>assistant\n")[1].split(".")[0] in {"FALL", "STRAIN", "BURN", "CUT", "DENY"}
     assert note.endswith(" said")
