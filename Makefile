@@ -73,7 +73,7 @@ report: demo
 
 # The real-model world: SmolLM2-135M-Instruct (from PyPI), two LoRA fine-tunes the trainer makes on
 # chat records of the demo's claim triage, three prompting arms of the base; reports/real/index.html.
-# 8 min 33 s from a fresh clone on 2 cores, install included (README, "A real instruct model").
+# 13 min 52 s from a fresh clone on 2 cores, install included (README, "A real instruct model").
 report-real: $(STAMP)
 	$(BIN)/harness demo --world real
 	$(BIN)/harness compare --config configs/real.yaml
