@@ -339,20 +339,22 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
 JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
 
 
-def judge_results(plan: Plan, spec: HarnessSpec, store: Store) -> dict[str, list[JudgedResult]]:
+def judge_results(plan: Plan, spec: HarnessSpec, store: Store,
+                  read: Callable[[PlannedRun], pd.DataFrame]) -> dict[str, list[JudgedResult]]:
     """Candidate -> its judged tasks: win rate over the base (both orders), with the judge's
-    diagnostics (position consistency, first-position and longer-answer rates)."""
+    diagnostics (position consistency, first-position and longer-answer rates). `read` gives the
+    records compare has read already."""
     from harness.judge import ORDERS, POINTS, plan_judgments, read_human_labels
 
     out: dict[str, list[JudgedResult]] = {}
     st = spec.stats
     people = read_human_labels(spec.judge) if spec.judge is not None else []
-    for pair in plan_judgments(plan, spec, store):
+    for pair in plan_judgments(plan, spec, store, read):
         df = store.read(pair.key)
         manifest = store.read_manifest(pair.key)
         wide = df.pivot(index="doc_id", columns="order", values="verdict").sort_index()
         scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
-        base_docs = store.read(pair.base_run.key).drop_duplicates("doc_id").set_index("doc_id").loc[wide.index]
+        base_docs = read(pair.base_run).drop_duplicates("doc_id").set_index("doc_id").loc[wide.index]
         cluster = pair.base_run.task.spec.cluster
         clusters = None if cluster is None else _clusters(base_docs.rename(columns={"doc": "doc_base"}), cluster,
                                                           pair.task)
@@ -425,7 +427,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         versus = [_paired_result(plan.model(best), arm_runs, m, by_model[m.label], suite, store, st)
                   for m in plan.models if m.label != BASE and not m.prompting]
 
-    judged = judge_results(plan, spec, store)
+    read = {run.key: records for runs in by_model.values() for run, records in runs}
+    judged = judge_results(plan, spec, store, lambda run: read[run.key])
     results = [r.model_copy(update={"judged": judged.get(r.candidate, [])}) for r in results]
 
     def record(m) -> ModelRecord:

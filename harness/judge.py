@@ -100,9 +100,12 @@ def check_labels(judge: JudgeSpec, folder: Path) -> None:
                                f"({folder}); give labels of one token each (e.g. A, B, C)"])
 
 
-def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store) -> list[JudgedPair]:
+def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
+                   read: Callable[[PlannedRun], pd.DataFrame] | None = None) -> list[JudgedPair]:
     """Every (fine-tune, judged task) pair, keyed by the judge, the rubric and both sides' answers
-    (so it needs the answers stored: call after execute)."""
+    (so it needs the answers stored: call after execute). `read` gives a run's records (default: the
+    store's; compare passes those it has read already)."""
+    read = read or (lambda run: store.read(run.key))
     judge = spec.judge
     if judge is None:
         return []
@@ -113,7 +116,7 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store) -> list[JudgedPa
     for cand in (m for m in plan.models if m.label != BASE and not m.prompting):
         for task in judge.tasks:
             base_run, cand_run = runs[(BASE, task)], runs[(cand.label, task)]
-            b, c = store.read(base_run.key), store.read(cand_run.key)
+            b, c = read(base_run), read(cand_run)
             content = hashlib.sha256()
             content.update(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
             for side in (b, c):
@@ -199,6 +202,7 @@ def _verdict(label_index: int, order: str) -> str:
 def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               log: Callable[[str], None] = print) -> list[str]:
     """Judge the pairs the store lacks (one judge model load for all); returns what was judged."""
+    import lm_eval
     from lm_eval.api.instance import Instance
 
     from harness.execute import device_name, load_backend
@@ -209,8 +213,7 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     judge = spec.judge
     assert judge is not None
     _, rubric = read_rubric(judge)
-    entry = judge_entry(spec, store)
-    check_labels(judge, entry.model_dir)
+    entry = judge_entry(spec, store)  # its labels were checked before any model loaded (pipeline)
     log(f"judge: loading {entry.model_dir.name} to judge {len(todo)} pairing(s) in both orders")
     backend = load_backend(spec, [entry], dtype=judge.model.dtype)
     done = []
@@ -241,8 +244,6 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
                                verdict=_verdict(pick, row["order"]))
                 records = pd.DataFrame(rows)
                 wall = time.perf_counter() - start
-                import lm_eval
-
                 store.write(pair.key, records, RunManifest(
                     model_fp=pair.key.model_fp, task=pair.key.task, task_hash=pair.key.task_hash,
                     harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
