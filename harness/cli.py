@@ -107,6 +107,10 @@ def demo(out: Path, probe_dir: Path, eval_config: Path, which: str) -> None:
                            "or pass --eval-config")
     start = time.perf_counter()
     built = build_demo(out, probe_dir=probe_dir, log=click.echo, eval_config=eval_config)
+    from harness.demo.smollm2 import smollm2_folder
+
+    judge = smollm2_folder(Path(".harness/models"), log=click.echo)  # configs/demo.yaml's judge
+    click.echo(f"demo: the judge, SmolLM2-135M-Instruct, ready in {judge}")
     stages = " · ".join(f"{k} {v:.1f} s" for k, v in built.stage_s.items())
     click.echo(f"demo: ready in {time.perf_counter() - start:.1f} s ({stages})")
     click.echo("demo: next, `harness compare --config configs/demo.yaml`")
@@ -393,6 +397,14 @@ def _print_summary(result) -> None:
         click.echo("compare: no prompting arm beats the base on the target: the base is the prompting to beat")
     for cr in (r for r in result.versus_prompting if r.reference != "base"):
         click.echo(f"compare: {cr.candidate:>14}  against prompting arm {cr.reference}: " + deltas(cr))
+    for cr in result.results:
+        for j in cr.judged:
+            w = j.win_rate
+            trust = "" if j.position_consistency >= j.min_position_consistency else \
+                f"; below the minimum {j.min_position_consistency:.0%}: not to be trusted"
+            click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: win rate {w.estimate:.3f} [{w.low:.3f}, "
+                       f"{w.high:.3f}] over the base ({j.wins}/{j.ties}/{j.losses}); the judge's two orders agree "
+                       f"on {j.position_consistency:.0%} of {j.n} items{trust}")
 
 
 if __name__ == "__main__":

@@ -341,51 +341,70 @@ JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
 
 def judge_results(plan: Plan, spec: HarnessSpec, store: Store,
                   read: Callable[[PlannedRun], pd.DataFrame]) -> dict[str, list[JudgedResult]]:
-    """Candidate -> its judged tasks: win rate over the base (both orders), with the judge's
-    diagnostics (position consistency, first-position and longer-answer rates). `read` gives the
-    records compare has read already."""
-    from harness.judge import ORDERS, POINTS, plan_judgments, read_human_labels
+    """Candidate -> its judged tasks (judged_result of each stored pairing). `read` gives the records
+    compare has read already."""
+    from harness.judge import plan_judgments, read_human_labels
 
     out: dict[str, list[JudgedResult]] = {}
-    st = spec.stats
     people = read_human_labels(spec.judge) if spec.judge is not None else []
     for pair in plan_judgments(plan, spec, store, read):
-        df = store.read(pair.key)
-        manifest = store.read_manifest(pair.key)
-        wide = df.pivot(index="doc_id", columns="order", values="verdict").sort_index()
-        scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
-        base_docs = read(pair.base_run).drop_duplicates("doc_id").set_index("doc_id").loc[wide.index]
+        base_docs = read(pair.base_run).drop_duplicates("doc_id").set_index("doc_id").sort_index()
         cluster = pair.base_run.task.spec.cluster
         clusters = None if cluster is None else _clusters(base_docs.rename(columns={"doc": "doc_base"}), cluster,
                                                           pair.task)
-        stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
-                               resamples=st.resamples, seed=st.seed)
-        picks = df[df["pick"] != spec.judge.labels[2]]
-        first = float((picks["pick"] == spec.judge.labels[0]).mean()) if len(picks) else 0.5
-        length = picks["candidate_response"].str.len() - picks["base_response"].str.len()
-        longer = float(((picks["verdict"] == "win") == (length > 0))[length != 0].mean()) if (length != 0).any() \
-            else None
-        first_order = df[df["order"] == ORDERS[0]].set_index("doc_id")
-        examples = [JudgedExample(doc_id=int(d), input=str(base_docs.loc[d, "prompt"]),
-                                  reference=str(base_docs.loc[d, "target"]),
-                                  base_response=str(first_order.loc[d, "base_response"]),
-                                  candidate_response=str(first_order.loc[d, "candidate_response"]),
-                                  base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
-                    for d in wide.index[:JUDGED_EXAMPLES]]
-        # the judge's item verdict on balance against people's, on the items they labelled
-        item = pd.Series(np.where(scores > 0.5, "candidate", np.where(scores < 0.5, "base", "tie")), index=wide.index)
-        theirs = [h for h in people if (h.candidate, h.task) == (pair.candidate, pair.task)]
-        kappa = kappa_interval([item[h.doc_id] for h in theirs], [h.verdict for h in theirs],
-                               confidence=st.confidence, resamples=st.resamples, seed=st.seed) if theirs else None
-        out.setdefault(pair.candidate, []).append(JudgedResult(
-            task=pair.task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
-            mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
-            losses=int((scores < 0.5).sum()), position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
-            first_position_rate=first, longer_rate=longer, decisive_rate=float(len(picks) / len(df)),
-            min_position_consistency=spec.judge.min_position_consistency, human_n=len(theirs), human_kappa=kappa,
-            min_human_agreement=spec.judge.min_human_agreement,
-            judge_s=manifest.wall_s, judge_requests=manifest.n_requests, examples=examples))
+        theirs = {h.doc_id: h.verdict for h in people if (h.candidate, h.task) == (pair.candidate, pair.task)}
+        manifest = store.read_manifest(pair.key)
+        out.setdefault(pair.candidate, []).append(judged_result(
+            pair.task, store.read(pair.key), spec, clusters=clusters, human=theirs, judge_s=manifest.wall_s))
     return out
+
+
+def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.ndarray | None = None,
+                  human: dict[int, str] | None = None, judge_s: float = 0.0) -> JudgedResult:
+    """A pairing's judged records (harness.judge.judge_frame) as the candidate's win rate over the base
+    (both orders, ties as half) with its paired interval, and the judge's diagnostics: position
+    consistency of the verdicts read, the raw picks' first-position rate, the longer answer's rate,
+    agreement with people's verdicts (`human`: doc_id -> candidate | base | tie)."""
+    from harness.judge import ORDERS, POINTS, read_verdicts
+
+    judge, st = spec.judge, spec.stats
+    assert judge is not None
+    wide = read_verdicts(df, judge.calibrate)
+    raw = read_verdicts(df, False)
+    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+    stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
+                           resamples=st.resamples, seed=st.seed)
+    picks = df[df["pick"] != judge.labels[2]]  # the raw picks of an answer: where the judge looks first
+    first = float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5
+    long = df.drop_duplicates("doc_id").set_index("doc_id").sort_index()
+    length = (long["candidate_response"].str.len() - long["base_response"].str.len()).loc[wide.index]
+    decided = np.stack([wide[o].to_numpy() for o in ORDERS])
+    differ = (length != 0).to_numpy()
+    won = (decided == "win")[:, differ]
+    lost = (decided == "loss")[:, differ]
+    longer_wins = (won & (length.to_numpy()[differ] > 0)) | (lost & (length.to_numpy()[differ] < 0))
+    n_decisive = int(won.sum() + lost.sum())
+    longer = float(longer_wins.sum() / n_decisive) if n_decisive else None
+    examples = [JudgedExample(doc_id=int(d), input=str(long.loc[d, "input"]), reference=str(long.loc[d, "reference"]),
+                              base_response=str(long.loc[d, "base_response"]),
+                              candidate_response=str(long.loc[d, "candidate_response"]),
+                              base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
+                for d in wide.index[:JUDGED_EXAMPLES]]
+    # the judge's item verdict on balance against people's, on the items they labelled
+    item = pd.Series(np.where(scores > 0.5, "candidate", np.where(scores < 0.5, "base", "tie")), index=wide.index)
+    human = human or {}
+    kappa = kappa_interval([item[d] for d in human], list(human.values()), confidence=st.confidence,
+                           resamples=st.resamples, seed=st.seed) if human else None
+    return JudgedResult(
+        task=task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
+        mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
+        losses=int((scores < 0.5).sum()), calibrated=judge.calibrate,
+        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
+        raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
+        first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
+        min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
+        min_human_agreement=judge.min_human_agreement, judge_s=judge_s, judge_requests=3 * len(df),
+        judge_tokens=int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0, examples=examples)
 
 
 def best_prompting(results: list[CandidateResult], models: list[ModelEntry]) -> str | None:
@@ -524,9 +543,23 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
             raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
                                "the ROI values correct outputs")
         wall = store.read_manifest(run.key).wall_s
+        spent = judged.get(run.model.label, (0.0, 0))
         return AlternativeRecord(name=name, kind=kind, n=values.size,
                                  accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
-                                 seconds_per_item=wall / values.size, train_s=train_s)
+                                 seconds_per_item=wall / values.size, train_s=train_s,
+                                 eval_s=sum(store.read_manifest(r.key).wall_s for r in plan.runs
+                                            if r.model.label == run.model.label),
+                                 judge_s=spent[0], judge_tokens=spent[1])
+
+    judged: dict[str, tuple[float, int]] = {}  # candidate -> the judge's seconds and tokens on its answers
+    if spec.judge is not None:
+        from harness.judge import plan_judgments
+
+        for pair in plan_judgments(plan, spec, store):
+            df = store.read(pair.key)
+            s, n = judged.get(pair.candidate, (0.0, 0))
+            judged[pair.candidate] = (s + store.read_manifest(pair.key).wall_s,
+                                      n + (int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0))
 
     alts = [alternative(zero_label, "zero-shot", base_run)]
     prompted = {zero_label: base_run}

@@ -349,6 +349,12 @@ class JudgeSpec(Spec):
                               "answers for: answer A better, answer B better, a tie; each one token for its "
                               "tokenizer (with the space before it, when the rubric ends without one).")
     tasks: list[str] = Field(min_length=1, description="Suite tasks whose generated answers are judged.")
+    limit: int | None = Field(None, gt=0, description="Judge the first N items of each task (by document "
+                              "id) rather than every item scored; the win rate's interval is then over N.")
+    calibrate: bool = Field(True, description="Read the verdict after subtracting each label's mean "
+                            "log-probability over the pairing's prompts (both orders): the judge's prior for the "
+                            "first answer, or for a label, cancels and its preference between the answers is "
+                            "left (harness/judge.py, read_verdicts). false: the most likely label as it is.")
     min_position_consistency: float = Field(
         0.6, ge=0, le=1, description="Share of items whose two orders must agree for a judged gate to pass.")
     human_labels: str | None = Field(None, description="JSONL of people's verdicts on some pairs, one "

@@ -9,7 +9,8 @@ judges nothing, an edited rubric re-judges everything and nothing else.
 Per item the candidate earns, in each order, 1 for a win, 0.5 for a tie, 0 for a loss; its item score
 is the mean of the two orders. An order's verdict is in the candidate's terms ("win", "tie",
 "loss"), so position bias (the judge preferring the first answer shown) shows as the two orders
-disagreeing.
+disagreeing. The stored records keep the three log-probabilities, so how they are read (raw, or
+calibrated: `judge.calibrate`, read_verdicts) is decided at compare time and re-judges nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from harness.util.files import now_iso
 SLOTS = ("answer_a", "answer_b")  # what a rubric must show the judge; `input` and `reference` it may
 ORDERS = ("base_first", "candidate_first")
 POINTS = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-JUDGE_FORMAT = 1  # of the judged records; part of every judged key
+JUDGE_FORMAT = 2  # of the judged records (2: the input as the task words the document; tokens); in every key
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,17 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
             content = hashlib.sha256()
             content.update(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
             for side in (b, c):
-                rows = side[side["filter"] == side["filter"].iloc[0]].sort_values("doc_id")
+                rows = _judged_rows(side, judge.limit)
                 content.update(json.dumps(rows[["doc_id", "prompt_hash", "response"]].values.tolist()).encode())
             key = RunKey(model_fp=entry.fingerprint, task=f"{task}@judge", task_hash=content.hexdigest())
             pairs.append(JudgedPair(cand.label, task, base_run, cand_run, key))
     return pairs
+
+
+def _judged_rows(records: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """A run's answers as judged: one filter's rows, by document id, the first `limit` of them."""
+    rows = records[records["filter"] == records["filter"].iloc[0]].sort_values("doc_id")
+    return rows if limit is None else rows.head(limit)
 
 
 HUMAN_VERDICTS = ("candidate", "base", "tie")
@@ -171,7 +179,8 @@ def read_human_labels(judge: JudgeSpec) -> list[HumanLabel]:
 def check_human_labels(judge: JudgeSpec, plan: Plan) -> None:
     """Every human label names a judged fine-tune, a judged task and an item that task scores."""
     candidates = {m.label for m in plan.models if m.label != BASE and not m.prompting}
-    docs = {t.leaf: set(t.indices) if t.indices is not None else set(range(t.n_docs)) for t in plan.tasks}
+    docs = {t.leaf: set(sorted(t.indices if t.indices is not None else range(t.n_docs))[:judge.limit])
+            for t in plan.tasks}
     problems = []
     for h in read_human_labels(judge):
         if h.candidate not in candidates:
@@ -181,14 +190,29 @@ def check_human_labels(judge: JudgeSpec, plan: Plan) -> None:
             problems.append(f"{h.where}: task '{h.task}' is not judged (judge.tasks: {', '.join(judge.tasks)})")
         elif h.doc_id not in docs.get(h.task, set()):
             problems.append(f"{h.where}: doc_id {h.doc_id} is not an item the comparison scores on {h.task} "
-                            "(mind eval.limit and subset)")
+                            "(mind eval.limit, subset and judge.limit)")
     if problems:
         raise ConfigError(problems)
 
 
-def _answers(store: Store, run: PlannedRun) -> pd.DataFrame:
-    df = store.read(run.key)
-    return df[df["filter"] == df["filter"].iloc[0]].set_index("doc_id").sort_index()
+def _input(run: PlannedRun, doc: str, prompt: str) -> str:
+    """What the judge is shown as the task's input: the document as the task words it (its
+    doc_to_text), without any model's chat markup or worked examples; the prompt as a fallback."""
+    try:
+        text = run.task.task.doc_to_text(json.loads(doc))
+    except Exception:  # a task whose doc_to_text needs more than the document: the prompt as scored
+        return prompt
+    return text if isinstance(text, str) else prompt
+
+
+def judge_items(store: Store, pair: JudgedPair, limit: int | None = None) -> pd.DataFrame:
+    """One row per item of the pairing: the input, the reference and both answers (doc_id index)."""
+    base, cand = (_judged_rows(store.read(run.key), limit).set_index("doc_id")
+                  for run in (pair.base_run, pair.candidate_run))
+    return pd.DataFrame({
+        "input": [_input(pair.base_run, d, p) for d, p in zip(base["doc"], base["prompt"], strict=True)],
+        "reference": base["target"].astype(str), "base_response": base["response"].astype(str),
+        "candidate_response": cand["response"].reindex(base.index).astype(str)}, index=base.index)
 
 
 def _verdict(label_index: int, order: str) -> str:
@@ -199,13 +223,75 @@ def _verdict(label_index: int, order: str) -> str:
     return "win" if (label_index == 0) == candidate_is_a else "loss"
 
 
+LP_COLUMNS = ("lp_a", "lp_b", "lp_tie")
+
+
+def judge_frame(lm, rubric, labels: list[str], templated: bool, items: pd.DataFrame) -> pd.DataFrame:
+    """The judge's log-probabilities of the three labels for every item in both orders (`lm`: an
+    lm-eval model; `items` as judge_items gives), with its raw pick (the most likely label) and that
+    pick in the candidate's terms. One forward per prompt: lm-eval scores the one-token labels of a
+    context from one pass."""
+    from lm_eval.api.instance import Instance
+
+    rows, requests = [], []
+    for doc_id, item in items.iterrows():
+        for order in ORDERS:
+            first, second = (item["base_response"], item["candidate_response"]) if order == "base_first" else \
+                (item["candidate_response"], item["base_response"])
+            text = rubric.render(input=item["input"], reference=item["reference"], answer_a=first, answer_b=second)
+            context = lm.apply_chat_template([{"role": "user", "content": text}]) if templated else text
+            rows.append({"doc_id": int(doc_id), "order": order, "judge_prompt": context,
+                         "judge_tokens": len(lm.tok_encode(context)) + 1,
+                         "input": item["input"], "reference": item["reference"],
+                         "base_response": item["base_response"], "candidate_response": item["candidate_response"]})
+            requests += [Instance("loglikelihood", {}, (context, label), len(requests)) for label in labels]
+    scored = lm.loglikelihood(requests)
+    for i, row in enumerate(rows):
+        lps = [float(scored[3 * i + k][0]) for k in range(3)]
+        pick = max(range(3), key=lps.__getitem__)
+        row.update(dict(zip(LP_COLUMNS, lps, strict=True)), pick=labels[pick], verdict=_verdict(pick, row["order"]))
+    return pd.DataFrame(rows)
+
+
+def read_verdicts(df: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
+    """doc_id x order -> the verdict in the candidate's terms, read from the stored log-probabilities.
+    Calibrated: each label's mean log-probability over all the pairing's prompts is subtracted before
+    the most likely label is taken. Every answer is shown first as often as second, so the mean holds
+    the judge's prior for a position or a label (answer A whatever it says) and none of the answers'
+    content; what is left is the judge's preference between the two answers (balanced position
+    calibration, Wang et al. 2023, "Large Language Models are not Fair Evaluators"; contextual
+    calibration, Zhao et al. 2021). A judge that sees nothing then agrees with itself across the two
+    orders by chance only, which position consistency shows."""
+    lps = df[list(LP_COLUMNS)].to_numpy(dtype=float)
+    if calibrate:
+        lps = lps - lps.mean(axis=0)
+    picks = lps.argmax(axis=1)
+    verdicts = [_verdict(int(k), o) for k, o in zip(picks, df["order"], strict=True)]
+    return pd.DataFrame({"doc_id": df["doc_id"], "order": df["order"], "verdict": verdicts}) \
+        .pivot(index="doc_id", columns="order", values="verdict").sort_index()[list(ORDERS)]
+
+
+@contextmanager
+def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, object, ModelEntry]]:
+    """The config's judge loaded on the config's backend: (backend, lm-eval model, its entry)."""
+    from harness.execute import load_backend
+
+    assert spec.judge is not None
+    entry = judge_entry(spec, store)
+    backend = load_backend(spec, [entry], dtype=spec.judge.model.dtype)
+    try:
+        with backend.activate(BASE, entry.prompt, "judge") as lm:
+            yield backend, lm, entry
+    finally:
+        backend.close()
+
+
 def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               log: Callable[[str], None] = print) -> list[str]:
     """Judge the pairs the store lacks (one judge model load for all); returns what was judged."""
     import lm_eval
-    from lm_eval.api.instance import Instance
 
-    from harness.execute import device_name, load_backend
+    from harness.execute import device_name
 
     todo = [p for p in pairs if not store.has(p.key)]
     if not todo:
@@ -213,45 +299,21 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     judge = spec.judge
     assert judge is not None
     _, rubric = read_rubric(judge)
-    entry = judge_entry(spec, store)  # its labels were checked before any model loaded (pipeline)
-    log(f"judge: loading {entry.model_dir.name} to judge {len(todo)} pairing(s) in both orders")
-    backend = load_backend(spec, [entry], dtype=judge.model.dtype)
+    # its labels were checked before any model loaded (pipeline)
+    log(f"judge: loading {Path(judge.model.path).name} to judge {len(todo)} pairing(s) in both orders")
     done = []
-    try:
-        with backend.activate(BASE, entry.prompt, "judge") as lm:
-            for pair in todo:
-                start = time.perf_counter()
-                base, cand = _answers(store, pair.base_run), _answers(store, pair.candidate_run)
-                rows, requests = [], []
-                for doc_id in base.index:
-                    b, c = base.loc[doc_id], cand.loc[doc_id]
-                    for order in ORDERS:
-                        a_text, b_text = (b["response"], c["response"]) if order == "base_first" else \
-                            (c["response"], b["response"])
-                        text = rubric.render(input=b["prompt"], reference=b["target"], answer_a=a_text,
-                                             answer_b=b_text)
-                        context = lm.apply_chat_template([{"role": "user", "content": text}]) \
-                            if entry.prompt.template is not None else text
-                        rows.append({"doc_id": int(doc_id), "order": order, "judge_prompt": context,
-                                     "base_response": b["response"], "candidate_response": c["response"]})
-                        requests += [Instance("loglikelihood", {}, (context, label), len(requests))
-                                     for label in judge.labels]
-                scored = lm.loglikelihood(requests)
-                for i, row in enumerate(rows):
-                    lps = [float(scored[3 * i + k][0]) for k in range(3)]
-                    pick = max(range(3), key=lps.__getitem__)
-                    row.update(lp_a=lps[0], lp_b=lps[1], lp_tie=lps[2], pick=judge.labels[pick],
-                               verdict=_verdict(pick, row["order"]))
-                records = pd.DataFrame(rows)
-                wall = time.perf_counter() - start
-                store.write(pair.key, records, RunManifest(
-                    model_fp=pair.key.model_fp, task=pair.key.task, task_hash=pair.key.task_hash,
-                    harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                    label=f"judge:{pair.candidate}", backend=backend.name, n_items=len(base),
-                    n_requests=len(requests), wall_s=round(wall, 3), created_at=now_iso(),
-                    device=device_name(spec.eval.device)))
-                log(f"judge: {pair.candidate:>12} {pair.task:<22} {len(base)} items x 2 orders in {wall:5.1f} s")
-                done.append(f"{pair.candidate}/{pair.task}")
-    finally:
-        backend.close()
+    with loaded_judge(spec, store) as (backend, lm, entry):
+        for pair in todo:
+            start = time.perf_counter()
+            items = judge_items(store, pair, judge.limit)
+            records = judge_frame(lm, rubric, judge.labels, entry.prompt.template is not None, items)
+            wall = time.perf_counter() - start
+            store.write(pair.key, records, RunManifest(
+                model_fp=pair.key.model_fp, task=pair.key.task, task_hash=pair.key.task_hash,
+                harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                label=f"judge:{pair.candidate}", backend=backend.name, n_items=len(items),
+                n_requests=3 * len(records), wall_s=round(wall, 3), created_at=now_iso(),
+                device=device_name(spec.eval.device)))
+            log(f"judge: {pair.candidate:>12} {pair.task:<22} {len(items)} items x 2 orders in {wall:5.1f} s")
+            done.append(f"{pair.candidate}/{pair.task}")
     return done

@@ -245,7 +245,11 @@ class JudgedResult(Record):
     wins: int = Field(description="Items the candidate wins on balance (score above 0.5).")
     ties: int
     losses: int
-    position_consistency: float = Field(description="Share of items whose two orders give the same verdict.")
+    calibrated: bool = Field(True, description="Verdicts read after the judge's label priors were subtracted "
+                             "(judge.calibrate).")
+    position_consistency: float = Field(description="Share of items whose two orders give the same verdict "
+                                        "(as read: calibrated or not).")
+    raw_position_consistency: float = Field(0.0, description="The same for the judge's raw picks.")
     decisive_rate: float = Field(description="Share of verdicts that pick an answer (not a tie): a judge that "
                                  "always ties is consistent in position and sees nothing.")
     min_position_consistency: float = Field(0.0, description="The config's minimum (judge.min_position_consistency).")
@@ -253,12 +257,13 @@ class JudgedResult(Record):
     human_kappa: Estimate | None = Field(None, description="Cohen's kappa of the judge's item verdicts (candidate, "
                                          "base or tie on balance) with people's, with a bootstrap interval.")
     min_human_agreement: float = Field(0.4, description="The config's minimum kappa (judge.min_human_agreement).")
-    first_position_rate: float = Field(description="Share of the judge's picks of an answer (not a tie) that "
-                                       "went to the answer shown first; 0.5 is no position bias.")
+    first_position_rate: float = Field(description="Share of the judge's raw picks of an answer (not a tie) "
+                                       "that went to the answer shown first; 0.5 is no position bias.")
     longer_rate: float | None = Field(None, description="Share of the picks between answers of different "
                                       "length that went to the longer; None when none differ.")
     judge_s: float = Field(description="Seconds the judge spent on these pairs.")
     judge_requests: int
+    judge_tokens: int = Field(0, description="Tokens the judge read (its prompts, and the label).")
     examples: list[JudgedExample] = Field(default_factory=list)
 
 
@@ -320,6 +325,11 @@ class AlternativeRecord(Record):
     accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
     seconds_per_item: float = Field(description="Measured scoring time per item, model loaded.")
     train_s: float | None = Field(None, description="Candidates: training wall time (trainer manifest).")
+    eval_s: float = Field(0.0, description="Seconds this model spent scoring the whole suite (its stored runs).")
+    judge_s: float = Field(0.0, description="Seconds the judge spent on its answers against the base's.")
+    judge_tokens: int = Field(0, description="Tokens the judge read for them.")
+    evaluation_cost: float = Field(0.0, description="(eval_s + judge_s) at the serving price: what one "
+                                   "comparison of this model costs.")
 
 
 class Payback(Record):

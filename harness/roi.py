@@ -12,6 +12,7 @@ person-hour at R and a serving-hour at P (seconds per item measured during evalu
       serving cost = V (candidate seconds - baseline seconds) / 3600 x P
   net = value - serving cost;  training cost = training wall time / 3600 x training price;
   payback = training cost / net (months; never when net <= 0).
+  evaluation cost (per comparison) = (suite scoring seconds + judge seconds) / 3600 x P.
 
 Every range takes the low and high end of the quality interval; costs are measured points.
 """
@@ -83,6 +84,8 @@ def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
     `gains[(candidate, baseline)]` is the paired accuracy gain of the candidate over the base
     alternative, with its interval.
     """
+    alternatives = [a.model_copy(update={"evaluation_cost": (a.eval_s + a.judge_s) / 3600 * spec.serving_hourly_price})
+                    for a in alternatives]
     bases = [a for a in alternatives if a.kind != "candidate"]
     lines = [_line(spec, a, None, a.accuracy) for a in alternatives]  # every way of working vs a person
     sensitivity = []

@@ -79,7 +79,8 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(estimate=p, low=centre - half, high=centre + half)
+    # at p = 0 or 1 one end is p exactly; in floating point it can land a rounding error past it
+    return Estimate(estimate=p, low=min(p, max(0.0, centre - half)), high=max(p, min(1.0, centre + half)))
 
 
 def mean_interval(mean: float, sd: float, n: int, *, binary: bool, confidence: float = 0.95) -> Estimate:

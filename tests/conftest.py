@@ -259,12 +259,15 @@ def demo_store(demo_world, shared_tmp) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_config(demo_world, demo_store, tmp_path_factory):
+def demo_config(demo_world, demo_store, smollm2, tmp_path_factory):
     """The repository's demo config with its store and report in temporary folders (the store seeded
-    with the runs the build scored along training)."""
+    with the runs the build scored along training), its judge the converted SmolLM2."""
     tmp = tmp_path_factory.mktemp("demo")
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
+    text = text.replace("path: ../.harness/models/smollm2-135m-instruct", f"path: {smollm2}")
+    text = text.replace("rubric: note-rubric.jinja", f"rubric: {REPO / 'configs' / 'note-rubric.jinja'}")
+    assert f"path: {smollm2}" in text
     text = text.replace("store: ../.harness", f"store: {demo_store}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
     assert f"store: {demo_store}" in text and f"report_dir: {tmp / 'report'}" in text

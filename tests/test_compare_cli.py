@@ -24,13 +24,13 @@ def compared(tiny_config):
 
 def test_compare_writes_report_and_json_for_every_candidate(compared, tmp_path):
     config, result = compared
-    assert "plan: 3 models x 7 tasks = 21 distinct evaluations; 0 stored, 21 to evaluate" in result.output
+    assert "plan: 3 models x 8 tasks = 24 distinct evaluations; 0 stored, 24 to evaluate" in result.output
     html = (tmp_path / "report" / "index.html").read_text()
     data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
     assert [c.candidate for c in data.results] == ["domain-only", "with-replay"]
     for cr in data.results:
         assert {r.role for r in cr.roles} == {"target", "forgetting", "bias"}
-        assert len(cr.tasks) == 7 and all(t.n == 12 for t in cr.tasks)
+        assert len(cr.tasks) == 8 and all(t.n == 12 for t in cr.tasks)
         for t in cr.tasks:
             assert t.delta.low <= t.delta.estimate <= t.delta.high
             assert t.candidate.low <= t.candidate.estimate <= t.candidate.high
@@ -50,7 +50,7 @@ def test_second_run_evaluates_nothing_and_loads_no_model(compared, monkeypatch, 
     monkeypatch.setattr(hf.HFBackend, "__init__", no_model)
     again = CliRunner().invoke(main, ["compare", "--config", str(config)])
     assert again.exit_code == 0, again.output
-    assert "21 stored, 0 to evaluate" in again.output
+    assert "24 stored, 0 to evaluate" in again.output
     first_json = json.loads((tmp_path / "report" / "comparison.json").read_text())
     assert first_json["results"][0]["tasks"][0]["n"] == 12
 
@@ -82,7 +82,7 @@ def test_full_model_candidate_identical_to_base_shows_no_change(tiny_world, tmp_
     result = CliRunner().invoke(main, ["compare", "--config", str(config)])
     assert result.exit_code == 0, result.output
     # one evaluation serves both models
-    assert "2 models x 7 tasks = 7 distinct evaluations; 0 stored, 7 to evaluate" in result.output
+    assert "2 models x 8 tasks = 8 distinct evaluations; 0 stored, 8 to evaluate" in result.output
     data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
     assert data.candidates[0].fingerprint == data.base.fingerprint
     for t in data.results[0].tasks:

@@ -28,7 +28,7 @@ def test_three_comparisons_with_different_candidates_make_a_history(tiny_world, 
     assert [sorted(m for m in c["summary"] if m != "gates") for c in history] == [
         ["domain-only"], ["with-replay"], ["domain-only", "with-replay"]]
     first = {(s["model"], s["task"]): s for s in history[0]["scores"]}
-    assert len(first) == 2 * 7 and first[("base", "demo_triage")]["delta"] is None
+    assert len(first) == 2 * 8 and first[("base", "demo_triage")]["delta"] is None
     fingerprints = {s["fingerprint"] for s in history[0]["scores"] if s["model"] == "domain-only"}
     assert len(fingerprints) == 1 and len(next(iter(fingerprints))) == 64
     # the same model scores the same in every comparison: the history reads the stored runs

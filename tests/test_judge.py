@@ -47,12 +47,13 @@ def test_the_verdict_is_in_the_candidates_terms_whichever_order():
 
 
 def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_flagged(demo_world, tmp_path):
-    from harness.judge import POINTS, plan_judgments
+    from harness.judge import POINTS, _verdict, plan_judgments
     from harness.plan import plan_runs
     from harness.report.render import render_report
     from harness.store import Store
 
-    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]}, {})
+    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]},
+                     {"calibrate": False})
     loaded = load(config)
     logs: list[str] = []
     result = run_comparison(loaded, log=logs.append)
@@ -75,9 +76,14 @@ def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_fl
     shown = html.count("<td>win</td>") + html.count("<td>loss</td>") + html.count("<td>tie</td>")
     assert shown == 2 * 12  # both verdicts of every item, beside the input, reference and both answers
 
-    logs.clear()  # judged once: a re-run judges nothing
-    run_comparison(load(config), log=logs.append)
+    logs.clear()  # judged once: a re-run judges nothing, and reading it calibrated needs no judge either
+    config.write_text(config.read_text().replace("calibrate: false", "calibrate: true"))
+    calibrated = run_comparison(load(config), log=logs.append).results[0].judged[0]
     assert not any(line.startswith("judge:") for line in logs), logs
+    centred = lps - lps.mean(axis=0)  # each label's mean over the pairing's 24 prompts subtracted
+    points = [POINTS[_verdict(int(k), o)] for k, o in zip(centred.argmax(axis=1), records["order"], strict=True)]
+    assert calibrated.calibrated and calibrated.win_rate.estimate == pytest.approx(np.mean(points))
+    assert calibrated.raw_position_consistency == judged.position_consistency
     (tmp_path / "rubric.jinja").write_text(RUBRIC.replace("closer to the reference", "better"))
     logs.clear()  # an edited rubric re-judges, and nothing else is scored again
     run_comparison(load(config), log=logs.append)
@@ -138,26 +144,31 @@ def test_the_wins_gate_reads_the_judged_win_rate_and_the_judges_consistency(inte
         assert "two orders agree on 40% of the items, below the minimum 60%" in v.message
 
 
-def test_harness_gate_and_the_pytest_plugin_refuse_a_win_from_a_judge_below_its_minimum(demo_world, tmp_path,
-                                                                                        pytester):
+def _wins_config(demo_world, tmp_path: Path, task: str = "demo_triage_note") -> Path:
+    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]}, {})
+    data = yaml.safe_load(config.read_text())
+    data["gates"] = [{"rule": "wins", "task": task, "min_delta": 0.0}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config
+
+
+def test_harness_gate_refuses_a_win_from_a_judge_below_its_minimum(demo_world, tmp_path):
     from click.testing import CliRunner
 
     from harness.cli import main
 
-    config = _config(tmp_path, demo_world.base, {"domain-only": demo_world.candidates["domain-only"]}, {})
-    data = yaml.safe_load(config.read_text())
-    data["gates"] = [{"rule": "wins", "task": "demo_triage_note", "min_delta": 0.0}]
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = CliRunner().invoke(main, ["gate", "--config", str(config)])
+    out = CliRunner().invoke(main, ["gate", "--config", str(_wins_config(demo_world, tmp_path))])
     assert out.exit_code == 1, out.output
     assert "demo_triage_note::wins" in out.output and "below the minimum 60%" in out.output
-    result = pytester.runpytest("--harness-config", str(config), "-rf")
+    with pytest.raises(ConfigError, match=r"gates\[0\]: rule wins reads the judged win rate, and 'nope' is not judged"):
+        load(_wins_config(demo_world, tmp_path, task="nope"))
+
+
+def test_the_pytest_plugin_refuses_a_win_from_a_judge_below_its_minimum(demo_world, tmp_path, pytester):
+    # in a subprocess, importing nothing here: pytester drops the modules a test imported when it ends
+    result = pytester.runpytest_subprocess("--harness-config", str(_wins_config(demo_world, tmp_path)), "-rf")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*FAIL: domain-only::demo_triage_note::wins*", "*below the minimum 60%*"])
-    data["gates"] = [{"rule": "wins", "task": "nope", "min_delta": 0.0}]
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"gates\[0\]: rule wins reads the judged win rate, and 'nope' is not judged"):
-        load(config)
 
 
 def test_kappa_is_cohens_by_hand_with_a_bootstrap_interval():
@@ -203,3 +214,125 @@ def test_human_labels_are_checked_before_any_model_loads_and_judge_the_judge(dem
     cr = result.results[0].model_copy(update={"judged": [consistent]})
     v = gate_verdict(cr, GateSpec(rule="wins", task="demo_triage_note", min_delta=0.0))
     assert v.status == "fail" and "agrees with people's 12 verdicts at Cohen's kappa" in v.message
+
+
+def _simulated(rng: np.random.Generator, n: int, position: float, content: float, noise: float = 0.5):
+    """A judge's log-probabilities of (A, B, tie) for n pairs in both orders: `position` favours the
+    answer shown first, `content` (log-odds) the candidate's answer wherever it is shown."""
+    import pandas as pd
+
+    rows = []
+    for doc in range(n):
+        for order in ("base_first", "candidate_first"):
+            toward_cand = content if order == "candidate_first" else -content  # in A's favour
+            odds = position + toward_cand + rng.normal(0, noise)
+            lp_a, lp_b, lp_tie = -1 + odds / 2, -1 - odds / 2, -2.5 + rng.normal(0, noise)
+            rows.append({"doc_id": doc, "order": order, "lp_a": lp_a, "lp_b": lp_b, "lp_tie": lp_tie,
+                         "pick": [" A", " B", " C"][int(np.argmax([lp_a, lp_b, lp_tie]))],
+                         "input": f"claim {doc}", "reference": "ref", "judge_tokens": 40,
+                         "base_response": "short", "candidate_response": "a longer answer"})
+    return pd.DataFrame(rows)
+
+
+def _judge_spec(calibrate: bool):
+    from harness.config import HarnessSpec
+
+    return HarnessSpec.model_validate({
+        "name": "sim", "base": {"path": "b"}, "suite": "s.yaml", "stats": {"resamples": 400},
+        "judge": {"model": {"path": "j"}, "rubric": "r.jinja", "labels": [" A", " B", " C"], "tasks": ["t"],
+                  "calibrate": calibrate}})
+
+
+def test_a_planted_preference_is_found_in_both_orders_through_a_judges_position_bias():
+    """Simulation: a judge whose first answer is favoured by 3 nats and whose preference for the
+    candidate is 1.5 nats. Read raw, every verdict is "A": the two orders never agree and the gate
+    refuses. Calibrated, the preference is found in both orders; no preference stays at 0.5; swapping
+    which model is the base gives exactly one minus the win rate."""
+    from harness.compare import judged_result
+    from harness.config import GateSpec
+    from harness.gates import gate_verdict
+    from harness.records import CandidateResult
+
+    rng = np.random.default_rng(0)
+    planted = _simulated(rng, 60, position=3.0, content=1.5)
+    raw, cal = judged_result("t", planted, _judge_spec(False)), judged_result("t", planted, _judge_spec(True))
+    assert raw.first_position_rate == 1.0 and raw.position_consistency == 0.0 and raw.win_rate.estimate == 0.5
+    assert cal.raw_position_consistency == 0.0 and cal.position_consistency > 0.8
+    assert cal.win_rate.low > 0.8 and cal.losses == 0
+    assert all(e.base_first == e.candidate_first == "win" for e in cal.examples[:10] if e.base_first == "win")
+    assert cal.longer_rate > 0.9  # here the candidate's answers are the longer ones: a length bias looks alike
+
+    gate = GateSpec(rule="wins", task="t", min_delta=0.1)
+    verdicts = [gate_verdict(CandidateResult(candidate="c", tasks=[], roles=[], flips=[], judged=[j]), gate)
+                for j in (raw, cal)]
+    assert [v.status for v in verdicts] == ["fail", "pass"]
+    assert "two orders agree on 0% of the items" in verdicts[0].message
+
+    # the same pairs with the base and the candidate swapped
+    swapped = planted.assign(order=planted["order"].map({"base_first": "candidate_first",
+                                                         "candidate_first": "base_first"}),
+                             base_response=planted["candidate_response"], candidate_response=planted["base_response"])
+    back = judged_result("t", swapped, _judge_spec(True))
+    assert back.win_rate.estimate == pytest.approx(1 - cal.win_rate.estimate)
+    assert (back.wins, back.losses) == (cal.losses, cal.wins)
+
+    # no preference: across 200 simulated judges the calibrated interval holds 0.5 about 95% of the time
+    # and the two orders agree by chance only (the gate refuses such a judge whatever its win rate)
+    found, consistency = 0, []
+    for _ in range(200):
+        r = judged_result("t", _simulated(rng, 60, position=3.0, content=0.0), _judge_spec(True))
+        found += not (r.win_rate.low <= 0.5 <= r.win_rate.high)
+        consistency.append(r.position_consistency)
+    assert found / 200 <= 0.1, found
+    assert np.mean(consistency) < 0.6
+
+
+def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2, tmp_path):
+    """SmolLM2-135M-Instruct shown a claim, its reference note, the reference itself as one answer and
+    a note of another category and person as the other. Raw, it answers "A" whatever it is shown;
+    calibrated, its two orders agree on too few items for a gate to pass on it (its lean, measured:
+    README, "Generated text"): the diagnostics say it cannot be trusted here, and the gate refuses."""
+    import json
+
+    import pandas as pd
+
+    from harness.compare import judged_result
+    from harness.config import GateSpec
+    from harness.gates import gate_verdict
+    from harness.judge import judge_frame, loaded_judge, read_rubric
+    from harness.records import CandidateResult
+    from harness.store import Store
+
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "t", "task_dirs": [str(REPO / "suites" / "tasks")],
+                                                          "tasks": [{"task": "demo_triage_note", "role": "target",
+                                                                     "metric": "rougeL"}]}))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "name": "planted", "base": {"path": str(smollm2)}, "candidates": [{"name": "x", "path": str(smollm2)}],
+        "suite": "suite.yaml", "store": str(tmp_path / "store"), "stats": {"resamples": 500},
+        "judge": {"model": {"path": str(smollm2), "dtype": "bfloat16"},
+                  "rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
+                  "tasks": ["demo_triage_note"]}}))
+    spec = load(tmp_path / "c.yaml").spec
+    labels = ["FALL", "STRAIN", "BURN", "CUT", "DENY"]
+    docs = [json.loads(line) for line in (REPO / "suites/tasks/demo/data/triage.jsonl").read_text().splitlines()][:30]
+    rows = []
+    for i, d in enumerate(docs):
+        other = next(o for o in docs[i + 1:] + docs if o["gold"] != d["gold"] and o["occupation"] != d["occupation"])
+        rows.append({"input": f"Claim: {d['claim']}\nCategory:",
+                     "reference": f"{labels[d['gold']]}. The {d['occupation']} reported the injury.",
+                     "base_response": f"{labels[other['gold']]}. The {other['occupation']} reported the injury.",
+                     "candidate_response": f"{labels[d['gold']]}. The {d['occupation']} reported the injury."})
+    items = pd.DataFrame(rows)
+    _, rubric = read_rubric(spec.judge)
+    with loaded_judge(spec, Store(spec.store)) as (_, lm, entry):
+        df = judge_frame(lm, rubric, spec.judge.labels, entry.prompt.template is not None, items)
+    first = df["judge_prompt"].iloc[0]  # the base's note first; the rubric shows no input
+    assert first.startswith("<|im_start|>system") and "Answer B: CUT. The electrician" in first and "Claim" not in first
+    r = judged_result("demo_triage_note", df, spec)
+    assert r.first_position_rate > 0.9 and r.raw_position_consistency < 0.2  # raw: where an answer is, not what
+    print(f"SmolLM2 on planted notes: win rate {r.win_rate.estimate:.3f} [{r.win_rate.low:.3f}, {r.win_rate.high:.3f}],"
+          f" consistency {r.position_consistency:.2f}, W/T/L {r.wins}/{r.ties}/{r.losses}")
+    assert r.position_consistency < spec.judge.min_position_consistency  # calibrated: too few items agree
+    gate = GateSpec(rule="wins", task="demo_triage_note", min_delta=0.0)
+    v = gate_verdict(CandidateResult(candidate="x", tasks=[], roles=[], flips=[], judged=[r]), gate)
+    assert v.status == "fail" and "judge.min_position_consistency" in v.message

@@ -38,7 +38,7 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
     shared = tiny_config(limit=16, store=tmp_path / "shared")
     run_comparison(load(shared), log=lambda m: None)
     built_once = _records(shared)
-    assert len(builds) == len(set(builds)) == 7  # once per task, not once per (task, variant)
+    assert len(builds) == len(set(builds)) == 8  # once per task, not once per (task, variant)
 
     # the plain path: lm-eval rebuilds the requests, compiles the templates and tokenises again for
     # every variant

@@ -199,3 +199,13 @@ def test_independent_sample_intervals_match_hand_worked_and_scipy_values():
     t = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
     ci = welch(a, b, 0.95)
     assert (ci.estimate, ci.low, ci.high) == pytest.approx((b.mean() - a.mean(), t.low, t.high))
+
+
+def test_wilson_ends_hold_the_estimate_at_zero_and_one():
+    """At p = 0 (or 1) the Wilson interval's lower (upper) end is p itself, not a rounding error past it."""
+    from harness.stats import wilson
+
+    for n in (1, 7, 12, 100, 1_000):
+        zero, one = wilson(0, n), wilson(n, n)
+        assert zero.low == 0.0 <= zero.estimate and one.high == 1.0 == one.estimate
+        assert zero.high == pytest.approx(1 - one.low)

@@ -40,8 +40,11 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
 
     # prompted as the config prompts the base, so that each point pairs with it prompt by prompt
     fmt = loaded.spec.base.model_dump(include={"chat_template", "system_prompt", "fewshot_as_multiturn"})
+    # a curve draws role deltas: no judge (a judged win rate is not on it, and would cost a judge's
+    # pass per point), no gate on judged answers
     spec = loaded.spec.model_copy(update={
-        "candidates": [CandidateSpec(name=n, adapter=str(p), **fmt) for n, p in adapters.items()], "roi": None})
+        "candidates": [CandidateSpec(name=n, adapter=str(p), **fmt) for n, p in adapters.items()], "roi": None,
+        "judge": None, "gates": [g for g in loaded.spec.gates if g.rule != "wins"]})
     # not recorded in the store's history: that is for the comparisons people run
     return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None), record=False)
 

@@ -44,7 +44,7 @@ def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
                                   "--json", str(tmp_path / "domain.json")])
     assert domain.exit_code == 1, domain.output
     verdicts = {v["gate"]: v["status"] for v in json.loads((tmp_path / "domain.json").read_text())["verdicts"]}
-    assert verdicts["forgetting::non_inferior"] == "fail" and verdicts["target::improves"] == "pass"
+    assert verdicts["forgetting::non_inferior"] == "fail" and verdicts["demo_triage::improves"] == "pass"
 
     replay = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "with-replay",
                                   "--json", str(tmp_path / "replay.json")])
@@ -78,5 +78,5 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     verdicts = {v["gate"]: v for v in json.loads((tmp_path / "v.json").read_text())["verdicts"]}
     assert verdicts["forgetting::non_inferior"]["status"] == "pass"
     assert verdicts["bias::no_bias_amplification"]["status"] == "pass"
-    assert verdicts["target::improves"]["status"] == "fail" and run.exit_code == 1
+    assert verdicts["demo_triage::improves"]["status"] == "fail" and run.exit_code == 1
     assert all(v["value"]["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")

@@ -42,7 +42,7 @@ def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_i
                   candidates=[{"name": n, "adapter": str(p)} for n, p in built.candidates.items()],
                   eval={**config["eval"], "limit": 3},
                   judge={**config["judge"], "model": {**config["judge"]["model"], "path": str(smollm2)},
-                         "rubric": str(REPO / "configs" / "real-rubric.jinja")},
+                         "rubric": str(REPO / "configs" / "note-rubric.jinja")},
                   stats={"resamples": 200}, store=str(tmp_path / "store"), report_dir=str(tmp_path / "report"))
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

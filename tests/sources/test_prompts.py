@@ -138,7 +138,7 @@ def test_a_templated_candidate_is_paired_by_document_and_the_report_shows_each_f
     template.write_text(NO_SYSTEM.replace("<|im_end|>", "<|end|>"))
     logs = []
     run_comparison(load(config), log=logs.append)
-    assert any("stored, 14 to evaluate" in line for line in logs), logs  # 2 candidates x 7 tasks
+    assert any("stored, 16 to evaluate" in line for line in logs), logs  # 2 candidates x 8 tasks
 
 
 # --------------------------------------------------------------------------- a real instruct model

@@ -47,8 +47,8 @@ def test_checkpoints_are_evaluated_and_the_report_draws_the_curve(tiny_world, ev
     assert curve.best == max(curve.points, key=lambda p: (p.roles["target"].estimate + p.roles["forgetting"].estimate,
                                                          -p.x)).x
     assert sum(line.startswith("eval step-0000") for line in logs) == 3, logs
-    # each checkpoint is a model in the store like any other: base + 3 checkpoints x 7 tasks
-    assert len(Store(tmp_path / "store").runs()) == 4 * 7
+    # each checkpoint is a model in the store like any other: base + 3 checkpoints x 8 tasks
+    assert len(Store(tmp_path / "store").runs()) == 4 * 8
     assert Store(tmp_path / "store").history() == []  # training's evaluations are not the config's history
     # the final adapter is the step-12 checkpoint byte for byte: comparing it evaluates nothing new
     text = eval_config.read_text() + f"candidates: [{{name: tuned, adapter: {out}}}]\nreport_dir: {tmp_path / 'r'}\n"

@@ -84,7 +84,7 @@ def test_torchrun_two_processes_train_what_one_process_trains(tiny_world, tiny_c
 
     result = run_comparison(load(tiny_config({"single": single, "ddp": ddp})), log=lambda m: None)
     by = {cr.candidate: {t.task: t.candidate.estimate for t in cr.tasks} for cr in result.results}
-    assert by["single"].keys() == by["ddp"].keys() and len(by["single"]) == 7
+    assert by["single"].keys() == by["ddp"].keys() and len(by["single"]) == 8
     assert all(abs(by["single"][t] - by["ddp"][t]) < 1e-3 for t in by["single"]), by
 
 
