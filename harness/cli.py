@@ -106,11 +106,12 @@ def demo(out: Path, probe_dir: Path, eval_config: Path, which: str) -> None:
         raise HarnessError(f"{eval_config}: no such file; run `harness demo` from the repository root, "
                            "or pass --eval-config")
     start = time.perf_counter()
-    built = build_demo(out, probe_dir=probe_dir, log=click.echo, eval_config=eval_config)
     from harness.demo.smollm2 import smollm2_folder
 
-    judge = smollm2_folder(Path(".harness/models"), log=click.echo)  # configs/demo.yaml's judge
+    # configs/demo.yaml's judge, first: the build reads that config for its curves
+    judge = smollm2_folder(Path(".harness/models"), log=click.echo)
     click.echo(f"demo: the judge, SmolLM2-135M-Instruct, ready in {judge}")
+    built = build_demo(out, probe_dir=probe_dir, log=click.echo, eval_config=eval_config)
     stages = " · ".join(f"{k} {v:.1f} s" for k, v in built.stage_s.items())
     click.echo(f"demo: ready in {time.perf_counter() - start:.1f} s ({stages})")
     click.echo("demo: next, `harness compare --config configs/demo.yaml`")

@@ -178,9 +178,10 @@ def tiny_world(shared_tmp):
 
 
 @pytest.fixture(scope="session")
-def demo_world():
+def demo_world(smollm2):
     """The full-size demo world, shared with `make report` (.harness/demo/, rebuilt only when its
-    content hashes do not match), so after `make report` tests only evaluate."""
+    content hashes do not match), so after `make report` tests only evaluate. Its config names
+    SmolLM2 as the judge, so that comes first."""
     from harness.demo.build import DemoSpec, build_demo
 
     root = Path(os.environ.get("HARNESS_DEMO_DIR", REPO / ".harness" / "demo"))
