@@ -90,6 +90,9 @@ class ModelSpec(PromptFormatFields):
     allow_pickle: bool = Field(
         False, description="Load pickle weights (*.bin, *.pt) where there are no safetensors. Off unless "
         "you trust them: unpickling can run code.")
+    served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
+                               "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
+                               "the tokenizer and the weights' fingerprint.")
 
 
 class CandidateSpec(PromptFormatFields):
@@ -104,6 +107,9 @@ class CandidateSpec(PromptFormatFields):
     allow_different_tokenizer: bool = Field(
         False, description="Compare a full model whose tokenizer differs from the base's (its "
         "log-likelihoods are over other tokens: not comparable per item).")
+    served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
+                               "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
+                               "the tokenizer and the weights' fingerprint.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateSpec:
@@ -172,12 +178,27 @@ class VLLMOptions(Spec):
     max_num_seqs: int | None = Field(None, ge=1, description="Sequences per engine step.")
 
 
+class EndpointSpec(Spec):
+    """An OpenAI-compatible server that serves the base and its candidates (eval.backend openai)."""
+
+    base_url: str = Field(description="The server's /v1 root, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (the key "
+                                    "itself is never written to the config, the store or the report).")
+    concurrency: int = Field(1, ge=1, description="Requests in flight at once.")
+    batch_size: int = Field(8, ge=1, description="Prompts per completions request.")
+    timeout_s: float = Field(300, gt=0, description="Seconds to wait for one answer.")
+    max_retries: int = Field(5, ge=1, description="Attempts per request (exponential backoff between them: "
+                             "429 and 5xx answers are retried).")
+
+
 class EvalSpec(Spec):
     """How to run the evaluation."""
 
-    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers + peft (CPU or GPU); vllm: "
-                                           "one vLLM engine per base serving it and its LoRA adapters.")
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        "hf", description="hf: transformers + peft (CPU or GPU); vllm: one vLLM engine per base serving it and "
+        "its LoRA adapters; openai: the models as served by an OpenAI-compatible server (eval.endpoint).")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Settings of the vllm backend.")
+    endpoint: EndpointSpec | None = Field(None, description="The server of the openai backend.")
     device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
     batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
     limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
@@ -409,6 +430,18 @@ class HarnessSpec(Spec):
             if p.of not in known:
                 raise ValueError(f"prompting[{i}] ({p.name}): of: '{p.of}' is neither base nor a candidate "
                                  f"(have: {', '.join(sorted(known))})")
+        if self.eval.backend == "openai":
+            if self.eval.endpoint is None:
+                raise ValueError("eval.endpoint: backend openai needs the server: endpoint: {base_url: "
+                                 "http://HOST:PORT/v1}")
+            unnamed = ["base.served"] * (self.base.served is None) + [
+                f"candidates[{i}] ({c.name}).served" for i, c in enumerate(self.candidates) if c.served is None] + [
+                "judge.model.served"] * (self.judge is not None and self.judge.model.served is None)
+            if unnamed:
+                raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
+                                 "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
+        elif self.eval.endpoint is not None:
+            raise ValueError(f"eval.endpoint: set, but eval.backend is {self.eval.backend}; use backend: openai")
         return self
 
 

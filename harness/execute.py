@@ -21,6 +21,7 @@ from harness.backends.base import Backend
 from harness.config import HarnessSpec
 from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
+from harness.records import BASE
 from harness.sources.aggregations import aggregation_ref
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store
 from harness.util.environment import package_versions
@@ -109,6 +110,14 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry], dtype: str | None 
     dtype = dtype or spec.base.dtype
     first = models[0]
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
+    if spec.eval.backend == "openai":
+        from harness.backends.openai import OpenAIBackend
+
+        names = {BASE: spec.base.served, **{c.name: c.served for c in spec.candidates},
+                 "judge": spec.judge.model.served if spec.judge is not None else None}
+        served = {m.variant: names[m.of or m.label] for m in models}
+        return OpenAIBackend(spec.eval.endpoint, first.model_dir, served, max_length=spec.eval.max_length,
+                             trust_remote_code=first.trust_remote_code)
     if spec.eval.backend == "vllm":
         from harness.backends.vllm import VLLMBackend
 

@@ -124,6 +124,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(model_dir),
                                      variant=BASE, model_dir=model_dir, trust_remote_code=c.trust_remote_code,
                                      allow_pickle=c.allow_pickle, prompt=prompt, weights_fp=fp))
+    if spec.eval.backend == "openai":
+        models = _served(spec, models)
     # prompting arms: the weights of the model they prompt, their own prompt format (the keys an arm
     # does not set are that model's), keyed by weights and format as any model is
     specs = {BASE: spec.base, **{c.name: c for c in spec.candidates}}
@@ -160,6 +162,30 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
                                     limit=spec.eval.limit, cache=store.root / "datasets")
         baselines.append(planned(models[0], fewshot))
     return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
+
+
+def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
+    """Served models keyed by their weights and by what the server says of them (its model entry
+    and a probe's log-probabilities, harness.backends.openai.probe): a model redeployed with other
+    weights under the same name is scored anew. Probing also refuses a server that cannot score."""
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    from harness.backends.openai import probe
+
+    names = {BASE: spec.base.served, **{c.name: c.served for c in spec.candidates}}
+    tokenizers: dict[Path, object] = {}
+    out = []
+    for m in models:
+        if m.model_dir not in tokenizers:
+            tokenizers[m.model_dir] = AutoTokenizer.from_pretrained(str(m.model_dir),
+                                                                    trust_remote_code=m.trust_remote_code)
+        name = names[m.label]
+        identity = probe(spec.eval.endpoint, name, tokenizers[m.model_dir])
+        weights = hashlib.sha256(f"{m.weights_fp}:served:{name}:{identity}".encode()).hexdigest()
+        out.append(dataclasses.replace(m, weights_fp=weights, fingerprint=model_fingerprint_with(weights, m.prompt)))
+    return out
 
 
 def roi_task(spec: HarnessSpec, suite: SuiteSpec) -> str | None:

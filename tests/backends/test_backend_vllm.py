@@ -57,7 +57,10 @@ def _scores(df: pd.DataFrame) -> np.ndarray:
 def demo_vllm(demo_config, demo_report, tmp_path_factory):
     """The demo comparison run again by `harness compare` with `backend: vllm` (own store and report)."""
     tmp = tmp_path_factory.mktemp("demo-vllm")
+    # without the judge: its vLLM engine (SmolLM2, bf16) would double the time; the judge's prompts
+    # and log-probabilities on vLLM were compared with hf's once (README, "Generated text")
     text = demo_config.read_text().replace("backend: hf", "backend: vllm")
+    text = text[:text.index("judge:\n")] + text[text.index("# Pre-deploy gates"):]
     text = re.sub(r"(?m)^store: .*$", f"store: {tmp / 'store'}", text)
     text = text.replace(str(demo_config.parent / "report"), str(tmp / "report"))
     assert "backend: vllm" in text and str(tmp / "store") in text
@@ -92,35 +95,13 @@ def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, d
     # the report's findings: every delta and interval, every gate verdict, the ROI's accuracies
     # (its costs use each backend's measured seconds per item, which differ)
     reports = [json.loads((c.parent / "report" / "comparison.json").read_text()) for c in (demo_config, demo_vllm)]
-    # the judge (SmolLM2 in bfloat16) reads the same prompts on both backends; bf16 moves its label
-    # log-probabilities by up to ~0.25 nats, more than its preference on some items, so its verdicts
-    # are compared as log-probabilities, and its win rates within that noise
-    judged = [_judged(c) for c in (demo_config, demo_vllm)]
-    assert judged[0].keys() == judged[1].keys() and judged[0]
-    for key, a in judged[0].items():
-        b = judged[1][key]
-        assert (a["judge_prompt"] == b["judge_prompt"]).all()
-        np.testing.assert_allclose(a[["lp_a", "lp_b", "lp_tie"]].to_numpy(), b[["lp_a", "lp_b", "lp_tie"]].to_numpy(),
-                                   atol=0.4, err_msg=key)
-    for r in reports:
+    for r in reports:  # the hf comparison is judged, the vllm one is not
         for cr in r["results"]:
             cr.pop("judged")
     findings = [_rounded({"results": r["results"], "gates": r["gates"],
                           "roi": [(a["name"], a["accuracy"]) for a in r["roi"]["alternatives"]]}) for r in reports]
     assert findings[0] == findings[1]
     assert (demo_vllm.parent / "report" / "index.html").is_file()
-
-
-def _judged(config) -> dict[str, pd.DataFrame]:
-    """The judge's stored records of a comparison, by the pairing they judged."""
-    from harness.judge import plan_judgments
-    from harness.plan import plan_runs
-    from harness.store import Store
-
-    loaded = load(config)
-    store = Store(loaded.spec.store)
-    pairs = plan_judgments(plan_runs(loaded.spec, loaded.suite, store), loaded.spec, store)
-    return {p.candidate: store.read(p.key) for p in pairs}
 
 
 def _rounded(value):
