@@ -325,3 +325,17 @@ def copy_adapter(tiny_world, tmp_path):
         return dst
 
     return make
+
+
+def stored_records(config: Path) -> dict:
+    """(model, task) -> a comparison's stored records by (doc_id, filter); every run must be stored."""
+    from harness.pipeline import load
+    from harness.plan import plan_runs
+    from harness.store import Store
+
+    loaded = load(config)
+    store = Store(loaded.spec.store)
+    plan = plan_runs(loaded.spec, loaded.suite, store)
+    assert not plan.missing
+    return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
+            for r in plan.runs}

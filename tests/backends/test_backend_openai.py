@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, stored_records
 from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
 
@@ -89,18 +89,6 @@ def _config(tmp: Path, demo_world, backend: dict, limit: int = 16) -> Path:
     return config
 
 
-def _records(config: Path) -> dict:
-    from harness.plan import plan_runs
-    from harness.store import Store
-
-    loaded = load(config)
-    store = Store(loaded.spec.store)
-    plan = plan_runs(loaded.spec, loaded.suite, store)
-    assert not plan.missing
-    return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
-            for r in plan.runs}
-
-
 def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stays_secret(server, demo_world,
                                                                                         tmp_path, monkeypatch):
     url, server_log = server
@@ -111,7 +99,7 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
     logs: list[str] = []
     result = run_comparison(load(served), log=logs.append)
     run_comparison(load(local), log=lambda m: None)
-    a, b = _records(local), _records(served)
+    a, b = stored_records(local), stored_records(served)
     assert a.keys() == b.keys() and len(a) == 4 * 8
     worst = 0.0
     for key in a:

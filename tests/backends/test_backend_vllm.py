@@ -21,10 +21,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import random_lora
+from conftest import random_lora, stored_records
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.pipeline import load
 
 pytestmark = [pytest.mark.e2e,  # vLLM engines start in seconds each
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
@@ -33,18 +32,6 @@ pytestmark = [pytest.mark.e2e,  # vLLM engines start in seconds each
 TOLERANCE = 1e-4  # nats, per request: float32 sums of token log-probabilities from two kernels
 PROMPTS = [("The capital of France is", " Paris."), ("Claim: slipped on a wet floor. Label:", " FALL"),
            ("Iron has the symbol", " Fe"), ("The nurse said that", " she would come back.")]
-
-
-def _records(config):
-    from harness.plan import plan_runs
-    from harness.store import Store
-
-    loaded = load(config)
-    store = Store(loaded.spec.store)
-    plan = plan_runs(loaded.spec, loaded.suite, store)
-    assert not plan.missing
-    return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
-            for r in plan.runs}
 
 
 def _scores(df: pd.DataFrame) -> np.ndarray:
@@ -75,7 +62,7 @@ def demo_vllm(demo_config, demo_report, tmp_path_factory):
 
 
 def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, demo_vllm):
-    hf, vl = _records(demo_config), _records(demo_vllm)
+    hf, vl = stored_records(demo_config), stored_records(demo_vllm)
     assert hf.keys() == vl.keys()
     assert {m for m, _ in hf} == {"base", "domain-only", "with-replay", "balanced-replay"}
     worst = 0.0
@@ -211,7 +198,7 @@ def test_a_fully_fine_tuned_candidate_gets_its_own_engine_after_the_first_is_fre
     run = CliRunner().invoke(main, ["compare", "--config", str(config)])
     assert run.exit_code == 0, run.output
     assert len(engines) == 2 and alive_at_start == [0, 0]  # one after the other, the first one freed
-    records = _records(config)
+    records = stored_records(config)
     for task in {t for _, t in records}:  # merged weights score as base + adapter did
         np.testing.assert_allclose(_scores(records["merged", task]), _scores(records["domain-only", task]),
                                    atol=TOLERANCE, err_msg=task)
