@@ -520,8 +520,10 @@ def _train_seconds(model: ModelEntry) -> float | None:
     return None if training is None else training["wall_s"]
 
 
-def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -> RoiResult:
-    """Accuracy, speed and training time of each way to do the ROI task, then the money."""
+def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
+                results: list[CandidateResult] = ()) -> RoiResult:
+    """Accuracy, speed and training time of each way to do the ROI task, then the money; `results`
+    (compare_runs') give what judging each candidate cost."""
     assert spec.roi is not None
     task = roi_task(spec, suite)
     tspec = next(t for t in suite.tasks if t.task == task)
@@ -551,15 +553,9 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store) -
                                             if r.model.label == run.model.label),
                                  judge_s=spent[0], judge_tokens=spent[1])
 
-    judged: dict[str, tuple[float, int]] = {}  # candidate -> the judge's seconds and tokens on its answers
-    if spec.judge is not None:
-        from harness.judge import plan_judgments
-
-        for pair in plan_judgments(plan, spec, store):
-            df = store.read(pair.key)
-            s, n = judged.get(pair.candidate, (0.0, 0))
-            judged[pair.candidate] = (s + store.read_manifest(pair.key).wall_s,
-                                      n + (int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0))
+    # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
+    judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
+              for cr in results}
 
     alts = [alternative(zero_label, "zero-shot", base_run)]
     prompted = {zero_label: base_run}

@@ -113,7 +113,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     t = time.perf_counter()
     result = compare_runs(plan, spec, suite, store)
     verdicts = evaluate_gates(result, spec.gates)
-    roi = compare_roi(plan, spec, suite, store) if spec.roi is not None else None
+    roi = compare_roi(plan, spec, suite, store, result.results) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
     result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,
                                        "timings_s": {k: round(v, 3) for k, v in timings.items()}})
