@@ -20,9 +20,26 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import HarnessError
 
-_LOADED: dict[str, Callable] = {}
+
+class Aggregation:
+    """A stored aggregation resolved: called as the function itself; `leave_one_out` gives the
+    all-items and leave-one-out values in one pass where the metric allows it (else None)."""
+
+    def __init__(self, ref: str, fn: Callable[[list], float]):
+        self.ref, self.fn = ref, fn
+
+    def __call__(self, items: list) -> float:
+        return self.fn(items)
+
+    def leave_one_out(self, items: list) -> tuple[float, np.ndarray] | None:
+        return leave_one_out(self.ref, items)
+
+
+_LOADED: dict[str, Aggregation] = {}
 
 
 def aggregation_ref(fn: Callable) -> str:
@@ -41,7 +58,7 @@ def aggregation_ref(fn: Callable) -> str:
     return f"file:{Path(source).resolve()}::{fn.__name__}::{digest}"
 
 
-def resolve_aggregation(ref: str, where: str) -> Callable[[list], float]:
+def resolve_aggregation(ref: str, where: str) -> Aggregation:
     """The function behind a stored reference; `where` names the run for errors."""
     if ref in _LOADED:
         return _LOADED[ref]
@@ -66,5 +83,31 @@ def resolve_aggregation(ref: str, where: str) -> Callable[[list], float]:
         fn = getattr(module, name)
     else:
         raise HarnessError(f"{where}: unknown aggregation reference {ref!r}")
-    _LOADED[ref] = fn
-    return fn
+    _LOADED[ref] = Aggregation(ref, fn)
+    return _LOADED[ref]
+
+
+# lm-eval's corpus metrics that sacrebleu computes from summed per-segment statistics: the metric
+# object lm-eval's aggregation builds (`sacrebleu.corpus_*` with these arguments)
+_SACREBLEU = {"lm_eval:bleu": ("BLEU", {}), "lm_eval:chrf": ("CHRF", {}), "lm_eval:chrf++": ("CHRF", {"word_order": 2}),
+              "lm_eval:ter": ("TER", {})}
+
+
+def leave_one_out(ref: str, items: list) -> tuple[float, np.ndarray] | None:
+    """The aggregate over all items and over each item's leave-one-out set, for a corpus metric whose
+    score is a function of summed per-segment statistics (lm-eval's BLEU, chrF, chrF++, TER through
+    sacrebleu): each segment's statistics computed once and subtracted from the total, so n + 1
+    scores cost one pass instead of n passes over n items. None for any other aggregation."""
+    if ref not in _SACREBLEU or len(items) < 2:
+        return None
+    import sacrebleu
+    from lm_eval.api.metrics import _sacreformat
+
+    name, kwargs = _SACREBLEU[ref]
+    refs, preds = _sacreformat([item[0] for item in items], [item[1] for item in items])
+    metric = getattr(sacrebleu.metrics, name)(**kwargs)
+    stats = np.asarray(metric._extract_corpus_statistics(preds, refs), dtype=float)
+    total = stats.sum(axis=0)
+    theta = float(metric._compute_score_from_stats(total).score)
+    loo = np.array([float(metric._compute_score_from_stats(total - row).score) for row in stats])
+    return theta, loo

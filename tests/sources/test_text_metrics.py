@@ -87,3 +87,23 @@ def test_reference_metrics_equal_lm_evals_and_the_moved_items_are_shown_side_by_
     assert higher[0].base_response == runs["base"].loc[higher[0].doc_id, "response"]
     html = render_report(result, tmp_path / "report").read_text()
     assert '<option value="higher">scored higher</option>' in html and "<td>scored higher</td>" in html
+
+
+@pytest.mark.parametrize("name", ["bleu", "chrf", "chrf++", "ter"])
+def test_corpus_metrics_leave_one_out_in_one_pass_equals_lm_evals_function_on_each_subset(name):
+    import lm_eval.api.metrics  # noqa: F401
+    import numpy as np
+    from lm_eval.api.registry import AGGREGATION_REGISTRY
+
+    from harness.sources.aggregations import resolve_aggregation
+
+    rng = np.random.default_rng(0)
+    words = "the claim was filed after a slip on wet stairs and the car hit a pole at night".split()
+    items = [(" ".join(rng.choice(words, 8)), " ".join(rng.choice(words, int(rng.integers(3, 10)))))
+             for _ in range(25)]
+    aggregation = resolve_aggregation(f"lm_eval:{name}", "test")
+    theta, loo = aggregation.leave_one_out(items)
+    fn = AGGREGATION_REGISTRY[name]
+    assert theta == pytest.approx(fn(items), abs=1e-9)
+    assert loo == pytest.approx([fn(items[:i] + items[i + 1:]) for i in range(len(items))], abs=1e-9)
+    assert resolve_aggregation("lm_eval:mean", "test").leave_one_out([(1, 2), (3, 4)]) is None
