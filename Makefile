@@ -22,6 +22,9 @@ UV_ARGS := --index-strategy unsafe-best-match $(foreach l,$(PIP_FIND_LINKS_CFG),
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Python writes its bytecode caches (some environments turn that off: every process of the tests then
+# compiles transformers, lm-eval and torch from source again, ~5 s each)
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install test test-fast lint report report-real demo clean distclean bench bench-gpu
 
