@@ -285,6 +285,37 @@ def _as_suite_task(records: pd.DataFrame, run: PlannedRun) -> pd.DataFrame:
     return kept
 
 
+CHANCE_METRICS = ("acc", "acc_norm")  # right-or-wrong choice metrics, whose chance level is 1 / choices
+
+
+def _identical(joined: pd.DataFrame) -> bool:
+    """Every request of the task scored exactly as the base's (log-likelihood tasks: every choice's
+    log-likelihood bit for bit); a model with any nonzero update differs somewhere."""
+    return len(joined) > 0 and all(np.array_equal(np.asarray(a, float), np.asarray(b, float))
+                                   for a, b in zip(joined["scores_base"], joined["scores_cand"], strict=True))
+
+
+def _chance(joined: pd.DataFrame) -> float:
+    """The accuracy of picking a choice at random, over the task's items (1 / the item's choices)."""
+    return float(np.mean([1.0 / len(x) for x in joined["scores_base"]]))
+
+
+def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical: bool, generated: bool) -> list[str]:
+    """The guards against silently wrong scores that fire on one paired task."""
+    flags = []
+    if identical:
+        flags.append(f"{result.task}: every request scored exactly as the base's ({len(joined)} items, every "
+                     f"choice's log-likelihood bit for bit): was {label}'s update applied?")
+    if not generated and result.metric in CHANCE_METRICS and result.binary:
+        chance = _chance(joined)
+        if all(e.low <= chance <= e.high for e in (result.base, result.candidate)):
+            flags.append(f"{result.task}: neither the base ({result.base.estimate:.3f}) nor {label} "
+                         f"({result.candidate.estimate:.3f}) scores apart from chance ({chance:.3f}, 1 / choices): "
+                         "the task cannot tell them apart; is it scored as intended (prompt format, "
+                         "log-probabilities from the server, the right split)?")
+    return flags
+
+
 def _generated(joined: pd.DataFrame) -> bool:
     """Whether both sides' records are generated text (a generation keeps no log-likelihoods), read
     from the records alone: compare touches no lm-eval task."""
@@ -298,6 +329,7 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
     `ref_runs` maps each leaf task to the reference's run and its records (as the suite's task)."""
     role_of = {t.task: t.role for t in suite.tasks}
     tasks, flips, by_role, paired_by = [], [], {}, "prompt"
+    identical: list[bool] = []  # per log-likelihood task: every request scored exactly as the reference's
     for run, records in cand_runs:
         ref_run, ref_records = ref_runs[run.task.leaf]
         t, spec = run.task, run.task.spec
@@ -315,6 +347,12 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         if spec.extra_metrics:
             result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
                                                          for m in spec.extra_metrics]})
+        generated = _generated(joined)
+        same_scores = not generated and same == "prompt" and _identical(joined)
+        if not generated:  # log-likelihood tasks: did the candidate's update reach a single score?
+            identical.append(same_scores)
+        flags = _task_flags(joined, result, cand.label, same_scores, generated)
+        result = result.model_copy(update={"flags": flags}) if flags else result
         tasks.append(result)
         flips += task_flips
         by_role.setdefault(spec.role, []).append(paired)
@@ -335,9 +373,14 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
     binary = {t.task: t.binary for t in tasks}
     groups = [_group_result(entry, role_of[entry], items, all(binary[i.task] for i in items), st)
               for entry, items in members.items() if len(items) > 1]
+    flags = list(cand.flags)
+    if identical and all(identical) and not cand.prompting:
+        flags.append(f"{cand.label}: every request of every task scored exactly as the {reference.label}'s: the "
+                     "candidate is the base (an adapter never trained or not loaded, a served name that points at "
+                     "the base); its results say nothing about the fine-tune")
     return CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips, summaries=summaries,
                            groups=groups, paired_by=paired_by, kind="prompting" if cand.prompting else "fine-tune",
-                           reference=reference.label)
+                           reference=reference.label, flags=flags)
 
 
 JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)

@@ -172,6 +172,11 @@ class VLLMOptions(Spec):
 
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine shards the model over.")
     data_parallel_size: int | None = Field(None, ge=1, description="Engine replicas (vLLM data parallelism).")
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="Stages the model's layers are split "
+                                               "into, one GPU (or node) each (vLLM pipeline parallelism).")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None, description="How vLLM runs its workers: `mp` (processes on this machine) or `ray` (a Ray "
+        "cluster, for engines across nodes).")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of GPU memory for vLLM.")
     max_model_len: int | None = Field(None, ge=8, description="Context length of the engine.")
     enforce_eager: bool | None = Field(None, description="No CUDA graphs (default: on for CPU, off on GPU).")

@@ -242,6 +242,12 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                             score_one(backend, run)
                 finally:
                     backend.close()
+        except HarnessError as e:
+            if type(e) is not HarnessError or not scored:
+                raise
+            raise HarnessError(f"{e}\n{len(scored)} run(s) finished and saved in {store.root} before it, "
+                               f"{len(plan.missing) - len(scored)} not; the next run reuses what is saved and "
+                               "scores the rest") from None
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted while {current}: {len(scored)} run(s) finished and saved in {store.root} "

@@ -181,8 +181,19 @@ def _wins_verdict(gate: GateSpec, cr: CandidateResult) -> GateVerdict:
 
 
 def gate_verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
-    """One gate's verdict for one candidate. A task gate on a group entry (mmlu, which lm-eval
-    expands into its subjects) reads the pooled entry, as the forest plot shows it."""
+    """One gate's verdict for one candidate, saying so when a guard fired on the candidate or on a
+    task the gate reads (its verdict then stands on scores that may be wrong)."""
+    v = _verdict(cr, gate)
+    read = set(gate_tasks(cr, gate))
+    flags = [*cr.flags, *(f for t in cr.tasks if t.task in read for f in t.flags)]
+    if not flags:
+        return v
+    return v.model_copy(update={"flags": flags, "message": f"FLAGGED ({'; '.join(flags)}): {v.message}"})
+
+
+def _verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
+    """A task gate on a group entry (mmlu, which lm-eval expands into its subjects) reads the pooled
+    entry, as the forest plot shows it."""
     if gate.rule == "wins":
         return _wins_verdict(gate, cr)
     if gate.task is not None:
@@ -245,7 +256,7 @@ def format_table(verdicts: list[GateVerdict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for v in verdicts:
-        if v.status != "pass":
+        if v.status != "pass" or v.flags:
             lines.append(f"{v.test_id}: {v.message}")
     return "\n".join(lines)
 

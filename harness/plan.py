@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.config import HarnessSpec, PromptFormatFields, SuiteSpec
 from harness.errors import HarnessError
 from harness.records import BASE
-from harness.sources.checkpoints import check_adapter, check_model_folder, tokenizers_differ
+from harness.sources.checkpoints import adapter_update_is_zero, check_adapter, check_model_folder, tokenizers_differ
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import PromptFormat, format_mismatch, model_fingerprint_with, resolve_prompt_format
 from harness.sources.tasks import LoadedTask, load_fewshot_task, load_tasks
@@ -34,6 +34,7 @@ class ModelEntry:
     allow_pickle: bool = False
     prompt: PromptFormat = PromptFormat()
     warnings: tuple[str, ...] = ()  # e.g. evaluated in another prompt format than it was trained in
+    flags: tuple[str, ...] = ()  # guards against silently wrong scores that fired on it (a zero adapter)
     weights_fp: str = ""  # of its weights alone
     of: str = ""  # a prompting arm: the model it prompts (base or a candidate); "" for a model itself
     num_fewshot: int | dict[str, int] | None = None  # a prompting arm's examples per prompt (None: the tasks' own)
@@ -108,7 +109,11 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
                                      variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=spec.base.trust_remote_code,
                                      allow_pickle=spec.base.allow_pickle, prompt=prompt, weights_fp=fp,
-                                     warnings=tuple(format_mismatch(adapter_dir, prompt, c.name))))
+                                     warnings=tuple(format_mismatch(adapter_dir, prompt, c.name)),
+                                     flags=(f"{c.name}: its adapter's update is exactly zero ({adapter_dir}: every "
+                                            "module's lora_A or lora_B is all zeros, as peft initialises an "
+                                            "adapter before any training step): it scores as the base",)
+                                     if adapter_update_is_zero(adapter_dir) else ()))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
             check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,
@@ -136,7 +141,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
         folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
         prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
         models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
-                                          prompt=prompt, warnings=(), of=arm.of, num_fewshot=arm.num_fewshot,
+                                          prompt=prompt, warnings=(), flags=(), of=arm.of, num_fewshot=arm.num_fewshot,
                                           variants=tuple((t, v.task) for t, v in arm.variants.items())))
     return models
 

@@ -11,6 +11,7 @@ what it lacks). Hand-written tests use the `harness_comparison` fixture; overrid
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,10 @@ def worst_flips(cr: CandidateResult, gate: GateSpec) -> list[FlipRecord]:
     return [f for f in cr.flips if f.task in tasks and f.direction == "to_wrong"][:WORST_FLIPS]
 
 
+class GateFlagged(UserWarning):
+    """A gate that passes on a candidate or task a guard flagged (pytest lists it under warnings)."""
+
+
 class GateFailed(Exception):
     def __init__(self, verdict: GateVerdict, flips: list):
         super().__init__(verdict.message)
@@ -118,6 +123,8 @@ class GateItem(pytest.Item):
             raise GateFailed(verdict, worst_flips(cr, self.gate))
         if verdict.status == "underpowered":
             pytest.skip(f"underpowered (counts as pass in this config): {verdict.message}")
+        for flag in verdict.flags:  # a pass that stands on scores a guard calls suspect: said, in the summary
+            warnings.warn(GateFlagged(f"{verdict.test_id} passes, flagged: {flag}"), stacklevel=1)
 
     def repr_failure(self, excinfo, style=None):
         if not isinstance(excinfo.value, GateFailed):

@@ -178,6 +178,8 @@ class TaskResult(Record):
     categories: list[CategoryResult] = Field(default_factory=list, description="Per category, when the "
                                                                                "suite names a category field.")
     extra: list[MetricDelta] = Field(default_factory=list, description="The suite entry's extra_metrics.")
+    flags: list[str] = Field(default_factory=list, description="Guards that fired on this task: what makes its "
+                             "scores suspect (every request scored exactly as the base's; both models at chance).")
 
 
 class RoleResult(Record):
@@ -284,6 +286,8 @@ class CandidateResult(Record):
                            "versus_prompting) the best prompting arm.")
     judged: list[JudgedResult] = Field(default_factory=list, description="Tasks whose answers the config's "
                                        "judge compared with the base's.")
+    flags: list[str] = Field(default_factory=list, description="Guards that fired on the candidate itself (an "
+                             "adapter whose update is exactly zero; every request scored exactly as the base's).")
 
     def role(self, role: str) -> RoleResult | None:
         return next((r for r in self.roles if r.role == role), None)
@@ -310,6 +314,8 @@ class GateVerdict(Record):
     mde: float | None = Field(None, description="Smallest true delta seen with power 0.8 at this n.")
     n_required: int | None = Field(None, description="Items that would resolve the margin (underpowered).")
     message: str
+    flags: list[str] = Field(default_factory=list, description="Guards that fired on the candidate or on a task "
+                             "the gate reads: its verdict stands on scores that may be wrong.")
 
     @property
     def test_id(self) -> str:

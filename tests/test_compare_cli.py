@@ -89,6 +89,12 @@ def test_full_model_candidate_identical_to_base_shows_no_change(tiny_world, tmp_
         assert (t.delta.estimate, t.to_wrong, t.to_right, t.p_value) == (0, 0, 0, 1.0)
         # a score interval still admits a difference in the population of items
         assert t.delta.low <= 0 <= t.delta.high and t.base == t.candidate
+    # the guard: every log-likelihood task flagged, and the candidate itself ("was it applied?")
+    scored = [t for t in data.results[0].tasks if t.task != "demo_triage_note"]
+    assert all(any("every request scored exactly as the base's" in f for f in t.flags) for t in scored)
+    assert not any("every request" in f for t in data.results[0].tasks if t not in scored for f in t.flags)
+    assert any("every request of every task scored exactly as the base's" in f for f in data.results[0].flags)
+    assert "compare: FLAGGED same: every request of every task" in result.output
 
 
 def test_gate_cli_writes_junit_and_json_and_exits_by_verdict(tiny_config, tmp_path):
@@ -121,3 +127,41 @@ def test_gate_on_an_unknown_task_is_a_usage_error_before_any_model_loads(tiny_co
     result = CliRunner().invoke(main, ["gate", "--config", str(config)])
     assert result.exit_code == 2
     assert f"{config}: gates[0].task: 'demo_trage' is not a task of suite demo" in result.output
+
+
+def test_a_task_both_models_answer_at_chance_is_flagged_and_its_gate_says_so(tiny_world, tmp_path):
+    """Two models with random weights (never trained, other seeds) pick the triage category at
+    chance: the task is flagged, and so is the gate that reads it, whatever its verdict."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    for seed, name in enumerate(["random-a", "random-b"]):
+        torch.manual_seed(seed)
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_world.base)).save_pretrained(tmp_path / name)
+        for f in tiny_world.base.iterdir():
+            if f.is_file() and not f.name.endswith(".safetensors") and f.name != "config.json":
+                shutil.copy(f, tmp_path / name / f.name)
+    (tmp_path / "suite.yaml").write_text(f"name: chance\ntask_dirs: [{REPO / 'suites' / 'tasks'}]\n"
+                                         "tasks:\n  - {task: demo_triage, role: target, metric: acc}\n")
+    config = tmp_path / "chance.yaml"
+    config.write_text("\n".join([
+        "name: chance", f"base: {{path: {tmp_path / 'random-a'}}}",
+        f"candidates:\n  - {{name: other, path: {tmp_path / 'random-b'}}}",
+        f"suite: {tmp_path / 'suite.yaml'}", "eval: {limit: 60}", f"store: {tmp_path / 'store'}",
+        f"report_dir: {tmp_path / 'report'}", "gates:\n  - {rule: non_inferior, role: target, margin: 0.1}",
+    ]) + "\n")
+    compared = CliRunner().invoke(main, ["compare", "--config", str(config)])
+    assert compared.exit_code == 0, compared.output
+    result = CliRunner().invoke(main, ["gate", "--config", str(config), "--json", str(tmp_path / "v.json")])
+    print(result.output)
+    data = ComparisonResult.model_validate_json((tmp_path / "report" / "comparison.json").read_text())
+    (task,) = data.results[0].tasks
+    assert abs(task.base.estimate - 0.2) < 0.12 and abs(task.candidate.estimate - 0.2) < 0.12
+    assert len(task.flags) == 1 and "scores apart from chance (0.200, 1 / choices)" in task.flags[0]
+    assert not data.results[0].flags  # two different models: not the identical-scores guard
+    (verdict,) = json.loads((tmp_path / "v.json").read_text())["verdicts"]
+    assert verdict["flags"] == task.flags and verdict["message"].startswith("FLAGGED (demo_triage: neither")
+    assert "compare: FLAGGED other: demo_triage: neither the base (0.150) nor other (0.217)" in compared.output
+    assert "other::target::non_inferior: FLAGGED (demo_triage: neither the base" in result.output

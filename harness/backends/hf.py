@@ -103,6 +103,26 @@ def _hflm_class():
     return QuietHFLM
 
 
+def check_loaded(model, model_dir: Path, info: dict) -> None:
+    """What loading must not do silently: leave weights at their random initialisation (a tensor the
+    files lack, e.g. an untied lm_head saved without its weight), or untie what the config ties (a
+    loader that copies the embeddings into lm_head: transformers PR #35085's GGUF case), which
+    changes every score of a model fine-tuned with them tied."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise HarnessError(f"{model_dir}: the model's files hold no weights for {len(missing)} of its tensors "
+                           f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): they would be scored "
+                           "at their random initialisation; save the model again with every weight (or, for a "
+                           "tied lm_head, with tie_word_embeddings set in config.json)")
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(config, "tie_word_embeddings", False) and head is not None and embed is not None \
+            and head.weight.data_ptr() != embed.weight.data_ptr():
+        raise HarnessError(f"{model_dir}: config.json ties lm_head to the input embeddings, but the loaded model "
+                           "holds them as two tensors: the loader untied them, and its scores are not the "
+                           "model's; load it with a transformers that keeps them tied, or save it untied")
+
+
 class HFBackend:
     """Serve `base` and the LoRA `adapters` (name -> folder) from one loaded model."""
 
@@ -118,11 +138,12 @@ class HFBackend:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 model_dir, trust_remote_code=trust_remote_code)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True)
+                use_safetensors=None if allow_pickle else True, output_loading_info=True)
         except (OSError, ValueError) as e:
             raise HarnessError(f"{model_dir}: could not load the model: {e}") from None
+        check_loaded(model, model_dir, info)
         model.to(device).eval()
         if self._adapters:
             model = self._attach(model, self._adapters)

@@ -47,22 +47,37 @@ def api_key(endpoint: EndpointSpec) -> str:
     return key
 
 
+RETRIED = (429, 500, 502, 503, 504)  # answers worth another try: rate limited, or the server's own trouble
+
+
 def _post(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> dict:
+    """One GET (no payload) or POST, retried with exponential backoff on 429, 5xx and no answer, as
+    lm-eval retries the scoring requests (`max_retries` tries in all)."""
+    import time
+
     import requests
 
     url = endpoint.base_url.rstrip("/") + path
     headers = {"Authorization": f"Bearer {api_key(endpoint)}"} if endpoint.api_key_env else {}
-    try:
-        if payload is None:
-            response = requests.get(url, headers=headers, timeout=endpoint.timeout_s)
+    for attempt in range(1, endpoint.max_retries + 1):
+        last = attempt == endpoint.max_retries
+        try:
+            if payload is None:
+                response = requests.get(url, headers=headers, timeout=endpoint.timeout_s)
+            else:
+                response = requests.post(url, json=payload, headers=headers, timeout=endpoint.timeout_s)
+        except requests.RequestException as e:
+            if last:
+                raise HarnessError(f"eval.endpoint.base_url: {url}: {type(e).__name__}: no answer from the server "
+                                   f"in {attempt} tries (is it running, and is the URL its /v1 root?)") from None
         else:
-            response = requests.post(url, json=payload, headers=headers, timeout=endpoint.timeout_s)
-    except requests.RequestException as e:
-        raise HarnessError(f"eval.endpoint.base_url: {url}: {type(e).__name__}: no answer from the server "
-                           "(is it running, and is the URL its /v1 root?)") from None
-    if not response.ok:
-        raise HarnessError(f"eval.endpoint: {url} answered {response.status_code}: {response.text[:300]}")
-    return response.json()
+            if response.ok:
+                return response.json()
+            if response.status_code not in RETRIED or last:
+                raise HarnessError(f"eval.endpoint: {url} answered {response.status_code}"
+                                   f"{f' after {attempt} tries' if attempt > 1 else ''}: {response.text[:300]}")
+        time.sleep(min(10.0, 0.5 * 2 ** attempt))
+    raise AssertionError("unreachable")
 
 
 def probe(endpoint: EndpointSpec, served: str, tokenizer) -> str:
@@ -96,6 +111,21 @@ def probe(endpoint: EndpointSpec, served: str, tokenizer) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@contextmanager
+def _no_answer(lm) -> Iterator[None]:
+    """A server that stops answering (gone, or 429/5xx past every retry), as a harness error that says
+    so; lm-eval raises the transport's own exception."""
+
+    import aiohttp
+    import requests
+
+    try:
+        yield
+    except (TimeoutError, aiohttp.ClientError, requests.RequestException, ConnectionError) as e:
+        raise HarnessError(f"eval.endpoint: the server at {lm.base_url} stopped answering ({type(e).__name__}: "
+                           f"{str(e)[:200]}) after {lm.max_retries} tries") from None
+
+
 def _lm_class():
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
@@ -126,11 +156,19 @@ def _lm_class():
             return LocalCompletionsAPI.parse_logprobs(outputs, tokens=tokens, ctxlens=ctxlens, **kwargs)
 
         def _loglikelihood_tokens(self, requests, **kwargs):
-            res = list(super()._loglikelihood_tokens(requests, **kwargs))
+            with _no_answer(self):
+                res = list(super()._loglikelihood_tokens(requests, **kwargs))
             if len(res) != len(requests):
                 raise HarnessError(f"eval.endpoint: {len(requests)} requests scored, {len(res)} answers: the server "
                                    "left some unanswered")
             return res
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            with _no_answer(self):
+                out = super().generate_until(requests, disable_tqdm=disable_tqdm)
+            if len(out) != len(requests):
+                raise HarnessError(f"eval.endpoint: {len(requests)} generations asked, {len(out)} answers")
+            return out
 
     return EndpointLM
 

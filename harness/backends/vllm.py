@@ -88,7 +88,8 @@ class VLLMBackend:
             "enforce_eager": cpu if opts.get("enforce_eager") is None else opts["enforce_eager"],
             "tensor_parallel_size": opts.get("tensor_parallel_size") or 1,
         }
-        for key in ("data_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs"):
+        for key in ("data_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
+                    "gpu_memory_utilization", "max_model_len", "max_num_seqs"):
             if opts.get(key) is not None:
                 kwargs[key] = opts[key]
         if self._adapters:

@@ -42,6 +42,37 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
+def adapter_update_is_zero(adapter_dir: Path) -> bool:
+    """Whether a LoRA adapter changes nothing: for every adapted module, its A or its B matrix is all
+    zeros (peft initialises B to zeros, so an adapter saved before any training step is one), and it
+    holds no other tensors (full replacement weights, `modules_to_save`). Read from the file's bytes
+    (a float's zero is all-zero bytes, in every dtype): no framework loaded."""
+    path = adapter_dir / "adapter_model.safetensors"
+    if not path.is_file():
+        return False  # pickle weights (opted in): not read here
+    header = safetensors_header(path)
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+
+        def zero(name: str) -> bool:
+            start, end = header[name]["data_offsets"]
+            f.seek(8 + n + start)
+            data = f.read(end - start)
+            return data.count(0) == len(data)
+
+        modules: dict[str, bool] = {}
+        for name in header:
+            for a, b in ((".lora_A.", ".lora_B."), ("lora_embedding_A", "lora_embedding_B")):
+                part = a if a in name else b if b in name else None
+                if part is not None:
+                    module = name.split(part)[0]
+                    modules[module] = modules.get(module, False) or zero(name)
+                    break
+            else:
+                return False  # a tensor that is not a low-rank factor: the adapter replaces weights
+    return bool(modules) and all(modules.values())
+
+
 def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool,
                        allow_pickle: bool) -> dict[str, list[int]]:
     """Refuse a checkpoint's custom code and pickle-only weights unless opted in; check the

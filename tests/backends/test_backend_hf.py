@@ -66,3 +66,41 @@ def test_unknown_variant_is_a_clear_error(tiny_world):
     with pytest.raises(HarnessError, match="variant 'nope' is not loaded"):
         with backend.activate("nope"):
             pass
+
+
+def test_a_model_missing_a_weight_or_untied_on_loading_is_refused(tiny_world, tmp_path):
+    """Loading checked: a tensor the files lack (here lm_head, of an untied model) would be scored at
+    its random initialisation; a config that ties lm_head to the embeddings, loaded untied, is not
+    the model that was tuned."""
+    import shutil
+
+    import pytest
+    from safetensors.torch import load_file, save_file
+
+    from harness.errors import HarnessError
+
+    folder = tmp_path / "no-head"
+    shutil.copytree(tiny_world.base, folder)
+    weights = load_file(folder / "model.safetensors")
+    assert "lm_head.weight" in weights  # the demo's base is untied
+    del weights["lm_head.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(HarnessError, match=r"no-head: the model's files hold no weights for 1 of its tensors "
+                                           r"\(lm_head.weight\)"):
+        HFBackend(folder, dtype="float32", device="cpu", batch_size=4)
+
+    import json
+
+    # config.json ties lm_head to the embeddings, but the files hold a head of other values:
+    # transformers keeps the two apart, with a warning only; those are not the scores of a tied model
+    tied = tmp_path / "tied"
+    shutil.copytree(tiny_world.base, tied)
+    config = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    with pytest.raises(HarnessError, match="config.json ties lm_head to the input embeddings, but the loaded"):
+        HFBackend(tied, dtype="float32", device="cpu", batch_size=4)
+    # tied as the config says (no head of its own in the files): loads
+    shutil.copy(folder / "model.safetensors", tied / "model.safetensors")
+    backend = HFBackend(tied, dtype="float32", device="cpu", batch_size=4)
+    assert backend.model.lm_head.weight.data_ptr() == backend.model.model.embed_tokens.weight.data_ptr()
+    backend.close()

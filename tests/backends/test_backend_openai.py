@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,16 +90,17 @@ def _config(tmp: Path, demo_world, backend: dict, limit: int = 16) -> Path:
     return config
 
 
-def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stays_secret(server, demo_world,
-                                                                                        tmp_path, monkeypatch):
-    url, server_log = server
-    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
-    served = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
-        "base_url": url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4}})
-    local = _config(tmp_path, demo_world, {"backend": "hf"})
-    logs: list[str] = []
-    result = run_comparison(load(served), log=logs.append)
-    run_comparison(load(local), log=lambda m: None)
+@pytest.fixture(scope="module")
+def local(demo_world, tmp_path_factory) -> Path:
+    """The same comparison on the hf backend, scored once: what the served runs must equal."""
+    config = _config(tmp_path_factory.mktemp("local"), demo_world, {"backend": "hf"})
+    run_comparison(load(config), log=lambda m: None)
+    return config
+
+
+def _same_as_hf(local: Path, served: Path) -> float:
+    """Every stored run of `served` as the hf backend's: per-request log-likelihoods within TOLERANCE
+    (returns the largest difference), greedy generations identical."""
     a, b = stored_records(local), stored_records(served)
     assert a.keys() == b.keys() and len(a) == 4 * 8
     worst = 0.0
@@ -111,13 +113,27 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
             worst = max(worst, float(np.max(np.abs(np.concatenate(sx) - np.concatenate(sy)))))
         else:  # generation (the handler's note): the same greedy text
             assert (x["response"] == y["response"]).all(), key
-    print(f"\nlargest per-request log-likelihood difference, served vs hf: {worst:.2e} nats")
     assert worst <= TOLERANCE
+    return worst
+
+
+def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stays_secret(server, demo_world, local,
+                                                                                        tmp_path, monkeypatch):
+    url, server_log = server
+    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
+    served = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
+        "base_url": url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4}})
+    logs: list[str] = []
+    result = run_comparison(load(served), log=logs.append)
+    worst = _same_as_hf(local, served)
+    print(f"\nlargest per-request log-likelihood difference, served vs hf: {worst:.2e} nats")
+
     def triage(r):
         return {cr.candidate: next(t for t in cr.tasks if t.task == "demo_triage").delta.estimate for cr in r.results}
 
     local_result = run_comparison(load(local), log=lambda m: None, record=False)
     assert triage(result) == pytest.approx(triage(local_result), abs=1e-9)  # the same triage gains
+    assert not [f for cr in result.results for f in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]]
 
     # the key: in no stored file, report, config or log line
     assert not any(KEY in line for line in logs)
@@ -130,6 +146,97 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
     logs.clear()  # stored: the server is probed (its identity is part of the key), nothing scored again
     run_comparison(load(served), log=logs.append)
     assert any("0 to evaluate" in line for line in logs), logs
+
+
+class _Proxy:
+    """A loopback proxy in front of the vLLM server: answers every `every`-th POST itself, 429 and 500
+    in turn, and, after `die_after` forwarded POSTs, dies (its socket closed: connections refused, as
+    from a killed server)."""
+
+    def __init__(self, upstream: str, port: int = 0, every: int = 0, die_after: int | None = None):
+        from http.server import ThreadingHTTPServer
+
+        import requests
+
+        proxy = self
+        self.injected, self.forwarded, self.lock = 0, 0, threading.Lock()
+        root = upstream.removesuffix("/v1")
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, data: bytes | None) -> None:
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                r = (requests.get(root + self.path, headers=headers, timeout=60) if data is None
+                     else requests.post(root + self.path, data=data, headers=headers, timeout=60))
+                self._answer(r.status_code, r.content)
+
+            def do_GET(self):  # noqa: N802
+                self._forward(None)
+
+            def do_POST(self):  # noqa: N802
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                with proxy.lock:
+                    n = proxy.injected + proxy.forwarded + 1
+                    fault = every and n % every == 0
+                    proxy.injected += bool(fault)
+                    proxy.forwarded += not fault
+                    dies = die_after is not None and proxy.forwarded == die_after and not fault
+                if fault:
+                    code = 429 if proxy.injected % 2 else 500
+                    return self._answer(code, json.dumps({"error": {"message": "injected", "code": code}}).encode())
+                self._forward(data)
+                if dies:
+                    threading.Thread(target=proxy.close, daemon=True).start()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_port
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_429_and_500_are_retried_and_a_run_cut_off_by_a_dead_server_resumes_from_the_store(
+        server, demo_world, local, tmp_path, monkeypatch):
+    from harness.store import Store
+
+    url, _ = server
+    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
+    proxy = _Proxy(url, every=25, die_after=150)
+    config = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
+        "base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4,
+        "max_retries": 3, "timeout_s": 30}})
+    logs: list[str] = []
+    with pytest.raises(HarnessError, match=r"stopped answering") as died:
+        run_comparison(load(config), log=logs.append)
+    print(str(died.value))
+    saved = int(re.search(r"(\d+) run\(s\) finished and saved", str(died.value)).group(1))
+    assert 0 < saved < 32 and proxy.injected > 0, (saved, proxy.injected)
+    assert len(Store(tmp_path / "store-openai").runs()) == saved  # the run cut off left nothing behind
+
+    again = _Proxy(url, port=proxy.port, every=25)  # the server back at its address
+    try:
+        logs.clear()
+        run_comparison(load(config), log=logs.append)
+        assert any(f"{saved} stored, {32 - saved} to evaluate" in line for line in logs), logs
+        assert again.injected > 0
+        _same_as_hf(local, config)  # retried answers stored once each, and right
+        assert len(Store(tmp_path / "store-openai").runs()) == 32
+        print(f"\nfirst run: {proxy.forwarded} answers forwarded, {proxy.injected} 429/500 injected, died after "
+              f"{saved} runs; second run: {again.forwarded} forwarded, {again.injected} injected")
+    finally:
+        again.close()
 
 
 class _NoPromptLogprobs(BaseHTTPRequestHandler):

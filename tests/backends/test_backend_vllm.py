@@ -158,6 +158,32 @@ def test_one_engine_loads_the_weights_once_for_a_base_and_two_adapters(tiny_worl
         backend.close()
 
 
+def test_engine_settings_past_one_machine_reach_vllm_as_its_own_names(tiny_world, monkeypatch):
+    """pipeline_parallel_size and distributed_executor_backend (`ray` for engines across nodes) go to
+    vLLM's engine as they are written in the config; what this CPU can start is one process, so the
+    engine is stopped before it starts (what it does with them is vLLM's, on GPUs)."""
+    import vllm
+
+    from harness.backends.vllm import VLLMBackend
+    from harness.config import VLLMOptions
+
+    seen = []
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs)
+        raise RuntimeError("stopped before the engine starts")
+
+    monkeypatch.setattr(vllm.LLM, "__init__", spy)
+    options = VLLMOptions(tensor_parallel_size=2, pipeline_parallel_size=4, distributed_executor_backend="ray")
+    with pytest.raises(HarnessError, match="stopped before the engine starts"):
+        VLLMBackend(tiny_world.base, dtype="float32", device="cpu", options=options)
+    assert {k: seen[0][k] for k in ("tensor_parallel_size", "pipeline_parallel_size",
+                                    "distributed_executor_backend")} == {
+        "tensor_parallel_size": 2, "pipeline_parallel_size": 4, "distributed_executor_backend": "ray"}
+    with pytest.raises(ValueError, match="distributed_executor_backend"):
+        VLLMOptions(distributed_executor_backend="slurm")
+
+
 @pytest.fixture(scope="module")
 def merged(tiny_world, tmp_path_factory):
     """A fully fine-tuned model: the tiny world's domain-only adapter merged into its base."""

@@ -24,6 +24,9 @@ def test_planted_effects_are_found(demo_config):
     result = ComparisonResult.model_validate_json((demo_config.parent / "report" / "comparison.json").read_text())
     by = {cr.candidate: cr for cr in result.results}
     domain, replay, balanced = by["domain-only"], by["with-replay"], by["balanced-replay"]
+    # no guard fires on the real candidates (trained adapters, tasks the base knows)
+    assert not [f for cr in result.results for f in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]]
+    assert "FLAGGED" not in run.output
 
     target = domain.role("target").delta
     assert target.low > 0.3, target  # learns the task: +tens of points, interval above zero
@@ -80,3 +83,8 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     assert verdicts["bias::no_bias_amplification"]["status"] == "pass"
     assert verdicts["demo_triage::improves"]["status"] == "fail" and run.exit_code == 1
     assert all(v["value"]["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")
+    # the guards: the passing no-harm gates say what they stand on
+    assert "zero: its adapter's update is exactly zero" in run.output
+    for v in verdicts.values():
+        assert any("adapter's update is exactly zero" in f for f in v["flags"]), v
+        assert v["message"].startswith("FLAGGED (zero: its adapter's update is exactly zero"), v
