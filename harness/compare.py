@@ -348,7 +348,9 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
             result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
                                                          for m in spec.extra_metrics]})
         generated = _generated(joined)
-        same_scores = not generated and same == "prompt" and _identical(joined)
+        # a prompting arm is the base's weights by construction: on a task it prompts as the base does,
+        # every score is the base's, as it should be
+        same_scores = not generated and same == "prompt" and not cand.prompting and _identical(joined)
         if not generated:  # log-likelihood tasks: did the candidate's update reach a single score?
             identical.append(same_scores)
         flags = _task_flags(joined, result, cand.label, same_scores, generated)

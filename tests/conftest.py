@@ -33,7 +33,7 @@ pytest_plugins = ["pytester"]
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run tests marked slow (full-size demo world, minutes)")
+                     help="also run tests marked slow (minutes each)")
 
 
 # Tests that use these fixtures are in the end-to-end tier (`-m e2e`); the rest, unit tests and
@@ -48,8 +48,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
     if config.getoption("--run-slow") or os.environ.get("HARNESS_RUN_SLOW") == "1":
         return
-    skip = pytest.mark.skip(reason="slow: builds the full-size demo world; run with --run-slow "
-                                   "or HARNESS_RUN_SLOW=1 (`make report` exercises the same path)")
+    skip = pytest.mark.skip(reason="slow (minutes of CI's budget, its paths covered by faster tests): run "
+                                   "with --run-slow or HARNESS_RUN_SLOW=1")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

@@ -61,6 +61,7 @@ def demo_vllm(demo_config, demo_report, tmp_path_factory):
     return config
 
 
+@pytest.mark.slow  # 90 s of CI's 12 minutes: the per-request equality tests below cover each path
 def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, demo_vllm):
     hf, vl = stored_records(demo_config), stored_records(demo_vllm)
     assert hf.keys() == vl.keys()
