@@ -300,13 +300,14 @@ def _chance(joined: pd.DataFrame) -> float:
     return float(np.mean([1.0 / len(x) for x in joined["scores_base"]]))
 
 
-def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical: bool, generated: bool) -> list[str]:
+def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical: bool) -> list[str]:
     """The guards against silently wrong scores that fire on one paired task."""
     flags = []
     if identical:
         flags.append(f"{result.task}: every request scored exactly as the base's ({len(joined)} items, every "
                      f"choice's log-likelihood bit for bit): was {label}'s update applied?")
-    if not generated and result.metric in CHANCE_METRICS and result.binary:
+    scored = all(len(x) for col in ("scores_base", "scores_cand") for x in joined[col])  # both choose by score
+    if scored and result.metric in CHANCE_METRICS and result.binary:
         chance = _chance(joined)
         if all(e.low <= chance <= e.high for e in (result.base, result.candidate)):
             flags.append(f"{result.task}: neither the base ({result.base.estimate:.3f}) nor {label} "
@@ -353,7 +354,7 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         same_scores = not generated and same == "prompt" and not cand.prompting and _identical(joined)
         if not generated:  # log-likelihood tasks: did the candidate's update reach a single score?
             identical.append(same_scores)
-        flags = _task_flags(joined, result, cand.label, same_scores, generated)
+        flags = _task_flags(joined, result, cand.label, same_scores)
         result = result.model_copy(update={"flags": flags}) if flags else result
         tasks.append(result)
         flips += task_flips

@@ -164,4 +164,6 @@ def test_a_task_both_models_answer_at_chance_is_flagged_and_its_gate_says_so(tin
     (verdict,) = json.loads((tmp_path / "v.json").read_text())["verdicts"]
     assert verdict["flags"] == task.flags and verdict["message"].startswith("FLAGGED (demo_triage: neither")
     assert "compare: FLAGGED other: demo_triage: neither the base (0.150) nor other (0.217)" in compared.output
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "<b>Flagged, <code>other</code>:</b> demo_triage: neither the base (0.150)" in html
     assert "other::target::non_inferior: FLAGGED (demo_triage: neither the base" in result.output

