@@ -519,7 +519,10 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         confidence=st.confidence, base=record(base),
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
-        environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine()},
+        environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),
+                     "dtype": {"base": spec.base.dtype,
+                               **({"judge": spec.judge.model.dtype} if spec.judge is not None else {}),
+                               **spec._auto_dtypes}},
         versus_prompting=versus,
         curves=[c for m in plan.models if not m.prompting and (c := _training_curve(m)) is not None]
         + [read_sweep(Path(p), base_weights(base.model_dir, store.file_hash)) for p in spec.sweeps])

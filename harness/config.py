@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.util.yaml import load_yaml_file
@@ -83,8 +83,9 @@ class ModelSpec(PromptFormatFields):
 
     path: str = Field(description="Local folder (relative to the config file) or hub model id.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights and compute dtype.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Weights and compute dtype. `auto`: bfloat16 where the hardware computes it "
+        "natively (a GPU with bf16, a CPU with AMX or AVX-512 BF16), float32 elsewhere; the report says which.")
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped with the checkpoint. Off unless you trust it.")
     allow_pickle: bool = Field(
@@ -399,6 +400,9 @@ class JudgeSpec(Spec):
 
 class HarnessSpec(Spec):
     """A comparison: the base, its candidates, the suite, and where results go."""
+
+    # what `dtype: auto` chose on this machine, and why (model -> "bfloat16 (auto: ...)"); not a key
+    _auto_dtypes: dict[str, str] = PrivateAttr(default_factory=dict)
 
     name: str = Field(description="Name of the comparison; the report goes to reports/<name>/.")
     base: ModelSpec

@@ -25,6 +25,28 @@ class Loaded:
     suite: SuiteSpec
 
 
+def resolve_dtypes(spec):
+    """`dtype: auto` (the base's, the judge's) made the dtype this machine computes fast, before
+    anything is keyed by it; the choice and its reason kept for the log and the report."""
+    from harness.util.environment import auto_dtype
+
+    chosen = {}
+    base = spec.base
+    if base.dtype == "auto":
+        dtype, why = auto_dtype(spec.eval.device)
+        base, chosen["base"] = base.model_copy(update={"dtype": dtype}), f"{dtype} (auto: {why})"
+    judge = spec.judge
+    if judge is not None and judge.model.dtype == "auto":
+        dtype, why = auto_dtype(spec.eval.device)
+        judge = judge.model_copy(update={"model": judge.model.model_copy(update={"dtype": dtype})})
+        chosen["judge"] = f"{dtype} (auto: {why})"
+    if not chosen:
+        return spec
+    spec = spec.model_copy(update={"base": base, "judge": judge})
+    spec._auto_dtypes = chosen
+    return spec
+
+
 def load(config_path: str | Path, candidate: str | None = None, need_candidates: bool = True) -> Loaded:
     """Load and cross-check config, suite and gates; optionally keep one candidate."""
     from harness.gates import check_gates
@@ -42,6 +64,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
     if spec.task_data:  # the config points suite tasks at local files
         suite = suite.model_copy(update={"tasks": [t.model_copy(update={"data": spec.task_data.get(t.task, t.data)})
                                                    for t in suite.tasks]})
+    spec = resolve_dtypes(spec)
     check_gates(spec, suite, str(path))
     if spec.judge is not None:
         from harness.judge import read_rubric
@@ -92,6 +115,10 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     for m in plan.models:
         for warning in m.warnings:
             log(f"plan: WARNING {warning}")
+        for flag in m.flags:
+            log(f"plan: FLAGGED {flag}")
+    for who, chosen in spec._auto_dtypes.items():
+        log(f"plan: {who} scored in {chosen}")
 
     if spec.judge is not None:  # the judge's labels are checked before any model loads
         from harness.judge import check_human_labels, check_labels, judge_entry

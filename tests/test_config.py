@@ -84,3 +84,29 @@ def test_unknown_task_is_named_with_its_suite_entry(tmp_path):
                   name="s.yaml")
     with pytest.raises(ConfigError, match=r"s.yaml: tasks\[0\].task: unknown task 'no_such_task_anywhere'"):
         load_tasks(load_suite(path), str(path))
+
+
+def test_dtype_auto_is_bfloat16_where_the_cpu_computes_it_and_keys_runs_as_that_dtype(tiny_config, monkeypatch):
+    """`dtype: auto` resolves before anything is keyed: on a CPU with AMX (this one has it) or AVX-512
+    BF16 the runs are the bfloat16 runs, elsewhere the float32 ones, and the choice is said."""
+    from harness.pipeline import load
+    from harness.plan import plan_models
+    from harness.store import Store
+    from harness.util import environment
+
+    config = tiny_config()
+    text = config.read_text()
+
+    def fingerprint(dtype: str, flags: set[str]) -> tuple[str, dict]:
+        monkeypatch.setattr(environment, "cpu_flags", lambda: flags)
+        config.write_text(text.replace("base:\n", f"base:\n  dtype: {dtype}\n"))
+        spec = load(config).spec
+        return plan_models(spec, Store(spec.store))[0].fingerprint, spec._auto_dtypes
+
+    amx = {"avx2", "amx_bf16", "amx_tile"}
+    assert fingerprint("auto", amx) == (fingerprint("bfloat16", amx)[0],
+                                        {"base": "bfloat16 (auto: the CPU has amx_bf16)"})
+    assert fingerprint("auto", {"avx2"}) == (fingerprint("float32", {"avx2"})[0],
+                                             {"base": "float32 (auto: the CPU has neither AMX nor AVX-512 BF16)"})
+    assert fingerprint("auto", {"avx512_bf16"})[1] == {"base": "bfloat16 (auto: the CPU has avx512_bf16)"}
+    assert fingerprint("bfloat16", amx)[0] != fingerprint("float32", amx)[0]

@@ -30,3 +30,34 @@ def _package_versions() -> dict[str, str]:
 
 def machine() -> dict[str, str]:
     return {"platform": platform.platform(), "machine": platform.machine(), "cpus": str(os.cpu_count() or "?")}
+
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo: bfloat16 matrix units or instructions
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_dtype(device: str) -> tuple[str, str]:
+    """`dtype: auto`: bfloat16 where the hardware computes it natively (a GPU with bf16; a CPU with AMX
+    or AVX-512 BF16, where bf16 matrix work runs ~4x faster than float32), float32 elsewhere; with
+    the reason, for the log and the report."""
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bfloat16", f"{torch.cuda.get_device_name(torch.device(device))} computes bfloat16"
+        return "float32", "this GPU has no bfloat16"
+    found = [f for f in BF16_CPU_FLAGS if f in cpu_flags()]
+    if found:
+        return "bfloat16", f"the CPU has {' and '.join(found)}"
+    return "float32", "the CPU has neither AMX nor AVX-512 BF16"
