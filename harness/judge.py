@@ -89,9 +89,21 @@ def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
                       allow_pickle=judge.model.allow_pickle, prompt=prompt, weights_fp=fp)
 
 
-def check_labels(judge: JudgeSpec, folder: Path) -> None:
+LABEL_CHECK_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json",
+                     "special_tokens_map.json", "added_tokens.json")  # what decides how a label tokenises
+
+
+def check_labels(judge: JudgeSpec, folder: Path, store: Store | None = None) -> None:
     """Each label one token for the judge's tokenizer (its log-probability is one next-token
-    probability); loads the tokenizer only."""
+    probability); loads the tokenizer only, and, with a store, once per labels and tokenizer files
+    (a marker under the store, keyed by their content: a no-op re-run loads no transformers)."""
+    marker = None
+    if store is not None and not judge.model.trust_remote_code:
+        files = [(name, store.file_hash(folder / name)) for name in LABEL_CHECK_FILES if (folder / name).is_file()]
+        digest = hashlib.sha256(json.dumps([judge.labels, files]).encode()).hexdigest()
+        marker = store.root / "checks" / f"judge-labels-{digest[:32]}"
+        if marker.is_file():
+            return
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=judge.model.trust_remote_code)
@@ -100,6 +112,9 @@ def check_labels(judge: JudgeSpec, folder: Path) -> None:
         if len(ids) != 1:
             raise ConfigError([f"judge.labels: '{label}' is {len(ids)} tokens for the judge's tokenizer "
                                f"({folder}); give labels of one token each (e.g. A, B, C)"])
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"labels {judge.labels} are one token each for {folder}\n")
 
 
 def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,

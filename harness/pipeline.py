@@ -123,7 +123,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     if spec.judge is not None:  # the judge's labels are checked before any model loads
         from harness.judge import check_human_labels, check_labels, judge_entry
 
-        check_labels(spec.judge, judge_entry(spec, store).model_dir)
+        check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
         check_human_labels(spec.judge, plan)
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)

@@ -336,3 +336,37 @@ def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2,
     gate = GateSpec(rule="wins", task="demo_triage_note", min_delta=0.0)
     v = gate_verdict(CandidateResult(candidate="x", tasks=[], roles=[], flips=[], judged=[r]), gate)
     assert v.status == "fail" and "judge.min_position_consistency" in v.message
+
+
+def test_the_label_check_loads_the_tokenizer_once_per_labels_and_tokenizer_files(tiny_world, tmp_path, monkeypatch):
+    """A no-op re-run imports no transformers for the judge: the check that each label is one token
+    is remembered in the store, keyed by the labels and the tokenizer files' content."""
+    import shutil
+
+    import transformers
+
+    from harness.config import JudgeSpec
+    from harness.judge import check_labels
+    from harness.store import Store
+
+    folder = tmp_path / "judge"
+    shutil.copytree(tiny_world.base, folder)
+    (tmp_path / "rubric.jinja").write_text(RUBRIC)
+    judge = JudgeSpec.model_validate({"model": {"path": str(folder)}, "rubric": str(tmp_path / "rubric.jinja"),
+                                      "tasks": ["t"], "labels": ["A", "B", "C"]})
+    store, loads = Store(tmp_path / "store"), []
+    real = transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: loads.append(a) or real(*a, **k))
+    check_labels(judge, folder, store)
+    check_labels(judge, folder, store)
+    assert len(loads) == 1  # checked once, remembered
+    check_labels(judge.model_copy(update={"labels": ["A", "B", "D"]}), folder, store)
+    assert len(loads) == 2  # other labels: checked
+    config = folder / "tokenizer_config.json"
+    config.write_text(config.read_text().replace("{", '{"model_max_length": 77, ', 1))
+    check_labels(judge, folder, store)
+    assert len(loads) == 3  # the tokenizer changed: checked again
+    with pytest.raises(ConfigError, match="is 2 tokens"):  # and a failing check is never remembered
+        for _ in range(2):
+            check_labels(judge.model_copy(update={"labels": ["A", "B", " tie"]}), folder, store)
