@@ -28,7 +28,7 @@ import pandas as pd
 import harness
 from harness.config import HarnessSpec, JudgeSpec
 from harness.errors import ConfigError, HarnessError
-from harness.plan import ModelEntry, Plan, PlannedRun
+from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
 from harness.records import BASE
 from harness.sources.fingerprint import model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
@@ -82,7 +82,7 @@ def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
     judge = spec.judge
     assert judge is not None
     folder = resolve_model_dir(judge.model.path, judge.model.revision)
-    fp = model_fingerprint(folder, dtype=judge.model.dtype, backend=spec.eval.backend, hasher=store.file_hash)
+    fp = model_fingerprint(folder, dtype=judge.model.dtype, backend=scoring_backend(spec), hasher=store.file_hash)
     prompt = resolve_prompt_format(judge.model, [folder], "judge")
     return ModelEntry("judge", model_fingerprint_with(fp, prompt), group=f"judge:{folder}", variant=BASE,
                       model_dir=folder, trust_remote_code=judge.model.trust_remote_code,

@@ -85,9 +85,21 @@ class Plan:
         return next(m for m in self.models if m.label == label)
 
 
+# How the hf backend scores log-likelihoods, part of every run key it makes: each context run once and
+# its key/value cache shared by its continuations (harness/backends/hf.py), which sums in another
+# float order than lm-eval's full sequences (within 1e-4 nats): runs of the earlier path are not
+# mixed with these
+HF_SCORING = "prefix-shared"
+
+
+def scoring_backend(spec: HarnessSpec) -> str:
+    """The backend as the run keys name it."""
+    return f"hf:{HF_SCORING}" if spec.eval.backend == "hf" else spec.eval.backend
+
+
 def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     """Fingerprint the base and every candidate; adapters join the base's group."""
-    backend, dtype = spec.eval.backend, spec.base.dtype
+    backend, dtype = scoring_backend(spec), spec.base.dtype
     if spec.eval.max_length is not None:  # a different context window scores long items differently
         backend = f"{backend}:max_length={spec.eval.max_length}"
     base_dir = resolve_model_dir(spec.base.path, spec.base.revision)

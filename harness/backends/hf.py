@@ -9,6 +9,7 @@ log-likelihoods (a test checks it).
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,65 @@ from harness.records import BASE, PromptFormat
 from harness.util import progress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@torch.no_grad()
+def shared_prefix_scores(model, requests, batch_size: int, device, done=None) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each (key, context tokens, continuation tokens), as lm-eval's
+    HFLM scores them, with each distinct context run through the model once: its key/value cache is
+    copied to every continuation of it, so a question with four answers costs one context pass and
+    one pass over the answers' tokens instead of four passes over context and answer. Contexts are
+    batched `batch_size` at a time, longest first, left-padded (positions counted from each one's
+    first real token); the first continuation token's log-probability comes from the context pass,
+    the rest from one right-padded pass over the continuations with the cache."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (_, ctx, _) in enumerate(requests):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = sorted(groups, key=len, reverse=True)
+    out: list = [None] * len(requests)
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start:start + batch_size]
+        width = len(batch[0])
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, ctx in enumerate(batch):
+            ids[row, width - len(ctx):] = torch.tensor(ctx)
+            mask[row, width - len(ctx):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                      use_cache=True)
+        head = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # the first continuation token
+        rows = [(row, i) for row, ctx in enumerate(batch) for i in groups[ctx]]
+        conts = [requests[i][2] for _, i in rows]
+        length = max(len(c) for c in conts) - 1  # tokens fed after the context: all but each one's last
+        tail = None
+        if length > 0:
+            index = torch.tensor([row for row, _ in rows], device=first.logits.device)
+            cache = first.past_key_values
+            cache.reorder_cache(index)  # each continuation's own copy of its context's cache
+            step = torch.zeros(len(rows), length, dtype=torch.long)
+            step_mask = torch.zeros(len(rows), length, dtype=torch.long)
+            for r, c in enumerate(conts):
+                step[r, :len(c) - 1] = torch.tensor(c[:-1])
+                step_mask[r, :len(c) - 1] = 1
+            lengths = mask.sum(-1)[index.cpu()]
+            step_positions = lengths[:, None] + torch.arange(length)[None, :]
+            full_mask = torch.cat([mask[index.cpu()], step_mask], dim=1)
+            tail = model(input_ids=step.to(device), attention_mask=full_mask.to(device),
+                         position_ids=step_positions.to(device), past_key_values=cache, use_cache=True).logits
+            tail = torch.log_softmax(tail.float(), dim=-1)
+        for r, ((row, i), c) in enumerate(zip(rows, conts, strict=True)):
+            lp = head[row, c[0]]
+            greedy = bool(head[row].argmax() == c[0])
+            if len(c) > 1:
+                rest = tail[r, :len(c) - 1]
+                target = torch.tensor(c[1:], device=rest.device)
+                lp = lp + rest.gather(-1, target[:, None]).sum()
+                greedy = greedy and bool((rest.argmax(-1) == target).all())
+            out[i] = (float(lp), greedy)
+        if done is not None:
+            done(len(rows))
+    return out
 
 
 def _hflm_class():
@@ -96,9 +156,30 @@ def _hflm_class():
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = True, override_bs: int | None = None):
             check_fits(requests, self.max_length)
-            with patches.transient_request_bars():
-                return super()._loglikelihood_tokens(requests, disable_tqdm=not progress.enabled(),
-                                                     override_bs=override_bs)
+            shared = [] if (self.plain or self.batch_size == "auto" or self.world_size > 1
+                            or self.backend != "causal") else \
+                [i for i, (key, ctx, cont) in enumerate(requests)
+                 if key is not None and len(ctx) + len(cont) <= self.max_length + 1]
+            out: list = [None] * len(requests)
+            if shared:  # each distinct context run once, its key/value cache shared by its continuations
+                from tqdm import tqdm
+
+                with tqdm(total=len(shared), desc="Running loglikelihood requests", leave=False,
+                          disable=not progress.enabled(), file=sys.stderr, dynamic_ncols=True) as bar:
+                    scored = shared_prefix_scores(self.model, [requests[i] for i in shared], self.batch_size,
+                                                  self.device, bar.update)
+                for i, answer in zip(shared, scored, strict=True):
+                    out[i] = answer
+                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            rest = [i for i in range(len(requests)) if out[i] is None]
+            if rest:
+                with patches.transient_request_bars():
+                    scored = super()._loglikelihood_tokens([requests[i] for i in rest],
+                                                           disable_tqdm=not progress.enabled(),
+                                                           override_bs=override_bs)
+                for i, answer in zip(rest, scored, strict=True):
+                    out[i] = answer
+            return out
 
     return QuietHFLM
 

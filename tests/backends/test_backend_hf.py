@@ -32,13 +32,16 @@ def _plain(model_dir, adapter=None):
     return HFLM(pretrained=model.eval(), tokenizer=tok, batch_size=4, device="cpu")
 
 
-def test_base_variant_equals_the_plain_base_model_exactly(tiny_world):
+def test_base_variant_scores_as_the_plain_base_model(tiny_world):
+    """Each context run once and its cache shared by its five continuations: lm-eval's plain HFLM on
+    the bare model within 1e-4 nats per request (float32 sums in another order), the same greedy flags."""
     backend = HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=4,
                         adapters=tiny_world.candidates)
     with backend.activate("base") as lm:
-        shared = _lls(lm)
-    plain = _lls(_plain(tiny_world.base))
-    assert shared == plain  # bit-identical, not merely close
+        shared = lm.loglikelihood(_requests(), disable_tqdm=True)
+    plain = _plain(tiny_world.base).loglikelihood(_requests(), disable_tqdm=True)
+    assert max(abs(a - b) for (a, _), (b, _) in zip(shared, plain, strict=True)) < 1e-4
+    assert [g for _, g in shared] == [g for _, g in plain]
 
 
 def test_each_adapter_variant_equals_its_separately_loaded_peft_model(tiny_world):
