@@ -69,7 +69,7 @@ def test_auto_without_a_template_is_plain_and_keeps_the_run_keys(tiny_world, tin
     from harness.sources.fingerprint import model_fingerprint
 
     # plain prompts: the weights' fingerprint alone, so stores written before prompt formats still serve
-    assert base.fingerprint == model_fingerprint(tiny_world.base, dtype="float32", backend="hf")
+    assert base.fingerprint == model_fingerprint(tiny_world.base, dtype="float32", backend="hf:prefix-shared")
     logs = []
     run_comparison(loaded, log=logs.append)
     assert any("prompts of base, domain-only, with-replay: plain text (auto: the tokenizer has no chat "
