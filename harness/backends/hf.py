@@ -48,8 +48,10 @@ def shared_prefix_scores(model, requests, batch_size: int, device, done=None) ->
             ids[row, width - len(ctx):] = torch.tensor(ctx)
             mask[row, width - len(ctx):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # only the last position's logits: the context's own tokens are not scored (a vocabulary-wide
+        # projection of every context token saved)
         first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                      use_cache=True)
+                      use_cache=True, logits_to_keep=1)
         head = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # the first continuation token
         rows = [(row, i) for row, ctx in enumerate(batch) for i in groups[ctx]]
         conts = [requests[i][2] for _, i in rows]
@@ -159,7 +161,7 @@ def _hflm_class():
             shared = [] if (self.plain or self.batch_size == "auto" or self.world_size > 1
                             or self.backend != "causal") else \
                 [i for i, (key, ctx, cont) in enumerate(requests)
-                 if key is not None and len(ctx) + len(cont) <= self.max_length + 1]
+                 if key is not None and ctx and cont and len(ctx) + len(cont) <= self.max_length + 1]
             out: list = [None] * len(requests)
             if shared:  # each distinct context run once, its key/value cache shared by its continuations
                 from tqdm import tqdm
