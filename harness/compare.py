@@ -119,9 +119,9 @@ def _pseudo_values(items: list, aggregate: Callable[[list], float], what: str) -
     """Jackknife pseudo-values of an aggregate metric (BBQ's bias scores): per-item values whose
     mean is the (bias-corrected) aggregate, so paired intervals and tests apply as to any metric."""
     n = len(items)
-    fast = getattr(aggregate, "leave_one_out", None)
-    if (got := fast(items) if fast is not None else None) is not None:
-        theta, loo = got  # a corpus metric of summed per-item statistics (chrF, BLEU): one pass
+    fast = getattr(aggregate, "leave_one_out", lambda items: None)(items)  # chrF, BLEU: one pass
+    if fast is not None:
+        theta, loo = fast
     else:
         theta = float(aggregate(items))
         loo = np.array([float(aggregate(items[:i] + items[i + 1:])) for i in range(n)]) if n > 1 else np.array([theta])

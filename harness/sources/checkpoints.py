@@ -46,31 +46,32 @@ def adapter_update_is_zero(adapter_dir: Path) -> bool:
     """Whether a LoRA adapter changes nothing: for every adapted module, its A or its B matrix is all
     zeros (peft initialises B to zeros, so an adapter saved before any training step is one), and it
     holds no other tensors (full replacement weights, `modules_to_save`). Read from the file's bytes
-    (a float's zero is all-zero bytes, in every dtype): no framework loaded."""
+    (a float's zero is all-zero bytes, in every dtype), no framework loaded, and only until the first
+    module whose A and B both hold a nonzero byte: a trained adapter costs two short reads."""
     path = adapter_dir / "adapter_model.safetensors"
     if not path.is_file():
         return False  # pickle weights (opted in): not read here
     header = safetensors_header(path)
+    factors: dict[str, list[str]] = {}  # module -> its A and B tensors
+    for name in header:
+        part = next((p for p in (".lora_A.", ".lora_B.", "lora_embedding_A", "lora_embedding_B") if p in name), None)
+        if part is None:
+            return False  # a tensor that is not a low-rank factor: the adapter replaces weights
+        factors.setdefault(name.split(part)[0], []).append(name)
     with path.open("rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
 
         def zero(name: str) -> bool:
             start, end = header[name]["data_offsets"]
             f.seek(8 + n + start)
-            data = f.read(end - start)
-            return data.count(0) == len(data)
+            while start < end:
+                chunk = f.read(min(1 << 20, end - start))
+                if chunk.count(0) != len(chunk):
+                    return False
+                start += len(chunk)
+            return True
 
-        modules: dict[str, bool] = {}
-        for name in header:
-            for a, b in ((".lora_A.", ".lora_B."), ("lora_embedding_A", "lora_embedding_B")):
-                part = a if a in name else b if b in name else None
-                if part is not None:
-                    module = name.split(part)[0]
-                    modules[module] = modules.get(module, False) or zero(name)
-                    break
-            else:
-                return False  # a tensor that is not a low-rank factor: the adapter replaces weights
-    return bool(modules) and all(modules.values())
+        return bool(factors) and all(any(zero(t) for t in tensors) for tensors in factors.values())
 
 
 def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool,
