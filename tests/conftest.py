@@ -204,21 +204,10 @@ def _demo_yaml(root: Path) -> Path:
 
 
 def random_lora(base: Path, out: Path, targets: list[str], sd: float) -> Path:
-    """A LoRA adapter (r 8) on `targets` of `base` whose B matrices are random, N(0, sd): a nonzero
-    update, the same for a given seed."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    """harness.train.lora.random_lora (imported when called: torch stays out of collection)."""
+    from harness.train.lora import random_lora as make
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, sd)
-    peft_model.save_pretrained(out)
-    return out
+    return make(base, out, targets, sd)
 
 
 @pytest.fixture(scope="session")

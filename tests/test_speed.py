@@ -142,3 +142,89 @@ def test_progress_bar_counts_runs_on_a_terminal_and_stays_out_of_plain_logs(tiny
     assert plain.exit_code == 0, plain.output
     assert "%|" not in plain.stderr + plain.stdout
     assert plain.stdout.count("execute: ") == shown.stdout.count("execute: ")
+
+
+def _demo_requests(tasks: dict[str, tuple[int, int]], monkeypatch) -> list:
+    """lm-eval's requests of demo tasks: name -> (documents, examples per prompt)."""
+    from lm_eval.tasks import TaskManager
+
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO / "suites" / "tasks" / "demo")  # the task files' data paths are relative
+    manager = TaskManager(include_path=".", include_defaults=False)
+    requests = []
+    for name, task in manager.load(list(tasks))["tasks"].items():
+        docs, shots = tasks[name]
+        task.set_config(key="num_fewshot", value=shots)
+        task.set_fewshot_seed(seed=1234)
+        task.build_all_requests(limit=docs, rank=0, world_size=1)
+        requests += task.instances
+    return requests
+
+
+def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smollm2, tmp_path, monkeypatch):
+    """A real model: SmolLM2-135M-Instruct and a LoRA adapter on its attention (each variant's context
+    cache its own), the demo's triage under a 3-shot context (five choices per question) and its
+    capitals (four): each request within TOLERANCE of lm-eval's full-sequence scoring; a choice may
+    change only where the plain path's margin is below that."""
+    from conftest import random_lora
+    from harness.backends import hf
+
+    adapter = random_lora(smollm2, tmp_path / "adapter", ["q_proj", "v_proj"], 0.02)
+    requests = _demo_requests({"demo_triage": (6, 3), "demo_capitals": (10, 0)}, monkeypatch)
+    assert len(requests) == 6 * 5 + 10 * 4
+    backend = hf.HFBackend(smollm2, dtype="float32", device="cpu", batch_size=16, adapters={"tuned": adapter})
+    calls = []
+    original = hf.shared_prefix_scores
+    monkeypatch.setattr(hf, "shared_prefix_scores",
+                        lambda model, reqs, *a, **k: calls.append(len(reqs)) or original(model, reqs, *a, **k))
+    worst, scores = 0.0, {}
+    for variant in backend.variants():
+        with backend.activate(variant) as lm:
+            lm.plain = False
+            shared = lm.loglikelihood(requests)
+            lm.plain = True
+            plain = lm.loglikelihood(requests)
+        scores[variant] = [ll for ll, _ in shared]
+        for (a, _), (b, _) in zip(shared, plain, strict=True):
+            worst = max(worst, abs(a - b))
+        by_doc: dict = {}
+        for req, (a, _), (b, _) in zip(requests, shared, plain, strict=True):
+            by_doc.setdefault((req.task_name, req.doc_id), []).append((a, b))
+        for doc, pairs in by_doc.items():
+            a, b = np.array(pairs).T
+            margin = np.diff(np.sort(b)[-2:])[0]
+            assert margin <= TOLERANCE or a.argmax() == b.argmax(), (variant, doc)
+    assert sum(calls) == 2 * len(requests)  # every request of both variants went through the shared path
+    assert worst <= TOLERANCE, worst
+    assert max(abs(a - b) for a, b in zip(scores["base"], scores["tuned"], strict=True)) > 1e-3  # the adapter counts
+    print(f"\nSmolLM2, prefix-shared vs plain: largest per-request difference {worst:.2e} nats")
+
+
+def test_a_model_that_cannot_share_contexts_is_scored_as_lm_eval_does_and_said_once(tiny_world, monkeypatch):
+    """A model class whose forward takes no `logits_to_keep` (or no position_ids, or whose cache
+    cannot be reordered): the prefix-shared path fails once, a warning says so, and every request is
+    scored on lm-eval's path, with the same results as the plain backend's."""
+    import warnings
+
+    from harness.backends import hf
+
+    requests = _demo_requests({"demo_triage": (5, 0)}, monkeypatch)
+    backend = hf.HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=8)
+    forward = backend.model.forward
+
+    def old_style(*args, **kwargs):
+        if "logits_to_keep" in kwargs:
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(backend.model, "forward", old_style)
+    with backend.activate("base") as lm, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        first = lm.loglikelihood(requests)
+        again = lm.loglikelihood(requests)
+        lm.plain = True
+        plain = lm.loglikelihood(requests)
+    messages = [str(w.message) for w in said if "cannot score with shared contexts" in str(w.message)]
+    assert len(messages) == 1 and "logits_to_keep" in messages[0], [str(w.message) for w in said]
+    assert first == again == plain  # lm-eval's own path, bit for bit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +50,13 @@ def shared_prefix_scores(model, requests, batch_size: int, device, done=None) ->
             mask[row, width - len(ctx):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # only the last position's logits: the context's own tokens are not scored (a vocabulary-wide
-        # projection of every context token saved)
+        # projection of every context token saved). The position as an index tensor, not
+        # `logits_to_keep=1`: the integer's slice is a strided view that, under a peft model, torch
+        # multiplies by the head as a batched matmul over a copy of the weight per row (SmolLM2, 24
+        # rows: 1.35 s against 0.12 s, the same logits bit for bit)
+        last = torch.tensor([width - 1], device=device)
         first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                      use_cache=True, logits_to_keep=1)
+                      use_cache=True, logits_to_keep=last)
         head = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # the first continuation token
         rows = [(row, i) for row, ctx in enumerate(batch) for i in groups[ctx]]
         conts = [requests[i][2] for _, i in rows]
@@ -159,18 +164,27 @@ def _hflm_class():
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = True, override_bs: int | None = None):
             check_fits(requests, self.max_length)
             shared = [] if (self.plain or self.batch_size == "auto" or self.world_size > 1
-                            or self.backend != "causal") else \
+                            or self.backend != "causal" or self.__dict__.get("_harness_unshared")) else \
                 [i for i, (key, ctx, cont) in enumerate(requests)
                  if key is not None and ctx and cont and len(ctx) + len(cont) <= self.max_length + 1]
             out: list = [None] * len(requests)
             if shared:  # each distinct context run once, its key/value cache shared by its continuations
                 from tqdm import tqdm
 
-                with tqdm(total=len(shared), desc="Running loglikelihood requests", leave=False,
-                          disable=not progress.enabled(), file=sys.stderr, dynamic_ncols=True) as bar:
-                    scored = shared_prefix_scores(self.model, [requests[i] for i in shared], self.batch_size,
-                                                  self.device, bar.update)
-                for i, answer in zip(shared, scored, strict=True):
+                try:
+                    with tqdm(total=len(shared), desc="Running loglikelihood requests", leave=False,
+                              disable=not progress.enabled(), file=sys.stderr, dynamic_ncols=True) as bar:
+                        scored = shared_prefix_scores(self.model, [requests[i] for i in shared], self.batch_size,
+                                                      self.device, bar.update)
+                except (TypeError, AttributeError, NotImplementedError) as e:
+                    # a model class whose forward takes no position_ids or logits_to_keep, or whose
+                    # cache cannot be reordered: lm-eval's own path for it from now on, said once
+                    self._harness_unshared = f"{type(e).__name__}: {e}"
+                    warnings.warn(f"{self._model.config.model_type} models cannot score with shared contexts "
+                                  f"({self._harness_unshared}); scoring every request as lm-eval does "
+                                  "(slower, same results within 1e-4 nats)", stacklevel=2)
+                    scored = None
+                for i, answer in zip(shared, scored or [], strict=scored is not None):
                     out[i] = answer
                     self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
             rest = [i for i in range(len(requests)) if out[i] is None]

@@ -208,6 +208,20 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
     return manifest
 
 
+def random_lora(base: Path, out: Path, targets: list[str], sd: float, seed: int = 0) -> Path:
+    """A LoRA adapter (r 8) on `targets` of `base` whose B matrices are random, N(0, sd): a nonzero
+    update, the same for a given seed, trained on nothing (tests and `make bench`)."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, sd)
+    peft_model.save_pretrained(out)
+    return out
+
+
 def eval_curve(loaded, out: Path, every: int, steps: int, log: Callable[[str], None]) -> CurveRecord:
     """The checkpoints OUT/checkpoints/step-N (every `every` steps, and the last) in one comparison
     against the base: stored ones are not scored again, and the base and all adapters share one

@@ -77,6 +77,26 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
         assert f'aria-label="learning and forgetting {title}"' in html, title
 
 
+def test_a_no_op_compare_and_gate_of_the_demo_import_no_model_library(demo_report, demo_config):
+    """Every run stored (the demo report's comparison scored them): `harness compare` and `harness
+    gate` in a fresh interpreter ask the store first and import neither torch, transformers, peft
+    nor vLLM (issue 21), and say that nothing was evaluated."""
+    import subprocess
+    import sys
+
+    for command in ("compare", "gate"):
+        code = ("import sys; from click.testing import CliRunner; from harness.cli import main; "
+                f"r = CliRunner().invoke(main, ['{command}', '--config', sys.argv[1]]); "
+                "print(r.output); print(r.exit_code); "
+                "print([m for m in ('torch', 'transformers', 'peft', 'vllm') if m in sys.modules])")
+        out = subprocess.run([sys.executable, "-c", code, str(demo_config)], capture_output=True, text=True,
+                             check=True)
+        *output, code_line, imported = out.stdout.strip().splitlines()
+        assert imported == "[]", out.stdout + out.stderr
+        assert code_line in ("0", "1"), out.stdout + out.stderr  # gate: 1 where a verdict fails
+        assert " 0 to evaluate" in "\n".join(output), out.stdout
+
+
 def test_demo_curves_come_from_the_build_and_show_forgetting_grow_with_steps(demo_report):
     """The demo's curves are measured, not drawn: domain-only forgets more the longer it trains and
     has learned the task before the end, so its best trade-off comes early; replay keeps forgetting
