@@ -175,8 +175,6 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
     A run is scored only under its lock in the store: a run another process holds is put off and
     waited for at the end, then taken from the store if that process stored it. Ctrl-C raises
     `Interrupted`, saying what was saved (every run finished before it)."""
-    import lm_eval
-
     from harness.util import progress
 
     store.reindex([r.key for r in plan.distinct if r.cached])
@@ -203,6 +201,8 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
             except HarnessError as e:
                 raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
             score_s += wall_s
+            import lm_eval
+
             aggregations = {m: aggregation_ref(fn) for m, fn in run.task.task.aggregation().items()
                             if METRIC_JSON_PREFIX + m in records.columns}
             manifest = RunManifest(

@@ -16,7 +16,7 @@ from harness.records import BASE
 from harness.sources.checkpoints import adapter_update_is_zero, check_adapter, check_model_folder, tokenizers_differ
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import PromptFormat, format_mismatch, model_fingerprint_with, resolve_prompt_format
-from harness.sources.tasks import LoadedTask, load_fewshot_task, load_tasks
+from harness.sources.tasks import DeferredTask, LoadedTask, Remember, load_fewshot_task, load_tasks
 from harness.store import RunKey, Store
 
 
@@ -158,10 +158,13 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     return models
 
 
-def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
-    """Every (model, task) pair the comparison needs, marked cached or not."""
+def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store, remembered: bool = True) -> Plan:
+    """Every (model, task) pair the comparison needs, marked cached or not. Tasks built before with
+    the same recipe come from the store's memory of them (harness.sources.tasks.Remember), lm-eval
+    untouched, unless a run is to be scored: then they are built."""
     models = plan_models(spec, store)
-    tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets")
+    remember = Remember(store.root / "checks", store.file_hash) if remembered else None
+    tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
     def planned(m: ModelEntry, t: LoadedTask) -> PlannedRun:
         key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
         return PlannedRun(model=m, task=t, key=key, cached=store.has(key))
@@ -171,14 +174,17 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
         entry = next(m for m in models if m.label == arm.name)
         own = tasks if arm.num_fewshot is None and not arm.variants else load_tasks(
             suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets", num_fewshot=arm.num_fewshot,
-            variants=arm.variants, where=f"prompting[{i}] ({arm.name}): ")
+            variants=arm.variants, where=f"prompting[{i}] ({arm.name}): ", remember=remember)
         runs += [planned(entry, t) for t in own]
     baselines = []
     if spec.roi is not None and spec.roi.fewshot > 0:
         fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,
-                                    limit=spec.eval.limit, cache=store.root / "datasets")
+                                    limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
         baselines.append(planned(models[0], fewshot))
-    return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
+    plan = Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
+    if any(isinstance(r.task.task, DeferredTask) for r in plan.missing):
+        return plan_runs(spec, suite, store, remembered=False)  # runs to score: their lm-eval tasks built
+    return plan
 
 
 def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:

@@ -8,12 +8,14 @@ registry. Loading tasks needs no model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -99,14 +101,19 @@ def load_task_yaml(path: Path, resolve_func: bool = True, recursive: bool = True
     merged under the file's own keys), through the harness's loader: in the suite's task folders
     (`strict`) a key given twice is an error; lm-eval's registry files keep the last, as lm-eval does
     (a dozen of them give a key twice, and the user cannot fix them)."""
-    from lm_eval.tasks._yaml_loader import _import_func_in_yml
-
     path = Path(path).expanduser().resolve()
     if path in _seen:
         raise HarnessError(f"{path}: include cycle")
     here = path.parent
-    cfg = load_yaml_file(path, lambda spec: _import_func_in_yml(spec, here) if resolve_func else str(here / spec),
-                         allow_duplicate_keys=not strict)
+
+    def function(spec: str):
+        if not resolve_func:
+            return str(here / spec)
+        from lm_eval.tasks._yaml_loader import _import_func_in_yml
+
+        return _import_func_in_yml(spec, here)
+
+    cfg = load_yaml_file(path, function, allow_duplicate_keys=not strict)
     if not isinstance(cfg, dict):
         raise HarnessError(f"{path}: expected a mapping of task config keys, got {type(cfg).__name__}")
     if not recursive or "include" not in cfg:
@@ -120,6 +127,27 @@ def load_task_yaml(path: Path, resolve_func: bool = True, recursive: bool = True
     return merged | cfg
 
 
+def local_task_files(task_dirs: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """Task name -> its YAML file in the suite's folders (the first found), read without lm-eval;
+    and the problems of files that could not be read."""
+    local: dict[str, Path] = {}
+    unreadable: list[str] = []
+    for folder in task_dirs:
+        for path in sorted(Path(folder).rglob("*.yaml")):
+            try:
+                cfg = load_task_yaml(path, resolve_func=False, recursive=False)
+            except ConfigError as e:  # a key given twice, a syntax error: named if a task is missing
+                unreadable += e.problems
+                continue
+            except Exception as e:  # a broken YAML is reported when a suite asks for it
+                log.debug("skipping %s: %s", path, e)
+                continue
+            name = cfg.get("task")
+            if isinstance(name, str):
+                local.setdefault(name, path)
+    return local, unreadable
+
+
 class _Catalog:
     """Finds task YAML by task name: the suite's folders first, lm-eval's registry after."""
 
@@ -130,21 +158,8 @@ class _Catalog:
         metrics.register()  # rouge1, rouge2, rougeL beside lm-eval's own metrics
 
         self.task_dirs = task_dirs
-        self._local: dict[str, Path] = {}
-        self.unreadable: list[str] = []  # problems of local task YAML, named when a task is not found
-        for folder in task_dirs:
-            for path in sorted(Path(folder).rglob("*.yaml")):
-                try:
-                    cfg = load_task_yaml(path, resolve_func=False, recursive=False)
-                except ConfigError as e:  # a key given twice, a syntax error: named if a task is missing
-                    self.unreadable += e.problems
-                    continue
-                except Exception as e:  # a broken YAML is reported when a suite asks for it
-                    log.debug("skipping %s: %s", path, e)
-                    continue
-                name = cfg.get("task")
-                if isinstance(name, str):
-                    self._local.setdefault(name, path)
+        # problems of local task YAML, named when a task is not found
+        self._local, self.unreadable = local_task_files(task_dirs)
 
     @cached_property
     def manager(self):
@@ -381,12 +396,23 @@ def _build(catalog: _Catalog, spec: TaskSpec, i: int, suite_path: str, limit: in
 
 def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None, cache: Path | None = None,
                num_fewshot: int | dict[str, int] | None = None,
-               variants: dict[str, TaskVariantSpec] | None = None, where: str = "") -> list[LoadedTask]:
+               variants: dict[str, TaskVariantSpec] | None = None, where: str = "",
+               remember: Remember | None = None) -> list[LoadedTask]:
     """Build every task of the suite and hash it. Unknown tasks are all reported at once.
 
     A prompting arm's tasks: with `num_fewshot` examples (on every task, or on those it maps), and
     a suite task named in `variants` replaced by its variant (another task over the same documents,
-    its own metric and filter); `where` names the arm in errors."""
+    its own metric and filter); `where` names the arm in errors.
+
+    With `remember`, tasks built once are remembered by their recipe (Remember): the next call
+    with the same recipe returns them without lm-eval, each lm-eval task built only if asked for."""
+    def build() -> list[LoadedTask]:
+        return load_tasks(suite, suite_path, limit, cache, num_fewshot, variants, where)
+
+    if remember is not None:
+        recipe = {"what": "suite", "limit": limit, "num_fewshot": num_fewshot,
+                  "variants": {k: v.model_dump(mode="json") for k, v in (variants or {}).items()}}
+        return remember.tasks(suite, list(enumerate(suite.tasks)), recipe, build, variants)
     catalog = _Catalog(suite.task_dirs)
     variants = variants or {}
     loaded: list[LoadedTask] = []
@@ -420,10 +446,157 @@ def load_tasks(suite: SuiteSpec, suite_path: str, limit: int | None = None, cach
 
 
 def load_fewshot_task(suite: SuiteSpec, suite_path: str, task: str, num_fewshot: int,
-                      limit: int | None = None, cache: Path | None = None) -> LoadedTask:
+                      limit: int | None = None, cache: Path | None = None,
+                      remember: Remember | None = None) -> LoadedTask:
     """The suite task `task` prompted with `num_fewshot` examples: a prompting-only baseline."""
     i, spec = next((i, t) for i, t in enumerate(suite.tasks) if t.task == task)
+    if remember is not None:
+        (one,) = remember.tasks(suite, [(i, spec)], {"what": "fewshot", "limit": limit, "num_fewshot": num_fewshot},
+                                lambda: [load_fewshot_task(suite, suite_path, task, num_fewshot, limit, cache)])
+        return one
     built = _build(_Catalog(suite.task_dirs), spec, i, suite_path, limit, num_fewshot, cache)
     if len(built) != 1:
         raise HarnessError(f"{suite_path}: tasks[{i}] ({task}) is a group; a few-shot baseline needs one task")
     return built[0]
+
+
+# harness's own modules that decide how a task is built from its files (part of every recipe)
+_BUILD_SOURCES = ("tasks.py", "lm_eval_patches.py", "metrics.py", "files.py")
+
+
+class DeferredTask:
+    """The lm-eval task of a remembered recipe: built (lm-eval imported, the task's documents read)
+    only when something asks for one of its attributes, and then checked to hash as remembered."""
+
+    def __init__(self, build: Callable[[], Any]):
+        self._build, self._task = build, None
+
+    def built(self) -> Any:
+        if self._task is None:
+            self._task = self._build()
+        return self._task
+
+    def __getattr__(self, name: str) -> Any:  # only for what the object itself lacks
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.built(), name)
+
+
+@dataclass(frozen=True)
+class Remember:
+    """Where built tasks are remembered (a folder of the store) and how a file's content is hashed
+    (the store's hash cache). A recipe is everything that decides a built task and its hash: the
+    suite entries, limit and shots, the task's YAML and its includes, the Python modules beside
+    them, its data files' content, lm-eval's, datasets' and harness's versions and the modules of
+    harness that build tasks. Only tasks whose files are all local have one: a task from lm-eval's
+    registry or the hub is built every time."""
+
+    folder: Path
+    file_hash: Callable[[Path], str]
+
+    def recipe(self, suite: SuiteSpec, entries: list[tuple[int, TaskSpec]], extra: dict,
+               extra_tasks: list[str]) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import harness
+
+        local, _ = local_task_files(suite.task_dirs)
+        files: dict[str, str] = {}
+        names = [spec.task for _, spec in entries] + extra_tasks
+        for name in names:
+            if name not in local or not self._files(local[name], files):
+                return None
+        if any(spec.data is not None or {"dataset_path", "dataset_kwargs"} & set(spec.overrides)
+               for _, spec in entries):
+            return None  # converted benchmark files: keyed by their conversion, built every time
+        try:
+            versions = [harness.__version__, version("lm_eval"), version("datasets")]
+        except PackageNotFoundError:
+            return None
+        here = Path(__file__).parent
+        parts = {"entries": [[i, spec.model_dump(mode="json")] for i, spec in entries], "extra": extra,
+                 "tasks": {n: str(local[n]) for n in names},
+                 "files": files, "versions": versions, "sources": [self.file_hash(here / f) for f in _BUILD_SOURCES]}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _files(self, path: Path, files: dict[str, str], leaf: bool = True) -> bool:
+        """Add a task YAML's files (path -> content hash): itself, its includes, the Python modules
+        beside each, and (for the task's own file) its data files. False where it reads anything
+        that is not a local file."""
+        path = path.resolve()
+        if not path.is_file():
+            return False
+        files[str(path)] = self.file_hash(path)
+        for module in sorted(path.parent.glob("*.py")):
+            files[str(module)] = self.file_hash(module)
+        cfg = load_task_yaml(path, resolve_func=False, recursive=False)
+        includes = cfg.get("include") or []
+        for inc in includes if isinstance(includes, list) else [includes]:
+            if not self._files(path.parent / inc, files, leaf=False):
+                return False
+        if not leaf:
+            return True
+        data = (load_task_yaml(path, resolve_func=False).get("dataset_kwargs") or {}).get("data_files")
+        if not data:
+            return False  # a dataset from the hub (or lm-eval's own loader): not ours to hash
+        values = data.values() if isinstance(data, dict) else [data]
+        for value in values:
+            for p in value if isinstance(value, list) else [value]:
+                if "://" in str(p):
+                    return False
+                target = Path(p) if Path(p).is_absolute() else path.parent / p
+                if not target.is_file():
+                    return False  # a missing file: the build says which, with its own message
+                files[str(target.resolve())] = self.file_hash(target)
+        return True
+
+    def tasks(self, suite: SuiteSpec, entries: list[tuple[int, TaskSpec]], extra: dict,
+              build: Callable[[], list[LoadedTask]],
+              variants: dict[str, TaskVariantSpec] | None = None) -> list[LoadedTask]:
+        """The tasks of `entries` as remembered for this recipe (their lm-eval tasks deferred), or
+        built by `build` and remembered."""
+        variants = variants or {}
+        recipe = self.recipe(suite, entries, extra, [v.task for v in variants.values()])
+        if recipe is None:
+            return build()
+        path = self.folder / f"tasks-{recipe[:32]}.json"
+        try:
+            remembered = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            remembered = None
+        if isinstance(remembered, list):
+            try:
+                return self._deferred(remembered, suite, build, variants)
+            except (KeyError, TypeError, IndexError, ValueError):
+                pass  # not as written by this version: built again
+        loaded = build()
+        rows = [{"entry": next(i for i, spec in entries if spec == t.spec), "name": t.name, "task_hash": t.task_hash,
+                 "n_docs": t.n_docs, "indices": t.indices, "leaf": t.leaf, "variant": t.variant is not None}
+                for t in loaded]
+        from harness.util.files import atomic_write
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: p.write_text(json.dumps(rows), encoding="utf-8"))
+        return loaded
+
+    @staticmethod
+    def _deferred(rows: list[dict], suite: SuiteSpec, build: Callable[[], list[LoadedTask]],
+                  variants: dict[str, TaskVariantSpec]) -> list[LoadedTask]:
+        built: dict[str, LoadedTask] = {}
+
+        def task(name: str, task_hash: str) -> Any:
+            if not built:
+                built.update({t.name: t for t in build()})
+            if name not in built or built[name].task_hash != task_hash:
+                raise HarnessError(f"task {name}: its files changed while this comparison ran; run it again")
+            return built[name].task
+
+        out = []
+        for r in rows:
+            spec = suite.tasks[r["entry"]]
+            out.append(LoadedTask(
+                name=r["name"], spec=spec, task=DeferredTask(functools.partial(task, r["name"], r["task_hash"])),
+                task_hash=r["task_hash"], n_docs=int(r["n_docs"]),
+                indices=None if r["indices"] is None else tuple(r["indices"]), leaf=r["leaf"],
+                variant=variants[spec.task] if r["variant"] else None))
+        return out

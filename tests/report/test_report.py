@@ -80,7 +80,8 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
 def test_a_no_op_compare_and_gate_of_the_demo_import_no_model_library(demo_report, demo_config):
     """Every run stored (the demo report's comparison scored them): `harness compare` and `harness
     gate` in a fresh interpreter ask the store first and import neither torch, transformers, peft
-    nor vLLM (issue 21), and say that nothing was evaluated."""
+    nor vLLM, nor build any lm-eval task (remembered by recipe: no lm_eval.api.task, no datasets),
+    and say that nothing was evaluated."""
     import subprocess
     import sys
 
@@ -88,7 +89,8 @@ def test_a_no_op_compare_and_gate_of_the_demo_import_no_model_library(demo_repor
         code = ("import sys; from click.testing import CliRunner; from harness.cli import main; "
                 f"r = CliRunner().invoke(main, ['{command}', '--config', sys.argv[1]]); "
                 "print(r.output); print(r.exit_code); "
-                "print([m for m in ('torch', 'transformers', 'peft', 'vllm') if m in sys.modules])")
+                "print([m for m in ('torch', 'transformers', 'peft', 'vllm', 'lm_eval.api.task', 'datasets') "
+                "if m in sys.modules])")
         out = subprocess.run([sys.executable, "-c", code, str(demo_config)], capture_output=True, text=True,
                              check=True)
         *output, code_line, imported = out.stdout.strip().splitlines()
