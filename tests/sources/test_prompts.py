@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO, random_lora
 from harness.errors import ConfigError, HarnessError
 from harness.pipeline import load, run_comparison
+from harness.plan import HF_SCORING
 
 DEMO_TASKS = REPO / "suites" / "tasks"
 SYSTEM = "You are a careful assistant. Answer with the right option only."
@@ -69,7 +70,7 @@ def test_auto_without_a_template_is_plain_and_keeps_the_run_keys(tiny_world, tin
     from harness.sources.fingerprint import model_fingerprint
 
     # plain prompts: the weights' fingerprint alone, so stores written before prompt formats still serve
-    assert base.fingerprint == model_fingerprint(tiny_world.base, dtype="float32", backend="hf:prefix-shared")
+    assert base.fingerprint == model_fingerprint(tiny_world.base, dtype="float32", backend=f"hf:{HF_SCORING}")
     logs = []
     run_comparison(loaded, log=logs.append)
     assert any("prompts of base, domain-only, with-replay: plain text (auto: the tokenizer has no chat "
