@@ -106,7 +106,8 @@ $(CHROMIUM):
 	@apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
 		|| echo "install: could not install chromium (not root?): the browser test will be skipped"
 
-# Speed against lm-eval run once per checkpoint, on the demo world (bench/speed.py; ~10 min on 2 cores).
+# Speed against lm-eval run once per checkpoint, on the demo world and on SmolLM2-135M-Instruct with two
+# LoRA adapters (bench/speed.py; ~25 min on 2 cores; `--only toy|real` for one).
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py --out bench.json
 

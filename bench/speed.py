@@ -305,8 +305,9 @@ def show(result: dict) -> None:
             w = result["wall_s"][k]
             print(f"{label:<30}{w['min']:8.1f}{w['median']:8.1f}{w['max']:8.1f}{result['peak_rss_mb'][k]:8.0f} MB")
     for dtype, fl in result["floor"].items():
+        scored = result["harness_tokens_per_s"].get("cold" if dtype == "float32" else "cold_bf16", 0)
         print(f"floor ({dtype}): {fl['tokens_per_s']:.0f} tokens/s (best of {fl['passes']} passes, "
-              f"{fl['seconds']:.1f} s per model); harness scoring: {result['harness_tokens_per_s'].get('cold' if dtype == 'float32' else 'cold_bf16', 0):.0f} tokens/s")
+              f"{fl['seconds']:.1f} s per model); harness scoring: {scored:.0f} tokens/s")
     for k, v in result["ratios"].items():
         goal = result["goals"].get(k)
         said = "" if goal is None else (f"  goal {'<=' if goal['kind'] == 'max' else '>='} {goal['bound']}: "
