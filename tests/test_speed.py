@@ -171,8 +171,8 @@ def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smol
     from harness.backends import hf
 
     adapter = random_lora(smollm2, tmp_path / "adapter", ["q_proj", "v_proj"], 0.02)
-    requests = _demo_requests({"demo_triage": (6, 3), "demo_capitals": (10, 0)}, monkeypatch)
-    assert len(requests) == 6 * 5 + 10 * 4
+    requests = _demo_requests({"demo_triage": (4, 3), "demo_capitals": (8, 0)}, monkeypatch)
+    assert len(requests) == 4 * 5 + 8 * 4
     backend = hf.HFBackend(smollm2, dtype="float32", device="cpu", batch_size=16, adapters={"tuned": adapter})
     calls = []
     original = hf.shared_prefix_scores
