@@ -159,12 +159,19 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     return models
 
 
-def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store, remembered: bool = True) -> Plan:
+def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
     """Every (model, task) pair the comparison needs, marked cached or not. Tasks built before with
     the same recipe come from the store's memory of them (harness.sources.tasks.Remember), lm-eval
     untouched, unless a run is to be scored: then they are built."""
-    models = plan_models(spec, store)
-    remember = Remember(store.root / "checks", store.file_hash) if remembered else None
+    models = plan_models(spec, store)  # once: a served model's probe is not sent twice
+    plan = _plan_tasks(spec, suite, store, models, Remember(store.root / "checks", store.file_hash))
+    if any(isinstance(r.task.task, DeferredTask) for r in plan.missing):
+        return _plan_tasks(spec, suite, store, models, None)  # runs to score: their lm-eval tasks built
+    return plan
+
+
+def _plan_tasks(spec: HarnessSpec, suite: SuiteSpec, store: Store, models: list[ModelEntry],
+                remember: Remember | None) -> Plan:
     tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
     def planned(m: ModelEntry, t: LoadedTask) -> PlannedRun:
         key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
@@ -182,10 +189,7 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store, remembered: boo
         fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,
                                     limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
         baselines.append(planned(models[0], fewshot))
-    plan = Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
-    if any(isinstance(r.task.task, DeferredTask) for r in plan.missing):
-        return plan_runs(spec, suite, store, remembered=False)  # runs to score: their lm-eval tasks built
-    return plan
+    return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
 
 
 def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
