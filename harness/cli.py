@@ -404,8 +404,8 @@ def _print_summary(result) -> None:
             trust = "" if j.position_consistency >= j.min_position_consistency else \
                 f"; below the minimum {j.min_position_consistency:.0%}: not to be trusted"
             click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: win rate {w.estimate:.3f} [{w.low:.3f}, "
-                       f"{w.high:.3f}] over the base ({j.wins}/{j.ties}/{j.losses}); the judge's two orders agree "
-                       f"on {j.position_consistency:.0%} of {j.n} items{trust}")
+                       f"{w.high:.3f}] over {cr.reference} ({j.wins}/{j.ties}/{j.losses}); the judge's two orders "
+                       f"agree on {j.position_consistency:.0%} of {j.n} items{trust}")
     for cr in result.results:  # the guards against silently wrong scores
         for flag in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]:
             click.echo(f"compare: FLAGGED {cr.candidate}: {flag}" if not flag.startswith(cr.candidate)

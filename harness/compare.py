@@ -46,6 +46,7 @@ from harness.records import (
 )
 from harness.roi import compute_roi
 from harness.sources.aggregations import resolve_aggregation
+from harness.sources.checkpoints import parameter_count, tokenizers_differ
 from harness.stats import (
     POWER,
     PairedResult,
@@ -323,12 +324,32 @@ def _generated(joined: pd.DataFrame) -> bool:
     return all(len(x) == 0 for col in ("scores_base", "scores_cand") for x in joined[col])
 
 
+def loglikelihood_valued(joined: pd.DataFrame, metric: str) -> bool:
+    """Whether a paired task's metric is a log-likelihood value (nats summed over a model's own tokens,
+    e.g. a bias score of log-likelihood differences): a log-likelihood task whose per-item metric is
+    neither a 0/1 decision nor a per-item tuple (lm-eval's word- and byte-normalised perplexities, BBQ's
+    counts of answers). Such values are not comparable between models with different tokenizers."""
+    col = METRIC_PREFIX + metric
+    if _generated(joined) or f"{col}_base" not in joined:
+        return False
+    return not (is_binary(joined[f"{col}_base"].to_numpy(dtype=float))
+                and is_binary(joined[f"{col}_cand"].to_numpy(dtype=float)))
+
+
+def _refusal(reference: ModelEntry, cand: ModelEntry) -> str:
+    return (f"log-likelihoods over different tokenizers' tokens ({reference.label}'s and {cand.label}'s): "
+            "not comparable item by item, so not paired (0/1 and generated-text metrics are)")
+
+
 def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, pd.DataFrame]],
                    cand: ModelEntry, cand_runs: list[tuple[PlannedRun, pd.DataFrame]], suite: SuiteSpec,
-                   store: Store, st: StatsSpec) -> CandidateResult:
+                   store: Store, st: StatsSpec, kind: str | None = None) -> CandidateResult:
     """`cand` paired with `reference` item by item on every task: per task, role, summary and group.
-    `ref_runs` maps each leaf task to the reference's run and its records (as the suite's task)."""
+    `ref_runs` maps each leaf task to the reference's run and its records (as the suite's task). Between
+    models with different tokenizers, log-likelihood-valued metrics are refused (`refused`), the rest paired."""
     role_of = {t.task: t.role for t in suite.tasks}
+    other_tokens = bool(tokenizers_differ(reference.model_dir, cand.model_dir, store.file_hash))
+    refused: dict[str, str] = {}
     tasks, flips, by_role, paired_by = [], [], {}, "prompt"
     identical: list[bool] = []  # per log-likelihood task: every request scored exactly as the reference's
     for run, records in cand_runs:
@@ -342,12 +363,20 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         joined = _pair(ref_records, records, t.leaf, spec.filter,
                        cand.label if reference.label == BASE else f"{cand.label} (against {reference.label})",
                        same=same)
+        if other_tokens and loglikelihood_valued(joined, spec.metric):
+            refused[t.leaf] = f"{spec.metric}: {_refusal(reference, cand)}"
+            continue
         aggregation = _aggregation(store, run, t.variant.metric if t.variant else spec.metric)
         result, paired, task_flips = _task_result(joined, spec, t.leaf, st, aggregation, entry=spec.task,
                                                   generated=_generated(joined))
-        if spec.extra_metrics:
-            result = result.model_copy(update={"extra": [_extra(joined, t, m, st, _aggregation(store, run, m))
-                                                         for m in spec.extra_metrics]})
+        extra = []
+        for m in spec.extra_metrics:
+            if other_tokens and loglikelihood_valued(joined, m):
+                refused[f"{t.leaf}:{m}"] = f"{m}: {_refusal(reference, cand)}"
+            else:
+                extra.append(_extra(joined, t, m, st, _aggregation(store, run, m)))
+        if extra:
+            result = result.model_copy(update={"extra": extra})
         generated = _generated(joined)
         # a prompting arm is the base's weights by construction: on a task it prompts as the base does,
         # every score is the base's, as it should be
@@ -366,10 +395,11 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         tasks = [t.model_copy(update={"p_holm": adjusted[t.task]}) if t.task in adjusted else t for t in tasks]
     roles = [_role_result(role, items, st) for role, items in by_role.items()]
     entries = [i for items in by_role.values() for i in items]
+    paired_entries = {i.entry for i in entries}
     summaries = [SummaryResult(name=sm.name, description=sm.description,
                                **_role_result(role_of[sm.tasks[0]], [i for i in entries if i.entry in sm.tasks],
                                               st).model_dump())
-                 for sm in suite.summaries]
+                 for sm in suite.summaries if set(sm.tasks) <= paired_entries]  # a refused member: no summary
     members: dict[str, list[_Paired]] = {}
     for i in entries:
         members.setdefault(i.entry, []).append(i)
@@ -382,8 +412,9 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                      "candidate is the base (an adapter never trained or not loaded, a served name that points at "
                      "the base); its results say nothing about the fine-tune")
     return CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips, summaries=summaries,
-                           groups=groups, paired_by=paired_by, kind="prompting" if cand.prompting else "fine-tune",
-                           reference=reference.label, flags=flags)
+                           groups=groups, paired_by=paired_by,
+                           kind=kind or ("prompting" if cand.prompting else "base" if cand.is_base else "fine-tune"),
+                           reference=reference.label, flags=flags, refused=refused)
 
 
 JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
@@ -484,17 +515,21 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         by_model.setdefault(run.model.label, []).append((run, records))
         if formatted:
             examples[run.model.label][run.task.leaf] = str(records.loc[records["doc_id"].idxmin(), "prompt"])
-    base_runs = {run.task.leaf: (run, records) for run, records in by_model[BASE]}
-    results = [_paired_result(base, base_runs, m, by_model[m.label], suite, store, st)
-               for m in plan.models if m.label != BASE]
+    def runs_of(label: str) -> dict[str, tuple[PlannedRun, pd.DataFrame]]:
+        return {run.task.leaf: (run, records) for run, records in by_model[label]}
+
+    # every model against its own base; each other base against the first (kind "base")
+    references = {m.label: base if m.is_base else plan.model(m.base) for m in plan.models if m.label != BASE}
+    results = [_paired_result(references[m.label], runs_of(references[m.label].label), m, by_model[m.label],
+                              suite, store, st) for m in plan.models if m.label != BASE]
     versus = []
     best = best_prompting(results, plan.models)
+    own = [m for m in plan.models if m.base == BASE and not m.is_base and not m.prompting]  # the first base's
     if best == BASE:  # no arm beats the base: the fine-tunes' own results are the answer
-        versus = [r for r in results if r.kind == "fine-tune"]
+        versus = [r for r in results if r.kind == "fine-tune" and r.reference == BASE]
     elif best is not None:
-        arm_runs = {run.task.leaf: (run, records) for run, records in by_model[best]}
-        versus = [_paired_result(plan.model(best), arm_runs, m, by_model[m.label], suite, store, st)
-                  for m in plan.models if m.label != BASE and not m.prompting]
+        versus = [_paired_result(plan.model(best), runs_of(best), m, by_model[m.label], suite, store, st)
+                  for m in own]
 
     read = {run.key: records for runs in by_model.values() for run, records in runs}
     judged = judge_results(plan, spec, store, lambda run: read[run.key])
@@ -504,7 +539,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         return ModelRecord(label=m.label, source=str(m.adapter_dir or m.model_dir), fingerprint=m.fingerprint,
                            training=None if m.prompting else _training(m), prompt_examples=examples[m.label],
                            prompt_format=m.prompt.record(), warnings=list(m.warnings),
-                           prompting=m.describe_arm() if m.prompting else None)
+                           prompting=m.describe_arm() if m.prompting else None, base=m.base, is_base=m.is_base)
 
     runs, versions = [], {}
     for r in plan.distinct:
@@ -520,7 +555,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),
-                     "dtype": {"base": spec.base.dtype,
+                     "dtype": {"base": spec.base.dtype, **{b.name: b.dtype for b in spec.bases},
                                **({"judge": spec.judge.model.dtype} if spec.judge is not None else {}),
                                **spec._auto_dtypes}},
         versus_prompting=versus,
@@ -574,21 +609,29 @@ def _train_seconds(model: ModelEntry) -> float | None:
 
 
 def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
-                results: list[CandidateResult] = ()) -> RoiResult:
-    """Accuracy, speed and training time of each way to do the ROI task, then the money; `results`
-    (compare_runs') give what judging each candidate cost."""
+                 results: list[CandidateResult] = ()) -> RoiResult:
+    """Accuracy, speed, size and training cost of each way to do the ROI task, on every base, then the
+    money, and the quality-cost frontier; `results` (compare_runs') give what judging each candidate
+    cost and each one's forgetting and bias change against its own base."""
     assert spec.roi is not None
     task = roi_task(spec, suite)
     tspec = next(t for t in suite.tasks if t.task == task)
     col = METRIC_PREFIX + tspec.metric
     runs = [r for r in plan.runs if r.task.leaf == task]
     if not runs:
-        raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
-    base_run = next(r for r in runs if r.model.label == BASE)
-    zero_label = "base 0-shot"
+        raise HarnessError(f"roi: task '{task}' expands to several lm-eval tasks; name one of them")
+    prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
+    given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
+    by_label = {cr.candidate: cr for cr in results}
+    # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
+    judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
+              for cr in results}
+    read: dict = {}
 
     def records(run: PlannedRun) -> pd.DataFrame:
-        return _as_suite_task(store.read(run.key), run)
+        if run.key not in read:
+            read[run.key] = _as_suite_task(store.read(run.key), run)
+        return read[run.key]
 
     def alternative(name: str, kind: str, run: PlannedRun, train_s: float | None = None) -> AlternativeRecord:
         df = records(run)
@@ -597,34 +640,52 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         if col not in df or not is_binary(values):
             raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
                                "the ROI values correct outputs")
-        wall = store.read_manifest(run.key).wall_s
-        spent = judged.get(run.model.label, (0.0, 0))
-        return AlternativeRecord(name=name, kind=kind, n=values.size,
-                                 accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
-                                 seconds_per_item=wall / values.size, train_s=train_s,
-                                 eval_s=sum(store.read_manifest(r.key).wall_s for r in plan.runs
-                                            if r.model.label == run.model.label),
-                                 judge_s=spent[0], judge_tokens=spent[1])
+        m = run.model
+        own = [r for r in plan.runs if r.model.label == m.label]
+        peaks = [p for r in own if (p := store.read_manifest(r.key).peak_memory_mb) is not None]
+        weights = parameter_count(m.model_dir)
+        adapter = parameter_count(m.adapter_dir)
+        cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
+        spent = judged.get(m.label, (0.0, 0))
+        return AlternativeRecord(
+            name=name, kind=kind, base=m.base, n=values.size,
+            accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
+            seconds_per_item=store.read_manifest(run.key).wall_s / values.size, train_s=train_s,
+            training_cost=given.get(m.label) if kind == "candidate" else None,
+            eval_s=sum(store.read_manifest(r.key).wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
+            serving_hourly_price=prices[m.base],
+            parameters=None if weights is None else weights + (adapter or 0),
+            trainable_parameters=(adapter if m.adapter_dir is not None else weights) if kind == "candidate" else None,
+            peak_memory_mb=max(peaks) if peaks else None,
+            forgetting=(r.delta if cr is not None and (r := cr.role("forgetting")) else None),
+            bias=(r.delta if cr is not None and (r := cr.role("bias")) else None))
 
-    # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
-    judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
-              for cr in results}
+    def gain(baseline: PlannedRun, other: PlannedRun) -> Estimate:
+        """`other` - `baseline` on the ROI task, paired by document (0/1 scores: any tokenizers)."""
+        joined = _pair(records(baseline), records(other), task, tspec.filter,
+                       f"{other.model.label} (against {baseline.model.label})", same="doc")
+        return analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
+                              joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence).delta
 
-    alts = [alternative(zero_label, "zero-shot", base_run)]
-    prompted = {zero_label: base_run}
-    for run in plan.baselines:
-        name = f"base {spec.roi.fewshot}-shot"
-        alts.append(alternative(name, "few-shot", run))
+    alts, prompted, ways = [], {}, {}
+    for b in (m for m in plan.models if m.is_base):  # each base: zero-shot, few-shot, its prompting arms
+        base_run = next(r for r in runs if r.model.label == b.label)
+        ways[f"{b.label} 0-shot"] = (base_run, "zero-shot")
+        for run in (r for r in plan.baselines if r.model.label == b.label):
+            ways[f"{b.label} {spec.roi.fewshot}-shot"] = (run, "few-shot")
+        for run in (r for r in runs if r.model.of == b.label):
+            ways[run.model.label] = (run, "prompting")
+    for name, (run, kind) in ways.items():
+        alts.append(alternative(name, kind, run))
         prompted[name] = run
-    for run in (r for r in runs if r.model.of == BASE):  # the prompting arms of the base: ways of working too
-        alts.append(alternative(run.model.label, "prompting", run))
-        prompted[run.model.label] = run
+    tuned = [r for r in runs if not r.model.is_base and not r.model.prompting]
     gains = {}
-    for run in (r for r in runs if r.model.label != BASE and not r.model.prompting):
+    for i, run in enumerate(tuned):
         alts.append(alternative(run.model.label, "candidate", run, _train_seconds(run.model)))
         for name, brun in prompted.items():
-            joined = _pair(records(brun), records(run), task, tspec.filter, run.model.label, same="doc")
-            paired = analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
-                                    joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence)
-            gains[(run.model.label, name)] = paired.delta
-    return compute_roi(spec.roi, task, alts, gains)
+            gains[(run.model.label, name)] = gain(brun, run)
+        for earlier in tuned[:i]:  # fine-tunes of different bases against each other
+            if earlier.model.base != run.model.base:
+                gains[(run.model.label, earlier.model.label)] = gain(earlier, run)
+    run_of = {**prompted, **{r.model.label: r for r in tuned}}
+    return compute_roi(spec.roi, task, alts, gains, paired=lambda a, b: gain(run_of[a], run_of[b]))

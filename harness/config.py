@@ -94,6 +94,9 @@ class ModelSpec(PromptFormatFields):
     served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
                                "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
                                "the tokenizer and the weights' fingerprint.")
+    serving_hourly_price: float | None = Field(
+        None, ge=0, description="Price of an hour of the machine that serves this base and its fine-tunes "
+        "(default: roi.serving_hourly_price): a larger base may need a larger machine.")
 
 
 class CandidateSpec(PromptFormatFields):
@@ -111,6 +114,9 @@ class CandidateSpec(PromptFormatFields):
     served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
                                "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
                                "the tokenizer and the weights' fingerprint.")
+    training_cost: float | None = Field(
+        None, ge=0, description="What fine-tuning it cost (roi.currency), where no train_manifest.json "
+        "beside it says how long it trained: the ROI and the quality-cost frontier need it.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateSpec:
@@ -124,6 +130,22 @@ class CandidateSpec(PromptFormatFields):
         if v == "base" or not v or any(c in v for c in "/\\:[]"):
             raise ValueError("must be non-empty, not 'base', and free of / \\ : [ ]")
         return v
+
+
+class BaseSpec(ModelSpec):
+    """Another base of the comparison (`bases:`), with its own fine-tunes: each is paired with its own
+    base as the first base's candidates are with it, and every model is placed on one quality-cost
+    frontier beside the others."""
+
+    name: str = Field(description="Short name of the base in reports, e.g. small; also what `prompting` "
+                      "arms name in `of:` to prompt it.")
+    candidates: list[CandidateSpec] = Field(default_factory=list, description="Fine-tunes of this base "
+                                            "(adapters trained on it, or full models from it).")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return CandidateSpec._name_ok(v)
 
 
 class TaskVariantSpec(Spec):
@@ -143,7 +165,8 @@ class PromptingSpec(PromptFormatFields):
     are those of the model it prompts."""
 
     name: str = Field(description="Short name used in reports, e.g. base-3shot.")
-    of: str = Field("base", description="The model prompted: base (default) or a candidate's name.")
+    of: str = Field("base", description="The model prompted: base (default), another base's name (`bases`) "
+                    "or a candidate's name.")
     num_fewshot: int | dict[str, int] | None = Field(
         None, description="Examples per prompt: a number for every task, or suite task -> number for some "
         "(the others keep their own, as in the suite).")
@@ -430,28 +453,52 @@ class HarnessSpec(Spec):
     sweeps: list[str] = Field(default_factory=list, description="sweep.json files of `harness sweep` runs on "
                               "this base (relative to this file): their data-size charts go into the report.")
 
+    bases: list[BaseSpec] = Field(
+        default_factory=list, description="Other bases compared beside `base`, each with its own candidates "
+        "(which base to start from, and which way of working: the quality-cost frontier of the report). "
+        "Every model is evaluated once; adding a base evaluates only that base and its fine-tunes.")
+
     @model_validator(mode="after")
     def _unique_candidates(self) -> HarnessSpec:
-        _refuse_duplicates("candidate or prompting name used twice",
-                           [c.name for c in self.candidates] + [p.name for p in self.prompting])
-        known = {"base", *(c.name for c in self.candidates)}
+        names = [b.name for b in self.bases]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise ValueError(f"bases[{i}].name: '{n}' is the name of bases[{names.index(n)}] too; give each "
+                                 "base its own name")
+        _refuse_duplicates("candidate, prompting or base name used twice",
+                           [c.name for _, c, _ in self.all_candidates()] + [p.name for p in self.prompting] + names)
+        known = {"base", *names, *(c.name for _, c, _ in self.all_candidates())}
         for i, p in enumerate(self.prompting):
             if p.of not in known:
-                raise ValueError(f"prompting[{i}] ({p.name}): of: '{p.of}' is neither base nor a candidate "
-                                 f"(have: {', '.join(sorted(known))})")
+                raise ValueError(f"prompting[{i}] ({p.name}): of: '{p.of}' is neither base, another base nor a "
+                                 f"candidate (have: {', '.join(sorted(known))})")
         if self.eval.backend == "openai":
             if self.eval.endpoint is None:
                 raise ValueError("eval.endpoint: backend openai needs the server: endpoint: {base_url: "
                                  "http://HOST:PORT/v1}")
             unnamed = ["base.served"] * (self.base.served is None) + [
-                f"candidates[{i}] ({c.name}).served" for i, c in enumerate(self.candidates) if c.served is None] + [
+                f"bases[{i}] ({b.name}).served" for i, b in enumerate(self.bases) if b.served is None] + [
+                f"{key}.served" for _, c, key in self.all_candidates() if c.served is None] + [
                 "judge.model.served"] * (self.judge is not None and self.judge.model.served is None)
             if unnamed:
                 raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
                                  "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
         elif self.eval.endpoint is not None:
             raise ValueError(f"eval.endpoint: set, but eval.backend is {self.eval.backend}; use backend: openai")
+        if self.bases and self.roi is None:
+            raise ValueError("roi: several bases are compared on a frontier of quality against cost, priced "
+                             "from roi (serving_hourly_price, training_hourly_price); add a roi: section")
         return self
+
+    def all_bases(self) -> list[tuple[str, ModelSpec, str]]:
+        """(label, spec, key path) of every base: `base` (label base) first, then `bases` by name."""
+        return [("base", self.base, "base"), *((b.name, b, f"bases[{i}]") for i, b in enumerate(self.bases))]
+
+    def all_candidates(self) -> list[tuple[str, CandidateSpec, str]]:
+        """(base label, spec, key path) of every candidate, the first base's first."""
+        return [("base", c, f"candidates[{i}] ({c.name})") for i, c in enumerate(self.candidates)] + [
+            (b.name, c, f"bases[{j}] ({b.name}).candidates[{i}] ({c.name})")
+            for j, b in enumerate(self.bases) for i, c in enumerate(b.candidates)]
 
 
 class TrainSpec(Spec):
@@ -565,7 +612,7 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     path = Path(path)
     raw = read_yaml(path)
     if not candidates and isinstance(raw, dict):
-        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting")}
+        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting", "bases")}
     spec = parse_spec(HarnessSpec, raw, str(path))
     here = path.resolve().parent
     problems = []
@@ -585,15 +632,29 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
                             "(or give auto or none)")
         return resolved
 
-    base = spec.base.model_copy(update={"path": local(spec.base.path, "base.path", "model folder"),
-                                        "chat_template": template(spec.base, "base")})
-    candidates = []
-    for i, c in enumerate(spec.candidates):
+    def a_model(m: ModelSpec, key: str) -> ModelSpec:
+        return m.model_copy(update={"path": local(m.path, f"{key}.path", "model folder"),
+                                    "chat_template": template(m, key)})
+
+    def candidate(c: CandidateSpec, key: str) -> CandidateSpec:
         if c.adapter is not None:
-            c = c.model_copy(update={"adapter": local(c.adapter, f"candidates[{i}].adapter", "adapter folder")})
+            c = c.model_copy(update={"adapter": local(c.adapter, f"{key}.adapter", "adapter folder")})
         else:
-            c = c.model_copy(update={"path": local(c.path or "", f"candidates[{i}].path", "model folder")})
-        candidates.append(c.model_copy(update={"chat_template": template(c, f"candidates[{i}]")}))
+            c = c.model_copy(update={"path": local(c.path or "", f"{key}.path", "model folder")})
+        c = c.model_copy(update={"chat_template": template(c, key)})
+        source = Path(c.adapter or c.path or "")
+        if spec.roi is not None and c.training_cost is None and source.is_dir() \
+                and not (source / "train_manifest.json").is_file():
+            problems.append(f"{path}: {key}.training_cost: {source} has no train_manifest.json saying how long "
+                            "it trained, and the ROI and the quality-cost frontier price every fine-tune; give "
+                            "its training cost (in roi.currency)")
+        return c
+
+    base = a_model(spec.base, "base")
+    candidates = [candidate(c, f"candidates[{i}]") for i, c in enumerate(spec.candidates)]
+    bases = [a_model(b, f"bases[{j}]").model_copy(update={
+        "candidates": [candidate(c, f"bases[{j}].candidates[{i}]") for i, c in enumerate(b.candidates)]})
+        for j, b in enumerate(spec.bases)]
     judge = spec.judge
     if judge is not None:
         rubric = (here / Path(judge.rubric).expanduser()).resolve()
@@ -621,7 +682,8 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
-    return spec.model_copy(update={"base": base, "candidates": candidates, "prompting": prompting, "judge": judge,
+    return spec.model_copy(update={"base": base, "candidates": candidates, "bases": bases, "prompting": prompting,
+                                   "judge": judge,
                                    "suite": suite, "store": store,
                                    "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
 

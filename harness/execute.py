@@ -21,10 +21,9 @@ from harness.backends.base import Backend
 from harness.config import HarnessSpec
 from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
-from harness.records import BASE
 from harness.sources.aggregations import aggregation_ref
 from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store
-from harness.util.environment import package_versions
+from harness.util.environment import PeakMemory, package_versions
 from harness.util.files import now_iso
 
 
@@ -107,14 +106,15 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry], dtype: str | None 
     unless `dtype` says otherwise, as for a judge)."""
     from harness.backends.hf import HFBackend
 
-    dtype = dtype or spec.base.dtype
     first = models[0]
+    dtype = dtype or first.dtype or spec.base.dtype
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
     if spec.eval.backend == "openai":
         from harness.backends.openai import OpenAIBackend
 
-        names = {BASE: spec.base.served, **{c.name: c.served for c in spec.candidates},
-                 "judge": spec.judge.model.served if spec.judge is not None else None}
+        names = {label: b.served for label, b, _ in spec.all_bases()} | {
+            c.name: c.served for _, c, _ in spec.all_candidates()} | {
+            "judge": spec.judge.model.served if spec.judge is not None else None}
         served = {m.variant: names[m.of or m.label] for m in models}
         return OpenAIBackend(spec.eval.endpoint, first.model_dir, served, max_length=spec.eval.max_length,
                              trust_remote_code=first.trust_remote_code)
@@ -130,7 +130,7 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry], dtype: str | None 
                      allow_pickle=first.allow_pickle)
 
 
-def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float]:
+def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float, float | None]:
     import lm_eval
     from lm_eval.evaluator import evaluate
 
@@ -138,7 +138,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
 
     task, prompt = run.task, run.model.prompt
     start = time.perf_counter()
-    with (backend.activate(run.model.variant, prompt, run.model.label) as lm,
+    with (PeakMemory(spec.eval.device) as peak, backend.activate(run.model.variant, prompt, run.model.label) as lm,
           patches.select_docs(task.task, task.indices),
           patches.shared_requests(task.task, FEWSHOT_SEED, prompt.identity())):
         with warnings.catch_warnings():
@@ -164,7 +164,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
             sample["doc_id"] = task.indices[sample["doc_id"]]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)
     n_requests = sum(len(s["arguments"]) for s in samples if s["filter"] == samples[0]["filter"])
-    return records, n_requests, wall_s
+    return records, n_requests, wall_s, peak.mb
 
 
 def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
@@ -197,7 +197,7 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
             current = name
             bar.set_postfix_str(name)
             try:
-                records, n_requests, wall_s = _score(backend, run, spec)
+                records, n_requests, wall_s, peak_mb = _score(backend, run, spec)
             except HarnessError as e:
                 raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
             score_s += wall_s
@@ -210,7 +210,8 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                 harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
                 label=run.model.label, backend=backend.name, n_items=len(records),
                 n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
-                versions=package_versions(), device=device_name(spec.eval.device), aggregations=aggregations)
+                versions=package_versions(), device=device_name(spec.eval.device), aggregations=aggregations,
+                peak_memory_mb=peak_mb)
             store.write(run.key, records, manifest)
             scored.append(f"{run.model.label}/{run.task.name}")
             say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "

@@ -37,7 +37,7 @@ def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
     problems = []
     tasks = {t.task: t for t in suite.tasks}
     roles = {t.role for t in suite.tasks}
-    names = {c.name for c in spec.candidates}
+    names = {c.name for _, c, _ in spec.all_candidates()}
     for i, g in enumerate(spec.gates):
         if g.task is not None and g.task not in tasks:
             problems.append(f"{source}: gates[{i}].task: '{g.task}' is not a task of suite {suite.name} "
@@ -91,7 +91,7 @@ def _diff_verdict(gate: GateSpec, cand: str, r: TaskResult | RoleResult, test: s
         if lo > thr:
             status, why = "pass", f"within margin: lower bound {lo:+.4f} > {thr:+.4f}"
         elif hi < 0:
-            status, why = "fail", (f"worse than base and not shown within the margin: interval "
+            status, why = "fail", (f"worse than its base and not shown within the margin: interval "
                                    f"[{lo:+.4f}, {hi:+.4f}], margin {thr:+.4f}")
         else:
             status, why = "underpowered", (f"inconclusive: interval [{lo:+.4f}, {hi:+.4f}] holds both 0 and "

@@ -130,9 +130,9 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
     entry = judge_entry(spec, store)
     runs = {(r.model.label, r.task.leaf): r for r in plan.runs}
     pairs = []
-    for cand in (m for m in plan.models if m.label != BASE and not m.prompting):
-        for task in judge.tasks:
-            base_run, cand_run = runs[(BASE, task)], runs[(cand.label, task)]
+    for cand in (m for m in plan.models if not m.is_base and not m.prompting):
+        for task in judge.tasks:  # each fine-tune against its own base
+            base_run, cand_run = runs[(cand.base, task)], runs[(cand.label, task)]
             b, c = read(base_run), read(cand_run)
             content = hashlib.sha256()
             content.update(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
@@ -193,7 +193,7 @@ def read_human_labels(judge: JudgeSpec) -> list[HumanLabel]:
 
 def check_human_labels(judge: JudgeSpec, plan: Plan) -> None:
     """Every human label names a judged fine-tune, a judged task and an item that task scores."""
-    candidates = {m.label for m in plan.models if m.label != BASE and not m.prompting}
+    candidates = {m.label for m in plan.models if not m.is_base and not m.prompting}
     docs = {t.leaf: set(sorted(t.indices if t.indices is not None else range(t.n_docs))[:judge.limit])
             for t in plan.tasks}
     problems = []

@@ -35,6 +35,11 @@ def resolve_dtypes(spec):
     if base.dtype == "auto":
         dtype, why = auto_dtype(spec.eval.device)
         base, chosen["base"] = base.model_copy(update={"dtype": dtype}), f"{dtype} (auto: {why})"
+    bases = list(spec.bases)
+    for i, b in enumerate(bases):
+        if b.dtype == "auto":
+            dtype, why = auto_dtype(spec.eval.device)
+            bases[i], chosen[b.name] = b.model_copy(update={"dtype": dtype}), f"{dtype} (auto: {why})"
     judge = spec.judge
     if judge is not None and judge.model.dtype == "auto":
         dtype, why = auto_dtype(spec.eval.device)
@@ -42,7 +47,7 @@ def resolve_dtypes(spec):
         chosen["judge"] = f"{dtype} (auto: {why})"
     if not chosen:
         return spec
-    spec = spec.model_copy(update={"base": base, "judge": judge})
+    spec = spec.model_copy(update={"base": base, "bases": bases, "judge": judge})
     spec._auto_dtypes = chosen
     return spec
 
@@ -54,7 +59,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
 
     path = Path(config_path)
     spec = load_config(path, candidates=need_candidates)
-    if need_candidates and not spec.candidates:
+    if need_candidates and not spec.all_candidates():
         raise ConfigError([f"{path}: candidates: none given; name at least one model to compare with the base"])
     suite = load_suite(spec.suite)
     unknown = [f"{path}: task_data.{name}: not a task of suite {suite.name}" for name in spec.task_data
@@ -80,11 +85,16 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
             raise ConfigError([f"{path}: roi.task: " + (f"'{task}' is not a task of suite {suite.name}" if task
                                                         else f"suite {suite.name} has no target task; name one")])
     if candidate is not None:
-        names = [c.name for c in spec.candidates]
+        names = [c.name for _, c, _ in spec.all_candidates()]
         if candidate not in names:
             raise HarnessError(f"--candidate {candidate}: not in {path} (has: {', '.join(names)})")
+        # the candidate, its base, and the arms that prompt either (the first base stays: it is the reference)
+        home = next(b for b, c, _ in spec.all_candidates() if c.name == candidate)
+        bases = [b.model_copy(update={"candidates": [c for c in b.candidates if c.name == candidate]})
+                 for b in spec.bases if b.name == home]
         spec = spec.model_copy(update={"candidates": [c for c in spec.candidates if c.name == candidate],
-                                       "prompting": [p for p in spec.prompting if p.of in ("base", candidate)]})
+                                       "bases": bases,
+                                       "prompting": [p for p in spec.prompting if p.of in ("base", home, candidate)]})
     return Loaded(path, spec, suite)
 
 

@@ -39,6 +39,9 @@ class ModelEntry:
     of: str = ""  # a prompting arm: the model it prompts (base or a candidate); "" for a model itself
     num_fewshot: int | dict[str, int] | None = None  # a prompting arm's examples per prompt (None: the tasks' own)
     variants: tuple[tuple[str, str], ...] = ()  # a prompting arm's (suite task, task scored instead)
+    base: str = BASE  # the base it is a fine-tune or prompting of (a base: its own label)
+    dtype: str = ""  # its base's dtype (what its group loads in)
+    is_base: bool = False  # one of the comparison's bases (base, or one of `bases`)
 
     @property
     def prompting(self) -> bool:
@@ -70,7 +73,7 @@ class Plan:
     models: list[ModelEntry]
     tasks: list[LoadedTask]
     runs: list[PlannedRun]  # every model on every suite task
-    baselines: list[PlannedRun] = ()  # prompting-only baselines of the base (ROI), e.g. 3-shot
+    baselines: list[PlannedRun] = ()  # prompting-only baselines of every base (ROI), e.g. 3-shot
 
     @property
     def distinct(self) -> list[PlannedRun]:
@@ -99,34 +102,63 @@ def scoring_backend(spec: HarnessSpec) -> str:
 
 
 def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
-    """Fingerprint the base and every candidate; adapters join the base's group."""
-    backend, dtype = scoring_backend(spec), spec.base.dtype
+    """Fingerprint every base and candidate; adapters join their base's group."""
+    backend = scoring_backend(spec)
     if spec.eval.max_length is not None:  # a different context window scores long items differently
         backend = f"{backend}:max_length={spec.eval.max_length}"
-    base_dir = resolve_model_dir(spec.base.path, spec.base.revision)
-    base_shapes = check_model_folder(base_dir, where="base", trust_remote_code=spec.base.trust_remote_code,
-                                     allow_pickle=spec.base.allow_pickle)
+    models: list[ModelEntry] = []
+    for label, bspec, key in spec.all_bases():
+        models += _plan_base(label, bspec, key, [(c, k) for b, c, k in spec.all_candidates() if b == label],
+                             backend, store, several=bool(spec.bases))
+    if spec.eval.backend == "openai":
+        models = _served(spec, models)
+    # prompting arms: the weights of the model they prompt, their own prompt format (the keys an arm
+    # does not set are that model's), keyed by weights and format as any model is
+    specs = {label: b for label, b, _ in spec.all_bases()} | {c.name: c for _, c, _ in spec.all_candidates()}
+    for i, arm in enumerate(spec.prompting):
+        of = next(m for m in models if m.label == arm.of)
+        fields = specs[arm.of].model_copy(update={k: getattr(arm, k) for k in arm.model_fields_set
+                                                  if k in PromptFormatFields.model_fields})
+        folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
+        prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
+        models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
+                                          prompt=prompt, warnings=(), flags=(), of=arm.of, num_fewshot=arm.num_fewshot,
+                                          variants=tuple((t, v.task) for t, v in arm.variants.items()),
+                                          is_base=False))
+    return models
+
+
+def _plan_base(label: str, bspec, key: str, candidates: list, backend: str, store: Store,
+               several: bool) -> list[ModelEntry]:
+    """One base and its candidates (each with its key path), fingerprinted; adapters checked to fit it."""
+    dtype = bspec.dtype
+    base_dir = resolve_model_dir(bspec.path, bspec.revision)
+    base_shapes = check_model_folder(base_dir, where=key, trust_remote_code=bspec.trust_remote_code,
+                                     allow_pickle=bspec.allow_pickle)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
-    base_prompt = resolve_prompt_format(spec.base, [base_dir], "base")
-    models = [ModelEntry(BASE, model_fingerprint_with(base_fp, base_prompt), group=str(base_dir), variant=BASE,
-                         model_dir=base_dir, trust_remote_code=spec.base.trust_remote_code,
-                         allow_pickle=spec.base.allow_pickle, prompt=base_prompt, weights_fp=base_fp)]
-    for i, c in enumerate(spec.candidates):
-        where = f"candidates[{i}] ({c.name})"
+    base_prompt = resolve_prompt_format(bspec, [base_dir], key)
+    models = [ModelEntry(label, model_fingerprint_with(base_fp, base_prompt), group=str(base_dir), variant=BASE,
+                         model_dir=base_dir, trust_remote_code=bspec.trust_remote_code,
+                         allow_pickle=bspec.allow_pickle, prompt=base_prompt, weights_fp=base_fp, base=label,
+                         dtype=dtype, is_base=True)]
+    fix = (f"the adapter was trained for another base model; list it under the base it was trained on "
+           f"(`{key}` is {base_dir})" if several else
+           "the adapter was trained for a different base model; point `base.path` at that model")
+    for c, where in candidates:
         if c.adapter is not None:
             adapter_dir = Path(c.adapter)
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
-            check_adapter(adapter_dir, base_dir, base_shapes, where=where)
+            check_adapter(adapter_dir, base_dir, base_shapes, where=where, fix=fix)
             prompt = resolve_prompt_format(c, [adapter_dir, base_dir], where)
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(base_dir),
                                      variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
-                                     trust_remote_code=spec.base.trust_remote_code,
-                                     allow_pickle=spec.base.allow_pickle, prompt=prompt, weights_fp=fp,
+                                     trust_remote_code=bspec.trust_remote_code,
+                                     allow_pickle=bspec.allow_pickle, prompt=prompt, weights_fp=fp,
                                      warnings=tuple(format_mismatch(adapter_dir, prompt, c.name)),
                                      flags=(f"{c.name}: its adapter's update is exactly zero ({adapter_dir}: every "
                                             "module's lora_A or lora_B is all zeros, as peft initialises an "
                                             "adapter before any training step): it scores as the base",)
-                                     if adapter_update_is_zero(adapter_dir) else ()))
+                                     if adapter_update_is_zero(adapter_dir) else (), base=label, dtype=dtype))
         else:
             model_dir = resolve_model_dir(c.path or "", c.revision)
             check_model_folder(model_dir, where=where, trust_remote_code=c.trust_remote_code,
@@ -141,21 +173,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
             prompt = resolve_prompt_format(c, [model_dir], where)
             models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(model_dir),
                                      variant=BASE, model_dir=model_dir, trust_remote_code=c.trust_remote_code,
-                                     allow_pickle=c.allow_pickle, prompt=prompt, weights_fp=fp))
-    if spec.eval.backend == "openai":
-        models = _served(spec, models)
-    # prompting arms: the weights of the model they prompt, their own prompt format (the keys an arm
-    # does not set are that model's), keyed by weights and format as any model is
-    specs = {BASE: spec.base, **{c.name: c for c in spec.candidates}}
-    for i, arm in enumerate(spec.prompting):
-        of = next(m for m in models if m.label == arm.of)
-        fields = specs[arm.of].model_copy(update={k: getattr(arm, k) for k in arm.model_fields_set
-                                                  if k in PromptFormatFields.model_fields})
-        folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
-        prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
-        models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
-                                          prompt=prompt, warnings=(), flags=(), of=arm.of, num_fewshot=arm.num_fewshot,
-                                          variants=tuple((t, v.task) for t, v in arm.variants.items())))
+                                     allow_pickle=c.allow_pickle, prompt=prompt, weights_fp=fp, base=label,
+                                     dtype=dtype))
     return models
 
 
@@ -188,7 +207,7 @@ def _plan_tasks(spec: HarnessSpec, suite: SuiteSpec, store: Store, models: list[
     if spec.roi is not None and spec.roi.fewshot > 0:
         fewshot = load_fewshot_task(suite, spec.suite, roi_task(spec, suite), spec.roi.fewshot,
                                     limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
-        baselines.append(planned(models[0], fewshot))
+        baselines += [planned(m, fewshot) for m in models if m.is_base]
     return Plan(models=models, tasks=tasks, runs=runs, baselines=baselines)
 
 
@@ -202,7 +221,8 @@ def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
 
     from harness.backends.openai import probe
 
-    names = {BASE: spec.base.served, **{c.name: c.served for c in spec.candidates}}
+    names = {label: b.served for label, b, _ in spec.all_bases()} | {c.name: c.served
+                                                                  for _, c, _ in spec.all_candidates()}
     tokenizers: dict[Path, object] = {}
     out = []
     for m in models:

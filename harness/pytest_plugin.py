@@ -81,7 +81,7 @@ class GateFile(pytest.File):
         from harness.gates import applies
 
         loaded = self.config.stash[_LOADED]
-        for cand in loaded.spec.candidates:
+        for _, cand, _ in loaded.spec.all_candidates():
             for gate in loaded.spec.gates:
                 if applies(gate, cand.name):
                     yield GateItem.from_parent(self, name=f"gate[{cand.name}::{gate.target}::{gate.rule}]",

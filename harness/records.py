@@ -118,6 +118,8 @@ class ModelRecord(Record):
         "(kept when some model of the comparison is not prompted in plain text).")
     prompting: str | None = Field(None, description="A prompting arm: which model it prompts and how, in "
                                   "words (e.g. 'base, 3-shot'); None for a model itself.")
+    base: str = Field(BASE, description="The base it is (a base: its own label), a fine-tune of, or prompts.")
+    is_base: bool = Field(False, description="One of the comparison's bases.")
 
 
 class RunInfo(Record):
@@ -280,10 +282,13 @@ class CandidateResult(Record):
     paired_by: Literal["prompt", "doc"] = Field(
         "prompt", description="prompt: base and candidate saw the same prompt for each item; doc: they were "
         "prompted in different formats, so items are paired by document.")
-    kind: Literal["fine-tune", "prompting"] = Field(
-        "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm.")
-    reference: str = Field(BASE, description="What the deltas are against: the base, or (in "
-                           "versus_prompting) the best prompting arm.")
+    kind: Literal["fine-tune", "prompting", "base"] = Field(
+        "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm; base: "
+        "another base of the config (`bases`) against the first.")
+    reference: str = Field(BASE, description="What the deltas are against: its base (the first base, or the "
+                           "one of `bases` it is a fine-tune of), or (in versus_prompting) the best prompting arm.")
+    refused: dict[str, str] = Field(default_factory=dict, description="Task (or task:metric) -> why it is not "
+                                    "paired: log-likelihood values over two different tokenizers' tokens.")
     judged: list[JudgedResult] = Field(default_factory=list, description="Tasks whose answers the config's "
                                        "judge compared with the base's.")
     flags: list[str] = Field(default_factory=list, description="Guards that fired on the candidate itself (an "
@@ -323,20 +328,53 @@ class GateVerdict(Record):
 
 
 class AlternativeRecord(Record):
-    """One way of doing the ROI task: the base prompted zero- or few-shot, a prompting arm, or a candidate."""
+    """One way of doing the ROI task: a base prompted zero- or few-shot, a prompting arm, or a candidate."""
 
     name: str
     kind: Literal["zero-shot", "few-shot", "prompting", "candidate"]
+    base: str = Field(BASE, description="The base it is, prompts, or is a fine-tune of.")
     n: int
     accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
     seconds_per_item: float = Field(description="Measured scoring time per item, model loaded.")
     train_s: float | None = Field(None, description="Candidates: training wall time (trainer manifest).")
+    training_cost: float | None = Field(None, description="Candidates: what training cost, as the config gives "
+                                        "it (else train_s at the training price).")
     eval_s: float = Field(0.0, description="Seconds this model spent scoring the whole suite (its stored runs).")
     judge_s: float = Field(0.0, description="Seconds the judge spent on its answers against the base's.")
     judge_tokens: int = Field(0, description="Tokens the judge read for them.")
     evaluation_cost: float = Field(0.0, description="(eval_s + judge_s) at the serving price: what one "
                                    "comparison of this model costs.")
+    serving_hourly_price: float | None = Field(None, description="Price of an hour of its serving machine (its "
+                                               "base's serving_hourly_price; None: the ROI's).")
+    cost_per_1000: float = Field(0.0, description="Serving cost of 1,000 items: seconds per item x 1,000 at "
+                                 "the serving price.")
+    parameters: int | None = Field(None, description="Parameters of the weights it runs (base + adapter), "
+                                   "from the safetensors headers.")
+    trainable_parameters: int | None = Field(None, description="Candidates: parameters its fine-tuning changed "
+                                             "(the adapter's; a full model's all).")
+    peak_memory_mb: float | None = Field(None, description="Highest peak memory of its stored runs (store."
+                                         "RunManifest.peak_memory_mb); None when no run measured it.")
+    forgetting: Estimate | None = Field(None, description="Its forgetting delta against its own base (role "
+                                        "forgetting); None for a base and its few-shot baseline.")
+    bias: Estimate | None = Field(None, description="Its bias change against its own base; None likewise.")
 
+
+class FrontierStep(Record):
+    """A point of the quality-cost frontier, and what it gains over the cheaper frontier point before it."""
+
+    name: str
+    cost_per_1000: float
+    accuracy: Estimate
+    versus: str | None = Field(None, description="The frontier point before it (cheaper); None for the first.")
+    gain: Estimate | None = Field(None, description="Paired accuracy gain over `versus`, by document.")
+
+
+class FrontierResult(Record):
+    """Accuracy on the ROI task against serving cost per 1,000 items: the alternatives no other beats at
+    the same or a lower cost (their estimates), cheapest first."""
+
+    task: str
+    steps: list[FrontierStep]
 
 class Payback(Record):
     """Months until the training cost is earned back; None at an end where it never is."""
@@ -369,6 +407,7 @@ class RoiResult(Record):
     lines: list[RoiLine]
     sensitivity: list[dict] = Field(description="Net per month of each candidate against its best "
                                                 "model baseline as the monthly volume varies.")
+    frontier: FrontierResult | None = Field(None, description="The quality-cost frontier of the alternatives.")
 
 
 class CurvePoint(Record):

@@ -7,20 +7,28 @@ person-hour at R and a serving-hour at P (seconds per item measured during evalu
   against a person doing every item (the candidate's accuracy p):
       hours saved = V (p S - (1 - p) L) / 60          value = hours saved x R
       serving cost = V x seconds per item / 3600 x P
-  against the base prompted zero- or few-shot (the paired accuracy gain d):
+  against another way of working (a base prompted zero- or few-shot, a fine-tune of another base;
+  the paired accuracy gain d):
       hours saved = V d (S + L) / 60                  value = hours saved x R
-      serving cost = V (candidate seconds - baseline seconds) / 3600 x P
+      serving cost = V (candidate seconds x its P - baseline seconds x its P) / 3600
+      (P: each model's base's serving_hourly_price, else the ROI's)
   net = value - serving cost;  training cost = training wall time / 3600 x training price;
   payback = training cost / net (months; never when net <= 0).
   evaluation cost (per comparison) = (suite scoring seconds + judge seconds) / 3600 x P.
 
 Every range takes the low and high end of the quality interval; costs are measured points.
+
+The frontier: each way of working's accuracy against its serving cost of 1,000 items (seconds per
+item x 1,000 / 3600 x its P); on it, the ways no other beats at the same or a lower cost, each with
+the paired gain over the cheaper frontier point before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.config import RoiSpec
-from harness.records import AlternativeRecord, Estimate, Payback, RoiLine, RoiResult
+from harness.records import AlternativeRecord, Estimate, FrontierResult, FrontierStep, Payback, RoiLine, RoiResult
 
 SENSITIVITY_FACTORS = (0.5, 1.5)
 
@@ -45,20 +53,55 @@ def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | 
     if baseline is None:  # a person does every item
         def hours(q: float) -> float:
             return v * (q * s - (1 - q) * lost) / 60
-        seconds = cand.seconds_per_item
+        serving = v * cand.seconds_per_item / 3600 * _price(spec, cand)
     else:
         def hours(q: float) -> float:
             return v * q * (s + lost) / 60
-        seconds = cand.seconds_per_item - baseline.seconds_per_item
-    serving = v * seconds / 3600 * spec.serving_hourly_price
+        serving = v * (cand.seconds_per_item * _price(spec, cand)
+                       - baseline.seconds_per_item * _price(spec, baseline)) / 3600
     h = quality.map(hours)
     value = h.map(lambda x: x * spec.hourly_rate)
     net = value.map(lambda x: x - serving)
-    price = spec.serving_hourly_price if spec.training_hourly_price is None else spec.training_hourly_price
-    training = None if cand.train_s is None else cand.train_s / 3600 * price
+    training = training_cost(spec, cand)
     return RoiLine(candidate=cand.name, baseline="human" if baseline is None else baseline.name, quality=quality,
                    value_per_month=value, serving_cost_per_month=serving, net_per_month=net,
                    hours_saved_per_month=h, training_cost=training, payback_months=_payback(training, net))
+
+
+def _price(spec: RoiSpec, a: AlternativeRecord) -> float:
+    return spec.serving_hourly_price if a.serving_hourly_price is None else a.serving_hourly_price
+
+
+def training_cost(spec: RoiSpec, a: AlternativeRecord) -> float | None:
+    """What fine-tuning it cost: as the config gives it, else its training time at the training price
+    (default: its serving price); None for a way of working without training."""
+    if a.training_cost is not None:
+        return a.training_cost
+    price = _price(spec, a) if spec.training_hourly_price is None else spec.training_hourly_price
+    return None if a.train_s is None else a.train_s / 3600 * price
+
+
+def pareto(points: list[tuple[str, float, float]]) -> list[str]:
+    """Names of the (name, cost, score) points on the frontier, cheapest first: those that score higher
+    than every point costing as much or less (at equal cost, the higher score; at equal score, the cheaper)."""
+    out, best = [], float("-inf")
+    for name, _, score in sorted(points, key=lambda p: (p[1], -p[2])):
+        if score > best:
+            out.append(name)
+            best = score
+    return out
+
+
+def frontier(task: str, alternatives: list[AlternativeRecord],
+             paired: Callable[[str, str], Estimate]) -> FrontierResult:
+    """The quality-cost frontier of the alternatives (their cost_per_1000 and accuracy estimates), each
+    point with `paired(cheaper, dearer)`: the dearer's paired gain over the frontier point before it."""
+    by_name = {a.name: a for a in alternatives}
+    names = pareto([(a.name, a.cost_per_1000, a.accuracy.estimate) for a in alternatives])
+    steps = [FrontierStep(name=n, cost_per_1000=by_name[n].cost_per_1000, accuracy=by_name[n].accuracy,
+                          versus=prev, gain=None if prev is None else paired(prev, n))
+             for prev, n in zip([None, *names[:-1]], names, strict=True)]
+    return FrontierResult(task=task, steps=steps)
 
 
 def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord, quality: Estimate) -> dict:
@@ -77,23 +120,28 @@ def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord
 
 
 def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
-                gains: dict[tuple[str, str], Estimate]) -> RoiResult:
-    """ROI lines: every alternative against a person doing the work, and every candidate against
-    every way of prompting the base.
+                gains: dict[tuple[str, str], Estimate],
+                paired: Callable[[str, str], Estimate] | None = None) -> RoiResult:
+    """ROI lines: every alternative against a person doing the work, and every pair in `gains`.
 
-    `gains[(candidate, baseline)]` is the paired accuracy gain of the candidate over the base
-    alternative, with its interval.
+    `gains[(candidate, baseline)]` is the paired accuracy gain of the candidate over the baseline
+    alternative (a way of prompting a base, a fine-tune of another base), with its interval. With
+    `paired` (as `frontier` takes it), the result carries the quality-cost frontier.
     """
-    alternatives = [a.model_copy(update={"evaluation_cost": (a.eval_s + a.judge_s) / 3600 * spec.serving_hourly_price})
+    alternatives = [a.model_copy(update={"evaluation_cost": (a.eval_s + a.judge_s) / 3600 * _price(spec, a),
+                                         "cost_per_1000": a.seconds_per_item * 1000 / 3600 * _price(spec, a)})
                     for a in alternatives]
-    bases = [a for a in alternatives if a.kind != "candidate"]
+    by_name = {a.name: a for a in alternatives}
+    prompted = [a for a in alternatives if a.kind != "candidate"]
     lines = [_line(spec, a, None, a.accuracy) for a in alternatives]  # every way of working vs a person
+    lines += [_line(spec, by_name[c], by_name[b], g) for (c, b), g in gains.items()]
     sensitivity = []
     for cand in (a for a in alternatives if a.kind == "candidate"):
-        against = [_line(spec, cand, b, gains[(cand.name, b.name)]) for b in bases]
-        lines += against
-        if against:  # the alternative the fine-tune must beat: the best prompting of the base
-            best = max(bases, key=lambda b: b.accuracy.estimate)
+        # the alternative the fine-tune must beat: the best prompting of any base
+        against = [b for b in prompted if (cand.name, b.name) in gains]
+        if against:
+            best = max(against, key=lambda b: b.accuracy.estimate)
             sensitivity.append(_tornado(spec, cand, best, gains[(cand.name, best.name)]))
     return RoiResult(task=task, currency=spec.currency, inputs=spec.model_dump(), alternatives=alternatives,
-                     lines=lines, sensitivity=sensitivity)
+                     lines=lines, sensitivity=sensitivity,
+                     frontier=None if paired is None else frontier(task, alternatives, paired))

@@ -112,6 +112,9 @@ class RunManifest(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="sha256 of each file of the run by name "
                                   "(its records' Parquet), set by Store.write and checked on every read; "
                                   f"absent before format {CHECKSUM_FORMAT}.")
+    peak_memory_mb: float | None = Field(None, description="Peak memory while it was scored (harness.util."
+                                         "environment.PeakMemory: a GPU's allocation, or the process's resident "
+                                         "set on a CPU); None when not measured.")
     aggregations: dict[str, str] = Field(default_factory=dict, description="Metric -> reference to lm-eval's "
                                          "aggregation of its stored per-item tuples (sources/aggregations.py), for "
                                          "metrics that are not per-item means; compare needs no task for them.")

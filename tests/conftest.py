@@ -150,13 +150,18 @@ def forked_harness(*args: str, **options) -> subprocess.CompletedProcess:
 
 def tiny_spec():
     """The demo's spec with training cut to a few steps: same code, seconds instead of minutes."""
+    import dataclasses
+
     from harness.demo.build import CandidateRecipe, DemoSpec
     from harness.demo.pretrain import PretrainSpec
 
+    small = DemoSpec().other_bases["small"]
     return DemoSpec(
         pretrain=PretrainSpec(steps=30, batch_size=16),
         candidates={"domain-only": CandidateRecipe(steps=12),
                     "with-replay": CandidateRecipe(steps=12, replay_ratio=0.1)},
+        other_bases={"small": dataclasses.replace(small, pretrain=PretrainSpec(steps=30, batch_size=16),
+                                                  candidates={"domain-only": CandidateRecipe(steps=12)})},
     )
 
 

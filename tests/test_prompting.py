@@ -125,9 +125,10 @@ def test_prompting_arms_are_compared_with_the_base_and_each_fine_tune_with_the_b
 
 
 def test_bad_prompting_arms_say_which_arm_and_key(tiny_config):
-    with pytest.raises(ConfigError, match=r"prompting\[0\] \(x\): of: 'nope' is neither base nor a candidate"):
+    with pytest.raises(ConfigError,
+                       match=r"prompting\[0\] \(x\): of: 'nope' is neither base, another base nor a candidate"):
         load(_arms(tiny_config(), [{"name": "x", "of": "nope"}]))
-    with pytest.raises(ConfigError, match="candidate or prompting name used twice: domain-only"):
+    with pytest.raises(ConfigError, match="candidate, prompting or base name used twice: domain-only"):
         load(_arms(tiny_config(), [{"name": "domain-only"}]))
     with pytest.raises(ConfigError, match=r"prompting\[0\]\.num_fewshot"):
         load(_arms(tiny_config(), [{"name": "x", "num_fewshot": -1}]))

@@ -1,4 +1,5 @@
-"""Build the demo world: data, tokenizer, a pretrained tiny base, and two LoRA candidates.
+"""Build the demo world: data, tokenizer, a pretrained tiny base, its LoRA candidates, and a second,
+smaller base with its own tokenizer and fine-tune.
 
     harness demo            # builds into .harness/demo/, skipping every stage already built
 
@@ -53,6 +54,17 @@ class CandidateRecipe:
 
 
 @dataclass(frozen=True)
+class OtherBase:
+    """Another base of the demo: another shape (and tokenizer) pretrained on the same corpus, with its
+    own fine-tunes, for the comparison of bases and the quality-cost frontier."""
+
+    shape: pretrain.ModelShape
+    vocab_size: int
+    pretrain: pretrain.PretrainSpec = pretrain.PretrainSpec()
+    candidates: dict[str, CandidateRecipe] = field(default_factory=lambda: {"domain-only": CandidateRecipe()})
+
+
+@dataclass(frozen=True)
 class DemoSpec:
     world: world.WorldSpec = world.WorldSpec()
     vocab_size: int = 1024
@@ -67,6 +79,11 @@ class DemoSpec:
     # the full size is that candidate itself, reused); empty: no sweep
     sweep_of: str = "domain-only"
     sweep_sizes: tuple[int, ...] = (250, 500, 1000, 2000)
+    # other bases, built under bases/<name>/: a quarter-size Llama (2 layers of width 64, head dimension
+    # 32 as vLLM's CPU attention needs) with a smaller tokenizer of its own, and its domain-only fine-tune
+    other_bases: dict[str, OtherBase] = field(default_factory=lambda: {"small": OtherBase(
+        shape=pretrain.ModelShape(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=192,
+                                  vocab_size=768), vocab_size=768)})
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,8 @@ class DemoBuild:
     candidates: dict[str, Path]
     stage_s: dict[str, float]
     sweep: Path | None = None  # sweep.json, when the build ran the sweep
+    other_bases: dict[str, Path] = field(default_factory=dict)  # name -> base folder
+    other_candidates: dict[str, dict[str, Path]] = field(default_factory=dict)  # base name -> its candidates
 
 
 def _source_hash(*modules) -> str:
@@ -189,27 +208,33 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
     #    eval_every keeps a checkpoint every that many steps (the checkpoints are the stage's too)
     eval_key = _eval_key(eval_config)
     candidates, specs = {}, {}
-    for name, recipe in spec.candidates.items():
-        out = root / "candidates" / name
+    def fine_tune(stage: str, recipe: CandidateRecipe, base: Path, key_of_base: str,
+                  out: Path) -> tuple[TrainSpec, str]:
         train = TrainSpec(
-            base=str(base_dir), data=str(data_dir / recipe.data), out=str(out),
+            base=str(base), data=str(data_dir / recipe.data), out=str(out),
             replay=str(data_dir / "replay.jsonl") if recipe.replay_ratio > 0 else None,
             replay_ratio=recipe.replay_ratio, steps=recipe.steps, lr=recipe.lr, seed=0,
             checkpoint_every=recipe.eval_every,
         )
-        specs[name] = train
-        key = _key(_adapter_key(train, base_key), train.checkpoint_every, _source_hash(lora, loop, data, checkpoint))
-        candidates[name] = out
-        if stamps.fresh(f"candidate:{name}", key, out):
-            log(f"demo: candidate {name} up to date ({out})")
-            stage_s[f"train:{name}"] = 0.0
+        key = _key(_adapter_key(train, key_of_base), train.checkpoint_every,
+                   _source_hash(lora, loop, data, checkpoint))
+        if stamps.fresh(f"candidate:{stage}", key, out):
+            log(f"demo: candidate {stage} up to date ({out})")
+            stage_s[f"train:{stage}"] = 0.0
         else:
-            log(f"demo: fine-tuning candidate {name} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
-            manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
-            stage_s[f"train:{name}"] = manifest.wall_s
-            stamps.record(f"candidate:{name}", key, out,
+            log(f"demo: fine-tuning candidate {stage} ({recipe.steps} steps, replay {recipe.replay_ratio}) ...")
+            manifest = lora.train_lora(train, log=lambda m: log(f"  {stage} {m}"))
+            stage_s[f"train:{stage}"] = manifest.wall_s
+            stamps.record(f"candidate:{stage}", key, out,
                           ["adapter_model.safetensors", "adapter_config.json"], manifest.wall_s)
-            log(f"demo: {name} trained in {manifest.wall_s:.0f} s, final loss {manifest.final_loss:.3f}")
+            log(f"demo: {stage} trained in {manifest.wall_s:.0f} s, final loss {manifest.final_loss:.3f}")
+        return train, key
+
+    for name, recipe in spec.candidates.items():
+        out = root / "candidates" / name
+        train, key = fine_tune(name, recipe, base_dir, base_key, out)
+        specs[name] = train
+        candidates[name] = out
         # its learning-forgetting curve: every checkpoint scored in one comparison (one model load
         # for the base and all of them), written into the trainer manifest as --eval-every would
         if eval_config is None or not recipe.eval_every:
@@ -228,7 +253,35 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
         stage_s[f"curve:{name}"] = round(time.perf_counter() - t, 3)
         stamps.record(f"curve:{name}", ckey, out, [lora.MANIFEST], stage_s[f"curve:{name}"])
 
-    # 4. the data-size sweep: one candidate's recipe on nested subsets of its data
+    # 4. other bases: their own tokenizer and shape, the same corpus and pretraining recipe; their
+    #    fine-tunes by the same recipes
+    other_bases, other_candidates = {}, {}
+    for bname, other in spec.other_bases.items():
+        folder = root / "bases" / bname / "base"
+        key = _key(asdict(spec.world), other.vocab_size, asdict(other.shape), asdict(other.pretrain),
+                   _source_hash(world, facts, tokenizer, pretrain, loop))
+        if stamps.fresh(f"base:{bname}", key, folder):
+            log(f"demo: base {bname} up to date ({folder})")
+            stage_s[f"pretrain:{bname}"] = 0.0
+        else:
+            t = time.perf_counter()
+            tok = tokenizer.train_tokenizer(w.corpus + [r["prompt"] + r["completion"] for r in w.domain_train],
+                                            other.vocab_size)
+            log(f"demo: pretraining base {bname} ({other.pretrain.steps} steps) ...")
+            pretrain.pretrain(w.corpus, tok, other.shape, other.pretrain, folder,
+                              log=lambda m, b=bname: log(f"  pretrain {b} {m}"))
+            stage_s[f"pretrain:{bname}"] = round(time.perf_counter() - t, 3)
+            stamps.record(f"base:{bname}", key, folder, ["model.safetensors", "config.json", "tokenizer.json"],
+                          stage_s[f"pretrain:{bname}"])
+            log(f"demo: base {bname} built in {stage_s[f'pretrain:{bname}']:.0f} s")
+        other_bases[bname] = folder
+        other_candidates[bname] = {}
+        for name, recipe in other.candidates.items():
+            out = root / "bases" / bname / "candidates" / name
+            fine_tune(f"{bname}/{name}", recipe, folder, key, out)
+            other_candidates[bname][name] = out
+
+    # 5. the data-size sweep: one candidate's recipe on nested subsets of its data
     sweep_json = None
     if eval_config is not None and spec.sweep_sizes:
         sweep_dir = root / "sweep"
@@ -246,7 +299,8 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
             stage_s["sweep"] = round(time.perf_counter() - t, 3)
             stamps.record("sweep", key, sweep_dir, [SWEEP], stage_s["sweep"])
         sweep_json = sweep_dir / SWEEP
-    return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s, sweep=sweep_json)
+    return DemoBuild(root=root, base=base_dir, candidates=candidates, stage_s=stage_s, sweep=sweep_json,
+                     other_bases=other_bases, other_candidates=other_candidates)
 
 
 def _adapter_key(train: TrainSpec, base_key: str) -> dict:

@@ -136,25 +136,35 @@ def place_labels(labels: list[tuple[float, float, str, bool]], area: Box, points
     return out
 
 
+def paired_with_own_base(result: ComparisonResult) -> list:
+    """The results of candidates and prompting arms, each against its own base (not the other bases
+    against the first)."""
+    return [cr for cr in result.results if cr.kind != "base"]
+
+
 def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = None) -> Markup | None:
-    """Per-task deltas with intervals for one role, every candidate in its colour."""
-    tasks = [t.task for t in result.results[0].tasks if t.role == role] if result.results else []
+    """Per-task deltas with intervals for one role, every candidate (against its own base) in its colour."""
+    results = paired_with_own_base(result)
+    tasks = [t.task for t in results[0].tasks if t.role == role] if results else []
     if not tasks:
         return None
-    by = {(cr.candidate, t.task): t for cr in result.results for t in cr.tasks}
-    binary = all(by[(cr.candidate, t)].binary for cr in result.results for t in tasks)
+    by = {(cr.candidate, t.task): t for cr in results for t in cr.tasks}
+    tasks = [t for t in tasks if all((cr.candidate, t) in by for cr in results)]  # none refused
+    if not tasks:
+        return None
+    binary = all(by[(cr.candidate, t)].binary for cr in results for t in tasks)
     # a group entry (mmlu: 57 tasks) is one row, its items pooled; the table keeps every task
-    row_of = {leaf: f"{g.name} ({len(g.tasks)} tasks)" for g in result.results[0].groups for leaf in g.tasks}
-    for cr in result.results:
+    row_of = {leaf: f"{g.name} ({len(g.tasks)} tasks)" for g in results[0].groups for leaf in g.tasks}
+    for cr in results:
         for g in cr.groups:
             by[(cr.candidate, f"{g.name} ({len(g.tasks)} tasks)")] = g
     tasks = list(dict.fromkeys(row_of.get(t, t) for t in tasks))
-    for cr in result.results:  # the suite's summaries of this role: one more row, labelled "mean: name"
+    for cr in results:  # the suite's summaries of this role: one more row, labelled "mean: name"
         for sm in cr.summaries:
             if sm.role == role:
                 by[(cr.candidate, f"mean: {sm.name}")] = sm
-    tasks += [f"mean: {sm.name}" for sm in result.results[0].summaries if sm.role == role]
-    cands = [cr.candidate for cr in result.results]
+    tasks += [f"mean: {sm.name}" for sm in results[0].summaries if sm.role == role]
+    cands = [cr.candidate for cr in results]
     colors = colors or candidate_colors(result)
     row_h, label_w, width = 14 * len(cands) + 10, 150, 640
     height = 20 + row_h * len(tasks) + 40
@@ -175,9 +185,10 @@ def forest(result: ComparisonResult, role: str, colors: dict[str, str] | None = 
 
 def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
     """Learning against forgetting: target gain (x) and forgetting delta (y) per candidate; a
-    prompting arm is a diamond (the same gain by prompting alone would sit on it)."""
+    prompting arm is a diamond (the same gain by prompting alone would sit on it). Each against its own base."""
+    results = paired_with_own_base(result)
     pts = []
-    for i, cr in enumerate(result.results):
+    for i, cr in enumerate(results):
         t, f = cr.role("target"), cr.role("forgetting")
         if t and f:
             pts.append((i, cr.candidate, t.delta, f.delta))
@@ -186,7 +197,7 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
     colors = colors or candidate_colors(result)
     width, height, m = 520, 380, 60
     # the forgetting summaries (e.g. the Biderman et al. average) as hollow points beside the role's
-    sums = [(i, t, sm.name, sm.delta) for i, _, t, _ in pts for sm in result.results[i].summaries
+    sums = [(i, t, sm.name, sm.delta) for i, _, t, _ in pts for sm in results[i].summaries
             if sm.role == "forgetting"]
     ax = _Axis.around([v for _, _, t, _ in pts for v in (t.low, t.high)], m, width - 20)
     ay = _Axis.around([v for _, _, _, f in pts for v in (f.low, f.high)]
@@ -196,7 +207,7 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
                 f'{FONT}>forgetting: general knowledge, candidate − base (pp) ↑ better</text>')
     # every label beside its point, none over another or over a point, all inside the plot
     marks = [(ax(t.estimate), ay(f.estimate), name, colors[name], False) for _, name, t, f in pts]
-    marks += [(ax(t.estimate), ay(sm.estimate), sm_name, colors[result.results[i].candidate], True)
+    marks += [(ax(t.estimate), ay(sm.estimate), sm_name, colors[results[i].candidate], True)
               for i, t, sm_name, sm in sums]
     dots = [(x - 6, y - 6, x + 6, y + 6) for x, y, *_ in marks]
     lines = [(ax(t.low), ay(f.estimate) - 1, ax(t.high), ay(f.estimate) + 1) for _, _, t, f in pts]
@@ -208,14 +219,14 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
         c, x, y = colors[name], ax(t.estimate), ay(f.estimate)
         mark = (f'<path d="M{x:.1f},{y - 6:.1f} L{x + 6:.1f},{y:.1f} L{x:.1f},{y + 6:.1f} L{x - 6:.1f},{y:.1f} Z" '
                 f'fill="{c}"><title>{escape(name)}: prompting arm</title></path>'
-                if result.results[i].kind == "prompting" else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
+                if results[i].kind == "prompting" else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>')
         body.append(f'<line x1="{ax(t.low):.1f}" y1="{y:.1f}" x2="{ax(t.high):.1f}" y2="{y:.1f}" stroke="{c}"/>'
                     f'<line x1="{x:.1f}" y1="{ay(f.low):.1f}" x2="{x:.1f}" y2="{ay(f.high):.1f}" stroke="{c}"/>' + mark)
     for i, t, sm_name, sm in sums:
-        c, x, y = colors[result.results[i].candidate], ax(t.estimate), ay(sm.estimate)
+        c, x, y = colors[results[i].candidate], ax(t.estimate), ay(sm.estimate)
         body.append(f'<line x1="{x:.1f}" y1="{ay(sm.low):.1f}" x2="{x:.1f}" y2="{ay(sm.high):.1f}" stroke="{c}" '
                     f'stroke-dasharray="2,2"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="white" stroke="{c}" '
-                    f'stroke-width="1.5"><title>{escape(result.results[i].candidate)}: {escape(sm_name)}</title>'
+                    f'stroke-width="1.5"><title>{escape(results[i].candidate)}: {escape(sm_name)}</title>'
                     '</circle>')
     for (_, _, text, c, _), (x, y) in zip(marks, where, strict=True):
         body.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" {FONT} fill="{c}">{escape(text)}</text>')
@@ -223,18 +234,19 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
 
 
 def bias(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
-    """Bias scores of base and candidates with intervals, per bias task and category."""
-    if not result.results:
+    """Bias scores of the first base and its candidates with intervals, per bias task and category."""
+    results = [cr for cr in paired_with_own_base(result) if cr.reference == "base"]
+    if not results:
         return None
     colors = colors or candidate_colors(result)
     rows = []  # (label, [(name, colour, Estimate)])
-    for t in (t for t in result.results[0].tasks if t.role == "bias"):
+    for t in (t for t in results[0].tasks if t.role == "bias"):
         cats = [c.category for c in t.categories] or [None]
         for cat in cats:
             marks = []
-            for i, cr in enumerate(result.results):
-                tr = next(x for x in cr.tasks if x.task == t.task)
-                c = next((x for x in tr.categories if x.category == cat), None)
+            for i, cr in enumerate(results):
+                tr = next((x for x in cr.tasks if x.task == t.task), None)
+                c = None if tr is None else next((x for x in tr.categories if x.category == cat), None)
                 if c is None:  # no categories: the task's overall level
                     continue
                 if i == 0:
@@ -255,7 +267,7 @@ def bias(result: ComparisonResult, colors: dict[str, str] | None = None) -> Mark
         body.append(f'<text x="4" y="{y0 + row_h / 2:.1f}" {FONT}>{escape(label)}</text>')
         for j, (_, c, r) in enumerate(marks):
             body.append(_interval(ax(r.low), ax(r.high), ax(r.estimate), y0 + 6 + j * 13, c, 3))
-    names = ["base"] + [cr.candidate for cr in result.results]
+    names = ["base"] + [cr.candidate for cr in results]
     legend = []
     for i, name in enumerate(names):
         c = GREY if i == 0 else colors[name]
@@ -383,3 +395,51 @@ def trend(history: list[HistoryEntry], role: str, pct: bool, colors: dict[str, s
                         f'{_fmt(v, pct)}</title></circle>')
     body += _legend(names, colors, width - right + 14, top + 6)
     return _svg(width, height, body, f"trend of the {role} delta across comparisons", "trend")
+
+
+def frontier(roi: RoiResult, colors: dict[str, str] | None = None) -> Markup | None:
+    """Accuracy on the ROI task (y, with intervals) against serving cost per 1,000 items (x) for every
+    way of working; the Pareto frontier (no other way scores higher for the same or less) joined by a
+    line through filled points, the others hollow. Candidates in their colours, the rest grey."""
+    if roi.frontier is None or not roi.alternatives:
+        return None
+    colors = colors or {}
+    on = {s.name for s in roi.frontier.steps}
+    alts = roi.alternatives
+    width, height, left, right, top, bottom = 640, 380, 64, 24, 20, 52
+    ax = _Axis.around([a.cost_per_1000 for a in alts], left, width - right)
+    ay = _Axis.around([v for a in alts for v in (a.accuracy.low, a.accuracy.high)], height - bottom, top,
+                      include_zero=False)
+    ay = _Axis(max(ay.lo, 0.0), min(ay.hi, 1.0), ay.x0, ay.x1)
+    body = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>']
+    for t in _nice_ticks(ax.lo, ax.hi):
+        x = ax(t)
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#e3e6eb"/>'
+                    f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle" {FONT}>{t:.3g}</text>')
+    for t in _nice_ticks(ay.lo, ay.hi):
+        y = ay(t)
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e3e6eb"/>'
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{t * 100:.0f}%</text>')
+    body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 14}" text-anchor="middle" {FONT}>'
+                f'serving cost per 1,000 items ({escape(roi.currency)}, measured scoring time × price) →</text>')
+    body.append(f'<text x="14" y="{height / 2:.1f}" transform="rotate(-90 14 {height / 2:.1f})" '
+                f'text-anchor="middle" {FONT}>accuracy on {escape(roi.task)} ↑</text>')
+    steps = roi.frontier.steps
+    path = " ".join(f"{'M' if i == 0 else 'L'}{ax(s.cost_per_1000):.1f},{ay(s.accuracy.estimate):.1f}"
+                    for i, s in enumerate(steps))
+    body.append(f'<path d="{path}" fill="none" stroke="#111" stroke-width="1.5" stroke-dasharray="5,3"/>')
+    marks = []
+    for a in alts:
+        c = colors.get(a.name, GREY)
+        x, y = ax(a.cost_per_1000), ay(a.accuracy.estimate)
+        fill = f'fill="{c}"' if a.name in on else f'fill="white" stroke="{c}" stroke-width="1.5"'
+        body.append(f'<line x1="{x:.1f}" y1="{ay(a.accuracy.low):.1f}" x2="{x:.1f}" y2="{ay(a.accuracy.high):.1f}" '
+                    f'stroke="{c}"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" {fill}><title>{escape(a.name)}: '
+                    f'{a.accuracy.estimate * 100:.1f}%, {a.cost_per_1000:.3g} per 1,000 items'
+                    f'{" (on the frontier)" if a.name in on else ""}</title></circle>')
+        marks.append((x, y, a.name, c))
+    where = place_labels([(x, y, text, False) for x, y, text, _ in marks], (left, top, width - right, height - bottom),
+                         [(x - 6, y - 6, x + 6, y + 6) for x, y, *_ in marks])
+    for (_, _, text, c), (x, y) in zip(marks, where, strict=True):
+        body.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" {FONT} fill="{c}">{escape(text)}</text>')
+    return _svg(width, height, body, "quality against cost: the frontier", "frontier")

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.config import ROLE_FACTS
+from harness.config import ROLE_FACTS, RoiSpec
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
-from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate
+from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate, RoiResult
 from harness.report import charts
+from harness.roi import training_cost
 from harness.util.files import atomic_write
 
 
@@ -44,9 +45,15 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("harness.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(verdict=_verdict, fmt=_fmt, role_facts=ROLE_FACTS, entry_count=_entry_count)
+    env.globals.update(verdict=_verdict, fmt=_fmt, role_facts=ROLE_FACTS, entry_count=_entry_count,
+                       training_cost=_training_cost)
     env.tests["blocking"] = verdict_blocks  # `gates | select("blocking", r.underpowered)`: as harness gate reads them
     return env
+
+
+def _training_cost(roi: RoiResult, a) -> float | None:
+    """What an alternative's fine-tuning cost, as the ROI section prices it."""
+    return training_cost(RoiSpec.model_validate(roi.inputs), a)
 
 
 def _payback(p) -> str:
@@ -79,6 +86,7 @@ def render_html(result: ComparisonResult) -> str:
         "forest": [(role, c) for role in roles if (c := charts.forest(result, role, colors)) is not None],
         "tornado": [charts.tornado(result.roi, i, colors) for i in range(len(result.roi.sensitivity))]
         if result.roi else [],
+        "frontier": charts.frontier(result.roi, colors) if result.roi else None,
         "curves": [(c, charts.curve(c)) for c in result.curves],
         "trend": [(role, c) for role in roles
                   if (c := charts.trend(result.history, role, binary_role[role], colors))],
@@ -88,7 +96,7 @@ def render_html(result: ComparisonResult) -> str:
     devices = sorted({run.device for run in result.runs if run.device})
     return _env().get_template("report.html.j2").render(
         r=result, binary_role=binary_role, charts=chart_set, flip_tasks=flip_tasks, directions=directions,
-        devices=devices,
+        devices=devices, on_cpu=any(d.startswith("cpu") for d in devices),
         max_flips=MAX_FLIPS_PER_TASK, payback=_payback)
 
 

@@ -8,6 +8,7 @@ endian) and a JSON header of tensor names, dtypes, shapes and byte offsets.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -107,9 +108,11 @@ def check_model_folder(folder: Path, *, where: str, trust_remote_code: bool,
     return shapes
 
 
-def check_adapter(adapter_dir: Path, base_dir: Path, base: dict[str, list[int]], *, where: str) -> None:
+def check_adapter(adapter_dir: Path, base_dir: Path, base: dict[str, list[int]], *, where: str,
+                  fix: str = "the adapter was trained for a different base model; point `base.path` at that "
+                             "model") -> None:
     """The adapter's LoRA matrices fit the base's layers (`base`: tensor shapes from
-    `check_model_folder`)."""
+    `check_model_folder`); `fix` says what to do when they do not."""
     config_path = adapter_dir / "adapter_config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -121,7 +124,6 @@ def check_adapter(adapter_dir: Path, base_dir: Path, base: dict[str, list[int]],
     adapter = safetensors_header(adapter_dir / "adapter_model.safetensors")
     if not base:
         return  # pickle weights (opted in): shapes are checked by peft when it loads
-    fix = "the adapter was trained for a different base model; point `base.path` at that model"
     for name, tensor in adapter.items():
         for part, axis in ((".lora_A.weight", 1), (".lora_B.weight", 0)):
             if not name.endswith(part):
@@ -158,3 +160,14 @@ def _flat(value) -> list:
     if isinstance(value, (list, tuple)):
         return [x for v in value for x in _flat(v)]
     return [value] if value else []
+
+
+def parameter_count(folder: Path | None) -> int | None:
+    """Parameters in a folder's safetensors files (a model's, or an adapter's), from their headers;
+    None without any (pickle weights, a hub id)."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    return sum(math.prod(t["shape"]) for f in files for t in safetensors_header(f).values())

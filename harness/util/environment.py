@@ -61,3 +61,40 @@ def auto_dtype(device: str) -> tuple[str, str]:
     if found:
         return "bfloat16", f"the CPU has {' and '.join(found)}"
     return "float32", "the CPU has neither AMX nor AVX-512 BF16"
+
+
+class PeakMemory:
+    """Peak memory while a block runs, in MB: on a CUDA device the most torch allocated on it; on a
+    CPU the process's peak resident set (Linux: VmHWM, reset through /proc/self/clear_refs), the
+    whole process and not the model alone. `mb` is None where neither can be read."""
+
+    def __init__(self, device: str):
+        self.device, self.mb = device, None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current resident set
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            if torch.cuda.is_available():
+                self.mb = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            return
+        try:
+            with open("/proc/self/status") as f:
+                line = next(x for x in f if x.startswith("VmHWM:"))
+            self.mb = round(int(line.split()[1]) / 1024, 1)
+        except (OSError, StopIteration, ValueError):
+            self.mb = None
