@@ -75,9 +75,10 @@ report: demo
 	$(BIN)/harness compare --config configs/demo.yaml
 
 # The real-model world: SmolLM2-135M-Instruct (from PyPI), two LoRA fine-tunes the trainer makes on
-# chat records of the demo's claim triage, three prompting arms of the base; reports/real/index.html.
+# chat records of the demo's claim triage, three prompting arms of the base, and the demo's tiny base
+# with its domain-only fine-tune beside them (the demo is built first); reports/real/index.html.
 # 13 min 52 s from a fresh clone on 2 cores, install included (README, "A real instruct model").
-report-real: $(STAMP)
+report-real: demo
 	$(BIN)/harness demo --world real
 	$(BIN)/harness compare --config configs/real.yaml
 

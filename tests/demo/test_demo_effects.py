@@ -24,9 +24,12 @@ def test_planted_effects_are_found(demo_config):
     result = ComparisonResult.model_validate_json((demo_config.parent / "report" / "comparison.json").read_text())
     by = {cr.candidate: cr for cr in result.results}
     domain, replay, balanced = by["domain-only"], by["with-replay"], by["balanced-replay"]
-    # no guard fires on the real candidates (trained adapters, tasks the base knows)
-    assert not [f for cr in result.results for f in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]]
-    assert "FLAGGED" not in run.output
+    # no guard fires on the real candidates (trained adapters, tasks the base knows); between the two
+    # bases, one: neither can triage before fine-tuning, both score at chance
+    flags = {cr.candidate: [*cr.flags, *(f for t in cr.tasks for f in t.flags)] for cr in result.results}
+    assert not [f for name, fs in flags.items() if name != "small" for f in fs], flags
+    assert len(flags["small"]) == 1 and "demo_triage: neither the base" in flags["small"][0], flags["small"]
+    assert run.output.count("FLAGGED") == 1
 
     target = domain.role("target").delta
     assert target.low > 0.3, target  # learns the task: +tens of points, interval above zero
@@ -73,7 +76,9 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     zero = get_peft_model(model, lora)
     zero.save_pretrained(tmp_path / "zero")
     data = yaml.safe_load(demo_config.read_text())
-    data["candidates"] = [{"name": "zero", "adapter": str(tmp_path / "zero")}]
+    # peft's initialisation, no training: it cost nothing (the ROI prices every fine-tune)
+    data["candidates"] = [{"name": "zero", "adapter": str(tmp_path / "zero"), "training_cost": 0}]
+    data["bases"] = []  # the first base's zero adapter alone
     config = tmp_path / "zero.yaml"
     config.write_text(yaml.safe_dump(data))
     run = CliRunner().invoke(main, ["gate", "--config", str(config), "--json", str(tmp_path / "v.json")])

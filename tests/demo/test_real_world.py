@@ -16,7 +16,8 @@ from harness.pipeline import load, run_comparison
 pytestmark = pytest.mark.e2e  # a real 135M model: trains and scores on 2 cores
 
 
-def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_in_chat_format(smollm2, tmp_path):
+def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_in_chat_format(smollm2, tiny_world,
+                                                                                             tmp_path):
     spec = RealSpec(records=16, replay_records=16, steps=2, batch_size=4, warmup_steps=0)
     logs: list[str] = []
     built = build_real(tmp_path / "real", smollm2.parent, spec, log=logs.append)
@@ -43,15 +44,26 @@ def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_i
                   eval={**config["eval"], "limit": 3},
                   judge={**config["judge"], "model": {**config["judge"]["model"], "path": str(smollm2)},
                          "rubric": str(REPO / "configs" / "note-rubric.jinja")},
-                  stats={"resamples": 200}, store=str(tmp_path / "store"), report_dir=str(tmp_path / "report"))
+                  stats={"resamples": 200}, store=str(tmp_path / "store"), report_dir=str(tmp_path / "report"),
+                  bases=[{**config["bases"][0], "path": str(tiny_world.base),
+                          "candidates": [{"name": "tiny-domain-only",
+                                          "adapter": str(tiny_world.candidates["domain-only"])}]}])
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = run_comparison(load(path), log=logs.append)
-    assert [(cr.candidate, cr.kind) for cr in result.results] == [
-        ("domain-only", "fine-tune"), ("balanced-replay", "fine-tune"), ("base-role", "prompting"),
-        ("base-3shot", "prompting"), ("base-cot", "prompting")]
+    assert [(cr.candidate, cr.kind, cr.reference) for cr in result.results] == [
+        ("domain-only", "fine-tune", "base"), ("balanced-replay", "fine-tune", "base"),
+        ("tiny", "base", "base"), ("tiny-domain-only", "fine-tune", "tiny"), ("base-role", "prompting", "base"),
+        ("base-3shot", "prompting", "base"), ("base-cot", "prompting", "base")]
+    # SmolLM2 and the tiny base: other tokenizers, so the bias scores are not paired across them
+    tiny = next(cr for cr in result.results if cr.candidate == "tiny")
+    assert set(tiny.refused) == {"demo_pronoun_bias", "demo_note_bias"}
     assert not any(m.warnings for m in result.candidates)  # trained and evaluated in the same chat format
     models = {m.label: m for m in [result.base, *result.candidates]}
+    # the tiny base and its fine-tune in plain text, as they were trained (no chat template)
+    assert all(not models[x].prompt_examples["demo_triage"].startswith("<|im_start|>")
+               for x in ("tiny", "tiny-domain-only"))
+    models = {label: m for label, m in models.items() if m.base != "tiny"}
     triage = {label: m.prompt_examples["demo_triage"] for label, m in models.items()}
     assert all(p.startswith("<|im_start|>system\n") and p.endswith("<|im_start|>assistant\n") for p in triage.values())
     assert "You are a helpful AI assistant named SmolLM" in triage["base"]  # the template's default system turn

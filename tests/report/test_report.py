@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,11 +69,20 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     html = (tmp_path / "index.html").read_text()
-    # 8 comparison charts, the learning-forgetting curves of the two candidates trained with
-    # checkpoints scored, and the data-size sweep named under `sweeps:` (plus the history's trend
-    # charts when the store holds earlier comparisons of the demo config)
+    # 10 comparison charts (4 of them the fine-tunes' sensitivity, one the quality-cost frontier), the
+    # learning-forgetting curves of the two candidates trained with checkpoints scored, and the
+    # data-size sweep named under `sweeps:` (plus the history's trend charts when the store holds
+    # earlier comparisons of the demo config)
     charts = html.count('<svg class="chart') - html.count('<svg class="chart trend')
-    assert charts == 11 and "Is it worth it?" in html
+    assert charts == 13 and "Is it worth it?" in html
+    # two bases with their candidates, the frontier chart and table, the ROI across bases
+    assert "against their bases (2: base, <code>small</code>)" in html
+    assert "(fine-tune of <code>small</code>, against it)" in html
+    assert 'class="chart frontier"' in html and 'id="frontier-table"' in html and 'id="ways-table"' in html
+    result = json.loads((tmp_path / "comparison.json").read_text())
+    assert {a["base"] for a in result["roi"]["alternatives"]} == {"base", "small"}
+    assert ("small-domain-only", "domain-only") in {(x["candidate"], x["baseline"]) for x in result["roi"]["lines"]}
+    assert len(result["roi"]["frontier"]["steps"]) >= 2
     for title in ("along training: domain-only", "along training: with-replay", "against data size: domain-only"):
         assert f'aria-label="learning and forgetting {title}"' in html, title
 

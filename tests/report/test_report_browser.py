@@ -51,15 +51,16 @@ def test_every_chart_and_section_is_there(page):
     assert "learning versus forgetting" in titles
     assert "bias by category, base and candidates" in titles
     assert {f"forest plot: {r} deltas by task" for r in ("target", "forgetting", "bias")} <= set(titles)
-    assert sum(t.startswith("sensitivity of net value") for t in titles) == 3
+    assert sum(t.startswith("sensitivity of net value") for t in titles) == 4  # a fine-tune of each base
+    assert "quality against cost: the frontier" in titles
     assert {"learning and forgetting along training: domain-only", "learning and forgetting along training: "
             "with-replay", "learning and forgetting against data size: domain-only"} <= set(titles)
     for chart in page.locator("svg.chart").all():
         box = chart.bounding_box()
         assert box["width"] > 200 and box["height"] > 80
-    for section in ("#verdicts", "#training", "#roi", "#flips", "#run"):
+    for section in ("#verdicts", "#training", "#roi", "#frontier", "#frontier-table", "#flips", "#run"):
         assert page.locator(section).is_visible(), section
-    assert page.locator("#verdicts .verdict").count() == 3
+    assert page.locator("#verdicts .verdict").count() == 4
 
 
 def test_flip_filters_change_the_visible_rows(page):
