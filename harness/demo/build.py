@@ -187,22 +187,25 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
     stage_s["data"] = round(time.perf_counter() - t, 3)
 
     # 2. tokenizer + pretrained base, keyed by everything that shapes their bytes
-    base_key = _key(asdict(spec.world), spec.vocab_size, asdict(spec.shape), asdict(spec.pretrain),
-                    _source_hash(world, facts, tokenizer, pretrain, loop))
-    if stamps.fresh("base", base_key, base_dir):
-        log(f"demo: base model up to date ({base_dir})")
-        stage_s["pretrain"] = 0.0
-    else:
+    def pretrained(stamp: str, timing: str, what: str, vocab_size: int, shape: pretrain.ModelShape,
+                   recipe: pretrain.PretrainSpec, folder: Path) -> str:
+        key = _key(asdict(spec.world), vocab_size, asdict(shape), asdict(recipe),
+                   _source_hash(world, facts, tokenizer, pretrain, loop))
+        if stamps.fresh(stamp, key, folder):
+            log(f"demo: {what} up to date ({folder})")
+            stage_s[timing] = 0.0
+            return key
         t = time.perf_counter()
         tok = tokenizer.train_tokenizer(w.corpus + [r["prompt"] + r["completion"] for r in w.domain_train],
-                                        spec.vocab_size)
-        log(f"demo: pretraining the base ({spec.pretrain.steps} steps) ...")
-        pretrain.pretrain(w.corpus, tok, spec.shape, spec.pretrain, base_dir,
-                          log=lambda m: log(f"  pretrain {m}"))
-        stage_s["pretrain"] = round(time.perf_counter() - t, 3)
-        stamps.record("base", base_key, base_dir,
-                      ["model.safetensors", "config.json", "tokenizer.json"], stage_s["pretrain"])
-        log(f"demo: base built in {stage_s['pretrain']:.0f} s")
+                                        vocab_size)
+        log(f"demo: pretraining {what} ({recipe.steps} steps) ...")
+        pretrain.pretrain(w.corpus, tok, shape, recipe, folder, log=lambda m: log(f"  {timing} {m}"))
+        stage_s[timing] = round(time.perf_counter() - t, 3)
+        stamps.record(stamp, key, folder, ["model.safetensors", "config.json", "tokenizer.json"], stage_s[timing])
+        log(f"demo: {what} built in {stage_s[timing]:.0f} s")
+        return key
+
+    base_key = pretrained("base", "pretrain", "the base model", spec.vocab_size, spec.shape, spec.pretrain, base_dir)
 
     # 3. candidates: LoRA fine-tunes through the same trainer `harness train` runs; a recipe with
     #    eval_every keeps a checkpoint every that many steps (the checkpoints are the stage's too)
@@ -258,22 +261,8 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
     other_bases, other_candidates = {}, {}
     for bname, other in spec.other_bases.items():
         folder = root / "bases" / bname / "base"
-        key = _key(asdict(spec.world), other.vocab_size, asdict(other.shape), asdict(other.pretrain),
-                   _source_hash(world, facts, tokenizer, pretrain, loop))
-        if stamps.fresh(f"base:{bname}", key, folder):
-            log(f"demo: base {bname} up to date ({folder})")
-            stage_s[f"pretrain:{bname}"] = 0.0
-        else:
-            t = time.perf_counter()
-            tok = tokenizer.train_tokenizer(w.corpus + [r["prompt"] + r["completion"] for r in w.domain_train],
-                                            other.vocab_size)
-            log(f"demo: pretraining base {bname} ({other.pretrain.steps} steps) ...")
-            pretrain.pretrain(w.corpus, tok, other.shape, other.pretrain, folder,
-                              log=lambda m, b=bname: log(f"  pretrain {b} {m}"))
-            stage_s[f"pretrain:{bname}"] = round(time.perf_counter() - t, 3)
-            stamps.record(f"base:{bname}", key, folder, ["model.safetensors", "config.json", "tokenizer.json"],
-                          stage_s[f"pretrain:{bname}"])
-            log(f"demo: base {bname} built in {stage_s[f'pretrain:{bname}']:.0f} s")
+        key = pretrained(f"base:{bname}", f"pretrain:{bname}", f"base {bname}", other.vocab_size, other.shape,
+                         other.pretrain, folder)
         other_bases[bname] = folder
         other_candidates[bname] = {}
         for name, recipe in other.candidates.items():

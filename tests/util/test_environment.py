@@ -1,0 +1,24 @@
+"""Peak memory of a block, as the run manifests record it."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness.util.environment import PeakMemory
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux's")
+def test_peak_memory_of_a_block_is_its_own_high_water_mark():
+    """The peak is reset on entering: a block that touches 300 MB reports at least that much above
+    the process's resting size; a later block that allocates nothing does not inherit its peak."""
+    with PeakMemory("cpu") as resting:
+        pass
+    with PeakMemory("cpu") as big:
+        block = bytearray(300 * 2**20)  # zero-filled: every page touched
+        del block
+    with PeakMemory("cpu") as after:
+        pass
+    assert big.mb - resting.mb >= 290, (resting.mb, big.mb)
+    assert after.mb < big.mb - 200, (after.mb, big.mb)
