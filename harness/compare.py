@@ -343,7 +343,7 @@ def _refusal(reference: ModelEntry, cand: ModelEntry) -> str:
 
 def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, pd.DataFrame]],
                    cand: ModelEntry, cand_runs: list[tuple[PlannedRun, pd.DataFrame]], suite: SuiteSpec,
-                   store: Store, st: StatsSpec, kind: str | None = None) -> CandidateResult:
+                   store: Store, st: StatsSpec) -> CandidateResult:
     """`cand` paired with `reference` item by item on every task: per task, role, summary and group.
     `ref_runs` maps each leaf task to the reference's run and its records (as the suite's task). Between
     models with different tokenizers, log-likelihood-valued metrics are refused (`refused`), the rest paired."""
@@ -413,7 +413,7 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                      "the base); its results say nothing about the fine-tune")
     return CandidateResult(candidate=cand.label, tasks=tasks, roles=roles, flips=flips, summaries=summaries,
                            groups=groups, paired_by=paired_by,
-                           kind=kind or ("prompting" if cand.prompting else "base" if cand.is_base else "fine-tune"),
+                           kind="prompting" if cand.prompting else "base" if cand.is_base else "fine-tune",
                            reference=reference.label, flags=flags, refused=refused)
 
 
@@ -619,7 +619,7 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     col = METRIC_PREFIX + tspec.metric
     runs = [r for r in plan.runs if r.task.leaf == task]
     if not runs:
-        raise HarnessError(f"roi: task '{task}' expands to several lm-eval tasks; name one of them")
+        raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
     prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
     given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
     by_label = {cr.candidate: cr for cr in results}

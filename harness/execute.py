@@ -178,9 +178,9 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
     from harness.util import progress
 
     store.reindex([r.key for r in plan.distinct if r.cached])
-    todo: dict[str, list[PlannedRun]] = {}
-    for run in plan.missing:
-        todo.setdefault(run.model.group, []).append(run)
+    todo: dict[tuple[str, str], list[PlannedRun]] = {}
+    for run in plan.missing:  # one load per folder and dtype (two bases may be one folder in two dtypes)
+        todo.setdefault((run.model.group, run.model.dtype), []).append(run)
     scored: list[str] = []
     load_s = score_s = 0.0
     current = "loading models"
@@ -219,7 +219,7 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
             bar.update()
 
         try:
-            for group, runs in todo.items():
+            for (group, _), runs in todo.items():
                 models = list({r.model.label: r.model for r in runs}.values())
                 t = time.perf_counter()
                 say(f"execute: loading {Path(group).name} with {len(models)} variant(s): "

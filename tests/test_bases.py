@@ -273,3 +273,16 @@ def test_roi_prices_each_alternative_at_its_own_machine():
     by = {a.name: a for a in roi.alternatives}
     assert by["big 0-shot"].cost_per_1000 == pytest.approx(0.36 * 1000 / 3600 * 4.0)  # 0.4 per 1,000
     assert roi.frontier is None  # no pairing given: no frontier
+
+
+def test_one_folder_in_two_dtypes_is_two_bases_each_loaded_in_its_own(tiny_config, tiny_world):
+    """The same weights as `base` (float32) and as a second base in bfloat16: two loads, and the
+    bfloat16 base's log-likelihoods are its own (not the float32 model's under another name)."""
+    config = _config(tiny_config, tiny_world, [{"name": "bf16", "path": str(tiny_world.base), "dtype": "bfloat16"}])
+    result = _run(config)
+    cross = next(cr for cr in result.results if cr.candidate == "bf16")
+    assert cross.kind == "base" and not cross.refused  # one tokenizer: everything paired
+    records = stored_records(config)
+    f32, bf16 = records[("base", "demo_capitals")], records[("bf16", "demo_capitals")]
+    assert not np.allclose(np.concatenate(f32["scores"].to_list()), np.concatenate(bf16["scores"].to_list()))
+    assert result.environment["dtype"]["bf16"] == "bfloat16"
