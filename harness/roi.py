@@ -104,6 +104,13 @@ def frontier(task: str, alternatives: list[AlternativeRecord],
     return FrontierResult(task=task, steps=steps)
 
 
+def _scaled(a: AlternativeRecord, field: str, factor: float) -> AlternativeRecord:
+    """An alternative whose own price moves with the ROI's (a base priced on a machine of its own)."""
+    if field != "serving_hourly_price" or a.serving_hourly_price is None:
+        return a
+    return a.model_copy(update={"serving_hourly_price": a.serving_hourly_price * factor})
+
+
 def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord, quality: Estimate) -> dict:
     """Net per month of `cand` against `baseline` as each input moves alone (quality: its interval)."""
     bars = [{"input": "quality (interval)", "low": _line(spec, cand, baseline, quality).net_per_month.low,
@@ -111,8 +118,8 @@ def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord
     for field, label in (("volume_per_month", "volume per month"), ("minutes_saved_per_correct", "minutes saved"),
                          ("hourly_rate", "hourly rate"), ("serving_hourly_price", "serving price")):
         base_value = spec.saved_minutes if field == "minutes_saved_per_correct" else getattr(spec, field)
-        nets = [_line(spec.model_copy(update={field: base_value * f}), cand, baseline, quality).net_per_month.estimate
-                for f in SENSITIVITY_FACTORS]
+        nets = [_line(spec.model_copy(update={field: base_value * f}), _scaled(cand, field, f),
+                      _scaled(baseline, field, f), quality).net_per_month.estimate for f in SENSITIVITY_FACTORS]
         bars.append({"input": f"{label} ×{SENSITIVITY_FACTORS[0]}–×{SENSITIVITY_FACTORS[1]}",
                      "low": nets[0], "high": nets[1]})
     return {"candidate": cand.name, "baseline": baseline.name,

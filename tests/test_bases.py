@@ -286,3 +286,18 @@ def test_one_folder_in_two_dtypes_is_two_bases_each_loaded_in_its_own(tiny_confi
     f32, bf16 = records[("base", "demo_capitals")], records[("bf16", "demo_capitals")]
     assert not np.allclose(np.concatenate(f32["scores"].to_list()), np.concatenate(bf16["scores"].to_list()))
     assert result.environment["dtype"]["bf16"] == "bfloat16"
+
+
+def test_the_serving_price_bar_moves_every_machines_price():
+    """Sensitivity: with each way on its own machine, 'serving price x0.5-x1.5' scales both prices,
+    hand-worked: net = V d (S + L) R / 60 - V (s_c P_c - s_b P_b) / 3600."""
+    spec = RoiSpec(**ROI)
+    base = _alt("big 0-shot", 0.3, 0.36, "zero-shot", price=40.0)
+    cand = _alt("small-tuned", 0.8, 0.72, price=10.0)
+    gain = Estimate(estimate=0.5, low=0.4, high=0.6)
+    (tornado,) = compute_roi(spec, "t", [base, cand], {("small-tuned", "big 0-shot"): gain}).sensitivity
+    bar = next(b for b in tornado["bars"] if b["input"].startswith("serving price"))
+    value = 1000 * 0.5 * (5 + 0) * 40 / 60
+    for factor, end in zip((0.5, 1.5), ("low", "high"), strict=True):
+        serving = 1000 * (0.72 * 10.0 * factor - 0.36 * 40.0 * factor) / 3600
+        assert bar[end] == pytest.approx(value - serving)
