@@ -627,6 +627,13 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
               for cr in results}
     read: dict = {}
+    manifests = {r.key: store.read_manifest(r.key) for r in plan.distinct}  # once each
+    sizes: dict = {}  # folder -> parameters (safetensors headers, read once)
+
+    def parameters(folder: Path | None) -> int | None:
+        if folder not in sizes:
+            sizes[folder] = parameter_count(folder)
+        return sizes[folder]
 
     def records(run: PlannedRun) -> pd.DataFrame:
         if run.key not in read:
@@ -642,17 +649,16 @@ def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                                "the ROI values correct outputs")
         m = run.model
         own = [r for r in plan.runs if r.model.label == m.label]
-        peaks = [p for r in own if (p := store.read_manifest(r.key).peak_memory_mb) is not None]
-        weights = parameter_count(m.model_dir)
-        adapter = parameter_count(m.adapter_dir)
+        peaks = [p for r in own if (p := manifests[r.key].peak_memory_mb) is not None]
+        weights, adapter = parameters(m.model_dir), parameters(m.adapter_dir)
         cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
         spent = judged.get(m.label, (0.0, 0))
         return AlternativeRecord(
             name=name, kind=kind, base=m.base, n=values.size,
             accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
-            seconds_per_item=store.read_manifest(run.key).wall_s / values.size, train_s=train_s,
+            seconds_per_item=manifests[run.key].wall_s / values.size, train_s=train_s,
             training_cost=given.get(m.label) if kind == "candidate" else None,
-            eval_s=sum(store.read_manifest(r.key).wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
+            eval_s=sum(manifests[r.key].wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
             serving_hourly_price=prices[m.base],
             parameters=None if weights is None else weights + (adapter or 0),
             trainable_parameters=(adapter if m.adapter_dir is not None else weights) if kind == "candidate" else None,

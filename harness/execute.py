@@ -11,7 +11,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -101,13 +100,12 @@ def device_name(device: str) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def load_backend(spec: HarnessSpec, models: list[ModelEntry], dtype: str | None = None) -> Backend:
-    """One backend for a model group (the config's backend and eval settings; the base's dtype
-    unless `dtype` says otherwise, as for a judge)."""
+def load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
+    """One backend for a model group (the config's backend and eval settings, the group's dtype)."""
     from harness.backends.hf import HFBackend
 
     first = models[0]
-    dtype = dtype or first.dtype or spec.base.dtype
+    dtype = first.dtype
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
     if spec.eval.backend == "openai":
         from harness.backends.openai import OpenAIBackend
@@ -138,7 +136,9 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
 
     task, prompt = run.task, run.model.prompt
     start = time.perf_counter()
-    with (PeakMemory(spec.eval.device) as peak, backend.activate(run.model.variant, prompt, run.model.label) as lm,
+    # the model's memory is this process's only on the hf backend (vLLM's engine and a server run elsewhere)
+    with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
+          backend.activate(run.model.variant, prompt, run.model.label) as lm,
           patches.select_docs(task.task, task.indices),
           patches.shared_requests(task.task, FEWSHOT_SEED, prompt.identity())):
         with warnings.catch_warnings():
@@ -178,9 +178,9 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
     from harness.util import progress
 
     store.reindex([r.key for r in plan.distinct if r.cached])
-    todo: dict[tuple[str, str], list[PlannedRun]] = {}
-    for run in plan.missing:  # one load per folder and dtype (two bases may be one folder in two dtypes)
-        todo.setdefault((run.model.group, run.model.dtype), []).append(run)
+    todo: dict[str, list[PlannedRun]] = {}
+    for run in plan.missing:
+        todo.setdefault(run.model.group, []).append(run)
     scored: list[str] = []
     load_s = score_s = 0.0
     current = "loading models"
@@ -219,12 +219,13 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
             bar.update()
 
         try:
-            for (group, _), runs in todo.items():
+            for runs in todo.values():
                 models = list({r.model.label: r.model for r in runs}.values())
+                folder = models[0].model_dir.name
                 t = time.perf_counter()
-                say(f"execute: loading {Path(group).name} with {len(models)} variant(s): "
+                say(f"execute: loading {folder} with {len(models)} variant(s): "
                     + ", ".join(m.label for m in models))
-                current = f"loading {Path(group).name}"
+                current = f"loading {folder}"
                 bar.set_postfix_str(current)
                 backend = load_backend(spec, models)
                 load_s += time.perf_counter() - t

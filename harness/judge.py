@@ -86,7 +86,7 @@ def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
     prompt = resolve_prompt_format(judge.model, [folder], "judge")
     return ModelEntry("judge", model_fingerprint_with(fp, prompt), group=f"judge:{folder}", variant=BASE,
                       model_dir=folder, trust_remote_code=judge.model.trust_remote_code,
-                      allow_pickle=judge.model.allow_pickle, prompt=prompt, weights_fp=fp)
+                      allow_pickle=judge.model.allow_pickle, prompt=prompt, weights_fp=fp, dtype=judge.model.dtype)
 
 
 LABEL_CHECK_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json",
@@ -293,7 +293,7 @@ def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, obje
 
     assert spec.judge is not None
     entry = judge_entry(spec, store)
-    backend = load_backend(spec, [entry], dtype=spec.judge.model.dtype)
+    backend = load_backend(spec, [entry])
     try:
         with backend.activate(BASE, entry.prompt, "judge") as lm:
             yield backend, lm, entry

@@ -26,25 +26,24 @@ class Loaded:
 
 
 def resolve_dtypes(spec):
-    """`dtype: auto` (the base's, the judge's) made the dtype this machine computes fast, before
+    """`dtype: auto` (every base's, the judge's) made the dtype this machine computes fast, before
     anything is keyed by it; the choice and its reason kept for the log and the report."""
     from harness.util.environment import auto_dtype
 
     chosen = {}
-    base = spec.base
-    if base.dtype == "auto":
+
+    def resolved(model, who: str):
+        if model.dtype != "auto":
+            return model
         dtype, why = auto_dtype(spec.eval.device)
-        base, chosen["base"] = base.model_copy(update={"dtype": dtype}), f"{dtype} (auto: {why})"
-    bases = list(spec.bases)
-    for i, b in enumerate(bases):
-        if b.dtype == "auto":
-            dtype, why = auto_dtype(spec.eval.device)
-            bases[i], chosen[b.name] = b.model_copy(update={"dtype": dtype}), f"{dtype} (auto: {why})"
+        chosen[who] = f"{dtype} (auto: {why})"
+        return model.model_copy(update={"dtype": dtype})
+
+    base = resolved(spec.base, "base")
+    bases = [resolved(b, b.name) for b in spec.bases]
     judge = spec.judge
-    if judge is not None and judge.model.dtype == "auto":
-        dtype, why = auto_dtype(spec.eval.device)
-        judge = judge.model_copy(update={"model": judge.model.model_copy(update={"dtype": dtype})})
-        chosen["judge"] = f"{dtype} (auto: {why})"
+    if judge is not None:
+        judge = judge.model_copy(update={"model": resolved(judge.model, "judge")})
     if not chosen:
         return spec
     spec = spec.model_copy(update={"base": base, "bases": bases, "judge": judge})

@@ -26,7 +26,7 @@ class ModelEntry:
 
     label: str  # "base" or the candidate's name
     fingerprint: str  # of its weights and, unless plain, its prompt format: what its runs are keyed by
-    group: str  # models of one group share one loaded backend
+    group: str  # models of one group share one loaded backend (a folder in a dtype)
     variant: str  # the variant that serves it within its group
     model_dir: Path  # the full model folder the group loads
     adapter_dir: Path | None = None
@@ -133,11 +133,12 @@ def _plan_base(label: str, bspec, key: str, candidates: list, backend: str, stor
     """One base and its candidates (each with its key path), fingerprinted; adapters checked to fit it."""
     dtype = bspec.dtype
     base_dir = resolve_model_dir(bspec.path, bspec.revision)
+    group = f"{base_dir}:{dtype}"  # two bases may be one folder in two dtypes: two loads
     base_shapes = check_model_folder(base_dir, where=key, trust_remote_code=bspec.trust_remote_code,
                                      allow_pickle=bspec.allow_pickle)
     base_fp = model_fingerprint(base_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
     base_prompt = resolve_prompt_format(bspec, [base_dir], key)
-    models = [ModelEntry(label, model_fingerprint_with(base_fp, base_prompt), group=str(base_dir), variant=BASE,
+    models = [ModelEntry(label, model_fingerprint_with(base_fp, base_prompt), group=group, variant=BASE,
                          model_dir=base_dir, trust_remote_code=bspec.trust_remote_code,
                          allow_pickle=bspec.allow_pickle, prompt=base_prompt, weights_fp=base_fp, base=label,
                          dtype=dtype, is_base=True)]
@@ -150,7 +151,7 @@ def _plan_base(label: str, bspec, key: str, candidates: list, backend: str, stor
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
             check_adapter(adapter_dir, base_dir, base_shapes, where=where, fix=fix)
             prompt = resolve_prompt_format(c, [adapter_dir, base_dir], where)
-            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(base_dir),
+            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=group,
                                      variant=c.name, model_dir=base_dir, adapter_dir=adapter_dir,
                                      trust_remote_code=bspec.trust_remote_code,
                                      allow_pickle=bspec.allow_pickle, prompt=prompt, weights_fp=fp,
@@ -171,7 +172,7 @@ def _plan_base(label: str, bspec, key: str, candidates: list, backend: str, stor
                     "save the base's tokenizer with it, or set `allow_different_tokenizer: true` on it")
             fp = model_fingerprint(model_dir, dtype=dtype, backend=backend, hasher=store.file_hash)
             prompt = resolve_prompt_format(c, [model_dir], where)
-            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=str(model_dir),
+            models.append(ModelEntry(c.name, model_fingerprint_with(fp, prompt), group=f"{model_dir}:{dtype}",
                                      variant=BASE, model_dir=model_dir, trust_remote_code=c.trust_remote_code,
                                      allow_pickle=c.allow_pickle, prompt=prompt, weights_fp=fp, base=label,
                                      dtype=dtype))

@@ -177,6 +177,9 @@ def test_the_frontier_and_the_roi_span_both_bases(two_bases):
     assert alts["small-tuned"].parameters < alts["domain-only"].parameters
     assert alts["small-tuned"].trainable_parameters < alts["small-tuned"].parameters
     assert alts["domain-only"].forgetting is not None and alts["base 0-shot"].forgetting is None
+    # peak memory measured as each run was scored (hf, in this process: its resident set on a CPU)
+    assert all(a.peak_memory_mb is not None and a.peak_memory_mb > 100 for a in roi.alternatives), [
+        a.peak_memory_mb for a in roi.alternatives]
     # the frontier: the alternatives' own Pareto set, cheapest first, each step's gain paired by document
     names = pareto([(a.name, a.cost_per_1000, a.accuracy.estimate) for a in roi.alternatives])
     assert [s.name for s in roi.frontier.steps] == names

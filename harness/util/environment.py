@@ -66,31 +66,37 @@ def auto_dtype(device: str) -> tuple[str, str]:
 class PeakMemory:
     """Peak memory while a block runs, in MB: on a CUDA device the most torch allocated on it; on a
     CPU the process's peak resident set (Linux: VmHWM, reset through /proc/self/clear_refs), the
-    whole process and not the model alone. `mb` is None where neither can be read."""
+    whole process and not the model alone. `mb` is None without `measure`, and where the peak cannot
+    be reset and read (VmHWM would then be the process's peak since it started)."""
 
-    def __init__(self, device: str):
-        self.device, self.mb = device, None
+    def __init__(self, device: str, measure: bool = True):
+        self.device, self.measure, self.mb, self._reset = device, measure, None, False
 
     def __enter__(self) -> PeakMemory:
-        if self.device.startswith("cuda"):
+        if not self.measure:
+            pass
+        elif self.device.startswith("cuda"):
             import torch
 
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats(self.device)
+                self._reset = True
         else:
             try:
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")  # resets VmHWM to the current resident set
+                self._reset = True
             except OSError:
                 pass
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self._reset:
+            return
         if self.device.startswith("cuda"):
             import torch
 
-            if torch.cuda.is_available():
-                self.mb = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            self.mb = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
             return
         try:
             with open("/proc/self/status") as f:

@@ -22,3 +22,11 @@ def test_peak_memory_of_a_block_is_its_own_high_water_mark():
         pass
     assert big.mb - resting.mb >= 290, (resting.mb, big.mb)
     assert after.mb < big.mb - 200, (after.mb, big.mb)
+
+
+def test_peak_memory_is_not_claimed_where_it_is_not_measured():
+    """A served model's memory is not this process's: asked not to measure, it says nothing."""
+    with PeakMemory("cpu", measure=False) as off:
+        block = bytearray(50 * 2**20)
+        del block
+    assert off.mb is None
