@@ -82,7 +82,16 @@ def test_harness_report_rerenders_the_demo_without_loading_a_model(demo_report, 
     result = json.loads((tmp_path / "comparison.json").read_text())
     assert {a["base"] for a in result["roi"]["alternatives"]} == {"base", "small"}
     assert ("small-domain-only", "domain-only") in {(x["candidate"], x["baseline"]) for x in result["roi"]["lines"]}
-    assert len(result["roi"]["frontier"]["steps"]) >= 2
+    # the frontier (which ways are on it follows the measured times): cheapest first, each point
+    # dearer and better than the one before, none beaten by a way that costs no more
+    steps, ways = result["roi"]["frontier"]["steps"], result["roi"]["alternatives"]
+    assert steps[0]["cost_per_1000"] == min(a["cost_per_1000"] for a in ways)
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert after["cost_per_1000"] > before["cost_per_1000"]
+        assert after["accuracy"]["estimate"] > before["accuracy"]["estimate"]
+    for st in steps:
+        assert not [a["name"] for a in ways if a["cost_per_1000"] <= st["cost_per_1000"]
+                    and a["accuracy"]["estimate"] > st["accuracy"]["estimate"]]
     for title in ("along training: domain-only", "along training: with-replay", "against data size: domain-only"):
         assert f'aria-label="learning and forgetting {title}"' in html, title
 
