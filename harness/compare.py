@@ -20,6 +20,7 @@ from scipy import stats as sps
 import harness
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
+from harness.judge import judge_results
 from harness.persisted import SweepRecord, TrainManifest, read_record
 from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
 from harness.records import (
@@ -34,8 +35,6 @@ from harness.records import (
     Estimate,
     FlipRecord,
     GroupResult,
-    JudgedExample,
-    JudgedResult,
     MetricDelta,
     ModelRecord,
     RoiResult,
@@ -53,7 +52,6 @@ from harness.stats import (
     analyze_paired,
     holm,
     is_binary,
-    kappa_interval,
     mean_interval,
     role_bootstrap,
     score_interval,
@@ -301,9 +299,12 @@ def _chance(joined: pd.DataFrame) -> float:
     return float(np.mean([1.0 / len(x) for x in joined["scores_base"]]))
 
 
-def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical: bool) -> list[str]:
-    """The guards against silently wrong scores that fire on one paired task."""
-    flags = []
+def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical: bool,
+                untrained: bool = False) -> tuple[list[str], list[str]]:
+    """The guards against silently wrong scores that fire on one paired task: (flags, notes). A flag is
+    what makes a result untrustworthy. Two bases both at chance on their target task (`untrained`: a
+    base against a base, on a target task) is expected, it is why they are fine-tuned: a note, not a flag."""
+    flags, notes = [], []
     if identical:
         flags.append(f"{result.task}: every request scored exactly as the base's ({len(joined)} items, every "
                      f"choice's log-likelihood bit for bit): was {label}'s update applied?")
@@ -311,11 +312,15 @@ def _task_flags(joined: pd.DataFrame, result: TaskResult, label: str, identical:
     if scored and result.metric in CHANCE_METRICS and result.binary:
         chance = _chance(joined)
         if all(e.low <= chance <= e.high for e in (result.base, result.candidate)):
-            flags.append(f"{result.task}: neither the base ({result.base.estimate:.3f}) nor {label} "
-                         f"({result.candidate.estimate:.3f}) scores apart from chance ({chance:.3f}, 1 / choices): "
-                         "the task cannot tell them apart; is it scored as intended (prompt format, "
-                         "log-probabilities from the server, the right split)?")
-    return flags
+            if untrained:
+                notes.append(f"{result.task}: both bases score at chance ({result.base.estimate:.3f} and "
+                             f"{result.candidate.estimate:.3f}; chance {chance:.3f}) before fine-tuning on it")
+            else:
+                flags.append(f"{result.task}: neither the base ({result.base.estimate:.3f}) nor {label} "
+                             f"({result.candidate.estimate:.3f}) scores apart from chance ({chance:.3f}, 1 / "
+                             "choices): the task cannot tell them apart; is it scored as intended (prompt format, "
+                             "log-probabilities from the server, the right split)?")
+    return flags, notes
 
 
 def _generated(joined: pd.DataFrame) -> bool:
@@ -383,8 +388,10 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         same_scores = not generated and same == "prompt" and not cand.prompting and _identical(joined)
         if not generated:  # log-likelihood tasks: did the candidate's update reach a single score?
             identical.append(same_scores)
-        flags = _task_flags(joined, result, cand.label, same_scores)
-        result = result.model_copy(update={"flags": flags}) if flags else result
+        flags, notes = _task_flags(joined, result, cand.label, same_scores,
+                                   untrained=cand.is_base and spec.role == "target")
+        if flags or notes:
+            result = result.model_copy(update={"flags": flags, "notes": notes})
         tasks.append(result)
         flips += task_flips
         by_role.setdefault(spec.role, []).append(paired)
@@ -415,77 +422,6 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
                            groups=groups, paired_by=paired_by,
                            kind="prompting" if cand.prompting else "base" if cand.is_base else "fine-tune",
                            reference=reference.label, flags=flags, refused=refused)
-
-
-JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
-
-
-def judge_results(plan: Plan, spec: HarnessSpec, store: Store,
-                  read: Callable[[PlannedRun], pd.DataFrame]) -> dict[str, list[JudgedResult]]:
-    """Candidate -> its judged tasks (judged_result of each stored pairing). `read` gives the records
-    compare has read already."""
-    from harness.judge import plan_judgments, read_human_labels
-
-    out: dict[str, list[JudgedResult]] = {}
-    people = read_human_labels(spec.judge) if spec.judge is not None else []
-    for pair in plan_judgments(plan, spec, store, read):
-        base_docs = read(pair.base_run).drop_duplicates("doc_id").set_index("doc_id").sort_index()
-        cluster = pair.base_run.task.spec.cluster
-        clusters = None if cluster is None else _clusters(base_docs.rename(columns={"doc": "doc_base"}), cluster,
-                                                          pair.task)
-        theirs = {h.doc_id: h.verdict for h in people if (h.candidate, h.task) == (pair.candidate, pair.task)}
-        manifest = store.read_manifest(pair.key)
-        out.setdefault(pair.candidate, []).append(judged_result(
-            pair.task, store.read(pair.key), spec, clusters=clusters, human=theirs, judge_s=manifest.wall_s))
-    return out
-
-
-def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.ndarray | None = None,
-                  human: dict[int, str] | None = None, judge_s: float = 0.0) -> JudgedResult:
-    """A pairing's judged records (harness.judge.judge_frame) as the candidate's win rate over the base
-    (both orders, ties as half) with its paired interval, and the judge's diagnostics: position
-    consistency of the verdicts read, the raw picks' first-position rate, the longer answer's rate,
-    agreement with people's verdicts (`human`: doc_id -> candidate | base | tie)."""
-    from harness.judge import ORDERS, POINTS, read_verdicts
-
-    judge, st = spec.judge, spec.stats
-    assert judge is not None
-    wide = read_verdicts(df, judge.calibrate)
-    raw = read_verdicts(df, False)
-    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
-    stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
-                           resamples=st.resamples, seed=st.seed)
-    picks = df[df["pick"] != judge.labels[2]]  # the raw picks of an answer: where the judge looks first
-    first = float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5
-    long = df.drop_duplicates("doc_id").set_index("doc_id").sort_index()
-    length = (long["candidate_response"].str.len() - long["base_response"].str.len()).loc[wide.index]
-    decided = np.stack([wide[o].to_numpy() for o in ORDERS])
-    differ = (length != 0).to_numpy()
-    won = (decided == "win")[:, differ]
-    lost = (decided == "loss")[:, differ]
-    longer_wins = (won & (length.to_numpy()[differ] > 0)) | (lost & (length.to_numpy()[differ] < 0))
-    n_decisive = int(won.sum() + lost.sum())
-    longer = float(longer_wins.sum() / n_decisive) if n_decisive else None
-    examples = [JudgedExample(doc_id=int(d), input=str(long.loc[d, "input"]), reference=str(long.loc[d, "reference"]),
-                              base_response=str(long.loc[d, "base_response"]),
-                              candidate_response=str(long.loc[d, "candidate_response"]),
-                              base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
-                for d in wide.index[:JUDGED_EXAMPLES]]
-    # the judge's item verdict on balance against people's, on the items they labelled
-    item = pd.Series(np.where(scores > 0.5, "candidate", np.where(scores < 0.5, "base", "tie")), index=wide.index)
-    human = human or {}
-    kappa = kappa_interval([item[d] for d in human], list(human.values()), confidence=st.confidence,
-                           resamples=st.resamples, seed=st.seed) if human else None
-    return JudgedResult(
-        task=task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
-        mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
-        losses=int((scores < 0.5).sum()), calibrated=judge.calibrate,
-        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
-        raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
-        first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
-        min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
-        min_human_agreement=judge.min_human_agreement, judge_s=judge_s, judge_requests=3 * len(df),
-        judge_tokens=int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0, examples=examples)
 
 
 def best_prompting(results: list[CandidateResult], models: list[ModelEntry]) -> str | None:
@@ -532,7 +468,9 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                   for m in own]
 
     read = {run.key: records for runs in by_model.values() for run, records in runs}
-    judged = judge_results(plan, spec, store, lambda run: read[run.key])
+    judged = judge_results(plan, spec, store, lambda run: read[run.key],
+                           lambda run, docs: _clusters(docs.rename(columns={"doc": "doc_base"}),
+                                                       run.task.spec.cluster, run.task.leaf))
     results = [r.model_copy(update={"judged": judged.get(r.candidate, [])}) for r in results]
 
     def record(m) -> ModelRecord:
@@ -556,8 +494,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),
                      "dtype": {"base": spec.base.dtype, **{b.name: b.dtype for b in spec.bases},
-                               **({"judge": spec.judge.model.dtype} if spec.judge is not None else {}),
-                               **spec._auto_dtypes}},
+                               **({"judge": spec.judge.model.dtype} if spec.judge is not None else {})}},
         versus_prompting=versus,
         curves=[c for m in plan.models if not m.prompting and (c := _training_curve(m)) is not None]
         + [read_sweep(Path(p), base_weights(base.model_dir, store.file_hash)) for p in spec.sweeps])

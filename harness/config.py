@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.util.yaml import load_yaml_file
@@ -85,7 +85,8 @@ class ModelSpec(PromptFormatFields):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         "float32", description="Weights and compute dtype. `auto`: bfloat16 where the hardware computes it "
-        "natively (a GPU with bf16, a CPU with AMX or AVX-512 BF16), float32 elsewhere; the report says which.")
+        "faster (a GPU with bf16, a CPU with AMX), float32 elsewhere; the log and the report say which. A pinned "
+        "bfloat16 on a CPU that computes it slowly runs as asked, with the measured slowdown in a warning.")
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped with the checkpoint. Off unless you trust it.")
     allow_pickle: bool = Field(
@@ -424,8 +425,6 @@ class JudgeSpec(Spec):
 class HarnessSpec(Spec):
     """A comparison: the base, its candidates, the suite, and where results go."""
 
-    # what `dtype: auto` chose on this machine, and why (model -> "bfloat16 (auto: ...)"); not a key
-    _auto_dtypes: dict[str, str] = PrivateAttr(default_factory=dict)
 
     name: str = Field(description="Name of the comparison; the report goes to reports/<name>/.")
     base: ModelSpec
@@ -534,7 +533,8 @@ class TrainSpec(Spec):
     chat_template: str | None = Field(None, description="Jinja chat template file for chat records, where "
                                       "the base's tokenizer has none.")
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="Mixed precision: auto = bf16 on a GPU that has it, else none (float32).")
+        "auto", description="Mixed precision: auto = bf16 where the hardware computes it faster (a GPU with "
+        "bf16, a CPU with AMX), else none (float32), as the scoring's `dtype: auto`.")
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp", description="How several processes (accelerate launch, torchrun) share the work: ddp "
         "replicates the model, fsdp shards it (large bases; GPUs only).")

@@ -1,5 +1,6 @@
-"""Execute: the only stage that loads models. Scores the runs the store lacks, one backend per
-model group (a base and its LoRA candidates share one), and stores per-sample records.
+"""Execute: the one scoring loop. Scores the jobs the store lacks (each model's runs of the tasks, then
+the judge's verdicts on pairs of answers), one backend per model group (a base and its LoRA candidates
+share one), under store claims, and stores per-sample records; the only stage that loads models.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -21,7 +22,7 @@ from harness.config import HarnessSpec
 from harness.errors import HarnessError, Interrupted
 from harness.plan import ModelEntry, Plan, PlannedRun
 from harness.sources.aggregations import aggregation_ref
-from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunManifest, Store
+from harness.store import METRIC_JSON_PREFIX, METRIC_PREFIX, RunKey, RunManifest, Store
 from harness.util.environment import PeakMemory, package_versions
 from harness.util.files import now_iso
 
@@ -128,7 +129,37 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
                      allow_pickle=first.allow_pickle)
 
 
-def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.DataFrame, int, float, float | None]:
+@dataclass(frozen=True)
+class Scored:
+    """What scoring one job gave: its per-sample records and how it went."""
+
+    records: pd.DataFrame
+    n_requests: int
+    wall_s: float
+    peak_memory_mb: float | None = None
+    aggregations: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)  # `fed` to the model, `requested` by full sequences
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stored result to score: a model's run of a task, or the judge's verdicts on a pairing. Jobs
+    of one model group share one loaded backend; `score` does the work on it."""
+
+    key: RunKey
+    model: ModelEntry  # whose backend scores it
+    label: str  # who, in the log and the manifest
+    task: str
+    score: Callable[[Backend], Scored]
+
+
+def _lm_tokens(lm) -> dict[str, int]:
+    """The tokens a backend's lm-eval model fed and was asked for since its variant was activated
+    (the hf backend counts them; {} elsewhere)."""
+    return dict(getattr(lm, "harness_tokens", None) or {})
+
+
+def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
     import lm_eval
     from lm_eval.evaluator import evaluate
 
@@ -152,6 +183,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
                            log_samples=True, bootstrap_iters=0, system_instruction=prompt.system_prompt,
                            apply_chat_template=prompt.template is not None,
                            fewshot_as_multiturn=prompt.fewshot_as_multiturn)
+        tokens = _lm_tokens(lm)
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     if task.indices is not None:  # positions in the subset -> the documents' own indices
@@ -164,66 +196,88 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> tuple[pd.Dat
             sample["doc_id"] = task.indices[sample["doc_id"]]
     records = samples_to_records(task.name, task.task.OUTPUT_TYPE, samples)
     n_requests = sum(len(s["arguments"]) for s in samples if s["filter"] == samples[0]["filter"])
-    return records, n_requests, wall_s, peak.mb
+    aggregations = {m: aggregation_ref(fn) for m, fn in task.task.aggregation().items()
+                    if METRIC_JSON_PREFIX + m in records.columns}
+    return Scored(records, n_requests, wall_s, peak.mb, aggregations, tokens)
+
+
+def run_job(run: PlannedRun, spec: HarnessSpec) -> Job:
+    """A planned run as a job of execute's loop."""
+    return Job(run.key, run.model, run.model.label, run.task.name, lambda backend: _score(backend, run, spec))
 
 
 def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                  log: Callable[[str], None] = print) -> ExecutionResult:
-    """Score every missing run; each stored as soon as it is done. On a terminal, a bar counts the
-    runs (and lm-eval's own bar the requests of the run in progress).
+    """Score every run the store lacks (execute_jobs)."""
+    store.reindex([r.key for r in plan.distinct if r.cached])
+    return execute_jobs([run_job(r, spec) for r in plan.missing], spec, store, log)
 
-    A run is scored only under its lock in the store: a run another process holds is put off and
-    waited for at the end, then taken from the store if that process stored it. Ctrl-C raises
-    `Interrupted`, saying what was saved (every run finished before it)."""
+
+def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable[[str], None] = print,
+                 stage: str = "execute", unit: str = "run") -> ExecutionResult:
+    """The one scoring loop: each job the store lacks is scored and stored as soon as it is done, one
+    backend loaded per model group. On a terminal, a bar counts the jobs (and lm-eval's own bar the
+    requests of the one in progress).
+
+    A job is scored only under its lock in the store: one another process holds is put off and waited
+    for at the end, then taken from the store if that process stored it, so no two processes ever score
+    the same job. Ctrl-C raises `Interrupted`, saying what was saved (every job finished before it)."""
+    import lm_eval
+
     from harness.util import progress
 
-    store.reindex([r.key for r in plan.distinct if r.cached])
-    todo: dict[str, list[PlannedRun]] = {}
-    for run in plan.missing:
-        todo.setdefault(run.model.group, []).append(run)
+    todo: dict[str, list[Job]] = {}
+    first: dict[RunKey, Job] = {}
+    same: list[tuple[Job, Job]] = []  # jobs whose key another job has (content-keyed: e.g. alike answers judged)
+    for job in jobs:
+        if job.key in first:
+            same.append((job, first[job.key]))
+            continue
+        first[job.key] = job
+        todo.setdefault(job.model.group, []).append(job)
     scored: list[str] = []
     load_s = score_s = 0.0
     current = "loading models"
-    with progress.bar(len(plan.missing), "execute", "run") as bar:
+    with progress.bar(len(jobs), stage, unit) as bar:
         say = progress.printer(bar, log)
+        for job, twin in same:
+            say(f"{stage}: {job.label:>12} {job.task:<22} the same as {twin.label}'s (one key: scored once)")
+            bar.update()
 
-        def score_one(backend: Backend, run: PlannedRun) -> None:
+        def score_one(backend: Backend, job: Job) -> None:
             nonlocal score_s, current
-            name = f"{run.model.label} {run.task.name}"
-            if store.has(run.key):
-                say(f"execute: {run.model.label:>12} {run.task.name:<22} stored meanwhile by another process")
+            if store.has(job.key):
+                say(f"{stage}: {job.label:>12} {job.task:<22} stored meanwhile by another process")
                 bar.update()
                 return
-            current = name
-            bar.set_postfix_str(name)
+            current = f"{job.label} {job.task}"
+            bar.set_postfix_str(current)
             try:
-                records, n_requests, wall_s, peak_mb = _score(backend, run, spec)
+                done = job.score(backend)
             except HarnessError as e:
-                raise HarnessError(f"task {run.task.name}, {run.model.label}: {e}") from None
-            score_s += wall_s
-            import lm_eval
-
-            aggregations = {m: aggregation_ref(fn) for m, fn in run.task.task.aggregation().items()
-                            if METRIC_JSON_PREFIX + m in records.columns}
+                raise HarnessError(f"task {job.task}, {job.label}: {e}") from None
+            score_s += done.wall_s
             manifest = RunManifest(
-                model_fp=run.key.model_fp, task=run.key.task, task_hash=run.key.task_hash,
+                kind=job.key.kind, model_fp=job.key.model_fp, task=job.key.task, task_hash=job.key.task_hash,
                 harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                label=run.model.label, backend=backend.name, n_items=len(records),
-                n_requests=n_requests, wall_s=round(wall_s, 3), created_at=now_iso(),
-                versions=package_versions(), device=device_name(spec.eval.device), aggregations=aggregations,
-                peak_memory_mb=peak_mb)
-            store.write(run.key, records, manifest)
-            scored.append(f"{run.model.label}/{run.task.name}")
-            say(f"execute: {run.model.label:>12} {run.task.name:<22} {n_requests:>5} requests "
-                f"in {wall_s:5.1f} s")
+                label=job.label, backend=backend.name, n_items=len(done.records),
+                n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
+                versions=package_versions(), device=device_name(spec.eval.device), aggregations=done.aggregations,
+                peak_memory_mb=done.peak_memory_mb, tokens_fed=done.tokens.get("fed"),
+                tokens_requested=done.tokens.get("requested"))
+            store.write(job.key, done.records, manifest)
+            scored.append(f"{job.label}/{job.task}")
+            fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \
+                if stage != "execute" and done.tokens.get("requested") else ""
+            say(f"{stage}: {job.label:>12} {job.task:<22} {done.n_requests:>5} requests in {done.wall_s:5.1f} s{fed}")
             bar.update()
 
         try:
-            for runs in todo.values():
-                models = list({r.model.label: r.model for r in runs}.values())
+            for group in todo.values():
+                models = list({j.model.label: j.model for j in group}.values())
                 folder = models[0].model_dir.name
                 t = time.perf_counter()
-                say(f"execute: loading {folder} with {len(models)} variant(s): "
+                say(f"{stage}: loading {folder} with {len(models)} variant(s): "
                     + ", ".join(m.label for m in models))
                 current = f"loading {folder}"
                 bar.set_postfix_str(current)
@@ -231,28 +285,27 @@ def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
                 load_s += time.perf_counter() - t
                 try:
                     later = []
-                    for run in runs:
-                        with store.claim(run.key, wait=False) as mine:
+                    for job in group:
+                        with store.claim(job.key, wait=False) as mine:
                             if mine:
-                                score_one(backend, run)
+                                score_one(backend, job)
                             else:
-                                later.append(run)
-                    for run in later:
-                        say(f"execute: {run.model.label:>12} {run.task.name:<22} being scored by "
-                            "another process; waiting for it")
-                        with store.claim(run.key):
-                            score_one(backend, run)
+                                later.append(job)
+                    for job in later:
+                        say(f"{stage}: {job.label:>12} {job.task:<22} being scored by another process; waiting for it")
+                        with store.claim(job.key):
+                            score_one(backend, job)
                 finally:
                     backend.close()
         except HarnessError as e:
             if type(e) is not HarnessError or not scored:
                 raise
-            raise HarnessError(f"{e}\n{len(scored)} run(s) finished and saved in {store.root} before it, "
-                               f"{len(plan.missing) - len(scored)} not; the next run reuses what is saved and "
+            raise HarnessError(f"{e}\n{len(scored)} {unit}(s) finished and saved in {store.root} before it, "
+                               f"{len(first) - len(scored)} not; the next run reuses what is saved and "
                                "scores the rest") from None
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted while {current}: {len(scored)} run(s) finished and saved in {store.root} "
-                f"this time, {len(plan.missing) - len(scored)} not; the next run reuses what is saved "
+                f"interrupted while {current}: {len(scored)} {unit}(s) finished and saved in {store.root} "
+                f"this time, {len(first) - len(scored)} not; the next run reuses what is saved "
                 "and scores the rest") from None
     return ExecutionResult(scored=scored, load_s=round(load_s, 3), score_s=round(score_s, 3))

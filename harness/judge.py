@@ -23,22 +23,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-import harness
 from harness.config import HarnessSpec, JudgeSpec
 from harness.errors import ConfigError, HarnessError
+from harness.execute import Job
 from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
-from harness.records import BASE
+from harness.records import BASE, JudgedExample, JudgedResult
 from harness.sources.fingerprint import model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
-from harness.store import RunKey, RunManifest, Store
-from harness.util.files import now_iso
+from harness.stats import analyze_paired, kappa_interval
+from harness.store import JUDGMENT, RunKey, Store
 
 SLOTS = ("answer_a", "answer_b")  # what a rubric must show the judge; `input` and `reference` it may
 ORDERS = ("base_first", "candidate_first")
 POINTS = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-JUDGE_FORMAT = 2  # of the judged records (2: the input as the task words the document; tokens); in every key
+# of the judged records, in every key (2: the input as the task words the document; tokens. 3: stored as
+# judgments, not as runs of a task named `<task>@judge`)
+JUDGE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
             for side in (b, c):
                 rows = _judged_rows(side, judge.limit)
                 content.update(json.dumps(rows[["doc_id", "prompt_hash", "response"]].values.tolist()).encode())
-            key = RunKey(model_fp=entry.fingerprint, task=f"{task}@judge", task_hash=content.hexdigest())
+            key = RunKey(model_fp=entry.fingerprint, task=task, task_hash=content.hexdigest(), kind=JUDGMENT)
             pairs.append(JudgedPair(cand.label, task, base_run, cand_run, key))
     return pairs
 
@@ -286,9 +289,80 @@ def read_verdicts(df: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
         .pivot(index="doc_id", columns="order", values="verdict").sort_index()[list(ORDERS)]
 
 
+JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
+
+
+def judge_results(plan: Plan, spec: HarnessSpec, store: Store, read: Callable[[PlannedRun], pd.DataFrame],
+                  clusters_of: Callable[[PlannedRun, pd.DataFrame], np.ndarray | None],
+                  ) -> dict[str, list[JudgedResult]]:
+    """Candidate -> its judged tasks (judged_result of each stored pairing). `read` gives the records
+    compare has read already; `clusters_of` the cluster of each document of a run (by its records, one
+    row per document), None where the task has none."""
+    out: dict[str, list[JudgedResult]] = {}
+    people = read_human_labels(spec.judge) if spec.judge is not None else []
+    for pair in plan_judgments(plan, spec, store, read):
+        base_docs = read(pair.base_run).drop_duplicates("doc_id").set_index("doc_id").sort_index()
+        clusters = clusters_of(pair.base_run, base_docs)
+        theirs = {h.doc_id: h.verdict for h in people if (h.candidate, h.task) == (pair.candidate, pair.task)}
+        manifest = store.read_manifest(pair.key)
+        out.setdefault(pair.candidate, []).append(judged_result(
+            pair.task, store.read(pair.key), spec, clusters=clusters, human=theirs, judge_s=manifest.wall_s,
+            tokens_fed=manifest.tokens_fed))
+    return out
+
+
+def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.ndarray | None = None,
+                  human: dict[int, str] | None = None, judge_s: float = 0.0,
+                  tokens_fed: int | None = None) -> JudgedResult:
+    """A pairing's judged records (harness.judge.judge_frame) as the candidate's win rate over the base
+    (both orders, ties as half) with its paired interval, and the judge's diagnostics: position
+    consistency of the verdicts read, the raw picks' first-position rate, the longer answer's rate,
+    agreement with people's verdicts (`human`: doc_id -> candidate | base | tie)."""
+    judge, st = spec.judge, spec.stats
+    assert judge is not None
+    wide = read_verdicts(df, judge.calibrate)
+    raw = read_verdicts(df, False)
+    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+    stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
+                           resamples=st.resamples, seed=st.seed)
+    picks = df[df["pick"] != judge.labels[2]]  # the raw picks of an answer: where the judge looks first
+    first = float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5
+    long = df.drop_duplicates("doc_id").set_index("doc_id").sort_index()
+    length = (long["candidate_response"].str.len() - long["base_response"].str.len()).loc[wide.index]
+    decided = np.stack([wide[o].to_numpy() for o in ORDERS])
+    differ = (length != 0).to_numpy()
+    won = (decided == "win")[:, differ]
+    lost = (decided == "loss")[:, differ]
+    longer_wins = (won & (length.to_numpy()[differ] > 0)) | (lost & (length.to_numpy()[differ] < 0))
+    n_decisive = int(won.sum() + lost.sum())
+    longer = float(longer_wins.sum() / n_decisive) if n_decisive else None
+    examples = [JudgedExample(doc_id=int(d), input=str(long.loc[d, "input"]), reference=str(long.loc[d, "reference"]),
+                              base_response=str(long.loc[d, "base_response"]),
+                              candidate_response=str(long.loc[d, "candidate_response"]),
+                              base_first=wide.loc[d, ORDERS[0]], candidate_first=wide.loc[d, ORDERS[1]])
+                for d in wide.index[:JUDGED_EXAMPLES]]
+    # the judge's item verdict on balance against people's, on the items they labelled
+    item = pd.Series(np.where(scores > 0.5, "candidate", np.where(scores < 0.5, "base", "tie")), index=wide.index)
+    human = human or {}
+    kappa = kappa_interval([item[d] for d in human], list(human.values()), confidence=st.confidence,
+                           resamples=st.resamples, seed=st.seed) if human else None
+    return JudgedResult(
+        task=task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
+        mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
+        losses=int((scores < 0.5).sum()), calibrated=judge.calibrate,
+        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
+        raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
+        first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
+        min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
+        min_human_agreement=judge.min_human_agreement, judge_s=judge_s, judge_requests=3 * len(df),
+        judge_tokens=int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0, judge_tokens_fed=tokens_fed,
+        examples=examples)
+
+
 @contextmanager
 def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, object, ModelEntry]]:
-    """The config's judge loaded on the config's backend: (backend, lm-eval model, its entry)."""
+    """The config's judge loaded on the config's backend, for judging by hand (judge_frame): (backend,
+    lm-eval model, its entry). A comparison judges through run_judge instead."""
     from harness.execute import load_backend
 
     assert spec.judge is not None
@@ -303,32 +377,34 @@ def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, obje
 
 def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               log: Callable[[str], None] = print) -> list[str]:
-    """Judge the pairs the store lacks (one judge model load for all); returns what was judged."""
-    import lm_eval
+    """Judge the pairs the store lacks, through execute's one scoring loop (one judge model load for all,
+    each pairing claimed in the store: two processes never judge one pairing twice); returns what was
+    judged. The judge's prompts for one item begin alike (the rubric, the input, the reference, and in
+    one order the base's answer for every candidate): the hf backend scores each such beginning once,
+    and the log says how many tokens it fed of those in the prompts."""
+    from harness.execute import Scored, execute_jobs
+    from harness.util.environment import PeakMemory
 
-    from harness.execute import device_name
+    judge = spec.judge
+    if judge is None or not pairs:
+        return []
+    _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
+    entry = judge_entry(spec, store)
 
-    todo = [p for p in pairs if not store.has(p.key)]
+    def job(pair: JudgedPair) -> Job:
+        def score(backend) -> Scored:
+            start = time.perf_counter()
+            with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
+                  backend.activate(BASE, entry.prompt, "judge") as lm):
+                items = judge_items(store, pair, judge.limit)
+                records = judge_frame(lm, rubric, judge.labels, entry.prompt.template is not None, items)
+                tokens = dict(getattr(lm, "harness_tokens", None) or {})
+            return Scored(records, 3 * len(records), time.perf_counter() - start, peak.mb, tokens=tokens)
+
+        return Job(pair.key, entry, pair.candidate, pair.task, score)
+
+    todo = [job(p) for p in pairs if not store.has(p.key)]
     if not todo:
         return []
-    judge = spec.judge
-    assert judge is not None
-    _, rubric = read_rubric(judge)
-    # its labels were checked before any model loaded (pipeline)
-    log(f"judge: loading {Path(judge.model.path).name} to judge {len(todo)} pairing(s) in both orders")
-    done = []
-    with loaded_judge(spec, store) as (backend, lm, entry):
-        for pair in todo:
-            start = time.perf_counter()
-            items = judge_items(store, pair, judge.limit)
-            records = judge_frame(lm, rubric, judge.labels, entry.prompt.template is not None, items)
-            wall = time.perf_counter() - start
-            store.write(pair.key, records, RunManifest(
-                model_fp=pair.key.model_fp, task=pair.key.task, task_hash=pair.key.task_hash,
-                harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                label=f"judge:{pair.candidate}", backend=backend.name, n_items=len(items),
-                n_requests=3 * len(records), wall_s=round(wall, 3), created_at=now_iso(),
-                device=device_name(spec.eval.device)))
-            log(f"judge: {pair.candidate:>12} {pair.task:<22} {len(items)} items x 2 orders in {wall:5.1f} s")
-            done.append(f"{pair.candidate}/{pair.task}")
-    return done
+    log(f"judge: {Path(judge.model.path).name} judges {len(todo)} pairing(s) in both orders")
+    return execute_jobs(todo, spec, store, log, stage="judge", unit="pairing").scored

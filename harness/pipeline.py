@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
@@ -23,20 +23,26 @@ class Loaded:
     path: Path
     spec: HarnessSpec
     suite: SuiteSpec
+    # the dtypes this machine decided (`auto`) or warned about (a slow pinned bfloat16): who -> what
+    # and why, for the log and the report's environment line
+    dtype_notes: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_dtypes(spec):
+def resolve_dtypes(spec: HarnessSpec) -> tuple[HarnessSpec, dict[str, str]]:
     """`dtype: auto` (every base's, the judge's) made the dtype this machine computes fast, before
-    anything is keyed by it; the choice and its reason kept for the log and the report."""
-    from harness.util.environment import auto_dtype
+    anything is keyed by it; a pinned bfloat16 on a CPU that computes it slowly is kept and measured.
+    Returns the resolved spec and what was chosen or warned, with the reason."""
+    from harness.util.environment import auto_dtype, pinned_bf16_warning
 
-    chosen = {}
+    notes: dict[str, str] = {}
 
     def resolved(model, who: str):
+        if model.dtype == "bfloat16" and (warning := pinned_bf16_warning(spec.eval.device)):
+            notes[who] = f"bfloat16 (WARNING: {warning})"
         if model.dtype != "auto":
             return model
         dtype, why = auto_dtype(spec.eval.device)
-        chosen[who] = f"{dtype} (auto: {why})"
+        notes[who] = f"{dtype} (auto: {why})"
         return model.model_copy(update={"dtype": dtype})
 
     base = resolved(spec.base, "base")
@@ -44,11 +50,9 @@ def resolve_dtypes(spec):
     judge = spec.judge
     if judge is not None:
         judge = judge.model_copy(update={"model": resolved(judge.model, "judge")})
-    if not chosen:
-        return spec
-    spec = spec.model_copy(update={"base": base, "bases": bases, "judge": judge})
-    spec._auto_dtypes = chosen
-    return spec
+    if not notes:
+        return spec, notes
+    return spec.model_copy(update={"base": base, "bases": bases, "judge": judge}), notes
 
 
 def load(config_path: str | Path, candidate: str | None = None, need_candidates: bool = True) -> Loaded:
@@ -68,7 +72,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
     if spec.task_data:  # the config points suite tasks at local files
         suite = suite.model_copy(update={"tasks": [t.model_copy(update={"data": spec.task_data.get(t.task, t.data)})
                                                    for t in suite.tasks]})
-    spec = resolve_dtypes(spec)
+    spec, dtype_notes = resolve_dtypes(spec)
     check_gates(spec, suite, str(path))
     if spec.judge is not None:
         from harness.judge import read_rubric
@@ -94,7 +98,7 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
         spec = spec.model_copy(update={"candidates": [c for c in spec.candidates if c.name == candidate],
                                        "bases": bases,
                                        "prompting": [p for p in spec.prompting if p.of in ("base", home, candidate)]})
-    return Loaded(path, spec, suite)
+    return Loaded(path, spec, suite, dtype_notes)
 
 
 def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: bool = True) -> ComparisonResult:
@@ -126,7 +130,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
             log(f"plan: WARNING {warning}")
         for flag in m.flags:
             log(f"plan: FLAGGED {flag}")
-    for who, chosen in spec._auto_dtypes.items():
+    for who, chosen in loaded.dtype_notes.items():
         log(f"plan: {who} scored in {chosen}")
 
     if spec.judge is not None:  # the judge's labels are checked before any model loads
@@ -151,8 +155,10 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     verdicts = evaluate_gates(result, spec.gates)
     roi = compare_roi(plan, spec, suite, store, result.results) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
+    environment = {**result.environment, "dtype": {**result.environment["dtype"], **loaded.dtype_notes}}
     result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,
-                                       "timings_s": {k: round(v, 3) for k, v in timings.items()}})
+                                       "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                                       "environment": environment})
     if record:
         earlier = store.history(spec.name, result.suite_hash)
         store.record_comparison(result)

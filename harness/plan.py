@@ -92,8 +92,9 @@ class Plan:
 # its key/value cache shared by its continuations (harness/backends/hf.py), which sums in another
 # float order than lm-eval's full sequences (within 1e-4 nats): runs of the earlier path are not
 # mixed with these. -2: the context pass's last position taken by an index tensor (another matrix
-# kernel for the head than the strided slice before it: last bits of float32 differ)
-HF_SCORING = "prefix-shared-2"
+# kernel for the head than the strided slice before it: last bits of float32 differ). -3: contexts that
+# begin alike share that beginning's pass too (a judge's prompts, few-shot prompts), batched otherwise
+HF_SCORING = "prefix-shared-3"
 
 
 def scoring_backend(spec: HarnessSpec) -> str:

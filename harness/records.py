@@ -182,6 +182,8 @@ class TaskResult(Record):
     extra: list[MetricDelta] = Field(default_factory=list, description="The suite entry's extra_metrics.")
     flags: list[str] = Field(default_factory=list, description="Guards that fired on this task: what makes its "
                              "scores suspect (every request scored exactly as the base's; both models at chance).")
+    notes: list[str] = Field(default_factory=list, description="What is worth a line but suspect of nothing (two "
+                             "bases both at chance on their target task, before fine-tuning).")
 
 
 class RoleResult(Record):
@@ -268,6 +270,9 @@ class JudgedResult(Record):
     judge_s: float = Field(description="Seconds the judge spent on these pairs.")
     judge_requests: int
     judge_tokens: int = Field(0, description="Tokens the judge read (its prompts, and the label).")
+    judge_tokens_fed: int | None = Field(None, description="Tokens the judge's model was fed for them: each "
+                                         "beginning its prompts share scored once (the hf backend); None "
+                                         "where not counted.")
     examples: list[JudgedExample] = Field(default_factory=list)
 
 

@@ -4,6 +4,7 @@ Layout under the store root (default `.harness/`):
 
     runs/v<harness version>/<model fingerprint[:24]>/<task>.<task hash[:16]>.parquet  records
     runs/v<harness version>/<model fingerprint[:24]>/<task>.<task hash[:16]>.json     manifest
+    judgments/v<harness version>/<judge fingerprint[:24]>/<task>.<pairing hash[:16]>.*  a judge's verdicts
     index.sqlite                                                          runs, comparisons, file hashes
 
 A run is keyed by (model fingerprint, task, task hash, harness version). The manifest is written
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,21 +75,36 @@ MIGRATIONS = [
         score REAL NOT NULL, delta REAL, ci_low REAL, ci_high REAL, n INTEGER NOT NULL);
     CREATE INDEX comparison_scores_by_task ON comparison_scores (task, model);
     """,
+    # 3: the kind of each stored result (RunKey.kind). A judge's verdicts were filed as runs of a task
+    # named `<task>@judge`; those stay on disk where they are and are marked, not read again: the
+    # judgments that replace them are keyed and stored as judgments (judge.JUDGE_FORMAT 3)
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
+    UPDATE runs SET kind = 'judgment' WHERE task LIKE '%@judge';
+    """,
 ]
+
+
+RUN, JUDGMENT = "run", "judgment"  # the kinds of stored records
+KIND_FOLDERS = {RUN: "runs", JUDGMENT: "judgments"}
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """Identity of one (model, task) evaluation."""
+    """Identity of one stored result: a model's run of a task (kind `run`), or a judge's verdicts on a
+    pairing of two models' answers to a task (kind `judgment`: the judge's fingerprint, the task
+    judged, and a hash of the rubric, the labels and both sides' answers)."""
 
     model_fp: str
     task: str
     task_hash: str
     harness_version: str = harness.__version__
+    kind: str = RUN
 
     @property
     def stem(self) -> str:
-        return f"runs/v{self.harness_version}/{self.model_fp[:24]}/{self.task}.{self.task_hash[:16]}"
+        return (f"{KIND_FOLDERS[self.kind]}/v{self.harness_version}/{self.model_fp[:24]}/"
+                f"{self.task}.{self.task_hash[:16]}")
 
 
 class RunManifest(BaseModel):
@@ -96,9 +113,12 @@ class RunManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = Field(STORE_FORMAT, description="Format version of this manifest.")
-    model_fp: str = Field(description="Fingerprint of the evaluated model (base or candidate).")
-    task: str = Field(description="lm-eval task name.")
-    task_hash: str = Field(description="Content hash of the task config and its documents.")
+    kind: Literal["run", "judgment"] = Field(RUN, description="A model's run of a task, or a judge's verdicts "
+                                             "on a pairing of answers to it (RunKey).")
+    model_fp: str = Field(description="Fingerprint of the evaluated model (base or candidate), or of the judge.")
+    task: str = Field(description="lm-eval task name (for a judgment: the task whose answers were judged).")
+    task_hash: str = Field(description="Content hash of the task config and its documents (for a judgment: "
+                           "of the rubric, the labels and both sides' answers).")
     harness_version: str
     lm_eval_version: str
     label: str = Field(description="Name the model had in the config that ran it (informational).")
@@ -115,6 +135,11 @@ class RunManifest(BaseModel):
     peak_memory_mb: float | None = Field(None, description="Peak memory while it was scored (harness.util."
                                          "environment.PeakMemory: a GPU's allocation, or the process's resident "
                                          "set on a CPU); None when not measured.")
+    tokens_fed: int | None = Field(None, description="Log-likelihood tokens run through the model (the hf "
+                                   "backend's prefix-shared scoring: each shared beginning once); None where "
+                                   "not counted.")
+    tokens_requested: int | None = Field(None, description="Log-likelihood tokens of the requests' full "
+                                         "sequences: what scoring each request whole would have fed.")
     aggregations: dict[str, str] = Field(default_factory=dict, description="Metric -> reference to lm-eval's "
                                          "aggregation of its stored per-item tuples (sources/aggregations.py), for "
                                          "metrics that are not per-item means; compare needs no task for them.")
@@ -191,9 +216,10 @@ class Store:
 
     def _index(self, key: RunKey, manifest: RunManifest) -> None:
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO runs (model_fp, task, task_hash, harness_version, path, label, "
+                       "n_items, wall_s, created_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (key.model_fp, key.task, key.task_hash, key.harness_version, key.stem,
-                        manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at))
+                        manifest.label, manifest.n_items, manifest.wall_s, manifest.created_at, key.kind))
 
     def has(self, key: RunKey) -> bool:
         """Whether the run is stored and sound; a corrupt one is set aside and counts as missing."""

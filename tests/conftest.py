@@ -1,7 +1,8 @@
 """Shared fixtures: a tiny but real demo world (tokenizer, pretrained Llama, two LoRA adapters).
 
 The tiny world uses the demo's own builder with few training steps, so every stage runs on a
-real model in seconds. Tests that need the full-size world are marked `slow`.
+real model in seconds. Tests that need the full-size world, real models or servers are in the `e2e`
+tier (the fixtures below mark them); those that cost minutes of CI's budget are also marked `slow`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,37 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# ------------------------------------------------------------------ float32 tolerances, from the arithmetic
+
+U32 = 2.0 ** -24  # float32's unit roundoff (half its machine epsilon)
+# Higham & Mary (2019), "A new approach to probabilistic rounding error analysis": a float32 reduction of
+# K terms errs by at most LAMBDA * sqrt(K) * U32 * sum|terms| with probability >= 1 - 2 exp(-LAMBDA^2 / 2)
+# (6: 1 - 3e-8 per comparison), where the worst case (K * U32) is reached only by adversarial inputs
+LAMBDA = 6.0
+
+
+def logprob_tolerance(model_dir, nats, context: int | None = None) -> float:
+    """How far two float32 computations of the same log-likelihood may differ when only the order of the
+    float32 operations changes (other batch compositions and padding, prefix-shared caches, another CPU
+    class's kernels): none of these changes what is computed, only how the sums are grouped.
+
+    `nats`: the magnitude of the log-likelihood (a sum of token log-probabilities, each <= 0, so the sum
+    of the terms' magnitudes is the total's), or of several added. K, the longest chain of accumulations
+    behind a token's log-probability: per layer the projections over the hidden width, the MLP's
+    down-projection over its width and the attention over the context (`context` tokens, the model's
+    window when not given), then the log-sum-exp over the vocabulary; the sum over the tokens adds at
+    most the context. A bug (a token dropped or shifted, another prompt) moves a log-likelihood by tenths
+    of a nat or more; these tolerances are 1e-4 to 1e-3 nats on the models tested here."""
+    import json
+    import math
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    ctx = context or config["max_position_embeddings"]
+    chain = config["num_hidden_layers"] * (config["hidden_size"] + config["intermediate_size"] + ctx) \
+        + config["vocab_size"] + ctx
+    return LAMBDA * math.sqrt(chain) * U32 * max(abs(float(nats)), 1.0)
 
 
 class Forked:

@@ -86,9 +86,11 @@ def test_unknown_task_is_named_with_its_suite_entry(tmp_path):
         load_tasks(load_suite(path), str(path))
 
 
-def test_dtype_auto_is_bfloat16_where_the_cpu_computes_it_and_keys_runs_as_that_dtype(tiny_config, monkeypatch):
-    """`dtype: auto` resolves before anything is keyed: on a CPU with AMX (this one has it) or AVX-512
-    BF16 the runs are the bfloat16 runs, elsewhere the float32 ones, and the choice is said."""
+def test_dtype_auto_is_bfloat16_where_the_cpu_computes_it_faster_and_keys_runs_as_that_dtype(tiny_config, monkeypatch):
+    """`dtype: auto` resolves before anything is keyed: on a CPU with AMX the runs are the bfloat16
+    runs; with AVX-512 BF16 alone (no faster than float32) or AVX2 (~160x slower) the float32 ones;
+    the choice and its reason are said. Both capability answers without either machine: the CPU's
+    flags are what the test says."""
     from harness.pipeline import load
     from harness.plan import plan_models
     from harness.store import Store
@@ -100,13 +102,61 @@ def test_dtype_auto_is_bfloat16_where_the_cpu_computes_it_and_keys_runs_as_that_
     def fingerprint(dtype: str, flags: set[str]) -> tuple[str, dict]:
         monkeypatch.setattr(environment, "cpu_flags", lambda: flags)
         config.write_text(text.replace("base:\n", f"base:\n  dtype: {dtype}\n"))
-        spec = load(config).spec
-        return plan_models(spec, Store(spec.store))[0].fingerprint, spec._auto_dtypes
+        loaded = load(config)
+        return plan_models(loaded.spec, Store(loaded.spec.store))[0].fingerprint, loaded.dtype_notes
 
-    amx = {"avx2", "amx_bf16", "amx_tile"}
+    monkeypatch.setattr(environment, "bf16_matmul_ms", lambda: (1.0, 1.1))  # no pinned-bf16 warning here
+    amx = {"avx2", "avx512_bf16", "amx_bf16", "amx_tile"}
     assert fingerprint("auto", amx) == (fingerprint("bfloat16", amx)[0],
-                                        {"base": "bfloat16 (auto: the CPU has amx_bf16)"})
-    assert fingerprint("auto", {"avx2"}) == (fingerprint("float32", {"avx2"})[0],
-                                             {"base": "float32 (auto: the CPU has neither AMX nor AVX-512 BF16)"})
-    assert fingerprint("auto", {"avx512_bf16"})[1] == {"base": "bfloat16 (auto: the CPU has avx512_bf16)"}
+                                        {"base": "bfloat16 (auto: the CPU has AMX (bfloat16 matrix units))"})
+    assert fingerprint("auto", {"avx2"}) == (fingerprint("float32", {"avx2"})[0], {
+        "base": "float32 (auto: the CPU has no bfloat16 instructions (neither AMX nor AVX-512 BF16))"})
+    assert fingerprint("auto", {"avx2", "avx512_bf16"}) == (fingerprint("float32", {"avx2"})[0], {
+        "base": "float32 (auto: the CPU has AVX-512 BF16 but no AMX: bfloat16 is no faster than float32 there)"})
     assert fingerprint("bfloat16", amx)[0] != fingerprint("float32", amx)[0]
+
+
+def test_a_pinned_bfloat16_on_a_cpu_that_computes_it_slowly_runs_as_asked_with_the_measured_slowdown(
+        tiny_config, monkeypatch):
+    """A config pinning bfloat16 on an AVX2 CPU keeps bfloat16 (its runs are keyed so) and warns with the
+    slowdown measured on one small matmul; on an AMX CPU, or where bf16 measured about as fast, nothing
+    is said. The measurement itself is real and quick (a 256x256 matmul both ways)."""
+    from harness.pipeline import load
+    from harness.util import environment
+
+    f32, bf16 = environment.bf16_matmul_ms()  # this machine's, whatever class it is
+    assert 0 < f32 < 1000 and 0 < bf16 < 1000
+
+    config = tiny_config()
+    config.write_text(config.read_text().replace("base:\n", "base:\n  dtype: bfloat16\n"))
+    monkeypatch.setattr(environment, "bf16_matmul_ms", lambda: (0.4, 64.0))  # an AVX2 EPYC's proportions
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "fma"})
+    loaded = load(config)
+    assert loaded.spec.base.dtype == "bfloat16"
+    note = loaded.dtype_notes["base"]
+    assert note.startswith("bfloat16 (WARNING: ") and "160x slower than float32" in note
+    assert "64.0 ms against 0.40 ms" in note and "use `auto`" in note
+    monkeypatch.setattr(environment, "bf16_matmul_ms", lambda: (0.4, 0.5))
+    assert load(config).dtype_notes == {}
+    monkeypatch.setattr(environment, "bf16_matmul_ms", lambda: (0.4, 64.0))
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert load(config).dtype_notes == {}
+
+
+def test_the_trainer_resolves_its_precision_as_scoring_resolves_dtype(monkeypatch):
+    """`precision: auto` trains in bf16 on an AMX CPU and in float32 ("no") elsewhere, saying why; a pinned
+    bf16 on a CPU that computes it slowly is kept and warned about."""
+    from harness.train.lora import resolve_precision
+    from harness.util import environment
+
+    monkeypatch.setattr(environment, "bf16_matmul_ms", lambda: (0.4, 64.0))
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert resolve_precision("auto", "cpu") == ("bf16",
+                                                "precision bf16 (auto: the CPU has AMX (bfloat16 matrix units))")
+    assert resolve_precision("bf16", "cpu") == ("bf16", None)
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2"})
+    chosen, said = resolve_precision("auto", "cpu")
+    assert chosen == "no" and "no bfloat16 instructions" in said
+    chosen, said = resolve_precision("bf16", "cpu")
+    assert chosen == "bf16" and said.startswith("WARNING: bfloat16 is pinned") and "160x slower" in said
+    assert resolve_precision("no", "cpu") == ("no", None)

@@ -28,20 +28,20 @@ if point == "model_load":  # the base is loaded, its adapters not yet
     hf.HFBackend._attach = staticmethod(slow_attach)
 elif point == "mid_task":  # between two batches of a run: lm-eval's forward calls, the prefix-shared path's batches
     from lm_eval.models.huggingface import HFLM
-    from harness.backends import hf
+    from harness.backends import hf_lm
     call = HFLM._model_call
     def model_call(self, *args, **kwargs):
         hit()
         return call(self, *args, **kwargs)
     HFLM._model_call = model_call
-    shared = hf.shared_prefix_scores
-    def counted(model, requests, batch_size, device, done=None):
+    shared = hf_lm.shared_prefix_scores
+    def counted(model, requests, batch_size, device, done=None, **kwargs):
         def step(n):
             hit()
             if done is not None:
                 done(n)
-        return shared(model, requests, batch_size, device, step)
-    hf.shared_prefix_scores = counted
+        return shared(model, requests, batch_size, device, step, **kwargs)
+    hf_lm.shared_prefix_scores = counted
 elif point in ("records_write", "manifest_write"):  # temp file written, not yet renamed
     from harness import store
     atomic_write = store.atomic_write
@@ -133,11 +133,11 @@ def test_killed_at_every_stage_the_rerun_matches_an_uninterrupted_run(tiny_confi
     from click.testing import CliRunner
     from lm_eval.models.huggingface import HFLM
 
-    from harness.backends import hf
+    from harness.backends import hf_lm
     from harness.cli import main
 
     calls = []
-    model_call, shared = HFLM._model_call, hf.shared_prefix_scores
+    model_call, shared = HFLM._model_call, hf_lm.shared_prefix_scores
 
     def interrupt_on_the_fourth_batch():
         calls.append(1)
@@ -148,15 +148,15 @@ def test_killed_at_every_stage_the_rerun_matches_an_uninterrupted_run(tiny_confi
         interrupt_on_the_fourth_batch()
         return model_call(self, *args, **kwargs)
 
-    def interrupting_shared(model, requests, batch_size, device, done=None):
+    def interrupting_shared(model, requests, batch_size, device, done=None, **kwargs):
         interrupt_on_the_fourth_batch()
-        return shared(model, requests, batch_size, device, done)
+        return shared(model, requests, batch_size, device, done, **kwargs)
 
-    HFLM._model_call, hf.shared_prefix_scores = interrupting, interrupting_shared
+    HFLM._model_call, hf_lm.shared_prefix_scores = interrupting, interrupting_shared
     try:
         interrupted = CliRunner().invoke(main, ["compare", "--config", str(config)])
     finally:
-        hf.shared_prefix_scores = shared
+        hf_lm.shared_prefix_scores = shared
         HFLM._model_call = model_call
     assert interrupted.exit_code == 130, interrupted.output
     scored_now = _scored(interrupted.stdout)

@@ -4,6 +4,7 @@ summarised as a win rate with the judge's diagnostics; and what bad judge input 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,9 @@ def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_fl
     loaded = load(config)
     logs: list[str] = []
     result = run_comparison(loaded, log=logs.append)
-    assert any(line.startswith("judge:  domain-only demo_triage_note       12 items x 2 orders") for line in logs), logs
+    # 12 items x 2 orders x 3 labels, through execute's loop, with the tokens fed of those in its prompts
+    line = r"judge:  domain-only demo_triage_note +72 requests in +[\d.]+ s \([\d,]+ of [\d,]+ tokens fed\)$"
+    assert any(re.match(line, x) for x in logs), logs
     store = Store(loaded.spec.store)
     (pair,) = plan_judgments(plan_runs(loaded.spec, loaded.suite, store), loaded.spec, store)
     records = store.read(pair.key)
@@ -89,6 +92,31 @@ def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_fl
     run_comparison(load(config), log=logs.append)
     assert any(line.startswith("judge:  domain-only") for line in logs)
     assert any("2 stored, 0 to evaluate" in line for line in logs), logs
+
+
+def test_two_processes_on_one_store_judge_each_pairing_once(tiny_world, tmp_path):
+    """Two `harness compare` started together on one store, with a judge: the judge's verdicts go
+    through execute's loop under store claims, so each pairing is judged by one process only and the
+    other takes it from the store; both report the same win rates. Stored as judgments, not as runs."""
+    from conftest import Forked
+
+    config = _config(tmp_path, tiny_world.base, tiny_world.candidates, {"calibrate": False})
+    second = tmp_path / "second.yaml"
+    second.write_text(config.read_text().replace(str(tmp_path / "report"), str(tmp_path / "report2")))
+    procs = [Forked("compare", "--config", str(c)) for c in (config, second)]
+    done = [p.wait() for p in procs]
+    for p in done:
+        assert p.returncode == 0, p.stderr[-2000:]
+    judged = [line.split()[1] for p in done for line in p.stdout.splitlines()
+              if re.match(r"judge: +\S+ demo_triage_note +72 requests in", line)]
+    # a pairing's key is its content (the judge, the rubric, both sides' answers): the tiny world's two
+    # candidates may answer alike, and then share one judgment; every stored judgment judged once, by one
+    manifests = sorted((tmp_path / "store" / "judgments").rglob("*.json"))
+    assert 1 <= len(judged) == len(manifests) <= 2, "\n=====\n".join(p.stdout for p in done)
+    assert not list((tmp_path / "store" / "runs").rglob("*@judge*"))
+    assert {yaml.safe_load(m.read_text())["kind"] for m in manifests} == {"judgment"}
+    rates = [[line for line in p.stdout.splitlines() if "win rate" in line] for p in done]
+    assert rates[0] == rates[1]
 
 
 def test_bad_judge_input_is_refused_before_any_model_loads(tiny_world, tmp_path):
@@ -248,9 +276,9 @@ def test_a_planted_preference_is_found_in_both_orders_through_a_judges_position_
     candidate is 1.5 nats. Read raw, every verdict is "A": the two orders never agree and the gate
     refuses. Calibrated, the preference is found in both orders; no preference stays at 0.5; swapping
     which model is the base gives exactly one minus the win rate."""
-    from harness.compare import judged_result
     from harness.config import GateSpec
     from harness.gates import gate_verdict
+    from harness.judge import judged_result
     from harness.records import CandidateResult
 
     rng = np.random.default_rng(0)
@@ -296,10 +324,9 @@ def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2,
 
     import pandas as pd
 
-    from harness.compare import judged_result
     from harness.config import GateSpec
     from harness.gates import gate_verdict
-    from harness.judge import judge_frame, loaded_judge, read_rubric
+    from harness.judge import judge_frame, judged_result, loaded_judge, read_rubric
     from harness.records import CandidateResult
     from harness.store import Store
 
@@ -309,7 +336,7 @@ def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2,
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({
         "name": "planted", "base": {"path": str(smollm2)}, "candidates": [{"name": "x", "path": str(smollm2)}],
         "suite": "suite.yaml", "store": str(tmp_path / "store"), "stats": {"resamples": 500},
-        "judge": {"model": {"path": str(smollm2), "dtype": "bfloat16"},
+        "judge": {"model": {"path": str(smollm2), "dtype": "auto"},
                   "rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
                   "tasks": ["demo_triage_note"]}}))
     spec = load(tmp_path / "c.yaml").spec

@@ -175,8 +175,10 @@ def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smol
     assert len(requests) == 4 * 5 + 8 * 4
     backend = hf.HFBackend(smollm2, dtype="float32", device="cpu", batch_size=16, adapters={"tuned": adapter})
     calls = []
-    original = hf.shared_prefix_scores
-    monkeypatch.setattr(hf, "shared_prefix_scores",
+    from harness.backends import hf_lm
+
+    original = hf_lm.shared_prefix_scores
+    monkeypatch.setattr(hf_lm, "shared_prefix_scores",
                         lambda model, reqs, *a, **k: calls.append(len(reqs)) or original(model, reqs, *a, **k))
     worst, scores = 0.0, {}
     for variant in backend.variants():

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from harness.config import TrainSpec
 from harness.demo import world
 from harness.demo.build import DemoBuild, _adapter_key, _build_lock, _key, _source_hash, _Stamps
@@ -44,7 +46,7 @@ class RealRecipe:
 @dataclass(frozen=True)
 class RealSpec:
     """What the real world trains: a few hundred chat records, a short LoRA run per candidate (sized
-    for 2 CPU cores: ~80 s each in bf16)."""
+    for 2 CPU cores: ~80 s each in bf16 on an AMX CPU)."""
 
     world: world.WorldSpec = world.WorldSpec()
     records: int = 400  # the first claims of the demo's training set
@@ -56,9 +58,10 @@ class RealSpec:
     lora_r: int = 8
     lora_alpha: int = 16
     max_length: int = 96
-    # bf16 autocast on this CPU (AMX): 257 tokens/s against 178 in float32, losses alike (10 steps:
-    # 1.33 against 1.28); README, "A real instruct model"
-    precision: str = "bf16"
+    # chosen by the machine: bf16 autocast where it is faster (AMX: 257 tokens/s against 178 in
+    # float32, losses alike), float32 elsewhere (AVX2 computes bf16 ~160x slower); README, "A real
+    # instruct model"
+    precision: str = "auto"
     candidates: dict[str, RealRecipe] = field(default_factory=lambda: {
         "domain-only": RealRecipe(),
         "balanced-replay": RealRecipe(balanced=True, replay_ratio=0.2),
@@ -102,6 +105,9 @@ def _build(root: Path, models: Path, spec: RealSpec, log: Callable[[str], None])
 
     candidates = {}
     knobs = {k: v for k, v in asdict(spec).items() if k not in ("world", "records", "replay_records", "candidates")}
+    # the precision this machine trains in (auto resolved here): it keys the adapters, so a store moved to
+    # a machine of another class trains them again rather than reuse ones trained otherwise
+    knobs["precision"] = lora.resolve_precision(spec.precision, "cuda" if torch.cuda.is_available() else "cpu")[0]
     for name, recipe in spec.candidates.items():
         out = root / "candidates" / name
         records = "domain_chat_balanced.jsonl" if recipe.balanced else "domain_chat.jsonl"
@@ -115,7 +121,7 @@ def _build(root: Path, models: Path, spec: RealSpec, log: Callable[[str], None])
             stage_s[f"train:{name}"] = 0.0
             continue
         log(f"real: fine-tuning {name} on SmolLM2-135M-Instruct ({spec.steps} steps of {spec.batch_size} chat "
-            f"records, {spec.precision}, replay {recipe.replay_ratio}) ...")
+            f"records, precision {knobs['precision']}, replay {recipe.replay_ratio}) ...")
         manifest = lora.train_lora(train, log=lambda m, n=name: log(f"  {n} {m}"))
         stage_s[f"train:{name}"] = manifest.wall_s
         stamps.record(f"candidate:{name}", key, out, ["adapter_model.safetensors", "adapter_config.json"],

@@ -46,7 +46,8 @@ def evaluate_adapters(loaded, adapters: dict[str, Path], log: Callable[[str], No
         "candidates": [CandidateSpec(name=n, adapter=str(p), **fmt) for n, p in adapters.items()], "roi": None,
         "judge": None, "gates": [g for g in loaded.spec.gates if g.rule != "wins"]})
     # not recorded in the store's history: that is for the comparisons people run
-    return run_comparison(Loaded(loaded.path, spec, loaded.suite), log=log or (lambda m: None), record=False)
+    return run_comparison(Loaded(loaded.path, spec, loaded.suite, loaded.dtype_notes), log=log or (lambda m: None),
+                          record=False)
 
 
 def curve_points(result: ComparisonResult, xs: dict[str, int]) -> list[CurvePoint]:

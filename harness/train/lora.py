@@ -55,9 +55,7 @@ def _accelerator(spec: TrainSpec):
     from accelerate.utils import FullyShardedDataParallelPlugin
 
     gpu = torch.cuda.is_available()
-    precision = spec.precision
-    if precision == "auto":
-        precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "no"
+    precision = resolve_precision(spec.precision, "cuda" if gpu else "cpu")[0]
     if spec.strategy == "fsdp" and not gpu:
         raise HarnessError("strategy fsdp: accelerate shards models over GPUs only; on CPUs use ddp")
     if spec.strategy == "fsdp" and spec.checkpoint_every:
@@ -75,6 +73,21 @@ def _accelerator(spec: TrainSpec):
         return Accelerator(cpu=not gpu, mixed_precision=precision, fsdp_plugin=plugin)
     except ValueError as e:
         raise HarnessError(f"precision {spec.precision}: {e}") from None
+
+
+def resolve_precision(precision: str, device: str) -> tuple[str, str | None]:
+    """The mixed precision to train in, and what to say about it: `auto` chooses as the scoring's
+    `dtype: auto` does (bf16 where the hardware computes it faster); a pinned bf16 on a CPU that
+    computes it slowly is kept, with the measured slowdown."""
+    from harness.util.environment import auto_dtype, pinned_bf16_warning
+
+    if precision == "auto":
+        dtype, why = auto_dtype(device)
+        chosen = "bf16" if dtype == "bfloat16" else "no"
+        return chosen, f"precision {chosen} (auto: {why})"
+    if precision == "bf16" and (warning := pinned_bf16_warning(device)):
+        return precision, f"WARNING: {warning}"
+    return precision, None
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -105,6 +118,9 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
     accelerator = _accelerator(spec)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     log = log if (log and main) else (lambda m: None)
+    said = resolve_precision(spec.precision, "cuda" if torch.cuda.is_available() else "cpu")[1]
+    if said:
+        log(said)
     if spec.batch_size % (world * spec.grad_accum):
         raise HarnessError(f"batch_size {spec.batch_size} does not split over {world} process(es) x grad_accum "
                            f"{spec.grad_accum}; use a multiple of {world * spec.grad_accum}")

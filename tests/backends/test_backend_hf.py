@@ -107,3 +107,51 @@ def test_a_model_missing_a_weight_or_untied_on_loading_is_refused(tiny_world, tm
     backend = HFBackend(tied, dtype="float32", device="cpu", batch_size=4)
     assert backend.model.lm_head.weight.data_ptr() == backend.model.model.embed_tokens.weight.data_ptr()
     backend.close()
+
+
+def test_prefix_clusters_share_the_longest_beginnings_and_leave_each_context_its_last_token():
+    """Hand-worked splits: two families of contexts (each beginning alike for 20 tokens, differing after)
+    and a stranger become two runs sharing 20 tokens and a run of one; a run never takes a context's
+    last token into the shared part, nor grows past `max_size`; a short common beginning (under the
+    overhead of a pass) is not shared."""
+    from harness.backends.hf_lm import prefix_clusters
+
+    a = tuple(range(100, 120))
+    b = tuple(range(200, 220))
+    family_a = [a + (1, 2, 3), a + (4, 5), a + (6,)]
+    family_b = [b + (7, 8), b + (9,)]
+    stranger = (5, 6, 7)
+    runs = prefix_clusters([*family_a, stranger, *family_b], max_size=8, overhead=4)
+    assert sorted((p, sorted(r)) for p, r in runs) == sorted(
+        [(20, sorted(family_a)), (20, sorted(family_b)), (0, [stranger])])
+    # a context that is the others' beginning keeps its last token out of the shared part
+    runs = prefix_clusters([a, a + (1, 2)], max_size=8, overhead=4)
+    assert runs == [(19, [a, a + (1, 2)])]
+    # at most max_size a run
+    runs = prefix_clusters([a + (i,) for i in range(5)], max_size=2, overhead=4)
+    assert sorted(len(r) for _, r in runs) == [1, 2, 2] and all(p == 20 for p, r in runs if len(r) == 2)
+    # 3 tokens in common, overhead 4: not worth a pass
+    assert all(p == 0 for p, _ in prefix_clusters([(1, 2, 3, 4), (1, 2, 3, 5)], max_size=8, overhead=4))
+
+
+def test_contexts_that_begin_alike_score_as_the_plain_path_with_fewer_tokens_fed(tiny_world):
+    """Judge-like prompts (a long common rubric, then different answers, each asked for three one-token
+    labels) and multi-token continuations: each request within the float32 tolerance of lm-eval's
+    plain HFLM, the same greedy flags, and the tokens fed counted against the full sequences'."""
+    from conftest import logprob_tolerance
+
+    rubric = ("Reference: the claimant slipped on a wet floor during her shift at the hospital.\n\n"
+              "Answer A: {a}\nAnswer B: {b}\n\nWhich answer says the same as the reference? Reply A or B.")
+    answers = ["She slipped on a wet floor.", "He burned his hand.", "A fall at work.", "Outside work."]
+    contexts = [rubric.format(a=x, b=y) for x in answers for y in answers if x != y] + CONTEXTS
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(c, x), idx=i)
+                for i, (c, x) in enumerate((c, x) for c in contexts for x in (" A", " B", " C", " FALL at work"))]
+    backend = HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=8)
+    with backend.activate("base") as lm:
+        shared = lm.loglikelihood(requests, disable_tqdm=True)
+        counts = dict(lm.harness_tokens)
+    plain = _plain(tiny_world.base).loglikelihood(requests, disable_tqdm=True)
+    for (a, ga), (b, gb) in zip(shared, plain, strict=True):
+        assert abs(a - b) <= logprob_tolerance(tiny_world.base, b), (a, b)
+        assert ga == gb
+    assert counts["requested"] > 2 * counts["fed"] > 0, counts

@@ -24,12 +24,15 @@ def test_planted_effects_are_found(demo_config):
     result = ComparisonResult.model_validate_json((demo_config.parent / "report" / "comparison.json").read_text())
     by = {cr.candidate: cr for cr in result.results}
     domain, replay, balanced = by["domain-only"], by["with-replay"], by["balanced-replay"]
-    # no guard fires on the real candidates (trained adapters, tasks the base knows); between the two
-    # bases, one: neither can triage before fine-tuning, both score at chance
+    # no guard fires (trained adapters, tasks the base knows); between the two bases, neither can triage
+    # before fine-tuning, both score at chance: expected, so a note in the bases' section, not a flag
     flags = {cr.candidate: [*cr.flags, *(f for t in cr.tasks for f in t.flags)] for cr in result.results}
-    assert not [f for name, fs in flags.items() if name != "small" for f in fs], flags
-    assert len(flags["small"]) == 1 and "demo_triage: neither the base" in flags["small"][0], flags["small"]
-    assert run.output.count("FLAGGED") == 1
+    assert not [f for fs in flags.values() for f in fs], flags
+    assert "FLAGGED" not in run.output
+    notes = [n for t in by["small"].tasks for n in t.notes]
+    assert len(notes) == 1 and notes[0].startswith("demo_triage: both bases score at chance"), notes
+    html = (demo_config.parent / "report" / "index.html").read_text()
+    assert "Note: demo_triage: both bases score at chance" in html and "Flagged" not in html
 
     target = domain.role("target").delta
     assert target.low > 0.3, target  # learns the task: +tens of points, interval above zero

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, logprob_tolerance
 from harness.config import TaskSpec
 from harness.errors import HarnessError
 
@@ -236,17 +236,33 @@ def test_scores_equal_lm_evals_own_for_the_same_model_and_data(stories, tmp_path
         theirs = out["results"][names[task]]
         per_item = {s["doc_id"]: s for s in out["samples"][names[task]]}
         assert sorted(per_item) == sorted(ours[task].index)
+        # float32 sums of token log-probabilities in differently composed batches: each item within
+        # the tolerance of its log-likelihoods' magnitudes (conftest.logprob_tolerance); a right-or-wrong
+        # metric equal wherever the model's choice wins by more than twice that (acc_norm: per character)
+        scores = [np.asarray(x, dtype=float) for x in ours[task]["scores"]]
+        tolerance = np.array([logprob_tolerance(STORIES, np.abs(x).sum()) for x in scores])
+        chars = [np.array([len(a[1]) for a in per_item[i]["arguments"]], dtype=float) for i in ours[task].index]
+        level = {}
         for metric in metrics:
-            mine = ours[task][f"metric.{metric}"]
-            assert mine.mean() == pytest.approx(theirs[f"{metric},none"], rel=0, abs=1e-5), (task, metric)
-            their_items = np.array([per_item[i][metric] for i in mine.index], dtype=float)
-            # float32 sums of token log-probabilities in differently composed batches: 1e-4 nats
-            np.testing.assert_allclose(mine.to_numpy(dtype=float), their_items, rtol=0, atol=1e-4)
-        # and the comparison reports the same levels for the suite's metric and its extra metrics
+            mine = ours[task][f"metric.{metric}"].to_numpy(dtype=float)
+            their_items = np.array([per_item[i][metric] for i in ours[task].index], dtype=float)
+            if set(np.unique(their_items)) <= {0.0, 1.0}:
+                norm = [x / n if metric == "acc_norm" else x for x, n in zip(scores, chars, strict=True)]
+                margin = np.array([np.inf if len(x) < 2 else np.diff(np.sort(x)[-2:])[0] for x in norm])
+                unclear = margin <= 2 * tolerance
+                assert unclear.mean() < 0.1, (task, metric)  # the check is not emptied by the tolerance
+                np.testing.assert_array_equal(mine[~unclear], their_items[~unclear], err_msg=f"{task} {metric}")
+                mean_tolerance = unclear.mean()
+            else:
+                assert np.all(np.abs(mine - their_items) <= tolerance), (task, metric)
+                mean_tolerance = tolerance.mean()
+            assert abs(mine.mean() - theirs[f"{metric},none"]) <= mean_tolerance + 1e-12, (task, metric)
+            level[metric] = mine.mean()
+        # and the comparison reports these levels for the suite's metric and its extra metrics
         t = next(t for t in stories["result"].results[0].tasks if t.task == task)
-        assert t.base.estimate == pytest.approx(theirs[f"{t.metric},none"], abs=1e-9)
+        assert t.base.estimate == pytest.approx(level[t.metric], abs=1e-12)
         for x in t.extra:
-            assert x.base.estimate == pytest.approx(theirs[f"{x.metric},none"], abs=1e-5)
+            assert x.base.estimate == pytest.approx(level[x.metric], abs=1e-12)
 
 
 # --------------------------------------------------------------------------- BBQ bias scores
