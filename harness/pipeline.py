@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
 from harness.errors import ConfigError, HarnessError
-from harness.records import ComparisonResult
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,21 @@
 """What the harness produces from a comparison: immutable, versioned records.
 
-`ComparisonResult` is written as comparison.json beside each report; everything downstream of
-the store (gates, report, ROI) reads only these. Every figure that has an interval is an
-`Estimate`.
-
-Formats of comparison.json: 1, flat fields (`delta`, `ci_low`, `ci_high`, `base_score`,
-`candidate_score`, `candidate_sd`; a verdict's `estimate`, `ci_low`, `ci_high`); 2, an `Estimate`
-for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's pooled
-`candidate` level. Format 1 is read as format 2 (`ComparisonResult._upgrade`).
+They are the parts of `harness.comparison.ComparisonResult` (comparison.json, beside each report);
+everything downstream of the store (gates, report, ROI) reads only these. Every figure that has an
+interval is an `Estimate`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-RESULT_FORMAT = 2
 BASE = "base"  # the base model's label; every other label is a candidate's name
 TRAIN_MANIFEST = "train_manifest.json"  # what the trainer did, beside the adapter it wrote
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
@@ -436,93 +429,3 @@ class HistoryEntry(Record):
     id: int
     created_at: str
     candidates: dict[str, dict[str, float]] = Field(description="Candidate -> role -> delta.")
-
-
-class ComparisonResult(Record):
-    """Everything a report needs, written as comparison.json; rendering needs no model."""
-
-    version: int = RESULT_FORMAT
-    name: str
-    created_at: str
-    harness_version: str
-    suite: str
-    confidence: float
-    base: ModelRecord
-    candidates: list[ModelRecord]
-    results: list[CandidateResult]
-    gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
-    underpowered: Literal["fail", "pass"] = Field("fail", description="The config's `underpowered`: whether an "
-                                                  "underpowered verdict blocks (gates.verdict_blocks).")
-    roi: RoiResult | None = None
-    suite_hash: str = Field("", description="Hash of every task's content hash, in suite order.")
-    environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")
-    runs: list[RunInfo] = Field(default_factory=list)
-    timings_s: dict[str, float] = Field(default_factory=dict)
-    history: list[HistoryEntry] = Field(default_factory=list, description="Earlier comparisons of this name and "
-                                        "suite from the store's index, oldest first, then this one.")
-    curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
-                                      "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
-    versus_prompting: list[CandidateResult] = Field(
-        default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
-        "prompting arm of the base that gains most on the target role (its `reference`).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _upgrade(cls, data: Any) -> Any:
-        """Read a comparison.json of format 1 as format 2."""
-        if isinstance(data, dict) and data.get("version") == 1:
-            return _from_format1(data)
-        return data
-
-
-def _from_format1(data: dict) -> dict:
-    """Format 1's flat fields folded into format 2's Estimates. The candidate's score interval is
-    computed as compare computes it (stats.mean_interval), from the score, spread and n format 1
-    stored, a group entry's from its tasks' pooled; format 1 kept no spread of the base's scores,
-    nor of a secondary metric's, so those levels are their points unless the metric is 0/1."""
-    from harness.stats import mean_interval  # the one allowed upward import (pyproject: ignore_imports)
-
-    conf = data.get("confidence", 0.95)
-
-    def flat(d: dict, estimate: str, low: str = "ci_low", high: str = "ci_high") -> dict:
-        return {"estimate": d.pop(estimate), "low": d.pop(low), "high": d.pop(high)}
-
-    def level(score: float, sd: float, n: int, binary: bool) -> dict:
-        return mean_interval(score, sd, n, binary=binary, confidence=conf).model_dump()
-
-    def scores(d: dict, n: int, sd: float) -> dict:
-        d = dict(d)
-        d["delta"] = flat(d, "delta")
-        d["base"] = level(d.pop("base_score"), 0.0, n, d["binary"])
-        d["candidate"] = level(d.pop("candidate_score"), d.pop("candidate_sd", sd), n, d["binary"])
-        return d
-
-    def task(t: dict) -> dict:
-        return {**scores(t, t["n"], 0.0), "extra": [scores(x, t["n"], 0.0) for x in t.get("extra", [])]}
-
-    def role(r: dict) -> dict:
-        r = dict(r)
-        r["delta"] = flat(r, "delta")
-        return r
-
-    def group(g: dict, tasks: list[dict]) -> dict:
-        leaves = [t for t in tasks if t["task"] in g["tasks"]]
-        n = sum(t["n"] for t in leaves)
-        score = sum(t["n"] * t["candidate_score"] for t in leaves) / n
-        ss = sum((t["n"] - 1) * t["candidate_sd"] ** 2 + t["n"] * (t["candidate_score"] - score) ** 2 for t in leaves)
-        return {**role(g), "candidate": level(score, math.sqrt(ss / max(1, n - 1)), n,
-                                              all(t["binary"] for t in leaves))}
-
-    def result(cr: dict) -> dict:
-        tasks = cr.get("tasks", [])
-        return {**cr, "tasks": [task(t) for t in tasks], "roles": [role(r) for r in cr.get("roles", [])],
-                "summaries": [role(s) for s in cr.get("summaries", [])],
-                "groups": [group(g, tasks) for g in cr.get("groups", [])]}
-
-    def verdict(v: dict) -> dict:
-        v = dict(v)
-        v["value"] = flat(v, "estimate")
-        return v
-
-    return {**data, "version": RESULT_FORMAT, "results": [result(cr) for cr in data.get("results", [])],
-            "gates": [verdict(v) for v in data.get("gates", [])]}

@@ -305,7 +305,7 @@ class Store:
             return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at")]
 
     def record_comparison(self, result) -> int:
-        """Add a comparison (a records.ComparisonResult) to the history: models, fingerprints, suite
+        """Add a comparison (a comparison.ComparisonResult) to the history: models, fingerprints, suite
         hash, per-task scores and deltas, role deltas and gate verdicts, time. Returns its id."""
         summary = {cr.candidate: cr.role_deltas() for cr in result.results}
         summary["gates"] = {v.test_id: v.status for v in result.gates}

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS
-from harness.records import ComparisonResult, CurveRecord, HistoryEntry, RoiResult
+from harness.records import CurveRecord, HistoryEntry, RoiResult
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 GREY = "#7f7f7f"

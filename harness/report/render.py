@@ -10,10 +10,11 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS, RoiSpec
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
-from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate, RoiResult
+from harness.records import MAX_FLIPS_PER_TASK, Estimate, RoiResult
 from harness.report import charts
 from harness.roi import training_cost
 from harness.util.files import atomic_write

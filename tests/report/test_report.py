@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.comparison import ComparisonResult
 from harness.records import (
     CandidateResult,
-    ComparisonResult,
     Estimate,
     FlipRecord,
     ModelRecord,
@@ -268,9 +268,9 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     from click.testing import CliRunner
 
     from harness.cli import main
+    from harness.comparison import RESULT_FORMAT
     from harness.config import GateSpec
     from harness.gates import evaluate_gates
-    from harness.records import RESULT_FORMAT
     from harness.report.render import _fmt
 
     old = json.loads((ASSETS / "comparison-format1.json").read_text())
