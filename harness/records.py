@@ -423,6 +423,15 @@ class CurveRecord(Record):
     binary_roles: list[str] = Field(default_factory=list, description="Roles whose deltas are shares (pp).")
 
 
+class ComparisonSummary(Record):
+    """What the store's history keeps of a comparison besides its per-task scores (the `summary`
+    column of its index): role deltas and gate verdicts, each under its own key, so that no
+    candidate's name (a candidate may be called `gates`) collides with them."""
+
+    candidates: dict[str, dict[str, float]] = Field(description="Candidate -> role -> delta.")
+    gates: dict[str, Status] = Field(default_factory=dict, description="Gate (GateVerdict.test_id) -> status.")
+
+
 class HistoryEntry(Record):
     """One recorded comparison of the same config name and suite (id 0: this one)."""
 
