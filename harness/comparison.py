@@ -7,35 +7,39 @@ and records below it need none of stats).
 Formats of comparison.json: 1, flat fields (`delta`, `ci_low`, `ci_high`, `base_score`,
 `candidate_score`, `candidate_sd`; a verdict's `estimate`, `ci_low`, `ci_high`); 2, an `Estimate`
 for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's pooled
-`candidate` level. Format 1 is read as format 2 (`ComparisonResult._upgrade`).
+`candidate` level. It is a `persisted.PersistedRecord` like every JSON file the harness keeps,
+read with `persisted.read_record`, which upgrades format 1 (`ComparisonResult.upgrade`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field
 
+from harness.persisted import PersistedRecord
 from harness.records import (
     CandidateResult,
     CurveRecord,
     GateVerdict,
     HistoryEntry,
     ModelRecord,
-    Record,
     RoiResult,
     RunInfo,
 )
 from harness.stats import mean_interval
 
-RESULT_FORMAT = 2
 
-
-class ComparisonResult(Record):
+class ComparisonResult(PersistedRecord):
     """Everything a report needs, written as comparison.json; rendering needs no model."""
 
-    version: int = RESULT_FORMAT
+    # a NaN is written as null, as comparison.json always had it: other tools read it as strict JSON
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="null")
+    VERSION: ClassVar[int] = 2
+    WHAT: ClassVar[str] = "comparison.json"
+    FIX: ClassVar[str] = "run harness compare again (stored evaluations are not scored again)"
+
     name: str
     created_at: str
     harness_version: str
@@ -60,13 +64,9 @@ class ComparisonResult(Record):
         default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
         "prompting arm of the base that gains most on the target role (its `reference`).")
 
-    @model_validator(mode="before")
     @classmethod
-    def _upgrade(cls, data: Any) -> Any:
-        """Read a comparison.json of format 1 as format 2."""
-        if isinstance(data, dict) and data.get("version") == 1:
-            return _from_format1(data)
-        return data
+    def upgrade(cls, data: dict, version: int) -> dict:
+        return _from_format1(data) if version == 1 else data
 
 
 def _from_format1(data: dict) -> dict:
@@ -116,5 +116,5 @@ def _from_format1(data: dict) -> dict:
         v["value"] = flat(v, "estimate")
         return v
 
-    return {**data, "version": RESULT_FORMAT, "results": [result(cr) for cr in data.get("results", [])],
+    return {**data, "results": [result(cr) for cr in data.get("results", [])],
             "gates": [verdict(v) for v in data.get("gates", [])]}

@@ -9,8 +9,10 @@ written by a newer harness, or of another shape. Older versions are upgraded as 
     build.json            BuildStamps       the demo build's stages: input keys and output hashes
     monitor --json        MonitorResult     `harness monitor`'s verdict
     data check --json     DataCheckResult   `harness data check`'s findings
+    comparison.json       ComparisonResult  a comparison, beside its report (harness.comparison: reading
+                                            its format 1 needs harness.stats, above this module)
 
-(The run store's manifests and comparison.json are the store's and the report's records.)
+(The run store's manifests are the store's, versioned with its index: harness.store.STORE_FORMAT.)
 """
 
 from __future__ import annotations

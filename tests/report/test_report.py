@@ -268,7 +268,6 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     from click.testing import CliRunner
 
     from harness.cli import main
-    from harness.comparison import RESULT_FORMAT
     from harness.config import GateSpec
     from harness.gates import evaluate_gates
     from harness.report.render import _fmt
@@ -280,7 +279,8 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     assert run.exit_code == 0, run.output
     html = (tmp_path / "index.html").read_text()
     result = load_comparison(tmp_path)  # written again beside the page, in this format
-    assert result.version == RESULT_FORMAT == json.loads((tmp_path / "comparison.json").read_text())["version"]
+    written = json.loads((tmp_path / "comparison.json").read_text())
+    assert result.version == ComparisonResult.VERSION == written["version"]
     for cr_old, cr in zip(old["results"], result.results, strict=True):
         for t_old, t in zip(cr_old["tasks"], cr.tasks, strict=True):
             assert _flat(t.delta.model_dump()) == {k: t_old[k] for k in ("delta", "ci_low", "ci_high")}
@@ -323,7 +323,7 @@ def _as_format1(data: dict) -> dict:
     return {**data, "version": 1, "results": results, "gates": gates}
 
 
-def test_a_format1_comparison_reads_as_the_comparison_it_was():
+def test_a_format1_comparison_reads_as_the_comparison_it_was(tmp_path):
     """Flattened to format 1 and read back: the same comparison (group entries, secondary metrics,
     summaries and verdicts included), a group's candidate score pooled from its tasks again."""
     import json
@@ -356,7 +356,8 @@ def test_a_format1_comparison_reads_as_the_comparison_it_was():
     result = base.model_copy(update={"results": [cr], "gates": [verdict]})
     old = _as_format1(json.loads(result.model_dump_json()))
     assert "ci_low" in old["results"][0]["groups"][0] and "candidate" not in old["results"][0]["groups"][0]
-    read = ComparisonResult.model_validate(old)
+    (tmp_path / "comparison.json").write_text(json.dumps(old))
+    read = load_comparison(tmp_path)
     pooled = read.results[0].groups[0].candidate  # 0.7 on 300 items and 0.9 on 100: 0.75 on 400
     assert pooled.model_dump() == pytest.approx(group.candidate.model_dump(), abs=1e-12)
     assert read.model_copy(update={"results": [read.results[0].model_copy(update={"groups": [group]})]}) == result
