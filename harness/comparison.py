@@ -7,8 +7,10 @@ and records below it need none of stats).
 Formats of comparison.json: 1, flat fields (`delta`, `ci_low`, `ci_high`, `base_score`,
 `candidate_score`, `candidate_sd`; a verdict's `estimate`, `ci_low`, `ci_high`); 2, an `Estimate`
 for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's pooled
-`candidate` level. It is a `persisted.PersistedRecord` like every JSON file the harness keeps,
-read with `persisted.read_record`, which upgrades format 1 (`ComparisonResult.upgrade`).
+`candidate` level; 3, a model's prompt format (`records.PromptFormatRecord`, the trainer manifest's
+too) lists `system_prompts` where format 2 had one `system_prompt`. It is a
+`persisted.PersistedRecord` like every JSON file the harness keeps, read with
+`persisted.read_record`, which upgrades older formats (`ComparisonResult.upgrade`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class ComparisonResult(PersistedRecord):
 
     # a NaN is written as null, as comparison.json always had it: other tools read it as strict JSON
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="null")
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     WHAT: ClassVar[str] = "comparison.json"
     FIX: ClassVar[str] = "run harness compare again (stored evaluations are not scored again)"
 
@@ -66,7 +68,23 @@ class ComparisonResult(PersistedRecord):
 
     @classmethod
     def upgrade(cls, data: dict, version: int) -> dict:
-        return _from_format1(data) if version == 1 else data
+        if version == 1:
+            data = _from_format1(data)
+        return _from_format2(data) if version <= 2 else data
+
+
+def _from_format2(data: dict) -> dict:
+    """Format 2's one `system_prompt` of a model's prompt format as format 3's list of them."""
+    def model(m: dict) -> dict:
+        pf = dict(m.get("prompt_format") or {})
+        if "system_prompt" in pf:
+            pf["system_prompts"] = [pf.pop("system_prompt")]
+        return {**m, "prompt_format": pf} if pf else m
+
+    upgraded = {**data, "candidates": [model(m) for m in data.get("candidates", [])]}
+    if isinstance(data.get("base"), dict):
+        upgraded["base"] = model(data["base"])
+    return upgraded
 
 
 def _from_format1(data: dict) -> dict:

@@ -40,14 +40,41 @@ class Estimate(Record):
 
 
 class PromptFormatRecord(Record):
-    """How a model was prompted (harness/sources/prompts.py)."""
+    """How prompts were written, as a file keeps it (the template by source and hash, never its
+    text): in comparison.json, how a model was evaluated (`PromptFormat.record`); in a trainer
+    manifest, how its training records were rendered (harness.train.data.prompt_format)."""
 
     description: str = Field("plain text", description="One line: template, its source and hash, system prompt.")
     template_source: str = Field("none", description="'none', 'tokenizer', 'auto: none in the tokenizer', "
                                                      "or the template file.")
     template_sha256: str | None = Field(None, description="sha256 of the template's text; None: plain text.")
-    system_prompt: str | None = None
+    system_prompts: list[str | None] = Field(
+        default_factory=list, description="The distinct system messages of the prompts (None: prompts without "
+        "one, so the template's default, if any): an evaluated model's one; at most 5 of training records "
+        "(none for prompt/completion text).")
     fewshot_as_multiturn: bool = False
+
+    @property
+    def chat(self) -> bool:
+        """Prompts rendered with a chat template."""
+        return self.template_sha256 is not None
+
+    @classmethod
+    def of(cls, source: str, template_sha256: str | None, system_prompts: list[str | None],
+           fewshot_as_multiturn: bool = False) -> PromptFormatRecord:
+        """The record, its one-line description written from its fields."""
+        if template_sha256 is None:
+            text = "plain text" + (" (auto: the tokenizer has no chat template)" if source.startswith("auto") else "")
+        else:
+            where = "the tokenizer's" if source == "tokenizer" else Path(source).name
+            text = f"chat template ({where}, sha256 {template_sha256[:12]})"
+            if fewshot_as_multiturn:
+                text += ", few-shot as turns"
+        shown = [p if len(p) <= 60 else p[:57] + "..." for p in system_prompts if p is not None]
+        if shown:
+            text += f", system prompt{'s' if len(shown) > 1 else ''} " + ", ".join(map(repr, shown))
+        return cls(description=text, template_source=source, template_sha256=template_sha256,
+                   system_prompts=list(system_prompts), fewshot_as_multiturn=fewshot_as_multiturn)
 
 
 @dataclass(frozen=True)
@@ -76,24 +103,12 @@ class PromptFormat:
 
     def describe(self) -> str:
         """One line for logs and the report."""
-        if self.template is None:
-            text = "plain text" + (" (auto: the tokenizer has no chat template)" if self.source.startswith("auto")
-                                   else "")
-        else:
-            where = "the tokenizer's" if self.source == "tokenizer" else Path(self.source).name
-            text = f"chat template ({where}, sha256 {self.template_sha256[:12]})"
-            if self.fewshot_as_multiturn:
-                text += ", few-shot as turns"
-        if self.system_prompt is not None:
-            short = self.system_prompt if len(self.system_prompt) <= 60 else self.system_prompt[:57] + "..."
-            text += f", system prompt {short!r}"
-        return text
+        return self.record().description
 
     def record(self) -> PromptFormatRecord:
         """What the report keeps of it (the template by source and hash)."""
-        return PromptFormatRecord(description=self.describe(), template_source=self.source,
-                                  template_sha256=self.template_sha256, system_prompt=self.system_prompt,
-                                  fewshot_as_multiturn=self.fewshot_as_multiturn)
+        return PromptFormatRecord.of(self.source, self.template_sha256, [self.system_prompt],
+                                     self.fewshot_as_multiturn)
 
 
 class ModelRecord(Record):

@@ -16,7 +16,7 @@ from harness.records import (
     RoleResult,
     TaskResult,
 )
-from harness.report.render import load_comparison, render_report
+from harness.report.render import load_comparison, render_html, render_report
 
 HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
 
@@ -361,3 +361,22 @@ def test_a_format1_comparison_reads_as_the_comparison_it_was(tmp_path):
     pooled = read.results[0].groups[0].candidate  # 0.7 on 300 items and 0.9 on 100: 0.75 on 400
     assert pooled.model_dump() == pytest.approx(group.candidate.model_dump(), abs=1e-12)
     assert read.model_copy(update={"results": [read.results[0].model_copy(update={"groups": [group]})]}) == result
+
+
+def test_a_format2_comparison_reads_with_its_models_prompt_formats(tmp_path):
+    """comparison.json of format 2 kept one `system_prompt` per model's prompt format: read now, it is
+    the one system prompt of the list the trainer manifest keeps too, and the page says the same."""
+    from harness.records import PromptFormatRecord
+
+    fmt = PromptFormatRecord.of("/t/chat.jinja", "a" * 64, ["Be brief."])
+    result = _result()
+    result = result.model_copy(update={"base": result.base.model_copy(update={
+        "prompt_format": fmt, "prompt_examples": {"t": "Be brief.\nClaim: ..."}})})
+    data = json.loads(result.model_dump_json())
+    pf = data["base"]["prompt_format"]
+    data["base"]["prompt_format"] = {**{k: v for k, v in pf.items() if k != "system_prompts"},
+                                     "system_prompt": "Be brief."}
+    (tmp_path / "comparison.json").write_text(json.dumps({**data, "version": 2}))
+    read = load_comparison(tmp_path)
+    assert read == result and read.base.prompt_format.system_prompts == ["Be brief."]
+    assert "chat template (chat.jinja, sha256 aaaaaaaaaaaa), system prompt &#39;Be brief.&#39;" in render_html(read)
