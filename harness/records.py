@@ -20,6 +20,9 @@ BASE = "base"  # the base model's label; every other label is a candidate's name
 TRAIN_MANIFEST = "train_manifest.json"  # what the trainer did, beside the adapter it wrote
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 Status = Literal["pass", "fail", "underpowered"]
+# what an arm of a comparison is: one of the bases as it is, a prompting arm of a model, or a
+# fine-tune (a candidate of the config): CandidateResult.kind
+ArmKind = Literal["base", "prompting", "fine-tune"]
 
 
 class Record(BaseModel):
@@ -290,7 +293,7 @@ class CandidateResult(Record):
     paired_by: Literal["prompt", "doc"] = Field(
         "prompt", description="prompt: base and candidate saw the same prompt for each item; doc: they were "
         "prompted in different formats, so items are paired by document.")
-    kind: Literal["fine-tune", "prompting", "base"] = Field(
+    kind: ArmKind = Field(
         "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm; base: "
         "another base of the config (`bases`) against the first.")
     reference: str = Field(BASE, description="What the deltas are against: its base (the first base, or the "
@@ -339,7 +342,9 @@ class AlternativeRecord(Record):
     """One way of doing the ROI task: a base prompted zero- or few-shot, a prompting arm, or a candidate."""
 
     name: str
-    kind: Literal["zero-shot", "few-shot", "prompting", "candidate"]
+    kind: Literal["zero-shot", "few-shot", "prompting", "candidate"] = Field(
+        description="How it does the task: a base zero-shot (as it is) or few-shot (roi.fewshot), a prompting "
+        "arm, or a candidate (a fine-tune: ArmKind's 'fine-tune').")
     base: str = Field(BASE, description="The base it is, prompts, or is a fine-tune of.")
     n: int
     accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
