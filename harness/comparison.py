@@ -77,8 +77,9 @@ def _from_format2(data: dict) -> dict:
     """Format 2's one `system_prompt` of a model's prompt format as format 3's list of them."""
     def model(m: dict) -> dict:
         pf = dict(m.get("prompt_format") or {})
-        if "system_prompt" in pf:
-            pf["system_prompts"] = [pf.pop("system_prompt")]
+        if "system_prompt" in pf:  # as PromptFormat.record lists it: none for plain text without one
+            system = pf.pop("system_prompt")
+            pf["system_prompts"] = [] if system is None and pf.get("template_sha256") is None else [system]
         return {**m, "prompt_format": pf} if pf else m
 
     upgraded = {**data, "candidates": [model(m) for m in data.get("candidates", [])]}

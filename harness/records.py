@@ -53,8 +53,8 @@ class PromptFormatRecord(Record):
     template_sha256: str | None = Field(None, description="sha256 of the template's text; None: plain text.")
     system_prompts: list[str | None] = Field(
         default_factory=list, description="The distinct system messages of the prompts (None: prompts without "
-        "one, so the template's default, if any): an evaluated model's one; at most 5 of training records "
-        "(none for prompt/completion text).")
+        "one, so the template's default, if any): an evaluated model's one; at most 5 of training records. "
+        "Empty for plain text without one (prompt/completion training records).")
     fewshot_as_multiturn: bool = False
 
     @property
@@ -110,7 +110,8 @@ class PromptFormat:
 
     def record(self) -> PromptFormatRecord:
         """What the report keeps of it (the template by source and hash)."""
-        return PromptFormatRecord.of(self.source, self.template_sha256, [self.system_prompt],
+        # plain text has no system message to list, as prompt/completion training records have none
+        return PromptFormatRecord.of(self.source, self.template_sha256, [] if self.plain else [self.system_prompt],
                                      self.fewshot_as_multiturn)
 
 

@@ -376,7 +376,11 @@ def test_a_format2_comparison_reads_with_its_models_prompt_formats(tmp_path):
     pf = data["base"]["prompt_format"]
     data["base"]["prompt_format"] = {**{k: v for k, v in pf.items() if k != "system_prompts"},
                                      "system_prompt": "Be brief."}
+    for m in data["candidates"]:  # plain text, as format 2 wrote it
+        m["prompt_format"] = {"description": "plain text", "template_source": "none", "template_sha256": None,
+                              "system_prompt": None, "fewshot_as_multiturn": False}
     (tmp_path / "comparison.json").write_text(json.dumps({**data, "version": 2}))
     read = load_comparison(tmp_path)
     assert read == result and read.base.prompt_format.system_prompts == ["Be brief."]
+    assert all(m.prompt_format == PromptFormatRecord() for m in read.candidates)  # as a plain model is recorded now
     assert "chat template (chat.jinja, sha256 aaaaaaaaaaaa), system prompt &#39;Be brief.&#39;" in render_html(read)
