@@ -9,9 +9,10 @@ previous stage's immutable value and returns a new one:
                  what is     loads a     cache)      candidate)  power)
                  stored)     model)
 
-`records` holds what the stages produce (comparison.json's schema), `persisted` the other files
-the harness writes (trainer manifests, sweeps, checkpoints, tool results); `pipeline` runs
-config -> ... -> gates in one call for `harness compare`, `harness gate` and the pytest plugin.
+`records` holds what the stages produce, `comparison` the file they make up (comparison.json,
+read in every format it had), `persisted` the other files the harness writes (trainer manifests,
+sweeps, checkpoints, tool results); `pipeline` runs config -> ... -> gates in one call for
+`harness compare`, `harness gate` and the pytest plugin.
 Below the stages:
 
     sources/   where tasks and models come from: lm-eval tasks (tasks), local benchmark files

@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError, Interrupted
+from harness.records import BASE
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -213,7 +214,7 @@ def history(config_path: Path | None, store_path: Path | None, task: str | None)
                + (f" ({len(recorded) - len(comparisons)} older one(s) recorded without per-task scores not shown)"
                   if len(recorded) > len(comparisons) else ""))
     for i, c in enumerate(comparisons, start=1):
-        models = sorted({(s["model"], s["fingerprint"][:8]) for s in c["scores"]}, key=lambda m: m[0] != "base")
+        models = sorted({(s["model"], s["fingerprint"][:8]) for s in c["scores"]}, key=lambda m: m[0] != BASE)
         click.echo(f"  #{i} {c['created_at']}  {c['name']}  " + ", ".join(f"{m} {fp}" for m, fp in models))
     tasks = sorted({(s["role"], s["task"], s["metric"]) for c in comparisons for s in c["scores"]},
                    key=lambda t: (role_rank(t[0]), t[1]))
@@ -226,7 +227,7 @@ def history(config_path: Path | None, store_path: Path | None, task: str | None)
             if not scores:
                 continue
             cells = [f"{s['model']} {s['score']:.3f}" + (f" ({s['delta']:+.3f})" if s["delta"] is not None else "")
-                     for s in sorted(scores, key=lambda s: s["model"] != "base")]
+                     for s in sorted(scores, key=lambda s: s["model"] != BASE)]
             click.echo(f"  #{i}  " + " · ".join(cells))
 
 
@@ -394,9 +395,9 @@ def _print_summary(result) -> None:
     for cr in result.results:
         arm = " (prompting)" if cr.kind == "prompting" else ""
         click.echo(f"compare: {cr.candidate + arm:>14}  " + deltas(cr))
-    if result.versus_prompting and result.versus_prompting[0].reference == "base":
+    if result.versus_prompting and result.versus_prompting[0].reference == BASE:
         click.echo("compare: no prompting arm beats the base on the target: the base is the prompting to beat")
-    for cr in (r for r in result.versus_prompting if r.reference != "base"):
+    for cr in (r for r in result.versus_prompting if r.reference != BASE):
         click.echo(f"compare: {cr.candidate:>14}  against prompting arm {cr.reference}: " + deltas(cr))
     for cr in result.results:
         for j in cr.judged:

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats as sps
 
 import harness
+from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
 from harness.judge import judge_results
@@ -30,7 +31,6 @@ from harness.records import (
     AlternativeRecord,
     CandidateResult,
     CategoryResult,
-    ComparisonResult,
     CurveRecord,
     Estimate,
     FlipRecord,

@@ -27,9 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.comparison import ComparisonResult
 from harness.config import GateSpec, HarnessSpec, SuiteSpec
 from harness.errors import ConfigError, HarnessError
-from harness.records import CandidateResult, ComparisonResult, Estimate, GateVerdict, RoleResult, TaskResult
+from harness.records import CandidateResult, Estimate, GateVerdict, RoleResult, TaskResult
 
 
 def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:

@@ -9,8 +9,10 @@ written by a newer harness, or of another shape. Older versions are upgraded as 
     build.json            BuildStamps       the demo build's stages: input keys and output hashes
     monitor --json        MonitorResult     `harness monitor`'s verdict
     data check --json     DataCheckResult   `harness data check`'s findings
+    comparison.json       ComparisonResult  a comparison, beside its report (harness.comparison: reading
+                                            its format 1 needs harness.stats, above this module)
 
-(The run store's manifests and comparison.json are the store's and the report's records.)
+(The run store's manifests are the store's, versioned with its index: harness.store.STORE_FORMAT.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.records import CurveRecord, Estimate, Record
+from harness.records import CurveRecord, Estimate, PromptFormatRecord, Record
 from harness.util.files import atomic_write
 
 # the file names (train_manifest.json is harness.records.TRAIN_MANIFEST: compare reads it too)
@@ -108,20 +110,10 @@ def read_record(path: Path, cls: type[R]) -> R:
 # --------------------------------------------------------------------------- training
 
 
-class TrainedPromptFormat(Record):
-    """The prompt format the training records were rendered in: what evaluation should use too."""
-
-    chat: bool = Field(description="Chat records (rendered with a chat template); false: prompt/completion text.")
-    template_sha256: str | None = Field(None, description="sha256 of the chat template's text; None: no chat records.")
-    system_prompts: list[str | None] = Field(
-        default_factory=list, description="The distinct system messages of the chat records (None: records without "
-        "one, so the template's default, if any), at most 5.")
-
-
 class TrainManifest(PersistedRecord):
     """What `harness train` did, written beside the adapter (train_manifest.json)."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     WHAT: ClassVar[str] = "trainer manifest"
     FIX: ClassVar[str] = "train the adapter again, or remove the file"
 
@@ -144,12 +136,19 @@ class TrainManifest(PersistedRecord):
                                                              "(--eval-every); None without.")
     reused_from: str | None = Field(None, description="The adapter folder a sweep copied this one from "
                                                       "(same recipe and data); None when trained here.")
-    prompt_format: TrainedPromptFormat | None = Field(None, description="How its training records were "
-                                                      "prompted; None in manifests before version 3.")
+    prompt_format: PromptFormatRecord | None = Field(None, description="How its training records were "
+                                                     "prompted; None in manifests before version 3.")
 
     @classmethod
     def upgrade(cls, data: dict, version: int) -> dict:
-        # version 1 had no `processes` (one process) nor `eval_curve`, version 2 no `prompt_format`: the defaults
+        # version 1 had no `processes` (one process) nor `eval_curve`, version 2 no `prompt_format`: the
+        # defaults. Version 3's prompt format was its own record ({chat, template_sha256, system_prompts}):
+        # its template's source is the spec's --chat-template, else the base's tokenizer.
+        old = data.get("prompt_format")
+        if version == 3 and old is not None:
+            source = (data["spec"].get("chat_template") or "tokenizer") if old["chat"] else "none"
+            data["prompt_format"] = PromptFormatRecord.of(source, old.get("template_sha256"),
+                                                          old.get("system_prompts", [])).model_dump()
         return data
 
     @property

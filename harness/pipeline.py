@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
 from harness.errors import ConfigError, HarnessError
-from harness.records import ComparisonResult
+from harness.records import HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -162,15 +163,13 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     if record:
         earlier = store.history(spec.name, result.suite_hash)
         store.record_comparison(result)
-        result = result.model_copy(update={"history": [history_entry(c) for c in earlier] + [history_entry(
-            {"id": 0, "created_at": result.created_at, "summary": {cr.candidate: cr.role_deltas()
-                                                                   for cr in result.results}})]})
+        this = HistoryEntry(id=0, created_at=result.created_at,
+                            candidates={cr.candidate: cr.role_deltas() for cr in result.results})
+        result = result.model_copy(update={"history": [history_entry(c) for c in earlier] + [this]})
     return result
 
 
-def history_entry(comparison: dict):
-    """One comparison of the history as the report draws it: when, and each candidate's role deltas."""
-    from harness.records import HistoryEntry
-
-    summary = {k: v for k, v in comparison["summary"].items() if k != "gates"}
-    return HistoryEntry(id=comparison["id"], created_at=comparison["created_at"], candidates=summary)
+def history_entry(comparison: dict) -> HistoryEntry:
+    """One comparison of the store's history as the report draws it: when, and each candidate's role deltas."""
+    return HistoryEntry(id=comparison["id"], created_at=comparison["created_at"],
+                        candidates=comparison["summary"].candidates)

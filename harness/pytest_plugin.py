@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.comparison import ComparisonResult
 from harness.config import GateSpec
 from harness.errors import HarnessError
-from harness.records import CandidateResult, ComparisonResult, FlipRecord, GateVerdict
+from harness.records import CandidateResult, FlipRecord, GateVerdict
 
 _LOADED = pytest.StashKey["object"]()
 _RESULTS = pytest.StashKey[dict]()

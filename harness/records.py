@@ -1,32 +1,28 @@
 """What the harness produces from a comparison: immutable, versioned records.
 
-`ComparisonResult` is written as comparison.json beside each report; everything downstream of
-the store (gates, report, ROI) reads only these. Every figure that has an interval is an
-`Estimate`.
-
-Formats of comparison.json: 1, flat fields (`delta`, `ci_low`, `ci_high`, `base_score`,
-`candidate_score`, `candidate_sd`; a verdict's `estimate`, `ci_low`, `ci_high`); 2, an `Estimate`
-for each (`base`, `candidate`, `delta`; a verdict's `value`) and a group entry's pooled
-`candidate` level. Format 1 is read as format 2 (`ComparisonResult._upgrade`).
+They are the parts of `harness.comparison.ComparisonResult` (comparison.json, beside each report);
+everything downstream of the store (gates, report, ROI) reads only these. Every figure that has an
+interval is an `Estimate`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-RESULT_FORMAT = 2
 BASE = "base"  # the base model's label; every other label is a candidate's name
 TRAIN_MANIFEST = "train_manifest.json"  # what the trainer did, beside the adapter it wrote
 MAX_FLIPS_PER_TASK = 50  # flipped examples kept per (candidate, task, direction)
 Status = Literal["pass", "fail", "underpowered"]
+# what an arm of a comparison is: one of the bases as it is, a prompting arm of a model, or a
+# fine-tune (a candidate of the config): CandidateResult.kind
+ArmKind = Literal["base", "prompting", "fine-tune"]
 
 
 class Record(BaseModel):
@@ -47,14 +43,41 @@ class Estimate(Record):
 
 
 class PromptFormatRecord(Record):
-    """How a model was prompted (harness/sources/prompts.py)."""
+    """How prompts were written, as a file keeps it (the template by source and hash, never its
+    text): in comparison.json, how a model was evaluated (`PromptFormat.record`); in a trainer
+    manifest, how its training records were rendered (harness.train.data.prompt_format)."""
 
     description: str = Field("plain text", description="One line: template, its source and hash, system prompt.")
     template_source: str = Field("none", description="'none', 'tokenizer', 'auto: none in the tokenizer', "
                                                      "or the template file.")
     template_sha256: str | None = Field(None, description="sha256 of the template's text; None: plain text.")
-    system_prompt: str | None = None
+    system_prompts: list[str | None] = Field(
+        default_factory=list, description="The distinct system messages of the prompts (None: prompts without "
+        "one, so the template's default, if any): an evaluated model's one; at most 5 of training records. "
+        "Empty for plain text without one (prompt/completion training records).")
     fewshot_as_multiturn: bool = False
+
+    @property
+    def chat(self) -> bool:
+        """Prompts rendered with a chat template."""
+        return self.template_sha256 is not None
+
+    @classmethod
+    def of(cls, source: str, template_sha256: str | None, system_prompts: list[str | None],
+           fewshot_as_multiturn: bool = False) -> PromptFormatRecord:
+        """The record, its one-line description written from its fields."""
+        if template_sha256 is None:
+            text = "plain text" + (" (auto: the tokenizer has no chat template)" if source.startswith("auto") else "")
+        else:
+            where = "the tokenizer's" if source == "tokenizer" else Path(source).name
+            text = f"chat template ({where}, sha256 {template_sha256[:12]})"
+            if fewshot_as_multiturn:
+                text += ", few-shot as turns"
+        shown = [p if len(p) <= 60 else p[:57] + "..." for p in system_prompts if p is not None]
+        if shown:
+            text += f", system prompt{'s' if len(shown) > 1 else ''} " + ", ".join(map(repr, shown))
+        return cls(description=text, template_source=source, template_sha256=template_sha256,
+                   system_prompts=list(system_prompts), fewshot_as_multiturn=fewshot_as_multiturn)
 
 
 @dataclass(frozen=True)
@@ -83,24 +106,13 @@ class PromptFormat:
 
     def describe(self) -> str:
         """One line for logs and the report."""
-        if self.template is None:
-            text = "plain text" + (" (auto: the tokenizer has no chat template)" if self.source.startswith("auto")
-                                   else "")
-        else:
-            where = "the tokenizer's" if self.source == "tokenizer" else Path(self.source).name
-            text = f"chat template ({where}, sha256 {self.template_sha256[:12]})"
-            if self.fewshot_as_multiturn:
-                text += ", few-shot as turns"
-        if self.system_prompt is not None:
-            short = self.system_prompt if len(self.system_prompt) <= 60 else self.system_prompt[:57] + "..."
-            text += f", system prompt {short!r}"
-        return text
+        return self.record().description
 
     def record(self) -> PromptFormatRecord:
         """What the report keeps of it (the template by source and hash)."""
-        return PromptFormatRecord(description=self.describe(), template_source=self.source,
-                                  template_sha256=self.template_sha256, system_prompt=self.system_prompt,
-                                  fewshot_as_multiturn=self.fewshot_as_multiturn)
+        # plain text has no system message to list, as prompt/completion training records have none
+        return PromptFormatRecord.of(self.source, self.template_sha256, [] if self.plain else [self.system_prompt],
+                                     self.fewshot_as_multiturn)
 
 
 class ModelRecord(Record):
@@ -287,7 +299,7 @@ class CandidateResult(Record):
     paired_by: Literal["prompt", "doc"] = Field(
         "prompt", description="prompt: base and candidate saw the same prompt for each item; doc: they were "
         "prompted in different formats, so items are paired by document.")
-    kind: Literal["fine-tune", "prompting", "base"] = Field(
+    kind: ArmKind = Field(
         "fine-tune", description="fine-tune: a candidate of the config; prompting: a prompting arm; base: "
         "another base of the config (`bases`) against the first.")
     reference: str = Field(BASE, description="What the deltas are against: its base (the first base, or the "
@@ -336,7 +348,9 @@ class AlternativeRecord(Record):
     """One way of doing the ROI task: a base prompted zero- or few-shot, a prompting arm, or a candidate."""
 
     name: str
-    kind: Literal["zero-shot", "few-shot", "prompting", "candidate"]
+    kind: Literal["zero-shot", "few-shot", "prompting", "candidate"] = Field(
+        description="How it does the task: a base zero-shot (as it is) or few-shot (roi.fewshot), a prompting "
+        "arm, or a candidate (a fine-tune: ArmKind's 'fine-tune').")
     base: str = Field(BASE, description="The base it is, prompts, or is a fine-tune of.")
     n: int
     accuracy: Estimate = Field(description="Share of items right, with a Wilson interval.")
@@ -435,99 +449,18 @@ class CurveRecord(Record):
     binary_roles: list[str] = Field(default_factory=list, description="Roles whose deltas are shares (pp).")
 
 
+class ComparisonSummary(Record):
+    """What the store's history keeps of a comparison besides its per-task scores (the `summary`
+    column of its index): role deltas and gate verdicts, each under its own key, so that no
+    candidate's name (a candidate may be called `gates`) collides with them."""
+
+    candidates: dict[str, dict[str, float]] = Field(description="Candidate -> role -> delta.")
+    gates: dict[str, Status] = Field(default_factory=dict, description="Gate (GateVerdict.test_id) -> status.")
+
+
 class HistoryEntry(Record):
     """One recorded comparison of the same config name and suite (id 0: this one)."""
 
     id: int
     created_at: str
     candidates: dict[str, dict[str, float]] = Field(description="Candidate -> role -> delta.")
-
-
-class ComparisonResult(Record):
-    """Everything a report needs, written as comparison.json; rendering needs no model."""
-
-    version: int = RESULT_FORMAT
-    name: str
-    created_at: str
-    harness_version: str
-    suite: str
-    confidence: float
-    base: ModelRecord
-    candidates: list[ModelRecord]
-    results: list[CandidateResult]
-    gates: list[GateVerdict] = Field(default_factory=list, description="Verdicts of the config's gates.")
-    underpowered: Literal["fail", "pass"] = Field("fail", description="The config's `underpowered`: whether an "
-                                                  "underpowered verdict blocks (gates.verdict_blocks).")
-    roi: RoiResult | None = None
-    suite_hash: str = Field("", description="Hash of every task's content hash, in suite order.")
-    environment: dict = Field(default_factory=dict, description="Package versions and machine of the runs.")
-    runs: list[RunInfo] = Field(default_factory=list)
-    timings_s: dict[str, float] = Field(default_factory=dict)
-    history: list[HistoryEntry] = Field(default_factory=list, description="Earlier comparisons of this name and "
-                                        "suite from the store's index, oldest first, then this one.")
-    curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
-                                      "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
-    versus_prompting: list[CandidateResult] = Field(
-        default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
-        "prompting arm of the base that gains most on the target role (its `reference`).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _upgrade(cls, data: Any) -> Any:
-        """Read a comparison.json of format 1 as format 2."""
-        if isinstance(data, dict) and data.get("version") == 1:
-            return _from_format1(data)
-        return data
-
-
-def _from_format1(data: dict) -> dict:
-    """Format 1's flat fields folded into format 2's Estimates. The candidate's score interval is
-    computed as compare computes it (stats.mean_interval), from the score, spread and n format 1
-    stored, a group entry's from its tasks' pooled; format 1 kept no spread of the base's scores,
-    nor of a secondary metric's, so those levels are their points unless the metric is 0/1."""
-    from harness.stats import mean_interval  # the one allowed upward import (pyproject: ignore_imports)
-
-    conf = data.get("confidence", 0.95)
-
-    def flat(d: dict, estimate: str, low: str = "ci_low", high: str = "ci_high") -> dict:
-        return {"estimate": d.pop(estimate), "low": d.pop(low), "high": d.pop(high)}
-
-    def level(score: float, sd: float, n: int, binary: bool) -> dict:
-        return mean_interval(score, sd, n, binary=binary, confidence=conf).model_dump()
-
-    def scores(d: dict, n: int, sd: float) -> dict:
-        d = dict(d)
-        d["delta"] = flat(d, "delta")
-        d["base"] = level(d.pop("base_score"), 0.0, n, d["binary"])
-        d["candidate"] = level(d.pop("candidate_score"), d.pop("candidate_sd", sd), n, d["binary"])
-        return d
-
-    def task(t: dict) -> dict:
-        return {**scores(t, t["n"], 0.0), "extra": [scores(x, t["n"], 0.0) for x in t.get("extra", [])]}
-
-    def role(r: dict) -> dict:
-        r = dict(r)
-        r["delta"] = flat(r, "delta")
-        return r
-
-    def group(g: dict, tasks: list[dict]) -> dict:
-        leaves = [t for t in tasks if t["task"] in g["tasks"]]
-        n = sum(t["n"] for t in leaves)
-        score = sum(t["n"] * t["candidate_score"] for t in leaves) / n
-        ss = sum((t["n"] - 1) * t["candidate_sd"] ** 2 + t["n"] * (t["candidate_score"] - score) ** 2 for t in leaves)
-        return {**role(g), "candidate": level(score, math.sqrt(ss / max(1, n - 1)), n,
-                                              all(t["binary"] for t in leaves))}
-
-    def result(cr: dict) -> dict:
-        tasks = cr.get("tasks", [])
-        return {**cr, "tasks": [task(t) for t in tasks], "roles": [role(r) for r in cr.get("roles", [])],
-                "summaries": [role(s) for s in cr.get("summaries", [])],
-                "groups": [group(g, tasks) for g in cr.get("groups", [])]}
-
-    def verdict(v: dict) -> dict:
-        v = dict(v)
-        v["value"] = flat(v, "estimate")
-        return v
-
-    return {**data, "version": RESULT_FORMAT, "results": [result(cr) for cr in data.get("results", [])],
-            "gates": [verdict(v) for v in data.get("gates", [])]}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import sqlite3
 import sys
@@ -41,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import harness
 from harness.errors import HarnessError
+from harness.records import ComparisonSummary
 from harness.util.files import atomic_write, sha256_file
 from harness.util.locks import file_lock
 
@@ -75,7 +75,15 @@ MIGRATIONS = [
         score REAL NOT NULL, delta REAL, ci_low REAL, ci_high REAL, n INTEGER NOT NULL);
     CREATE INDEX comparison_scores_by_task ON comparison_scores (task, model);
     """,
-    # 3: the kind of each stored result (RunKey.kind). A judge's verdicts were filed as runs of a task
+    # 3: a comparison's summary as records.ComparisonSummary: {"candidates": {...}, "gates": {...}}.
+    # Before, candidates and the `gates` verdicts shared one object, and a candidate named `gates`
+    # was overwritten by the verdicts when it was written: what was left is exactly this split.
+    """
+    UPDATE comparisons SET summary = json_object(
+        'candidates', json_remove(summary, '$.gates'),
+        'gates', json(coalesce(json_extract(summary, '$.gates'), '{}')));
+    """,
+    # 4: the kind of each stored result (RunKey.kind). A judge's verdicts were filed as runs of a task
     # named `<task>@judge`; those stay on disk where they are and are marked, not read again: the
     # judgments that replace them are keyed and stored as judgments (judge.JUDGE_FORMAT 3)
     """
@@ -331,10 +339,10 @@ class Store:
             return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at")]
 
     def record_comparison(self, result) -> int:
-        """Add a comparison (a records.ComparisonResult) to the history: models, fingerprints, suite
+        """Add a comparison (a comparison.ComparisonResult) to the history: models, fingerprints, suite
         hash, per-task scores and deltas, role deltas and gate verdicts, time. Returns its id."""
-        summary = {cr.candidate: cr.role_deltas() for cr in result.results}
-        summary["gates"] = {v.test_id: v.status for v in result.gates}
+        summary = ComparisonSummary(candidates={cr.candidate: cr.role_deltas() for cr in result.results},
+                                    gates={v.test_id: v.status for v in result.gates})
         fps = {m.label: m.fingerprint for m in [result.base, *result.candidates]}
         rows = []
         for i, cr in enumerate(result.results):
@@ -347,7 +355,7 @@ class Store:
         with closing(self._connect()) as db, db:
             cur = db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary, suite_hash) "
                              "VALUES (?, ?, ?, ?, ?)", (result.name, result.created_at, fps["base"],
-                                                        json.dumps(summary, sort_keys=True), result.suite_hash))
+                                                        summary.model_dump_json(), result.suite_hash))
             cid = int(cur.lastrowid)
             db.executemany("INSERT INTO comparison_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(cid, *r) for r in rows])
@@ -355,7 +363,8 @@ class Store:
 
     def history(self, name: str | None = None, suite_hash: str | None = None) -> list[dict]:
         """Every recorded comparison (oldest first), optionally of one config name and suite, with
-        its per-task scores under `scores` and its role deltas and verdicts under `summary`."""
+        its per-task scores under `scores` and its role deltas and verdicts under `summary` (a
+        records.ComparisonSummary)."""
         where, args = [], []
         for column, value in (("name", name), ("suite_hash", suite_hash)):
             if value is not None:
@@ -367,7 +376,7 @@ class Store:
                 "SELECT * FROM comparisons" + (" WHERE " + " AND ".join(where) if where else "")
                 + " ORDER BY created_at, id", args)]
             for c in comps:
-                c["summary"] = json.loads(c["summary"])
+                c["summary"] = ComparisonSummary.model_validate_json(c["summary"])
                 c["scores"] = [dict(r) for r in db.execute(
                     "SELECT model, fingerprint, task, role, metric, score, delta, ci_low, ci_high, n "
                     "FROM comparison_scores WHERE comparison_id = ?", (c["id"],))]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from harness.backends import hf
 from harness.cli import main
-from harness.records import ComparisonResult
+from harness.comparison import ComparisonResult
 
 
 @pytest.fixture

@@ -245,7 +245,8 @@ def _offline_config(tmp_path, monkeypatch, underpowered: str):
     import harness.compare
     import harness.execute
     import harness.plan
-    from harness.records import ComparisonResult, ModelRecord
+    from harness.comparison import ComparisonResult
+    from harness.records import ModelRecord
 
     task = _task(-0.01, -0.08, 0.05, mde=0.05).model_copy(update={"mde": 0.065})  # holds 0 and the margin
     role = RoleResult(role="forgetting", tasks=["t"], n=200, delta=Estimate(estimate=-0.01, low=-0.08, high=0.05),

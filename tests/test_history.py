@@ -3,6 +3,7 @@ trend per task and model, and the report draws it once earlier comparisons exist
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from click.testing import CliRunner
@@ -25,7 +26,7 @@ def test_three_comparisons_with_different_candidates_make_a_history(tiny_world, 
 
     history = Store(store).history("tiny")
     assert len(history) == 3
-    assert [sorted(m for m in c["summary"] if m != "gates") for c in history] == [
+    assert [sorted(c["summary"].candidates) for c in history] == [
         ["domain-only"], ["with-replay"], ["domain-only", "with-replay"]]
     first = {(s["model"], s["task"]): s for s in history[0]["scores"]}
     assert len(first) == 2 * 8 and first[("base", "demo_triage")]["delta"] is None
@@ -52,6 +53,29 @@ def test_three_comparisons_with_different_candidates_make_a_history(tiny_world, 
     assert reports[2].count("this run") >= 1
 
 
+def test_a_candidate_named_gates_keeps_its_history(tiny_world, tiny_config, tmp_path):
+    """`gates` is a name a candidate may have: its role deltas are recorded, listed by the store's
+    history and drawn in the report's trend, comparison after comparison, beside the verdicts."""
+    store = tmp_path / "store"
+    config = tiny_config({"gates": tiny_world.candidates["domain-only"]}, store=store)
+    with config.open("a") as f:  # a verdict to record beside the candidate's deltas
+        f.write("gates:\n  - {rule: non_inferior, role: forgetting, margin: 0.5}\n")
+    for _ in range(2):
+        run = CliRunner().invoke(main, ["compare", "--config", str(config)])
+        assert run.exit_code in (0, 1), run.output  # a failed gate is fine: the history is the point
+
+    history = Store(store).history("tiny")
+    assert [sorted(c["summary"].candidates) for c in history] == [["gates"], ["gates"]]
+    deltas = history[0]["summary"].candidates["gates"]
+    assert set(deltas) >= {"target", "forgetting"} and history[1]["summary"].candidates["gates"] == deltas
+    assert list(history[1]["summary"].gates) == ["gates::forgetting::non_inferior"]
+    report = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    assert [sorted(h["candidates"]) for h in report["history"]] == [["gates"], ["gates"]]
+    assert report["history"][0]["candidates"]["gates"] == deltas
+    assert 'aria-label="trend of the target delta across comparisons"' in (tmp_path / "report" / "index.html"
+                                                                          ).read_text()
+
+
 def test_history_needs_a_store_and_says_so(tmp_path):
     run = CliRunner().invoke(main, ["history", "--store", str(tmp_path)])
     assert run.exit_code == 2 and "no store here" in run.output
@@ -70,3 +94,24 @@ def test_a_store_of_the_previous_schema_gains_the_history_tables(tmp_path):
     db.close()
     store = Store(tmp_path)
     assert [c["name"] for c in store.history()] == ["old"] and store.history("old")[0]["scores"] == []
+
+
+def test_summaries_written_before_they_were_typed_are_read(tmp_path):
+    """A store of the previous schema kept a comparison's role deltas and its `gates` verdicts side by
+    side in one object: opened now, the same summary reads with the two apart."""
+    from harness.store import MIGRATIONS
+
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    for n, script in enumerate(MIGRATIONS[:2], start=1):
+        db.executescript(script)
+        db.execute(f"PRAGMA user_version = {n}")
+    old = {"v2": {"target": 0.25, "forgetting": -0.01}, "gates": {"v2::target::improves": "pass"}}
+    db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary) VALUES ('old', 't', 'fp', ?)",
+               (json.dumps(old),))
+    db.execute("INSERT INTO comparisons (name, created_at, base_fp, summary) VALUES ('older', 't', 'fp', '{}')")
+    db.commit()
+    db.close()
+    summaries = {c["name"]: c["summary"] for c in Store(tmp_path).history()}
+    assert summaries["old"].candidates == {"v2": {"target": 0.25, "forgetting": -0.01}}
+    assert summaries["old"].gates == {"v2::target::improves": "pass"}
+    assert summaries["older"].candidates == {} and summaries["older"].gates == {}

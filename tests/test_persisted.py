@@ -109,14 +109,16 @@ def _old_manifest(version: int) -> dict:
          "base": "base", "data_sha256": "a" * 64, "replay_sha256": None, "records": 10, "replay_records": 0,
          "spec": _old_spec(), "steps": 4, "tokens": 400, "loss_tokens": 100, "wall_s": 1.5,
          "loss_curve": [2.0, 1.5, 1.2, 1.0]}
-    if version == 2:
+    if version >= 2:
         m["spec"] |= {"grad_accum": 1, "chat_template": None, "precision": "auto", "strategy": "ddp",
                       "checkpoint_every": 2, "eval_every": 0, "eval_config": None}
         m |= {"processes": 2, "eval_curve": CURVE.model_dump(), "reused_from": None}
+    if version == 3:  # the prompt format as its own record had it
+        m["prompt_format"] = {"chat": True, "template_sha256": "t" * 64, "system_prompts": ["Triage claims.", None]}
     return m
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_manifests_of_the_trainer_before_the_records_are_read(tmp_path, version):
     path = tmp_path / "train_manifest.json"
     path.write_text(json.dumps(_old_manifest(version), indent=1) + "\n")
@@ -125,6 +127,11 @@ def test_manifests_of_the_trainer_before_the_records_are_read(tmp_path, version)
     assert m.processes == (1 if version == 1 else 2)
     assert m.eval_curve == (None if version == 1 else CURVE)
     assert m.identity() == _manifest().identity()  # the same adapter, whichever harness wrote it
+    if version == 3:  # what the trained format was, as comparison.json's models keep theirs
+        fmt = m.prompt_format
+        assert fmt.chat and fmt.template_sha256 == "t" * 64 and fmt.system_prompts == ["Triage claims.", None]
+        assert fmt.template_source == "tokenizer" and fmt.description == (
+            "chat template (the tokenizer's, sha256 tttttttttttt), system prompt 'Triage claims.'")
 
 
 def test_the_checkpoint_state_of_format_1_is_read(tmp_path):

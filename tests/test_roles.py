@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import get_args
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS, ROLES, Role, SuiteSpec, role_rank
 from harness.records import (
     CandidateResult,
-    ComparisonResult,
     Estimate,
     ModelRecord,
     RoleResult,

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.backends.base import render_chat
 from harness.config import EndpointSpec
 from harness.errors import HarnessError
 from harness.records import PromptFormat
@@ -111,68 +110,6 @@ def probe(endpoint: EndpointSpec, served: str, tokenizer) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@contextmanager
-def _no_answer(lm) -> Iterator[None]:
-    """A server that stops answering (gone, or 429/5xx past every retry), as a harness error that says
-    so; lm-eval raises the transport's own exception."""
-
-    import aiohttp
-    import requests
-
-    try:
-        yield
-    except (TimeoutError, aiohttp.ClientError, requests.RequestException, ConnectionError) as e:
-        raise HarnessError(f"eval.endpoint: the server at {lm.base_url} stopped answering ({type(e).__name__}: "
-                           f"{str(e)[:200]}) after {lm.max_retries} tries") from None
-
-
-def _lm_class():
-    from lm_eval.models.openai_completions import LocalCompletionsAPI
-
-    class EndpointLM(LocalCompletionsAPI):
-        """local-completions with the harness's key, prompt format and accounting."""
-
-        harness_key = ""
-        harness_prompt = PromptFormat()
-        harness_who = ""
-
-        @property
-        def api_key(self):  # noqa: D401 - lm-eval's property: the configured variable, not OPENAI_API_KEY
-            return self.harness_key
-
-        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
-            return render_chat(self.tokenizer, chat_history, add_generation_prompt, self.harness_prompt,
-                               self.harness_who)
-
-        @staticmethod
-        def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
-            outputs = outputs if isinstance(outputs, list) else [outputs]
-            for out in outputs:
-                for choice in out.get("choices", []):
-                    lp = (choice.get("logprobs") or {}).get("token_logprobs")
-                    if not lp or any(v is None for v in lp[1:-1]):
-                        raise HarnessError("eval.endpoint: a completions answer holds no log-probabilities of "
-                                           "the prompt's tokens; the server stopped echoing them")
-            return LocalCompletionsAPI.parse_logprobs(outputs, tokens=tokens, ctxlens=ctxlens, **kwargs)
-
-        def _loglikelihood_tokens(self, requests, **kwargs):
-            with _no_answer(self):
-                res = list(super()._loglikelihood_tokens(requests, **kwargs))
-            if len(res) != len(requests):
-                raise HarnessError(f"eval.endpoint: {len(requests)} requests scored, {len(res)} answers: the server "
-                                   "left some unanswered")
-            return res
-
-        def generate_until(self, requests, disable_tqdm: bool = False):
-            with _no_answer(self):
-                out = super().generate_until(requests, disable_tqdm=disable_tqdm)
-            if len(out) != len(requests):
-                raise HarnessError(f"eval.endpoint: {len(requests)} generations asked, {len(out)} answers")
-            return out
-
-    return EndpointLM
-
-
 class OpenAIBackend:
     """The models of one base as served names on an OpenAI-compatible server."""
 
@@ -197,8 +134,9 @@ class OpenAIBackend:
             # tokens (a BOS where it adds one), its API models none unless told
             tok = AutoTokenizer.from_pretrained(str(self._tokenizer_dir), trust_remote_code=self._trust_remote_code)
             bos = tok.bos_token_id is not None and tok("a")["input_ids"][:1] == [tok.bos_token_id]
-            cls = _lm_class()
-            lm = cls(model=self._served[variant], base_url=self.endpoint.base_url.rstrip("/") + "/completions",
+            from harness.backends.openai_lm import EndpointLM  # imports lm-eval: only when a model is scored
+
+            lm = EndpointLM(model=self._served[variant], base_url=self.endpoint.base_url.rstrip("/") + "/completions",
                      tokenizer=str(self._tokenizer_dir), tokenizer_backend="huggingface",
                      num_concurrent=self.endpoint.concurrency, max_retries=self.endpoint.max_retries,
                      batch_size=self.endpoint.batch_size, timeout=int(self.endpoint.timeout_s),

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS
-from harness.records import ComparisonResult, CurveRecord, HistoryEntry, RoiResult
+from harness.records import BASE, CurveRecord, HistoryEntry, RoiResult
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 GREY = "#7f7f7f"
@@ -235,7 +236,7 @@ def tradeoff(result: ComparisonResult, colors: dict[str, str] | None = None) -> 
 
 def bias(result: ComparisonResult, colors: dict[str, str] | None = None) -> Markup | None:
     """Bias scores of the first base and its candidates with intervals, per bias task and category."""
-    results = [cr for cr in paired_with_own_base(result) if cr.reference == "base"]
+    results = [cr for cr in paired_with_own_base(result) if cr.reference == BASE]
     if not results:
         return None
     colors = colors or candidate_colors(result)

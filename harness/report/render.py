@@ -10,10 +10,12 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS, RoiSpec
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
-from harness.records import MAX_FLIPS_PER_TASK, ComparisonResult, Estimate, RoiResult
+from harness.persisted import read_record, write_record
+from harness.records import MAX_FLIPS_PER_TASK, Estimate, RoiResult
 from harness.report import charts
 from harness.roi import training_cost
 from harness.util.files import atomic_write
@@ -108,22 +110,15 @@ def render_report(result: ComparisonResult, out_dir: str | Path) -> Path:
     except OSError as e:
         raise HarnessError(f"{out}: cannot create the report folder ({e.strerror})") from None
     html = render_html(result)
-    atomic_write(out / "comparison.json", lambda p: p.write_text(result.model_dump_json(indent=1), encoding="utf-8"))
+    write_record(out / "comparison.json", result)
     atomic_write(out / "index.html", lambda p: p.write_text(html, encoding="utf-8"))
     return out / "index.html"
 
 
 def load_comparison(path: str | Path) -> ComparisonResult:
-    """Read a comparison.json (or the folder holding one)."""
+    """Read a comparison.json (or the folder holding one), of any format this harness reads."""
     p = Path(path)
-    if p.is_dir():
-        p = p / "comparison.json"
-    try:
-        return ComparisonResult.model_validate_json(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise HarnessError(f"{p}: cannot read ({e.strerror})") from None
-    except ValueError as e:
-        raise HarnessError(f"{p}: not a comparison.json this harness can read ({e})") from None
+    return read_record(p / "comparison.json" if p.is_dir() else p, ComparisonResult)
 
 
 def render_data_check(result, path: str | Path) -> Path:

@@ -3,7 +3,8 @@ lm-eval task expects (its hub schema), so lm-eval's own prompts, processing and 
 
 A suite task names a `data: {format, path}`; `convert` returns the rows per role ("eval", and
 "fewshot" where the files hold examples for prompting). Every malformed row is an error that
-names the file, the row and the field; nothing is skipped.
+names the file, the row and the field; nothing is skipped. `local_task_config` points the task's
+lm-eval config at the converted rows, written once to a cache keyed by the files' content.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import ast
 import bz2
 import csv
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.config import DataSpec
 from harness.errors import HarnessError
-from harness.util.files import read_jsonl, require_file
+from harness.util.files import atomic_write, read_jsonl, require_file
 
 Rows = dict[str, list[dict]]
 CONVERTER_VERSION = 2  # part of the cache key of converted files
@@ -285,3 +289,50 @@ def convert(fmt: str, path: Path, leaf: str) -> Rows:
     if not rows["eval"]:
         raise HarnessError(f"{path}: no items for task {leaf}")
     return rows
+
+
+# --------------------------------------------------------------------------- a task on converted files
+
+
+def _write_cached(rows: list[dict], key: str, cache: Path) -> Path:
+    path = cache / f"{key}.jsonl"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return path
+
+
+def local_task_config(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
+    """Point a task config at converted local files: the split it evaluates, and few-shot
+    examples where the files have them (otherwise the task gets no few-shot source)."""
+    source = Path(data.path)
+    folder = source if source.is_dir() else source.parent
+    # what the converters read: a folder's whole tree; beside a file, its siblings and a data/
+    # folder (winobias_txt looks there), never the rest of the tree (a file in /tmp or a home)
+    read = folder.rglob("*") if source.is_dir() else [*folder.iterdir(), *(folder / "data").glob("*")]
+    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(read) if p.is_file()]
+    key = hashlib.sha256(json.dumps([data.format, str(source), leaf, CONVERTER_VERSION, stamp]).encode()).hexdigest()
+    index = cache / f"{key}.splits.json"
+    if index.is_file():
+        files = json.loads(index.read_text())
+    else:
+        rows = convert(data.format, source, leaf)
+        files = {role: str(_write_cached(r, f"{key}-{role}", cache)) for role, r in rows.items() if r}
+        atomic_write(index, lambda p: p.write_text(json.dumps(files)))
+    eval_split = cfg.get("test_split") or cfg.get("validation_split") or "test"
+    data_files = {eval_split: files["eval"]}
+    cfg = {k: v for k, v in cfg.items() if k not in ("tag", "dataset_name")}
+    if "fewshot" in files:
+        shot_split = cfg.get("fewshot_split") or cfg.get("training_split") or "train"
+        data_files[shot_split] = files["fewshot"]
+        cfg["fewshot_split"] = shot_split
+    else:
+        cfg["fewshot_split"] = None
+        if cfg.get("num_fewshot") and not (cfg.get("fewshot_config") or {}).get("samples"):
+            raise HarnessError(f"task {leaf} asks for {cfg['num_fewshot']} few-shot examples, but its local "
+                               f"data ({data.format}) has none; use a zero-shot variant of the task")
+    for split in ("training_split", "validation_split", "test_split"):
+        if cfg.get(split) and cfg[split] not in data_files:
+            cfg[split] = None
+    return cfg | {"dataset_path": "json", "dataset_kwargs": {"data_files": data_files}}

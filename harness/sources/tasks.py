@@ -24,6 +24,7 @@ from typing import Any
 from harness.config import DataSpec, SuiteSpec, TaskSpec, TaskVariantSpec
 from harness.errors import ConfigError, HarnessError
 from harness.sources import lm_eval_patches
+from harness.sources.files import local_task_config
 from harness.util.yaml import load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class _Catalog:
             cfg = _resolve_data_files(cfg, path.parent) if leaf in self._local else cfg
             cfg = _merge(cfg, overrides or {})
             if data is not None:
-                cfg = _local_data(cfg, leaf, data, cache or DEFAULT_CACHE)
+                cfg = local_task_config(cfg, leaf, data, cache or DEFAULT_CACHE)
             elif cfg.get("dataset_path") == "json" and not (cfg.get("dataset_kwargs") or {}).get("data_files"):
                 raise HarnessError(f"task {leaf} reads local files: give it `data: {{format, path}}` in the "
                                    "suite, or `task_data:` in the config")
@@ -272,56 +273,6 @@ def _merge(cfg: dict, overrides: dict) -> dict:
     for k, v in overrides.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _write_cached(rows: list[dict], key: str, cache: Path) -> Path:
-    path = cache / f"{key}.jsonl"
-    if not path.is_file():
-        from harness.util.files import atomic_write
-
-        cache.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
-        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-    return path
-
-
-def _local_data(cfg: dict, leaf: str, data: DataSpec, cache: Path) -> dict:
-    """Point a task config at converted local files: the split it evaluates, and few-shot
-    examples where the files have them (otherwise the task gets no few-shot source)."""
-    from harness.sources.files import CONVERTER_VERSION, convert
-
-    source = Path(data.path)
-    folder = source if source.is_dir() else source.parent
-    # what the converters read: a folder's whole tree; beside a file, its siblings and a data/
-    # folder (winobias_txt looks there), never the rest of the tree (a file in /tmp or a home)
-    read = folder.rglob("*") if source.is_dir() else [*folder.iterdir(), *(folder / "data").glob("*")]
-    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(read) if p.is_file()]
-    key = hashlib.sha256(json.dumps([data.format, str(source), leaf, CONVERTER_VERSION, stamp]).encode()).hexdigest()
-    index = cache / f"{key}.splits.json"
-    if index.is_file():
-        files = json.loads(index.read_text())
-    else:
-        rows = convert(data.format, source, leaf)
-        files = {role: str(_write_cached(r, f"{key}-{role}", cache)) for role, r in rows.items() if r}
-        from harness.util.files import atomic_write
-
-        atomic_write(index, lambda p: p.write_text(json.dumps(files)))
-    eval_split = cfg.get("test_split") or cfg.get("validation_split") or "test"
-    data_files = {eval_split: files["eval"]}
-    cfg = {k: v for k, v in cfg.items() if k not in ("tag", "dataset_name")}
-    if "fewshot" in files:
-        shot_split = cfg.get("fewshot_split") or cfg.get("training_split") or "train"
-        data_files[shot_split] = files["fewshot"]
-        cfg["fewshot_split"] = shot_split
-    else:
-        cfg["fewshot_split"] = None
-        if cfg.get("num_fewshot") and not (cfg.get("fewshot_config") or {}).get("samples"):
-            raise HarnessError(f"task {leaf} asks for {cfg['num_fewshot']} few-shot examples, but its local "
-                               f"data ({data.format}) has none; use a zero-shot variant of the task")
-    for split in ("training_split", "validation_split", "test_split"):
-        if cfg.get(split) and cfg[split] not in data_files:
-            cfg[split] = None
-    return cfg | {"dataset_path": "json", "dataset_kwargs": {"data_files": data_files}}
 
 
 def _resolve_data_files(cfg: dict, here: Path) -> dict:

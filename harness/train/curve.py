@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.comparison import ComparisonResult
 from harness.config import ROLE_FACTS
 from harness.errors import HarnessError
-from harness.records import ComparisonResult, CurvePoint, CurveRecord
+from harness.records import CurvePoint, CurveRecord
 
 
 def load_eval_config(config: str | Path, base: Path):

@@ -12,11 +12,14 @@ the file and line; nothing is skipped.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
 from harness.errors import HarnessError
+from harness.records import PromptFormatRecord
+from harness.sources.prompts import tokenizer_template
 
 IGNORE = -100  # label value the loss skips (prompt, non-assistant and padding tokens)
 ROLES = ("system", "user", "assistant", "tool")
@@ -109,10 +112,10 @@ def encode_records(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]]
     return encoded
 
 
-def prompt_format(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]]) -> dict:
-    """The prompt format of the training records (TrainedPromptFormat's fields)."""
-    import hashlib
-
+def prompt_format(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]],
+                  template_file: str | None = None) -> dict:
+    """The prompt format of the training records (records.PromptFormatRecord's fields); `template_file`:
+    the --chat-template file the tokenizer's template was set from, if any."""
     systems: list[str | None] = []
     chat = False
     for _, r in records:
@@ -122,5 +125,10 @@ def prompt_format(tok: PreTrainedTokenizerBase, records: list[tuple[str, dict]])
         system = next((m["content"] for m in r["messages"] if m["role"] == "system"), None)
         if system not in systems and len(systems) < 5:
             systems.append(system)
-    sha = hashlib.sha256(tok.chat_template.encode()).hexdigest() if chat and tok.chat_template else None
-    return {"chat": chat, "template_sha256": sha, "system_prompts": systems}
+    if not (chat and tok.chat_template):
+        return PromptFormatRecord.of("none", None, systems).model_dump()
+    if template_file is None:  # told apart from the base's own by its text
+        own = tokenizer_template(Path(tok.name_or_path)) if Path(tok.name_or_path).is_dir() else None
+        template_file = "tokenizer" if own == tok.chat_template else "--chat-template"
+    sha = hashlib.sha256(tok.chat_template.encode()).hexdigest()
+    return PromptFormatRecord.of(template_file, sha, systems).model_dump()

@@ -29,8 +29,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import harness
 from harness.config import TrainSpec
 from harness.errors import HarnessError
-from harness.persisted import InputHashes, TrainedPromptFormat, TrainManifest, write_record
-from harness.records import TRAIN_MANIFEST, CurveRecord
+from harness.persisted import InputHashes, TrainManifest, write_record
+from harness.records import TRAIN_MANIFEST, CurveRecord, PromptFormatRecord
 from harness.train import checkpoint as ckpt
 from harness.train.data import encode_records, prompt_format, read_records
 from harness.train.loop import (
@@ -212,7 +212,7 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         base=str(base), data_sha256=hashes.data, replay_sha256=hashes.replay, records=len(domain),
         replay_records=len(replay), spec=spec, processes=world, steps=spec.steps, tokens=state.tokens,
         loss_tokens=state.loss_tokens, wall_s=state.wall_s, loss_curve=state.loss_curve,
-        prompt_format=TrainedPromptFormat(**prompt_format(tok, records[0] + records[1])))
+        prompt_format=PromptFormatRecord(**prompt_format(tok, records[0] + records[1], spec.chat_template)))
     if main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.save_adapter(accelerator.unwrap_model(model), out)

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.records import ComparisonResult
+from harness.comparison import ComparisonResult
 
 
 def test_planted_effects_are_found(demo_config):

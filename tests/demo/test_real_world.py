@@ -30,7 +30,7 @@ def test_the_real_world_trains_on_chat_records_and_its_config_scores_every_arm_i
     assert replay["messages"][0]["content"] == REPLAY_PROMPT
     for name in ("domain-only", "balanced-replay"):
         manifest = json.loads((built.candidates[name] / "train_manifest.json").read_text())
-        assert manifest["prompt_format"]["chat"] is True and manifest["steps"] == 2
+        assert manifest["prompt_format"]["template_sha256"] is not None and manifest["steps"] == 2  # chat
     again = build_real(tmp_path / "real", smollm2.parent, spec, log=logs.append)
     assert again.stage_s["train:domain-only"] == again.stage_s["train:balanced-replay"] == 0.0  # cached
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from harness.comparison import ComparisonResult
 from harness.records import (
     CandidateResult,
-    ComparisonResult,
     Estimate,
     FlipRecord,
     ModelRecord,
     RoleResult,
     TaskResult,
 )
-from harness.report.render import load_comparison, render_report
+from harness.report.render import load_comparison, render_html, render_report
 
 HOSTILE = "<script>alert(1)</script></td><img src=x onerror=alert(2)>"
 
@@ -270,7 +270,6 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     from harness.cli import main
     from harness.config import GateSpec
     from harness.gates import evaluate_gates
-    from harness.records import RESULT_FORMAT
     from harness.report.render import _fmt
 
     old = json.loads((ASSETS / "comparison-format1.json").read_text())
@@ -280,7 +279,8 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     assert run.exit_code == 0, run.output
     html = (tmp_path / "index.html").read_text()
     result = load_comparison(tmp_path)  # written again beside the page, in this format
-    assert result.version == RESULT_FORMAT == json.loads((tmp_path / "comparison.json").read_text())["version"]
+    written = json.loads((tmp_path / "comparison.json").read_text())
+    assert result.version == ComparisonResult.VERSION == written["version"]
     for cr_old, cr in zip(old["results"], result.results, strict=True):
         for t_old, t in zip(cr_old["tasks"], cr.tasks, strict=True):
             assert _flat(t.delta.model_dump()) == {k: t_old[k] for k in ("delta", "ci_low", "ci_high")}
@@ -323,7 +323,7 @@ def _as_format1(data: dict) -> dict:
     return {**data, "version": 1, "results": results, "gates": gates}
 
 
-def test_a_format1_comparison_reads_as_the_comparison_it_was():
+def test_a_format1_comparison_reads_as_the_comparison_it_was(tmp_path):
     """Flattened to format 1 and read back: the same comparison (group entries, secondary metrics,
     summaries and verdicts included), a group's candidate score pooled from its tasks again."""
     import json
@@ -356,7 +356,31 @@ def test_a_format1_comparison_reads_as_the_comparison_it_was():
     result = base.model_copy(update={"results": [cr], "gates": [verdict]})
     old = _as_format1(json.loads(result.model_dump_json()))
     assert "ci_low" in old["results"][0]["groups"][0] and "candidate" not in old["results"][0]["groups"][0]
-    read = ComparisonResult.model_validate(old)
+    (tmp_path / "comparison.json").write_text(json.dumps(old))
+    read = load_comparison(tmp_path)
     pooled = read.results[0].groups[0].candidate  # 0.7 on 300 items and 0.9 on 100: 0.75 on 400
     assert pooled.model_dump() == pytest.approx(group.candidate.model_dump(), abs=1e-12)
     assert read.model_copy(update={"results": [read.results[0].model_copy(update={"groups": [group]})]}) == result
+
+
+def test_a_format2_comparison_reads_with_its_models_prompt_formats(tmp_path):
+    """comparison.json of format 2 kept one `system_prompt` per model's prompt format: read now, it is
+    the one system prompt of the list the trainer manifest keeps too, and the page says the same."""
+    from harness.records import PromptFormatRecord
+
+    fmt = PromptFormatRecord.of("/t/chat.jinja", "a" * 64, ["Be brief."])
+    result = _result()
+    result = result.model_copy(update={"base": result.base.model_copy(update={
+        "prompt_format": fmt, "prompt_examples": {"t": "Be brief.\nClaim: ..."}})})
+    data = json.loads(result.model_dump_json())
+    pf = data["base"]["prompt_format"]
+    data["base"]["prompt_format"] = {**{k: v for k, v in pf.items() if k != "system_prompts"},
+                                     "system_prompt": "Be brief."}
+    for m in data["candidates"]:  # plain text, as format 2 wrote it
+        m["prompt_format"] = {"description": "plain text", "template_source": "none", "template_sha256": None,
+                              "system_prompt": None, "fewshot_as_multiturn": False}
+    (tmp_path / "comparison.json").write_text(json.dumps({**data, "version": 2}))
+    read = load_comparison(tmp_path)
+    assert read == result and read.base.prompt_format.system_prompts == ["Be brief."]
+    assert all(m.prompt_format == PromptFormatRecord() for m in read.candidates)  # as a plain model is recorded now
+    assert "chat template (chat.jinja, sha256 aaaaaaaaaaaa), system prompt &#39;Be brief.&#39;" in render_html(read)

@@ -1,0 +1,337 @@
+"""A config file (e.g. `configs/demo.yaml`): the comparison (HarnessSpec) with its sections: how
+models are evaluated, the statistics, the gates, the ROI inputs and the judge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.config.common import Role, Spec, is_local, parse_spec, read_yaml, refuse_duplicates, resolve_ref
+from harness.config.models import BaseSpec, CandidateSpec, ModelSpec, PromptFormatFields, PromptingSpec
+from harness.config.suite import DataSpec
+from harness.errors import ConfigError
+
+
+class VLLMOptions(Spec):
+    """Engine settings of the vllm backend (vLLM's own names; unset = vLLM's default)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine shards the model over.")
+    data_parallel_size: int | None = Field(None, ge=1, description="Engine replicas (vLLM data parallelism).")
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="Stages the model's layers are split "
+                                               "into, one GPU (or node) each (vLLM pipeline parallelism).")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None, description="How vLLM runs its workers: `mp` (processes on this machine) or `ray` (a Ray "
+        "cluster, for engines across nodes).")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of GPU memory for vLLM.")
+    max_model_len: int | None = Field(None, ge=8, description="Context length of the engine.")
+    enforce_eager: bool | None = Field(None, description="No CUDA graphs (default: on for CPU, off on GPU).")
+    max_num_seqs: int | None = Field(None, ge=1, description="Sequences per engine step.")
+
+
+class EndpointSpec(Spec):
+    """An OpenAI-compatible server that serves the base and its candidates (eval.backend openai)."""
+
+    base_url: str = Field(description="The server's /v1 root, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (the key "
+                                    "itself is never written to the config, the store or the report).")
+    concurrency: int = Field(1, ge=1, description="Requests in flight at once.")
+    batch_size: int = Field(8, ge=1, description="Prompts per completions request.")
+    timeout_s: float = Field(300, gt=0, description="Seconds to wait for one answer.")
+    max_retries: int = Field(5, ge=1, description="Attempts per request (exponential backoff between them: "
+                             "429 and 5xx answers are retried).")
+
+
+class EvalSpec(Spec):
+    """How to run the evaluation."""
+
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        "hf", description="hf: transformers + peft (CPU or GPU); vllm: one vLLM engine per base serving it and "
+        "its LoRA adapters; openai: the models as served by an OpenAI-compatible server (eval.endpoint).")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Settings of the vllm backend.")
+    endpoint: EndpointSpec | None = Field(None, description="The server of the openai backend.")
+    device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
+    batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
+    max_length: int | None = Field(None, ge=8, description="Tokens of context per request (default: the "
+                                   "model's own, from its config); longer contexts keep their end.")
+
+
+class StatsSpec(Spec):
+    """Settings of the paired statistics."""
+
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Two-sided interval level.")
+    resamples: int = Field(2000, ge=200, description="Bootstrap resamples.")
+    seed: int = Field(0, description="Seed of the bootstrap's random generator.")
+
+
+GateRule = Literal["improves", "non_inferior", "no_bias_amplification", "floor", "wins"]
+
+
+class GateSpec(Spec):
+    """A pre-deploy rule on the paired difference (or, for `floor`, on the candidate's score).
+
+    improves: lower bound of delta > min_delta. non_inferior: lower bound > -margin.
+    no_bias_amplification: upper bound of the bias increase < margin. floor: the candidate's
+    score interval lies above min_score. wins: on a judged task, the lower bound of the candidate's
+    win rate over the base > 0.5 + min_delta, and the judge's position consistency at its minimum.
+    A gate applies to a role (its mean task delta), one task or one of the suite's summaries, for
+    every candidate unless `candidates` names some.
+    """
+
+    rule: GateRule
+    role: Role | None = Field(None, description="Gate the role's mean delta (exclusive with task).")
+    task: str | None = Field(None, description="Gate one task of the suite (exclusive with role).")
+    summary: str | None = Field(None, description="Gate one of the suite's summaries, e.g. the "
+                                                  "Biderman et al. forgetting average.")
+    min_delta: float | None = Field(None, ge=0, description="improves: the gain to prove (metric units).")
+    margin: float | None = Field(None, gt=0, description="non_inferior / no_bias_amplification: the loss "
+                                                         "or bias increase tolerated (metric units).")
+    min_score: float | None = Field(None, description="floor: the lowest acceptable candidate score.")
+    power_effect: float | None = Field(
+        None, gt=0, description="Effect the probe must be able to see (power 0.8); default: the margin, "
+                                "or min_delta for improves.")
+    candidates: list[str] | None = Field(None, description="Candidates this gate applies to (default all).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> GateSpec:
+        if sum(x is not None for x in (self.role, self.task, self.summary)) != 1:
+            raise ValueError("give exactly one of `role`, `task` or `summary`")
+        needs = {"improves": "min_delta", "wins": "min_delta", "non_inferior": "margin",
+                 "no_bias_amplification": "margin", "floor": "min_score"}[self.rule]
+        if self.rule not in ("improves", "wins") and getattr(self, needs) is None:
+            raise ValueError(f"rule {self.rule} needs `{needs}`")
+        extra = {"min_delta", "margin", "min_score"} - {needs}
+        given = sorted(k for k in extra if getattr(self, k) is not None)
+        if given:
+            raise ValueError(f"rule {self.rule} takes `{needs}`, not {', '.join(f'`{g}`' for g in given)}")
+        if self.rule in ("floor", "wins") and self.task is None:
+            raise ValueError(f"rule {self.rule} applies to a `task`")
+        if self.rule == "no_bias_amplification" and self.role not in (None, "bias"):
+            raise ValueError("rule no_bias_amplification applies to role bias (or a task of it)")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.role or self.task or self.summary or ""
+
+
+class RoiSpec(Spec):
+    """Business inputs for the return-on-investment section (all money in `currency`)."""
+
+    task: str | None = Field(None, description="Task whose accuracy earns the value; default: the "
+                                               "suite's first target task. Needs a 0/1 metric.")
+    volume_per_month: float = Field(gt=0, description="Items the workflow handles per month.")
+    human_minutes_per_item: float = Field(gt=0, description="Minutes a person spends on an item unaided.")
+    hourly_rate: float = Field(ge=0, description="Cost of a person-hour.")
+    minutes_saved_per_correct: float | None = Field(
+        None, ge=0, description="Minutes saved when the model is right (default: human_minutes_per_item).")
+    minutes_lost_per_wrong: float = Field(0.0, ge=0, description="Minutes a person spends catching and "
+                                                                 "fixing a wrong output.")
+    serving_hourly_price: float = Field(ge=0, description="Price of an hour of the machine that serves "
+                                                          "the model (GPU or CPU).")
+    training_hourly_price: float | None = Field(None, ge=0, description="Price of an hour of the training "
+                                                                        "machine (default: serving).")
+    fewshot: int = Field(3, ge=0, description="Shots of the prompting-only baseline (0: no such baseline).")
+    currency: str = "USD"
+
+    @property
+    def saved_minutes(self) -> float:
+        return self.human_minutes_per_item if self.minutes_saved_per_correct is None \
+            else self.minutes_saved_per_correct
+
+
+class JudgeSpec(Spec):
+    """A pairwise judge of generated text: a model shown the task's input, the reference and two
+    answers, asked which is better. Every pair is judged in both orders; the verdict is read from the
+    judge's log-probabilities of the three labels, not from sampled text."""
+
+    model: ModelSpec = Field(description="The judge: any model the harness loads (a folder or hub id), "
+                             "with its own prompt format keys.")
+    rubric: str = Field(description="Jinja file (relative to the config) given `input`, `reference`, "
+                        "`answer_a` and `answer_b`; the judge's reply starts right after it.")
+    labels: list[str] = Field(["A", "B", "tie"], min_length=3, max_length=3, description="What the judge "
+                              "answers for: answer A better, answer B better, a tie; each one token for its "
+                              "tokenizer (with the space before it, when the rubric ends without one).")
+    tasks: list[str] = Field(min_length=1, description="Suite tasks whose generated answers are judged.")
+    limit: int | None = Field(None, gt=0, description="Judge the first N items of each task (by document "
+                              "id) rather than every item scored; the win rate's interval is then over N.")
+    calibrate: bool = Field(True, description="Read the verdict after subtracting each label's mean "
+                            "log-probability over the pairing's prompts (both orders): the judge's prior for the "
+                            "first answer, or for a label, cancels and its preference between the answers is "
+                            "left (harness/judge.py, read_verdicts). false: the most likely label as it is.")
+    min_position_consistency: float = Field(
+        0.6, ge=0, le=1, description="Share of items whose two orders must agree for a judged gate to pass.")
+    human_labels: str | None = Field(None, description="JSONL of people's verdicts on some pairs, one "
+                                     "{candidate, task, doc_id, verdict: candidate|base|tie} per line (relative "
+                                     "to the config): the judge's agreement with them (Cohen's kappa).")
+    min_human_agreement: float = Field(0.4, ge=-1, le=1, description="Cohen's kappa with the human labels "
+                                       "below which a judged gate cannot pass.")
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != 3 or not all(x.strip() for x in v):
+            raise ValueError("three different, non-empty labels (answer A better, answer B better, tie)")
+        return v
+
+
+class HarnessSpec(Spec):
+    """A comparison: the base, its candidates, the suite, and where results go."""
+
+    name: str = Field(description="Name of the comparison; the report goes to reports/<name>/.")
+    base: ModelSpec
+    candidates: list[CandidateSpec] = Field(default_factory=list, description="What to compare with the base "
+                                            "(may be empty only in a config that `harness train --eval-config` "
+                                            "or `harness sweep` fills in).")
+    prompting: list[PromptingSpec] = Field(
+        default_factory=list, description="Prompting arms (myth 5: would prompting alone have done it?): "
+        "the base, or a candidate, prompted another way, compared beside the fine-tunes.")
+    suite: str = Field(description="Suite file, relative to this config file.")
+    eval: EvalSpec = EvalSpec()
+    stats: StatsSpec = StatsSpec()
+    gates: list[GateSpec] = Field(default_factory=list, description="Pre-deploy gates (harness gate).")
+    task_data: dict[str, DataSpec] = Field(
+        default_factory=dict, description="Suite task name -> local files to read it from instead of the hub "
+                                          "(paths relative to this config file).")
+    roi: RoiSpec | None = Field(None, description="Return on investment inputs (report section).")
+    judge: JudgeSpec | None = Field(None, description="A pairwise judge of the generated answers of some "
+                                    "tasks: each candidate against the base, in both orders.")
+    underpowered: Literal["fail", "pass"] = Field(
+        "fail", description="Whether an underpowered gate blocks: harness gate's exit code, the JUnit file, "
+        "the pytest items and the report's banner all read it (gates.verdict_blocks).")
+    store: str = Field(".harness", description="Run store folder, relative to this config file.")
+    report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
+    sweeps: list[str] = Field(default_factory=list, description="sweep.json files of `harness sweep` runs on "
+                              "this base (relative to this file): their data-size charts go into the report.")
+
+    bases: list[BaseSpec] = Field(
+        default_factory=list, description="Other bases compared beside `base`, each with its own candidates "
+        "(which base to start from, and which way of working: the quality-cost frontier of the report). "
+        "Every model is evaluated once; adding a base evaluates only that base and its fine-tunes.")
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> HarnessSpec:
+        names = [b.name for b in self.bases]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise ValueError(f"bases[{i}].name: '{n}' is the name of bases[{names.index(n)}] too; give each "
+                                 "base its own name")
+        refuse_duplicates("candidate, prompting or base name used twice",
+                           [c.name for _, c, _ in self.all_candidates()] + [p.name for p in self.prompting] + names)
+        known = {"base", *names, *(c.name for _, c, _ in self.all_candidates())}
+        for i, p in enumerate(self.prompting):
+            if p.of not in known:
+                raise ValueError(f"prompting[{i}] ({p.name}): of: '{p.of}' is neither base, another base nor a "
+                                 f"candidate (have: {', '.join(sorted(known))})")
+        if self.eval.backend == "openai":
+            if self.eval.endpoint is None:
+                raise ValueError("eval.endpoint: backend openai needs the server: endpoint: {base_url: "
+                                 "http://HOST:PORT/v1}")
+            unnamed = ["base.served"] * (self.base.served is None) + [
+                f"bases[{i}] ({b.name}).served" for i, b in enumerate(self.bases) if b.served is None] + [
+                f"{key}.served" for _, c, key in self.all_candidates() if c.served is None] + [
+                "judge.model.served"] * (self.judge is not None and self.judge.model.served is None)
+            if unnamed:
+                raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
+                                 "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
+        elif self.eval.endpoint is not None:
+            raise ValueError(f"eval.endpoint: set, but eval.backend is {self.eval.backend}; use backend: openai")
+        if self.bases and self.roi is None:
+            raise ValueError("roi: several bases are compared on a frontier of quality against cost, priced "
+                             "from roi (serving_hourly_price, training_hourly_price); add a roi: section")
+        return self
+
+    def all_bases(self) -> list[tuple[str, ModelSpec, str]]:
+        """(label, spec, key path) of every base: `base` (label base) first, then `bases` by name."""
+        return [("base", self.base, "base"), *((b.name, b, f"bases[{i}]") for i, b in enumerate(self.bases))]
+
+    def all_candidates(self) -> list[tuple[str, CandidateSpec, str]]:
+        """(base label, spec, key path) of every candidate, the first base's first."""
+        return [("base", c, f"candidates[{i}] ({c.name})") for i, c in enumerate(self.candidates)] + [
+            (b.name, c, f"bases[{j}] ({b.name}).candidates[{i}] ({c.name})")
+            for j, b in enumerate(self.bases) for i, c in enumerate(b.candidates)]
+
+
+def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
+    """Load and validate a config file; paths in the result are absolute. With `candidates=False`
+    the file's candidates, prompting arms and sweeps are left out (training fills in its own
+    adapters: those named in the file need not exist yet)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not candidates and isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting", "bases")}
+    spec = parse_spec(HarnessSpec, raw, str(path))
+    here = path.resolve().parent
+    problems = []
+
+    def local(ref: str, key: str, what: str) -> str:
+        resolved = resolve_ref(ref, here)
+        if is_local(ref) and not Path(resolved).exists():
+            problems.append(f"{path}: {key}: {what} {resolved} does not exist")
+        return resolved
+
+    def template(model: PromptFormatFields, key: str) -> str:
+        if model.chat_template in ("auto", "none"):
+            return model.chat_template
+        resolved = str((here / Path(model.chat_template).expanduser()).resolve())
+        if not Path(resolved).is_file():
+            problems.append(f"{path}: {key}.chat_template: template file {resolved} does not exist "
+                            "(or give auto or none)")
+        return resolved
+
+    def a_model(m: ModelSpec, key: str) -> ModelSpec:
+        return m.model_copy(update={"path": local(m.path, f"{key}.path", "model folder"),
+                                    "chat_template": template(m, key)})
+
+    def candidate(c: CandidateSpec, key: str) -> CandidateSpec:
+        if c.adapter is not None:
+            c = c.model_copy(update={"adapter": local(c.adapter, f"{key}.adapter", "adapter folder")})
+        else:
+            c = c.model_copy(update={"path": local(c.path or "", f"{key}.path", "model folder")})
+        c = c.model_copy(update={"chat_template": template(c, key)})
+        source = Path(c.adapter or c.path or "")
+        if spec.roi is not None and c.training_cost is None and source.is_dir() \
+                and not (source / "train_manifest.json").is_file():
+            problems.append(f"{path}: {key}.training_cost: {source} has no train_manifest.json saying how long "
+                            "it trained, and the ROI and the quality-cost frontier price every fine-tune; give "
+                            "its training cost (in roi.currency)")
+        return c
+
+    base = a_model(spec.base, "base")
+    candidates = [candidate(c, f"candidates[{i}]") for i, c in enumerate(spec.candidates)]
+    bases = [a_model(b, f"bases[{j}]").model_copy(update={
+        "candidates": [candidate(c, f"bases[{j}].candidates[{i}]") for i, c in enumerate(b.candidates)]})
+        for j, b in enumerate(spec.bases)]
+    judge = spec.judge
+    if judge is not None:
+        rubric = (here / Path(judge.rubric).expanduser()).resolve()
+        if not rubric.is_file():
+            problems.append(f"{path}: judge.rubric: rubric file {rubric} does not exist")
+        labels = None
+        if judge.human_labels is not None:
+            labels = str((here / Path(judge.human_labels).expanduser()).resolve())
+            if not Path(labels).is_file():
+                problems.append(f"{path}: judge.human_labels: file {labels} does not exist")
+        model = judge.model.model_copy(update={"path": local(judge.model.path, "judge.model.path", "model folder"),
+                                               "chat_template": template(judge.model, "judge.model")})
+        judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model})
+    prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
+                 if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
+    suite = local(spec.suite, "suite", "suite file")
+    task_data = {}
+    for name, d in spec.task_data.items():
+        data_path = (here / Path(d.path).expanduser()).resolve()
+        if not data_path.exists():
+            problems.append(f"{path}: task_data.{name}.path: {data_path} does not exist")
+        task_data[name] = d.model_copy(update={"path": str(data_path)})
+    sweeps = [local(p, f"sweeps[{i}]", "sweep result") for i, p in enumerate(spec.sweeps)]
+    store = str((here / spec.store).resolve())
+    report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
+    if problems:
+        raise ConfigError(problems)
+    return spec.model_copy(update={"base": base, "candidates": candidates, "bases": bases, "prompting": prompting,
+                                   "judge": judge,
+                                   "suite": suite, "store": store,
+                                   "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
