@@ -22,13 +22,13 @@ from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
 from harness.judge import judge_results
+from harness.pairing import as_suite_task, doc_field, pair_records
 from harness.persisted import SweepRecord, TrainManifest, read_record
-from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
+from harness.plan import ModelEntry, Plan, PlannedRun
 from harness.records import (
     BASE,
     MAX_FLIPS_PER_TASK,
     TRAIN_MANIFEST,
-    AlternativeRecord,
     CandidateResult,
     CategoryResult,
     CurveRecord,
@@ -37,15 +37,13 @@ from harness.records import (
     GroupResult,
     MetricDelta,
     ModelRecord,
-    RoiResult,
     RoleResult,
     RunInfo,
     SummaryResult,
     TaskResult,
 )
-from harness.roi import compute_roi
 from harness.sources.aggregations import resolve_aggregation
-from harness.sources.checkpoints import parameter_count, tokenizers_differ
+from harness.sources.checkpoints import tokenizers_differ
 from harness.stats import (
     POWER,
     PairedResult,
@@ -61,39 +59,8 @@ from harness.util.environment import machine, package_versions
 from harness.util.files import now_iso
 
 
-def _pair(base: pd.DataFrame, cand: pd.DataFrame, task: str, metric_filter: str, label: str,
-          same: str = "prompt") -> pd.DataFrame:
-    """Join on doc_id; every pair must share its prompt (or, across prompt styles, its doc)."""
-    b = base[base["filter"] == metric_filter].set_index("doc_id")
-    c = cand[cand["filter"] == metric_filter].set_index("doc_id")
-    if b.empty:
-        filters = sorted(set(base["filter"]))
-        raise HarnessError(f"task {task}: no records for filter '{metric_filter}' (have: {', '.join(filters)}); "
-                           "set `filter:` for this task in the suite")
-    if set(b.index) != set(c.index):
-        raise HarnessError(f"task {task}: base and {label} scored different items "
-                           f"({len(b)} vs {len(c)}); re-run both with the same limit")
-    # merge, not join(lsuffix=, rsuffix=): pandas 3.1 deprecates those, and join's `suffixes` is
-    # new in 3.1; merge on the index gives the same frame (left order, shared columns suffixed)
-    joined = b.merge(c, left_index=True, right_index=True, how="inner", suffixes=("_base", "_cand"))
-    bad = joined[joined[f"{same}_hash_base"] != joined[f"{same}_hash_cand"]]
-    if len(bad):
-        raise HarnessError(f"task {task}: doc {bad.index[0]} has different {same}s for base and {label} "
-                           f"({len(bad)} items); the runs did not see the same task")
-    return joined
-
-
-def _doc_field(joined: pd.DataFrame, field: str, task: str, key: str) -> np.ndarray:
-    docs = [json.loads(d) for d in joined["doc_base"]]
-    missing = [i for i, d in zip(joined.index, docs, strict=True) if field not in d]
-    if missing:
-        raise HarnessError(f"task {task}: {key} field '{field}' is not in doc {missing[0]} "
-                           f"({len(missing)} docs lack it); fix `{key}:` for this task in the suite")
-    return np.array([json.dumps(d[field], sort_keys=True) for d in docs])
-
-
 def _clusters(joined: pd.DataFrame, field: str | None, task: str) -> np.ndarray | None:
-    return None if field is None else _doc_field(joined, field, task, "cluster")
+    return None if field is None else doc_field(joined, field, task, "cluster")
 
 
 def _categories(joined: pd.DataFrame, field: str | None, values: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
@@ -101,7 +68,7 @@ def _categories(joined: pd.DataFrame, field: str | None, values: Callable[[np.nd
     """Per category: levels and the paired delta, from `values(mask)` -> (base, candidate) arrays."""
     if field is None:
         return []
-    labels = _doc_field(joined, field, task, "category")
+    labels = doc_field(joined, field, task, "category")
     out = []
     for label in sorted(set(labels)):
         m = labels == label
@@ -263,27 +230,6 @@ def _group_result(entry: str, role: str, items: list[_Paired], binary: bool, st:
                        candidate=candidate, **_role_result(role, items, st).model_dump())
 
 
-def _as_suite_task(records: pd.DataFrame, run: PlannedRun) -> pd.DataFrame:
-    """A run's records as its suite task's: a prompting arm's variant (another task over the same
-    documents, its own metric and filter) renamed to the suite task's metric and filter."""
-    v, suite_task = run.task.variant, run.task.spec
-    if v is None or (v.metric, v.filter) == (suite_task.metric, suite_task.filter):
-        return records
-    kept = records[records["filter"] == v.filter].copy()
-    if kept.empty:
-        raise HarnessError(f"{run.model.label}: variant {v.task} of {suite_task.task}: no records for filter "
-                           f"'{v.filter}' (have: {', '.join(sorted(set(records['filter'])))}); fix its `filter:`")
-    kept["filter"] = suite_task.filter
-    for prefix in (METRIC_PREFIX, METRIC_JSON_PREFIX):
-        if prefix + v.metric in kept:
-            kept[prefix + suite_task.metric] = kept[prefix + v.metric]
-    if METRIC_PREFIX + suite_task.metric not in kept and METRIC_JSON_PREFIX + suite_task.metric not in kept:
-        have = sorted(c.split(".", 1)[1] for c in kept.columns if c.startswith((METRIC_PREFIX, METRIC_JSON_PREFIX)))
-        raise HarnessError(f"{run.model.label}: variant {v.task} of {suite_task.task}: no per-item metric "
-                           f"'{v.metric}' (have: {', '.join(have)}); fix its `metric:`")
-    return kept
-
-
 CHANCE_METRICS = ("acc", "acc_norm")  # right-or-wrong choice metrics, whose chance level is 1 / choices
 
 
@@ -365,7 +311,7 @@ def _paired_result(reference: ModelEntry, ref_runs: dict[str, tuple[PlannedRun, 
         same = "prompt" if (cand.prompt.identity() == reference.prompt.identity()
                             and run.task.task_hash == ref_run.task.task_hash) else "doc"
         paired_by = "doc" if same == "doc" else paired_by
-        joined = _pair(ref_records, records, t.leaf, spec.filter,
+        joined = pair_records(ref_records, records, t.leaf, spec.filter,
                        cand.label if reference.label == BASE else f"{cand.label} (against {reference.label})",
                        same=same)
         if other_tokens and loglikelihood_valued(joined, spec.metric):
@@ -447,7 +393,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     examples: dict[str, dict[str, str]] = {m.label: {} for m in plan.models}
     by_model: dict[str, list[tuple[PlannedRun, pd.DataFrame]]] = {}
     for run in plan.runs:
-        records = _as_suite_task(store.read(run.key), run)
+        records = as_suite_task(store.read(run.key), run)
         by_model.setdefault(run.model.label, []).append((run, records))
         if formatted:
             examples[run.model.label][run.task.leaf] = str(records.loc[records["doc_id"].idxmin(), "prompt"])
@@ -538,97 +484,3 @@ def _training(model: ModelEntry) -> dict | None:
     m = read_record(path, TrainManifest)
     return {"wall_s": m.wall_s, "steps": m.steps, "tokens": m.tokens, "final_loss": m.final_loss,
             "replay_ratio": m.spec.replay_ratio}
-
-
-def _train_seconds(model: ModelEntry) -> float | None:
-    training = _training(model)
-    return None if training is None else training["wall_s"]
-
-
-def compare_roi(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
-                 results: list[CandidateResult] = ()) -> RoiResult:
-    """Accuracy, speed, size and training cost of each way to do the ROI task, on every base, then the
-    money, and the quality-cost frontier; `results` (compare_runs') give what judging each candidate
-    cost and each one's forgetting and bias change against its own base."""
-    assert spec.roi is not None
-    task = roi_task(spec, suite)
-    tspec = next(t for t in suite.tasks if t.task == task)
-    col = METRIC_PREFIX + tspec.metric
-    runs = [r for r in plan.runs if r.task.leaf == task]
-    if not runs:
-        raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
-    prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
-    given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
-    by_label = {cr.candidate: cr for cr in results}
-    # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
-    judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
-              for cr in results}
-    read: dict = {}
-    manifests = {r.key: store.read_manifest(r.key) for r in plan.distinct}  # once each
-    sizes: dict = {}  # folder -> parameters (safetensors headers, read once)
-
-    def parameters(folder: Path | None) -> int | None:
-        if folder not in sizes:
-            sizes[folder] = parameter_count(folder)
-        return sizes[folder]
-
-    def records(run: PlannedRun) -> pd.DataFrame:
-        if run.key not in read:
-            read[run.key] = _as_suite_task(store.read(run.key), run)
-        return read[run.key]
-
-    def alternative(name: str, kind: str, run: PlannedRun, train_s: float | None = None) -> AlternativeRecord:
-        df = records(run)
-        df = df[df["filter"] == tspec.filter]
-        values = df[col].to_numpy(dtype=float) if col in df else np.array([0.5])
-        if col not in df or not is_binary(values):
-            raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
-                               "the ROI values correct outputs")
-        m = run.model
-        own = [r for r in plan.runs if r.model.label == m.label]
-        peaks = [p for r in own if (p := manifests[r.key].peak_memory_mb) is not None]
-        weights, adapter = parameters(m.model_dir), parameters(m.adapter_dir)
-        cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
-        spent = judged.get(m.label, (0.0, 0))
-        return AlternativeRecord(
-            name=name, kind=kind, base=m.base, n=values.size,
-            accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
-            seconds_per_item=manifests[run.key].wall_s / values.size, train_s=train_s,
-            training_cost=given.get(m.label) if kind == "candidate" else None,
-            eval_s=sum(manifests[r.key].wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
-            serving_hourly_price=prices[m.base],
-            parameters=None if weights is None else weights + (adapter or 0),
-            trainable_parameters=(adapter if m.adapter_dir is not None else weights) if kind == "candidate" else None,
-            peak_memory_mb=max(peaks) if peaks else None,
-            forgetting=(r.delta if cr is not None and (r := cr.role("forgetting")) else None),
-            bias=(r.delta if cr is not None and (r := cr.role("bias")) else None))
-
-    def gain(baseline: PlannedRun, other: PlannedRun) -> Estimate:
-        """`other` - `baseline` on the ROI task, paired by document (0/1 scores: any tokenizers)."""
-        joined = _pair(records(baseline), records(other), task, tspec.filter,
-                       f"{other.model.label} (against {baseline.model.label})", same="doc")
-        return analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
-                              joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence).delta
-
-    alts, prompted, ways = [], {}, {}
-    for b in (m for m in plan.models if m.is_base):  # each base: zero-shot, few-shot, its prompting arms
-        base_run = next(r for r in runs if r.model.label == b.label)
-        ways[f"{b.label} 0-shot"] = (base_run, "zero-shot")
-        for run in (r for r in plan.baselines if r.model.label == b.label):
-            ways[f"{b.label} {spec.roi.fewshot}-shot"] = (run, "few-shot")
-        for run in (r for r in runs if r.model.of == b.label):
-            ways[run.model.label] = (run, "prompting")
-    for name, (run, kind) in ways.items():
-        alts.append(alternative(name, kind, run))
-        prompted[name] = run
-    tuned = [r for r in runs if not r.model.is_base and not r.model.prompting]
-    gains = {}
-    for i, run in enumerate(tuned):
-        alts.append(alternative(run.model.label, "candidate", run, _train_seconds(run.model)))
-        for name, brun in prompted.items():
-            gains[(run.model.label, name)] = gain(brun, run)
-        for earlier in tuned[:i]:  # fine-tunes of different bases against each other
-            if earlier.model.base != run.model.base:
-                gains[(run.model.label, earlier.model.label)] = gain(earlier, run)
-    run_of = {**prompted, **{r.model.label: r for r in tuned}}
-    return compute_roi(spec.roi, task, alts, gains, paired=lambda a, b: gain(run_of[a], run_of[b]))

@@ -1,7 +1,8 @@
-"""The one way a comparison is run: config -> plan -> execute -> compare -> gates.
+"""The one way a comparison is run: config -> plan -> execute -> judge -> compare -> gates -> roi.
 
-`harness compare`, `harness gate` and the pytest plugin all call `run_comparison`; only
-`execute` loads models, and only for runs the store lacks.
+`harness compare`, `harness gate` and the pytest plugin all call `run_comparison`; only `execute`
+loads models (the judge's too: its verdicts go through execute's loop), and only for runs and
+judgments the store lacks.
 """
 
 from __future__ import annotations
@@ -105,10 +106,11 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
 def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: bool = True) -> ComparisonResult:
     """Evaluate what the store lacks, pair base and candidates, and judge the gates. With `record`,
     the comparison joins the store's history (and the result carries the history of its name)."""
-    from harness.compare import compare_roi, compare_runs
+    from harness.compare import compare_runs
     from harness.execute import execute_plan
     from harness.gates import evaluate_gates
     from harness.plan import plan_runs
+    from harness.roi import roi_of_runs
     from harness.store import Store
 
     spec, suite = loaded.spec, loaded.suite
@@ -154,7 +156,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     t = time.perf_counter()
     result = compare_runs(plan, spec, suite, store)
     verdicts = evaluate_gates(result, spec.gates)
-    roi = compare_roi(plan, spec, suite, store, result.results) if spec.roi is not None else None
+    roi = roi_of_runs(plan, spec, suite, store, result.results) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
     environment = {**result.environment, "dtype": {**result.environment["dtype"], **loaded.dtype_notes}}
     result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,

@@ -26,9 +26,30 @@ the paired gain over the cheaper frontier point before it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from harness.config import RoiSpec
-from harness.records import AlternativeRecord, Estimate, FrontierResult, FrontierStep, Payback, RoiLine, RoiResult
+import numpy as np
+import pandas as pd
+
+from harness.config import HarnessSpec, RoiSpec, SuiteSpec
+from harness.errors import HarnessError
+from harness.pairing import as_suite_task, pair_records
+from harness.persisted import TrainManifest, read_record
+from harness.plan import ModelEntry, Plan, PlannedRun, roi_task
+from harness.records import (
+    TRAIN_MANIFEST,
+    AlternativeRecord,
+    CandidateResult,
+    Estimate,
+    FrontierResult,
+    FrontierStep,
+    Payback,
+    RoiLine,
+    RoiResult,
+)
+from harness.sources.checkpoints import parameter_count
+from harness.stats import analyze_paired, is_binary, score_interval
+from harness.store import METRIC_PREFIX, Store
 
 SENSITIVITY_FACTORS = (0.5, 1.5)
 
@@ -152,3 +173,101 @@ def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
     return RoiResult(task=task, currency=spec.currency, inputs=spec.model_dump(), alternatives=alternatives,
                      lines=lines, sensitivity=sensitivity,
                      frontier=None if paired is None else frontier(task, alternatives, paired))
+
+
+# --------------------------------------------------------------------------- from the stored runs
+
+
+def _train_seconds(model: ModelEntry) -> float | None:
+    """Seconds the trainer spent on a fine-tune, from the manifest beside it; None without one."""
+    path = Path(model.adapter_dir or model.model_dir) / TRAIN_MANIFEST
+    return read_record(path, TrainManifest).wall_s if path.is_file() else None
+
+
+def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
+                results: list[CandidateResult] = ()) -> RoiResult:
+    """Accuracy, speed, size and training cost of each way to do the ROI task, on every base, then the
+    money, and the quality-cost frontier; `results` (compare_runs') give what judging each candidate
+    cost and each one's forgetting and bias change against its own base."""
+    assert spec.roi is not None
+    task = roi_task(spec, suite)
+    tspec = next(t for t in suite.tasks if t.task == task)
+    col = METRIC_PREFIX + tspec.metric
+    runs = [r for r in plan.runs if r.task.leaf == task]
+    if not runs:
+        raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
+    prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
+    given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
+    by_label = {cr.candidate: cr for cr in results}
+    # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
+    judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
+              for cr in results}
+    read: dict = {}
+    manifests = {r.key: store.read_manifest(r.key) for r in plan.distinct}  # once each
+    sizes: dict = {}  # folder -> parameters (safetensors headers, read once)
+
+    def parameters(folder: Path | None) -> int | None:
+        if folder not in sizes:
+            sizes[folder] = parameter_count(folder)
+        return sizes[folder]
+
+    def records(run: PlannedRun) -> pd.DataFrame:
+        if run.key not in read:
+            read[run.key] = as_suite_task(store.read(run.key), run)
+        return read[run.key]
+
+    def alternative(name: str, kind: str, run: PlannedRun, train_s: float | None = None) -> AlternativeRecord:
+        df = records(run)
+        df = df[df["filter"] == tspec.filter]
+        values = df[col].to_numpy(dtype=float) if col in df else np.array([0.5])
+        if col not in df or not is_binary(values):
+            raise HarnessError(f"roi: task {task}, metric {tspec.metric} is not a 0/1 per-item metric; "
+                               "the ROI values correct outputs")
+        m = run.model
+        own = [r for r in plan.runs if r.model.label == m.label]
+        peaks = [p for r in own if (p := manifests[r.key].peak_memory_mb) is not None]
+        weights, adapter = parameters(m.model_dir), parameters(m.adapter_dir)
+        cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
+        spent = judged.get(m.label, (0.0, 0))
+        return AlternativeRecord(
+            name=name, kind=kind, base=m.base, n=values.size,
+            accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
+            seconds_per_item=manifests[run.key].wall_s / values.size, train_s=train_s,
+            training_cost=given.get(m.label) if kind == "candidate" else None,
+            eval_s=sum(manifests[r.key].wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
+            serving_hourly_price=prices[m.base],
+            parameters=None if weights is None else weights + (adapter or 0),
+            trainable_parameters=(adapter if m.adapter_dir is not None else weights) if kind == "candidate" else None,
+            peak_memory_mb=max(peaks) if peaks else None,
+            forgetting=(r.delta if cr is not None and (r := cr.role("forgetting")) else None),
+            bias=(r.delta if cr is not None and (r := cr.role("bias")) else None))
+
+    def gain(baseline: PlannedRun, other: PlannedRun) -> Estimate:
+        """`other` - `baseline` on the ROI task, paired by document (0/1 scores: any tokenizers)."""
+        joined = pair_records(records(baseline), records(other), task, tspec.filter,
+                       f"{other.model.label} (against {baseline.model.label})", same="doc")
+        return analyze_paired(joined[f"{col}_base"].to_numpy(dtype=float),
+                              joined[f"{col}_cand"].to_numpy(dtype=float), confidence=spec.stats.confidence).delta
+
+    alts, prompted, ways = [], {}, {}
+    for b in (m for m in plan.models if m.is_base):  # each base: zero-shot, few-shot, its prompting arms
+        base_run = next(r for r in runs if r.model.label == b.label)
+        ways[f"{b.label} 0-shot"] = (base_run, "zero-shot")
+        for run in (r for r in plan.baselines if r.model.label == b.label):
+            ways[f"{b.label} {spec.roi.fewshot}-shot"] = (run, "few-shot")
+        for run in (r for r in runs if r.model.of == b.label):
+            ways[run.model.label] = (run, "prompting")
+    for name, (run, kind) in ways.items():
+        alts.append(alternative(name, kind, run))
+        prompted[name] = run
+    tuned = [r for r in runs if not r.model.is_base and not r.model.prompting]
+    gains = {}
+    for i, run in enumerate(tuned):
+        alts.append(alternative(run.model.label, "candidate", run, _train_seconds(run.model)))
+        for name, brun in prompted.items():
+            gains[(run.model.label, name)] = gain(brun, run)
+        for earlier in tuned[:i]:  # fine-tunes of different bases against each other
+            if earlier.model.base != run.model.base:
+                gains[(run.model.label, earlier.model.label)] = gain(earlier, run)
+    run_of = {**prompted, **{r.model.label: r for r in tuned}}
+    return compute_roi(spec.roi, task, alts, gains, paired=lambda a, b: gain(run_of[a], run_of[b]))

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.compare import _group_result, _pair, _Paired
+from harness.compare import _group_result, _Paired
 from harness.config import StatsSpec
 from harness.errors import HarnessError
+from harness.pairing import pair_records as _pair
 from harness.stats import analyze_paired, mean_interval
 
 

@@ -1,7 +1,9 @@
 """Render a comparison as one self-contained HTML file, with comparison.json beside it.
 
-Model outputs, prompts and names are untrusted text: the Jinja2 environment autoescapes
-everything, and nothing is marked safe.
+Model outputs, prompts and names are untrusted text: the Jinja2 environment autoescapes everything.
+The only markup let through unescaped is the charts' inline SVG (harness/report/charts.py returns it as
+`Markup`), which escapes every text it draws (names, titles, labels) with markupsafe.escape as it
+builds the SVG.
 """
 
 from __future__ import annotations
