@@ -11,6 +11,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -144,13 +145,15 @@ class Scored:
 @dataclass(frozen=True)
 class Job:
     """One stored result to score: a model's run of a task, or the judge's verdicts on a pairing. Jobs
-    of one model group share one loaded backend; `score` does the work on it."""
+    of one model group share one loaded backend. `score(backend, jobs)` scores `jobs` (this one, and
+    those of its `together` group that this process holds) in one go, a Scored for each."""
 
     key: RunKey
     model: ModelEntry  # whose backend scores it
     label: str  # who, in the log and the manifest
     task: str
-    score: Callable[[Backend], Scored]
+    score: Callable[[Backend, list[Job]], list[Scored]]
+    together: str | None = None  # jobs of one group scored in one call (a judged task's pairings)
 
 
 def _lm_tokens(lm) -> dict[str, int]:
@@ -203,7 +206,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
 
 def run_job(run: PlannedRun, spec: HarnessSpec) -> Job:
     """A planned run as a job of execute's loop."""
-    return Job(run.key, run.model, run.model.label, run.task.name, lambda backend: _score(backend, run, spec))
+    return Job(run.key, run.model, run.model.label, run.task.name, lambda backend, _: [_score(backend, run, spec)])
 
 
 def execute_plan(plan: Plan, spec: HarnessSpec, store: Store,
@@ -244,33 +247,37 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
             say(f"{stage}: {job.label:>12} {job.task:<22} the same as {twin.label}'s (one key: scored once)")
             bar.update()
 
-        def score_one(backend: Backend, job: Job) -> None:
+        def score(backend: Backend, batch: list[Job]) -> None:
             nonlocal score_s, current
-            if store.has(job.key):
+            for job in [j for j in batch if store.has(j.key)]:
                 say(f"{stage}: {job.label:>12} {job.task:<22} stored meanwhile by another process")
                 bar.update()
+            batch = [j for j in batch if not store.has(j.key)]
+            if not batch:
                 return
-            current = f"{job.label} {job.task}"
+            current = ", ".join(f"{j.label} {j.task}" for j in batch)
             bar.set_postfix_str(current)
             try:
-                done = job.score(backend)
+                results = batch[0].score(backend, batch)
             except HarnessError as e:
-                raise HarnessError(f"task {job.task}, {job.label}: {e}") from None
-            score_s += done.wall_s
-            manifest = RunManifest(
-                kind=job.key.kind, model_fp=job.key.model_fp, task=job.key.task, task_hash=job.key.task_hash,
-                harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                label=job.label, backend=backend.name, n_items=len(done.records),
-                n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
-                versions=package_versions(), device=device_name(spec.eval.device), aggregations=done.aggregations,
-                peak_memory_mb=done.peak_memory_mb, tokens_fed=done.tokens.get("fed"),
-                tokens_requested=done.tokens.get("requested"))
-            store.write(job.key, done.records, manifest)
-            scored.append(f"{job.label}/{job.task}")
-            fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \
-                if stage != "execute" and done.tokens.get("requested") else ""
-            say(f"{stage}: {job.label:>12} {job.task:<22} {done.n_requests:>5} requests in {done.wall_s:5.1f} s{fed}")
-            bar.update()
+                raise HarnessError(f"task {batch[0].task}, {', '.join(j.label for j in batch)}: {e}") from None
+            for job, done in zip(batch, results, strict=True):
+                score_s += done.wall_s
+                manifest = RunManifest(
+                    kind=job.key.kind, model_fp=job.key.model_fp, task=job.key.task, task_hash=job.key.task_hash,
+                    harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                    label=job.label, backend=backend.name, n_items=len(done.records),
+                    n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
+                    versions=package_versions(), device=device_name(spec.eval.device),
+                    aggregations=done.aggregations, peak_memory_mb=done.peak_memory_mb,
+                    tokens_fed=done.tokens.get("fed"), tokens_requested=done.tokens.get("requested"))
+                store.write(job.key, done.records, manifest)
+                scored.append(f"{job.label}/{job.task}")
+                fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \
+                    if stage != "execute" and done.tokens.get("requested") else ""
+                say(f"{stage}: {job.label:>12} {job.task:<22} {done.n_requests:>5} requests in "
+                    f"{done.wall_s:5.1f} s{fed}")
+                bar.update()
 
         try:
             for group in todo.values():
@@ -284,17 +291,20 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
                 backend = load_backend(spec, models)
                 load_s += time.perf_counter() - t
                 try:
+                    batches: dict[object, list[Job]] = {}
+                    for job in group:  # scored one at a time, but those of one `together` group at once
+                        batches.setdefault(job.together or job.key, []).append(job)
                     later = []
-                    for job in group:
-                        with store.claim(job.key, wait=False) as mine:
+                    for batch in batches.values():
+                        with ExitStack() as held:
+                            mine = [j for j in batch if held.enter_context(store.claim(j.key, wait=False))]
+                            later += [j for j in batch if j not in mine]
                             if mine:
-                                score_one(backend, job)
-                            else:
-                                later.append(job)
+                                score(backend, mine)
                     for job in later:
                         say(f"{stage}: {job.label:>12} {job.task:<22} being scored by another process; waiting for it")
                         with store.claim(job.key):
-                            score_one(backend, job)
+                            score(backend, [job])
                 finally:
                     backend.close()
         except HarnessError as e:

@@ -247,28 +247,46 @@ LP_COLUMNS = ("lp_a", "lp_b", "lp_tie")
 def judge_frame(lm, rubric, labels: list[str], templated: bool, items: pd.DataFrame) -> pd.DataFrame:
     """The judge's log-probabilities of the three labels for every item in both orders (`lm`: an
     lm-eval model; `items` as judge_items gives), with its raw pick (the most likely label) and that
-    pick in the candidate's terms. One forward per prompt: lm-eval scores the one-token labels of a
-    context from one pass."""
+    pick in the candidate's terms (judge_frames, for one pairing)."""
+    return judge_frames(lm, rubric, labels, templated, [items])[0]
+
+
+def judge_frames(lm, rubric, labels: list[str], templated: bool, pairings: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """judge_frame for several pairings at once: every prompt of every pairing in one request list, so
+    the prompts that begin alike (one item's, across both orders and every candidate: the rubric, the
+    input, the reference, then in one order the base's answer) share that beginning's pass on a backend
+    that scores shared beginnings once (hf). One forward per distinct prompt: lm-eval scores the one-token
+    labels of a context from one pass."""
     from lm_eval.api.instance import Instance
 
-    rows, requests = [], []
-    for doc_id, item in items.iterrows():
-        for order in ORDERS:
-            first, second = (item["base_response"], item["candidate_response"]) if order == "base_first" else \
-                (item["candidate_response"], item["base_response"])
-            text = rubric.render(input=item["input"], reference=item["reference"], answer_a=first, answer_b=second)
-            context = lm.apply_chat_template([{"role": "user", "content": text}]) if templated else text
-            rows.append({"doc_id": int(doc_id), "order": order, "judge_prompt": context,
-                         "judge_tokens": len(lm.tok_encode(context)) + 1,
-                         "input": item["input"], "reference": item["reference"],
-                         "base_response": item["base_response"], "candidate_response": item["candidate_response"]})
-            requests += [Instance("loglikelihood", {}, (context, label), len(requests)) for label in labels]
+    frames, requests = [], []
+    for items in pairings:
+        rows = []
+        for doc_id, item in items.iterrows():
+            for order in ORDERS:
+                first, second = (item["base_response"], item["candidate_response"]) if order == "base_first" \
+                    else (item["candidate_response"], item["base_response"])
+                text = rubric.render(input=item["input"], reference=item["reference"], answer_a=first,
+                                     answer_b=second)
+                context = lm.apply_chat_template([{"role": "user", "content": text}]) if templated else text
+                rows.append({"doc_id": int(doc_id), "order": order, "judge_prompt": context,
+                             "judge_tokens": len(lm.tok_encode(context)) + 1,
+                             "input": item["input"], "reference": item["reference"],
+                             "base_response": item["base_response"],
+                             "candidate_response": item["candidate_response"], "at": len(requests)})
+                requests += [Instance("loglikelihood", {}, (context, label), len(requests)) for label in labels]
+        frames.append(rows)
     scored = lm.loglikelihood(requests)
-    for i, row in enumerate(rows):
-        lps = [float(scored[3 * i + k][0]) for k in range(3)]
-        pick = max(range(3), key=lps.__getitem__)
-        row.update(dict(zip(LP_COLUMNS, lps, strict=True)), pick=labels[pick], verdict=_verdict(pick, row["order"]))
-    return pd.DataFrame(rows)
+    out = []
+    for rows in frames:
+        for row in rows:
+            at = row.pop("at")
+            lps = [float(scored[at + k][0]) for k in range(3)]
+            pick = max(range(3), key=lps.__getitem__)
+            row.update(dict(zip(LP_COLUMNS, lps, strict=True)), pick=labels[pick],
+                       verdict=_verdict(pick, row["order"]))
+        out.append(pd.DataFrame(rows))
+    return out
 
 
 def read_verdicts(df: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
@@ -379,9 +397,9 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               log: Callable[[str], None] = print) -> list[str]:
     """Judge the pairs the store lacks, through execute's one scoring loop (one judge model load for all,
     each pairing claimed in the store: two processes never judge one pairing twice); returns what was
-    judged. The judge's prompts for one item begin alike (the rubric, the input, the reference, and in
-    one order the base's answer for every candidate): the hf backend scores each such beginning once,
-    and the log says how many tokens it fed of those in the prompts."""
+    judged. The pairings of one task that a process holds are judged together (judge_frames): the
+    prompts for one item begin alike across both orders and every candidate, and the hf backend scores
+    each such beginning once; the log says how many tokens it fed of those in the prompts."""
     from harness.execute import Scored, execute_jobs
     from harness.util.environment import PeakMemory
 
@@ -390,20 +408,24 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
+    by_key = {p.key: p for p in pairs}
 
-    def job(pair: JudgedPair) -> Job:
-        def score(backend) -> Scored:
-            start = time.perf_counter()
-            with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
-                  backend.activate(BASE, entry.prompt, "judge") as lm):
-                items = judge_items(store, pair, judge.limit)
-                records = judge_frame(lm, rubric, judge.labels, entry.prompt.template is not None, items)
-                tokens = dict(getattr(lm, "harness_tokens", None) or {})
-            return Scored(records, 3 * len(records), time.perf_counter() - start, peak.mb, tokens=tokens)
+    def score(backend, jobs: list[Job]) -> list[Scored]:
+        start = time.perf_counter()
+        with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
+              backend.activate(BASE, entry.prompt, "judge") as lm):
+            items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
+            frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
+            tokens = dict(getattr(lm, "harness_tokens", None) or {})
+        wall = time.perf_counter() - start
+        # judged together, the time and the tokens fed are each pairing's share by its prompts' tokens
+        prompt_tokens = [int(f["judge_tokens"].sum()) for f in frames]
+        share = [t / max(sum(prompt_tokens), 1) for t in prompt_tokens]
+        return [Scored(f, 3 * len(f), wall * w, peak.mb,
+                       tokens={k: round(v * w) for k, v in tokens.items()}) for f, w in zip(frames, share, strict=True)]
 
-        return Job(pair.key, entry, pair.candidate, pair.task, score)
-
-    todo = [job(p) for p in pairs if not store.has(p.key)]
+    todo = [Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}")
+            for p in pairs if not store.has(p.key)]
     if not todo:
         return []
     log(f"judge: {Path(judge.model.path).name} judges {len(todo)} pairing(s) in both orders")
