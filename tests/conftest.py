@@ -65,6 +65,15 @@ U32 = 2.0 ** -24  # float32's unit roundoff (half its machine epsilon)
 LAMBDA = 6.0
 
 
+def _chain(model_dir, context: int | None) -> int:
+    import json
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    ctx = context or config["max_position_embeddings"]
+    return config["num_hidden_layers"] * (config["hidden_size"] + config["intermediate_size"] + ctx) \
+        + config["vocab_size"] + ctx
+
+
 def logprob_tolerance(model_dir, nats, context: int | None = None) -> float:
     """How far two float32 computations of the same log-likelihood may differ when only the order of the
     float32 operations changes (other batch compositions and padding, prefix-shared caches, another CPU
@@ -77,14 +86,24 @@ def logprob_tolerance(model_dir, nats, context: int | None = None) -> float:
     window when not given), then the log-sum-exp over the vocabulary; the sum over the tokens adds at
     most the context. A bug (a token dropped or shifted, another prompt) moves a log-likelihood by tenths
     of a nat or more; these tolerances are 1e-4 to 1e-3 nats on the models tested here."""
-    import json
     import math
 
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    ctx = context or config["max_position_embeddings"]
-    chain = config["num_hidden_layers"] * (config["hidden_size"] + config["intermediate_size"] + ctx) \
-        + config["vocab_size"] + ctx
-    return LAMBDA * math.sqrt(chain) * U32 * max(abs(float(nats)), 1.0)
+    return LAMBDA * math.sqrt(_chain(model_dir, context)) * U32 * max(abs(float(nats)), 1.0)
+
+
+def logprobs_within(actual, expected, model_dir, context: int | None = None, what: str = "") -> float:
+    """Assert two float32 computations' log-likelihoods (flattened alike) equal within each one's
+    logprob_tolerance; returns the largest difference (for the test's print)."""
+    import numpy as np
+
+    a, b = np.asarray(actual, dtype=float).ravel(), np.asarray(expected, dtype=float).ravel()
+    assert a.shape == b.shape, (what, a.shape, b.shape)
+    tolerance = np.array([logprob_tolerance(model_dir, x, context) for x in b])
+    diff = np.abs(a - b)
+    bad = np.flatnonzero(diff > tolerance)
+    assert not bad.size, (f"{what}: {bad.size} of {b.size} log-likelihoods differ by more than float32's tolerance, "
+                          f"e.g. {a[bad[0]]!r} against {b[bad[0]]!r} (tolerance {tolerance[bad[0]]:.2e})")
+    return float(diff.max()) if diff.size else 0.0
 
 
 class Forked:

