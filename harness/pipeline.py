@@ -158,7 +158,8 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     verdicts = evaluate_gates(result, spec.gates)
     roi = roi_of_runs(plan, spec, suite, store, result.results) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
-    environment = {**result.environment, "dtype": {**result.environment["dtype"], **loaded.dtype_notes}}
+    environment = {**result.environment, "dtype": {**result.environment.get("dtype", {}), **loaded.dtype_notes}} \
+        if loaded.dtype_notes else result.environment
     result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,
                                        "timings_s": {k: round(v, 3) for k, v in timings.items()},
                                        "environment": environment})

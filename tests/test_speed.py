@@ -198,7 +198,7 @@ def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smol
             margin = np.diff(np.sort(b)[-2:])[0]
             tolerance = logprob_tolerance(smollm2, np.abs(b).sum(), context=CONTEXT)
             assert margin <= 2 * tolerance or a.argmax() == b.argmax(), (variant, doc)
-        worst = max(worst, logprobs_within(scores[variant], [b for _, b in plain], smollm2, CONTEXT, variant))
+        worst = max(worst, logprobs_within(scores[variant], [b for b, _ in plain], smollm2, CONTEXT, variant))
     assert sum(calls) == 2 * len(requests)  # every request of both variants went through the shared path
     assert max(abs(a - b) for a, b in zip(scores["base"], scores["tuned"], strict=True)) > 1e-3  # the adapter counts
     print(f"\nSmolLM2, prefix-shared vs plain: largest per-request difference {worst:.2e} nats")
