@@ -288,7 +288,7 @@ def test_one_folder_in_two_dtypes_is_two_bases_each_loaded_in_its_own(tiny_confi
     records = stored_records(config)
     f32, bf16 = records[("base", "demo_capitals")], records[("bf16", "demo_capitals")]
     assert not np.allclose(np.concatenate(f32["scores"].to_list()), np.concatenate(bf16["scores"].to_list()))
-    assert result.environment["dtype"]["bf16"] == "bfloat16"
+    assert result.environment["dtype"]["bf16"].startswith("bfloat16")  # a slow CPU's warning may follow
 
 
 def test_the_serving_price_bar_moves_every_machines_price():

@@ -13,6 +13,7 @@ import json
 import yaml
 from click.testing import CliRunner
 
+from conftest import logprob_tolerance
 from harness.cli import main
 from harness.comparison import ComparisonResult
 
@@ -68,8 +69,8 @@ def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
 
 def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_world, demo_config, tmp_path):
     """A real LoRA adapter whose B matrices are zero (peft's own initialisation, untrained) is the
-    base model: every delta is exactly 0, non_inferior and no_bias_amplification pass, and
-    improves fails (correctly: nothing improved)."""
+    base model: every delta is 0 (within float32's reduction order), non_inferior and
+    no_bias_amplification pass, and improves fails (correctly: nothing improved)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -90,7 +91,12 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     assert verdicts["forgetting::non_inferior"]["status"] == "pass"
     assert verdicts["bias::no_bias_amplification"]["status"] == "pass"
     assert verdicts["demo_triage::improves"]["status"] == "fail" and run.exit_code == 1
-    assert all(v["value"]["estimate"] == 0.0 for k, v in verdicts.items() if k != "demo_triage::floor")
+    # zero up to float32's reduction order: the base's runs may have been scored in another process with
+    # other thread counts (the build's curves), whose kernels group the sums otherwise on some CPUs; a
+    # bias score sums log-likelihoods of a few tens of nats, and one flipped item would move an
+    # accuracy by 1/n (0.005 here), far above this
+    bound = logprob_tolerance(demo_world.base, 100)
+    assert all(abs(v["value"]["estimate"]) <= bound for k, v in verdicts.items() if k != "demo_triage::floor")
     # the guards: the passing no-harm gates say what they stand on
     assert "zero: its adapter's update is exactly zero" in run.output
     for v in verdicts.values():
