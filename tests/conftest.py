@@ -45,11 +45,8 @@ E2E_FIXTURES = {"demo_world", "stories", "smollm2"}
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))  # the whole closure: demo_config's demo_world too
-        if E2E_FIXTURES & fixtures:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-        if "demo_world" in fixtures:
-            item.add_marker(pytest.mark.demo)
     if config.getoption("--run-slow") or os.environ.get("HARNESS_RUN_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow (minutes of CI's budget, its paths covered by faster tests): run "
