@@ -249,10 +249,11 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
 
         def score(backend: Backend, batch: list[Job]) -> None:
             nonlocal score_s, current
-            for job in [j for j in batch if store.has(j.key)]:
+            stored = [store.has(j.key) for j in batch]
+            for job in (j for j, done in zip(batch, stored, strict=True) if done):
                 say(f"{stage}: {job.label:>12} {job.task:<22} stored meanwhile by another process")
                 bar.update()
-            batch = [j for j in batch if not store.has(j.key)]
+            batch = [j for j, done in zip(batch, stored, strict=True) if not done]
             if not batch:
                 return
             current = ", ".join(f"{j.label} {j.task}" for j in batch)
