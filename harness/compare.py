@@ -42,6 +42,7 @@ from harness.records import (
     SummaryResult,
     TaskResult,
 )
+from harness.roi import train_manifest
 from harness.sources.aggregations import resolve_aggregation
 from harness.sources.checkpoints import tokenizers_differ
 from harness.stats import (
@@ -476,11 +477,8 @@ def read_sweep(path: Path, weights: str) -> CurveRecord:
 
 def _training(model: ModelEntry) -> dict | None:
     """The trainer's manifest beside an adapter (or full model), summarised; None without one."""
-    if model.label == BASE:
+    m = None if model.label == BASE else train_manifest(model)
+    if m is None:
         return None
-    path = Path(model.adapter_dir or model.model_dir) / TRAIN_MANIFEST
-    if not path.is_file():
-        return None
-    m = read_record(path, TrainManifest)
     return {"wall_s": m.wall_s, "steps": m.steps, "tokens": m.tokens, "final_loss": m.final_loss,
             "replay_ratio": m.spec.replay_ratio}

@@ -156,7 +156,7 @@ class Job:
     together: str | None = None  # jobs of one group scored in one call (a judged task's pairings)
 
 
-def _lm_tokens(lm) -> dict[str, int]:
+def lm_tokens(lm) -> dict[str, int]:
     """The tokens a backend's lm-eval model fed and was asked for since its variant was activated
     (the hf backend counts them; {} elsewhere)."""
     return dict(getattr(lm, "harness_tokens", None) or {})
@@ -186,7 +186,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
                            log_samples=True, bootstrap_iters=0, system_instruction=prompt.system_prompt,
                            apply_chat_template=prompt.template is not None,
                            fewshot_as_multiturn=prompt.fewshot_as_multiturn)
-        tokens = _lm_tokens(lm)
+        tokens = lm_tokens(lm)
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     if task.indices is not None:  # positions in the subset -> the documents' own indices

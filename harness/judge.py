@@ -400,7 +400,7 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     judged. The pairings of one task that a process holds are judged together (judge_frames): the
     prompts for one item begin alike across both orders and every candidate, and the hf backend scores
     each such beginning once; the log says how many tokens it fed of those in the prompts."""
-    from harness.execute import Scored, execute_jobs
+    from harness.execute import Scored, execute_jobs, lm_tokens
     from harness.util.environment import PeakMemory
 
     judge = spec.judge
@@ -416,7 +416,7 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               backend.activate(BASE, entry.prompt, "judge") as lm):
             items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
             frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
-            tokens = dict(getattr(lm, "harness_tokens", None) or {})
+            tokens = lm_tokens(lm)
         wall = time.perf_counter() - start
         # judged together, the time and the tokens fed are each pairing's share by its prompts' tokens
         prompt_tokens = [int(f["judge_tokens"].sum()) for f in frames]

@@ -178,10 +178,16 @@ def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
 # --------------------------------------------------------------------------- from the stored runs
 
 
-def _train_seconds(model: ModelEntry) -> float | None:
-    """Seconds the trainer spent on a fine-tune, from the manifest beside it; None without one."""
+def train_manifest(model: ModelEntry) -> TrainManifest | None:
+    """The trainer's manifest beside a fine-tune (its adapter or full model folder); None without one."""
     path = Path(model.adapter_dir or model.model_dir) / TRAIN_MANIFEST
-    return read_record(path, TrainManifest).wall_s if path.is_file() else None
+    return read_record(path, TrainManifest) if path.is_file() else None
+
+
+def _train_seconds(model: ModelEntry) -> float | None:
+    """Seconds the trainer spent on a fine-tune; None without its manifest."""
+    manifest = train_manifest(model)
+    return None if manifest is None else manifest.wall_s
 
 
 def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
