@@ -65,16 +65,16 @@ U32 = 2.0 ** -24  # float32's unit roundoff (half its machine epsilon)
 LAMBDA = 6.0
 
 
-def _chain(model_dir, context: int | None) -> int:
+def _chain(model_dir, context: int | None, tokens: int | None = None) -> int:
     import json
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
     ctx = context or config["max_position_embeddings"]
     return config["num_hidden_layers"] * (config["hidden_size"] + config["intermediate_size"] + ctx) \
-        + config["vocab_size"] + ctx
+        + config["vocab_size"] + (tokens or ctx)
 
 
-def logprob_tolerance(model_dir, nats, context: int | None = None) -> float:
+def logprob_tolerance(model_dir, nats, context: int | None = None, tokens: int | None = None) -> float:
     """How far two float32 computations of the same log-likelihood may differ when only the order of the
     float32 operations changes (other batch compositions and padding, prefix-shared caches, another CPU
     class's kernels): none of these changes what is computed, only how the sums are grouped.
@@ -84,11 +84,39 @@ def logprob_tolerance(model_dir, nats, context: int | None = None) -> float:
     behind a token's log-probability: per layer the projections over the hidden width, the MLP's
     down-projection over its width and the attention over the context (`context` tokens, the model's
     window when not given), then the log-sum-exp over the vocabulary; the sum over the tokens adds at
-    most the context. A bug (a token dropped or shifted, another prompt) moves a log-likelihood by tenths
+    most the context (`tokens`: a loss summed over more, a training batch's).
+    A bug (a token dropped or shifted, another prompt) moves a log-likelihood by tenths
     of a nat or more; these tolerances are 1e-4 to 1e-3 nats on the models tested here."""
     import math
 
-    return LAMBDA * math.sqrt(_chain(model_dir, context)) * U32 * max(abs(float(nats)), 1.0)
+    return LAMBDA * math.sqrt(_chain(model_dir, context, tokens)) * U32 * max(abs(float(nats)), 1.0)
+
+
+def adam_tolerance(model_dir, steps: int, lr: float, tokens_per_step: int,
+                   betas: tuple[float, float] = (0.9, 0.95)) -> float:
+    """How far two float32 trainings of the same LoRA adapter (same data, seed and steps) may end apart
+    per weight when only the grouping of their sums differs (2 processes and an all-reduce against 1;
+    1 micro-batch against 4).
+
+    A gradient element is a reduction over the step's tokens and, behind each, the chain
+    logprob_tolerance counts, so it carries a relative rounding error of at most
+    g = LAMBDA * sqrt(K) * U32 (K: that chain, its sum over the step's tokens). AdamW's step is lr * m / sqrt(v)
+    (m, v the bias-corrected moving averages of the gradient and its square); by Cauchy-Schwarz
+    |m| / sqrt(v) <= B = max over t of sqrt(sum_k a_k^2 / b_k) with a_k, b_k the two averages' weights
+    (1.17 for the trainer's betas (0.9, 0.95)), and a relative error g in every gradient moves m / sqrt(v)
+    by at most 2 * B * g (g through m, g through sqrt(v)). So each step's update differs by at most
+    lr * 2 * B * g and the adapters by `steps` times that, to first order (the steps' feedback through
+    the changed weights is second order over tens of steps at these learning rates)."""
+    import math
+
+    b1, b2 = betas
+    bound = 0.0
+    for t in range(1, steps + 1):
+        sum_a2_b = sum(((1 - b1) * b1 ** k) ** 2 / ((1 - b2) * b2 ** k) for k in range(t))
+        bias = math.sqrt(1 - b2 ** t) / (1 - b1 ** t)  # the bias corrections' ratio at step t
+        bound = max(bound, math.sqrt(sum_a2_b) * bias)
+    g = LAMBDA * math.sqrt(_chain(model_dir, None, tokens_per_step)) * U32
+    return steps * lr * 2 * bound * g
 
 
 def logprobs_within(actual, expected, model_dir, context: int | None = None, what: str = "") -> float:
