@@ -407,6 +407,9 @@ def _print_summary(result) -> None:
             click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: win rate {w.estimate:.3f} [{w.low:.3f}, "
                        f"{w.high:.3f}] over {cr.reference} ({j.wins}/{j.ties}/{j.losses}); the judge's two orders "
                        f"agree on {j.position_consistency:.0%} of {j.n} items{trust}")
+            if j.read_from_text or j.unread:
+                click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: {j.read_from_text} of {2 * j.n} verdicts "
+                           f"read from the reply's text (no log-probabilities), {j.unread} naming no label (ties)")
     for cr in result.results:  # the guards against silently wrong scores
         for flag in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]:
             click.echo(f"compare: FLAGGED {cr.candidate}: {flag}" if not flag.startswith(cr.candidate)

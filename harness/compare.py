@@ -441,7 +441,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),
                      "dtype": {"base": spec.base.dtype, **{b.name: b.dtype for b in spec.bases},
-                               **({"judge": spec.judge.model.dtype} if spec.judge is not None else {})}},
+                               **({"judge": spec.judge.model.dtype}
+                                  if spec.judge is not None and spec.judge.model is not None else {})}},
         versus_prompting=versus,
         curves=[c for m in plan.models if not m.prompting and (c := _training_curve(m)) is not None]
         + [read_sweep(Path(p), base_weights(base.model_dir, store.file_hash)) for p in spec.sweeps])

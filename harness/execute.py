@@ -109,12 +109,16 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
     first = models[0]
     dtype = first.dtype
     adapters = {m.variant: m.adapter_dir for m in models if m.adapter_dir is not None}
+    if spec.judge is not None and spec.judge.endpoint is not None and first.label == "judge":
+        from harness.backends.chat_judge import ChatJudge
+
+        return ChatJudge(spec.judge.endpoint)  # a judge behind a chat API, whatever scores the models
     if spec.eval.backend == "openai":
         from harness.backends.openai import OpenAIBackend
 
         names = {label: b.served for label, b, _ in spec.all_bases()} | {
             c.name: c.served for _, c, _ in spec.all_candidates()} | {
-            "judge": spec.judge.model.served if spec.judge is not None else None}
+            "judge": spec.judge.model.served if spec.judge is not None and spec.judge.model else None}
         served = {m.variant: names[m.of or m.label] for m in models}
         return OpenAIBackend(spec.eval.endpoint, first.model_dir, served, max_length=spec.eval.max_length,
                              trust_remote_code=first.trust_remote_code)

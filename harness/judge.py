@@ -15,6 +15,7 @@ calibrated: `judge.calibrate`, read_verdicts) is decided at compare time and re-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -26,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.config import HarnessSpec, JudgeSpec
+from harness.backends.chat_judge import ChatJudge, LabelReading
+from harness.config import HarnessSpec, JudgeEndpointSpec, JudgeSpec
 from harness.errors import ConfigError, HarnessError
 from harness.execute import Job
 from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
@@ -80,10 +82,31 @@ def read_rubric(judge: JudgeSpec):
     return text, env.from_string(text)
 
 
+SERVED = "judge-endpoint:"  # the group of a judge behind a chat API (execute.load_backend: harness.backends.chat_judge)
+
+
+@functools.lru_cache(maxsize=8)
+def _served_description(endpoint: JudgeEndpointSpec) -> str:
+    """What the server says of the judge's model, asked once per process."""
+    from harness.backends.chat_judge import ChatJudge
+
+    client = ChatJudge(endpoint)
+    try:
+        return json.dumps(client.describe(), sort_keys=True)
+    finally:
+        client.close()
+
+
 def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
-    """The judge as a model of its own group (its folder), keyed by weights and prompt format."""
+    """The judge as a model of its own group (its folder), keyed by weights and prompt format; a served
+    judge by its id and what its server says of it (its rendering of the chat is the server's)."""
     judge = spec.judge
     assert judge is not None
+    if judge.endpoint is not None:
+        described = _served_description(judge.endpoint)
+        fp = "served-" + hashlib.sha256(described.encode()).hexdigest()
+        return ModelEntry("judge", fp, group=f"{SERVED}{judge.endpoint.base_url}#{judge.endpoint.model}",
+                          variant=BASE, model_dir=Path(judge.endpoint.model), weights_fp=fp)
     folder = resolve_model_dir(judge.model.path, judge.model.revision)
     fp = model_fingerprint(folder, dtype=judge.model.dtype, backend=scoring_backend(spec), hasher=store.file_hash)
     prompt = resolve_prompt_format(judge.model, [folder], "judge")
@@ -256,40 +279,53 @@ def judge_frames(lm, rubric, labels: list[str], templated: bool, pairings: list[
     the prompts that begin alike (one item's, across both orders and every candidate: the rubric, the
     input, the reference, then in one order the base's answer) share that beginning's pass on a backend
     that scores shared beginnings once (hf). One forward per distinct prompt: lm-eval scores the one-token
-    labels of a context from one pass."""
-    from lm_eval.api.instance import Instance
-
-    frames, requests = [], []
+    labels of a context from one pass; a served judge (harness.backends.chat_judge) is asked each prompt
+    as a chat message."""
+    frames, texts = [], []
     for items in pairings:
         rows = []
         for doc_id, item in items.iterrows():
             for order in ORDERS:
                 first, second = (item["base_response"], item["candidate_response"]) if order == "base_first" \
                     else (item["candidate_response"], item["base_response"])
-                text = rubric.render(input=item["input"], reference=item["reference"], answer_a=first,
-                                     answer_b=second)
-                context = lm.apply_chat_template([{"role": "user", "content": text}]) if templated else text
-                rows.append({"doc_id": int(doc_id), "order": order, "judge_prompt": context,
-                             "judge_tokens": len(lm.tok_encode(context)) + 1,
-                             "input": item["input"], "reference": item["reference"],
-                             "base_response": item["base_response"],
-                             "candidate_response": item["candidate_response"], "at": len(requests)})
-                requests += [Instance("loglikelihood", {}, (context, label), len(requests)) for label in labels]
+                rows.append({"doc_id": int(doc_id), "order": order, "input": item["input"],
+                             "reference": item["reference"], "base_response": item["base_response"],
+                             "candidate_response": item["candidate_response"], "at": len(texts)})
+                texts.append(rubric.render(input=item["input"], reference=item["reference"], answer_a=first,
+                                           answer_b=second))
         frames.append(rows)
-    scored = lm.loglikelihood(requests)
+    readings = lm.read_labels(texts, labels) if isinstance(lm, ChatJudge) else _read_locally(lm, texts, labels,
+                                                                                              templated)
     out = []
     for rows in frames:
         for row in rows:
-            at = row.pop("at")
-            lps = [float(scored[at + k][0]) for k in range(3)]
-            pick = max(range(3), key=lps.__getitem__)
-            row.update(dict(zip(LP_COLUMNS, lps, strict=True)), pick=labels[pick],
-                       verdict=_verdict(pick, row["order"]))
+            r = readings[row.pop("at")]
+            row.update(dict(zip(LP_COLUMNS, r.logprobs, strict=True)), judge_prompt=r.prompt,
+                       judge_tokens=r.tokens, reading=r.reading, pick="" if r.pick is None else labels[r.pick],
+                       verdict=_verdict(2 if r.pick is None else r.pick, row["order"]))
         out.append(pd.DataFrame(rows))
     return out
 
 
-def read_verdicts(df: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
+def _read_locally(lm, texts: list[str], labels: list[str], templated: bool) -> list[LabelReading]:
+    """The three labels' log-probabilities after each text (as the judge's chat turn where `templated`),
+    from an lm-eval model: one forward per distinct prompt (lm-eval scores the one-token labels of a
+    context from one pass)."""
+    from lm_eval.api.instance import Instance
+
+    contexts = [lm.apply_chat_template([{"role": "user", "content": t}]) if templated else t for t in texts]
+    requests = [Instance("loglikelihood", {}, (c, label), 3 * i + k)
+                for i, c in enumerate(contexts) for k, label in enumerate(labels)]
+    scored = lm.loglikelihood(requests)
+    out = []
+    for i, context in enumerate(contexts):
+        lps = tuple(float(scored[3 * i + k][0]) for k in range(3))
+        out.append(LabelReading(lps, max(range(3), key=lps.__getitem__), "logprobs",
+                                len(lm.tok_encode(context)) + 1, "", prompt=context))
+    return out
+
+
+def read_verdicts(df: pd.DataFrame, calibrate: bool, labels: list[str] | None = None) -> pd.DataFrame:
     """doc_id x order -> the verdict in the candidate's terms, read from the stored log-probabilities.
     Calibrated: each label's mean log-probability over all the pairing's prompts is subtracted before
     the most likely label is taken. Every answer is shown first as often as second, so the mean holds
@@ -297,11 +333,17 @@ def read_verdicts(df: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
     content; what is left is the judge's preference between the two answers (balanced position
     calibration, Wang et al. 2023, "Large Language Models are not Fair Evaluators"; contextual
     calibration, Zhao et al. 2021). A judge that sees nothing then agrees with itself across the two
-    orders by chance only, which position consistency shows."""
-    lps = df[list(LP_COLUMNS)].to_numpy(dtype=float)
-    if calibrate:
-        lps = lps - lps.mean(axis=0)
-    picks = lps.argmax(axis=1)
+    orders by chance only, which position consistency shows.
+
+    A served judge's verdicts read from its reply's text (no log-probabilities: `reading` text) keep
+    their pick as it is, a reply that names no label as a tie; the means are over the others."""
+    lps = df[list(LP_COLUMNS)].to_numpy(dtype=float, copy=True)
+    scored = ~np.isnan(lps).any(axis=1)
+    if calibrate and scored.any():
+        lps[scored] -= lps[scored].mean(axis=0)
+    said = df["pick"].map({label: k for k, label in enumerate(labels)}).fillna(2).to_numpy(dtype=int) \
+        if labels is not None else np.full(len(df), 2)
+    picks = np.where(scored, np.nan_to_num(lps, nan=-np.inf).argmax(axis=1), said)
     verdicts = [_verdict(int(k), o) for k, o in zip(picks, df["order"], strict=True)]
     return pd.DataFrame({"doc_id": df["doc_id"], "order": df["order"], "verdict": verdicts}) \
         .pivot(index="doc_id", columns="order", values="verdict").sort_index()[list(ORDERS)]
@@ -338,8 +380,8 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
     agreement with people's verdicts (`human`: doc_id -> candidate | base | tie)."""
     judge, st = spec.judge, spec.stats
     assert judge is not None
-    wide = read_verdicts(df, judge.calibrate)
-    raw = read_verdicts(df, False)
+    wide = read_verdicts(df, judge.calibrate, judge.labels)
+    raw = read_verdicts(df, False, judge.labels)
     scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
     stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
                            resamples=st.resamples, seed=st.seed)
@@ -372,7 +414,10 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
         raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
         first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
         min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
-        min_human_agreement=judge.min_human_agreement, judge_s=judge_s, judge_requests=3 * len(df),
+        min_human_agreement=judge.min_human_agreement, judge_s=judge_s,
+        judge_requests=(1 if judge.endpoint is not None else 3) * len(df),
+        read_from_text=int((df["reading"] == "text").sum()) if "reading" in df else 0,
+        unread=int((df["pick"] == "").sum()),
         judge_tokens=int(df["judge_tokens"].sum()) if "judge_tokens" in df else 0, judge_tokens_fed=tokens_fed,
         examples=examples)
 
@@ -416,17 +461,22 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
               backend.activate(BASE, entry.prompt, "judge") as lm):
             items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
             frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
-            tokens = lm_tokens(lm)
+            if isinstance(lm, ChatJudge):  # what the server counted (`usage`)
+                used = sum(int(f["judge_tokens"].sum()) for f in frames)
+                tokens = {"fed": used, "requested": used}
+            else:
+                tokens = lm_tokens(lm)
         wall = time.perf_counter() - start
         # judged together, the time and the tokens fed are each pairing's share by its prompts' tokens
         prompt_tokens = [int(f["judge_tokens"].sum()) for f in frames]
         share = [t / max(sum(prompt_tokens), 1) for t in prompt_tokens]
-        return [Scored(f, 3 * len(f), wall * w, peak.mb,
+        per_prompt = 1 if isinstance(lm, ChatJudge) else 3  # a chat request reads all three labels
+        return [Scored(f, per_prompt * len(f), wall * w, peak.mb,
                        tokens={k: round(v * w) for k, v in tokens.items()}) for f, w in zip(frames, share, strict=True)]
 
     todo = [Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}")
             for p in pairs if not store.has(p.key)]
     if not todo:
         return []
-    log(f"judge: {Path(judge.model.path).name} judges {len(todo)} pairing(s) in both orders")
+    log(f"judge: {judge.name} judges {len(todo)} pairing(s) in both orders")
     return execute_jobs(todo, spec, store, log, stage="judge", unit="pairing").scored

@@ -50,7 +50,7 @@ def resolve_dtypes(spec: HarnessSpec) -> tuple[HarnessSpec, dict[str, str]]:
     base = resolved(spec.base, "base")
     bases = [resolved(b, b.name) for b in spec.bases]
     judge = spec.judge
-    if judge is not None:
+    if judge is not None and judge.model is not None:
         judge = judge.model_copy(update={"model": resolved(judge.model, "judge")})
     if not notes:
         return spec, notes
@@ -139,7 +139,8 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     if spec.judge is not None:  # the judge's labels are checked before any model loads
         from harness.judge import check_human_labels, check_labels, judge_entry
 
-        check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
+        if spec.judge.model is not None:  # a served judge's labels are read from its reply's tokens
+            check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
         check_human_labels(spec.judge, plan)
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)

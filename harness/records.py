@@ -285,6 +285,9 @@ class JudgedResult(Record):
     judge_tokens_fed: int | None = Field(None, description="Tokens the judge's model was fed for them: each "
                                          "beginning its prompts share scored once (the hf backend); None "
                                          "where not counted.")
+    read_from_text: int = Field(0, description="Verdicts a served judge gave without log-probabilities, read "
+                                "from its reply's text (uncalibrated).")
+    unread: int = Field(0, description="Replies that named none of the labels (counted as ties).")
     examples: list[JudgedExample] = Field(default_factory=list)
 
 
@@ -361,6 +364,8 @@ class AlternativeRecord(Record):
     eval_s: float = Field(0.0, description="Seconds this model spent scoring the whole suite (its stored runs).")
     judge_s: float = Field(0.0, description="Seconds the judge spent on its answers against the base's.")
     judge_tokens: int = Field(0, description="Tokens the judge read for them.")
+    judge_cost: float | None = Field(None, description="What a served judge charged for them (its tokens at "
+                                     "judge.endpoint.price_per_million_tokens); None: costed by its seconds.")
     evaluation_cost: float = Field(0.0, description="(eval_s + judge_s) at the serving price: what one "
                                    "comparison of this model costs.")
     serving_hourly_price: float | None = Field(None, description="Price of an hour of its serving machine (its "

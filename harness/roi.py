@@ -14,7 +14,8 @@ person-hour at R and a serving-hour at P (seconds per item measured during evalu
       (P: each model's base's serving_hourly_price, else the ROI's)
   net = value - serving cost;  training cost = training wall time / 3600 x training price;
   payback = training cost / net (months; never when net <= 0).
-  evaluation cost (per comparison) = (suite scoring seconds + judge seconds) / 3600 x P.
+  evaluation cost (per comparison) = (suite scoring seconds + judge seconds) / 3600 x P, or, for a
+  judge served at a price per token, suite scoring seconds / 3600 x P + the judge's tokens x its price.
 
 Every range takes the low and high end of the quality interval; costs are measured points.
 
@@ -147,6 +148,13 @@ def _tornado(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord
             "net": _line(spec, cand, baseline, quality).net_per_month.estimate, "bars": bars}
 
 
+def _evaluation_cost(spec: RoiSpec, a: AlternativeRecord) -> float:
+    """Its scoring's seconds at its serving price, and the judge's: its seconds at that price, or what a
+    served judge charged for its tokens."""
+    judge = a.judge_s / 3600 * _price(spec, a) if a.judge_cost is None else a.judge_cost
+    return a.eval_s / 3600 * _price(spec, a) + judge
+
+
 def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
                 gains: dict[tuple[str, str], Estimate],
                 paired: Callable[[str, str], Estimate] | None = None) -> RoiResult:
@@ -156,7 +164,7 @@ def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
     alternative (a way of prompting a base, a fine-tune of another base), with its interval. With
     `paired` (as `frontier` takes it), the result carries the quality-cost frontier.
     """
-    alternatives = [a.model_copy(update={"evaluation_cost": (a.eval_s + a.judge_s) / 3600 * _price(spec, a),
+    alternatives = [a.model_copy(update={"evaluation_cost": _evaluation_cost(spec, a),
                                          "cost_per_1000": a.seconds_per_item * 1000 / 3600 * _price(spec, a)})
                     for a in alternatives]
     by_name = {a.name: a for a in alternatives}
@@ -208,6 +216,9 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
     judged = {cr.candidate: (sum(j.judge_s for j in cr.judged), sum(j.judge_tokens for j in cr.judged))
               for cr in results}
+    served = spec.judge.endpoint if spec.judge is not None else None
+    price_per_token = served.price_per_million_tokens / 1e6 \
+        if served is not None and served.price_per_million_tokens is not None else None
     read: dict = {}
     manifests = {r.key: store.read_manifest(r.key) for r in plan.distinct}  # once each
     sizes: dict = {}  # folder -> parameters (safetensors headers, read once)
@@ -241,6 +252,7 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
             seconds_per_item=manifests[run.key].wall_s / values.size, train_s=train_s,
             training_cost=given.get(m.label) if kind == "candidate" else None,
             eval_s=sum(manifests[r.key].wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
+            judge_cost=None if price_per_token is None else spent[1] * price_per_token,
             serving_hourly_price=prices[m.base],
             parameters=None if weights is None else weights + (adapter or 0),
             trainable_parameters=(adapter if m.adapter_dir is not None else weights) if kind == "candidate" else None,

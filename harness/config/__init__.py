@@ -27,6 +27,7 @@ from harness.config.harness_yaml import (
     GateRule,
     GateSpec,
     HarnessSpec,
+    JudgeEndpointSpec,
     JudgeSpec,
     RoiSpec,
     StatsSpec,
@@ -46,7 +47,7 @@ from harness.config.train import TrainSpec
 
 __all__ = [
     "ROLES", "ROLE_FACTS", "BaseSpec", "CandidateSpec", "DataSpec", "EndpointSpec", "EvalSpec", "GateRule",
-    "GateSpec", "HarnessSpec", "JudgeSpec", "ModelSpec", "PromptFormatFields", "PromptingSpec", "Role",
-    "RoleFacts", "RoiSpec", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
+    "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeSpec", "ModelSpec", "PromptFormatFields", "PromptingSpec",
+    "RoiSpec", "Role", "RoleFacts", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
     "TrainSpec", "VLLMOptions", "load_config", "load_suite", "parse_spec", "read_yaml", "resolve_ref", "role_rank",
 ]

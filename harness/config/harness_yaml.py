@@ -30,17 +30,35 @@ class VLLMOptions(Spec):
     max_num_seqs: int | None = Field(None, ge=1, description="Sequences per engine step.")
 
 
-class EndpointSpec(Spec):
-    """An OpenAI-compatible server that serves the base and its candidates (eval.backend openai)."""
+class ServerSpec(Spec):
+    """An OpenAI-compatible server: where it is, its key, and how hard to push it."""
 
     base_url: str = Field(description="The server's /v1 root, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key (the key "
                                     "itself is never written to the config, the store or the report).")
     concurrency: int = Field(1, ge=1, description="Requests in flight at once.")
-    batch_size: int = Field(8, ge=1, description="Prompts per completions request.")
     timeout_s: float = Field(300, gt=0, description="Seconds to wait for one answer.")
     max_retries: int = Field(5, ge=1, description="Attempts per request (exponential backoff between them: "
                              "429 and 5xx answers are retried).")
+
+
+class EndpointSpec(ServerSpec):
+    """An OpenAI-compatible server that serves the base and its candidates (eval.backend openai)."""
+
+    batch_size: int = Field(8, ge=1, description="Prompts per completions request.")
+
+
+class JudgeEndpointSpec(ServerSpec):
+    """A judge behind an OpenAI-compatible chat API (`/v1/chat/completions`: vLLM, llama.cpp's server, a
+    hosted model): no local weights or tokenizer. The verdict is read from the first reply token's
+    `top_logprobs` over the three labels; from the reply's text where the server returns none."""
+
+    model: str = Field(description="The judge's model id on the server (as its /v1/models lists it).")
+    top_logprobs: int = Field(20, ge=1, le=20, description="Alternatives asked for the reply's first token: "
+                              "a label outside them counts at the least likely one's log-probability.")
+    price_per_million_tokens: float | None = Field(
+        None, ge=0, description="What the server charges per million tokens (prompt and reply, as its `usage` "
+        "counts them): the judge's cost in the ROI; unset, the judge is costed by its seconds.")
 
 
 class EvalSpec(Spec):
@@ -147,8 +165,10 @@ class JudgeSpec(Spec):
     answers, asked which is better. Every pair is judged in both orders; the verdict is read from the
     judge's log-probabilities of the three labels, not from sampled text."""
 
-    model: ModelSpec = Field(description="The judge: any model the harness loads (a folder or hub id), "
-                             "with its own prompt format keys.")
+    model: ModelSpec | None = Field(None, description="The judge: any model the harness loads (a folder or hub "
+                                    "id), with its own prompt format keys, on the comparison's backend.")
+    endpoint: JudgeEndpointSpec | None = Field(None, description="Or a judge served behind a chat API (instead "
+                                               "of `model`).")
     rubric: str = Field(description="Jinja file (relative to the config) given `input`, `reference`, "
                         "`answer_a` and `answer_b`; the judge's reply starts right after it.")
     labels: list[str] = Field(["A", "B", "tie"], min_length=3, max_length=3, description="What the judge "
@@ -175,6 +195,18 @@ class JudgeSpec(Spec):
         if len(set(v)) != 3 or not all(x.strip() for x in v):
             raise ValueError("three different, non-empty labels (answer A better, answer B better, tie)")
         return v
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgeSpec:
+        if (self.model is None) == (self.endpoint is None):
+            raise ValueError("give the judge as `model` (a model the harness loads) or as `endpoint` (a model "
+                             "behind a chat API: {base_url, model}), one of the two")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The judge in the log: its folder's name or its id on the server."""
+        return self.endpoint.model if self.endpoint is not None else Path(self.model.path).name
 
 
 class HarnessSpec(Spec):
@@ -232,7 +264,8 @@ class HarnessSpec(Spec):
             unnamed = ["base.served"] * (self.base.served is None) + [
                 f"bases[{i}] ({b.name}).served" for i, b in enumerate(self.bases) if b.served is None] + [
                 f"{key}.served" for _, c, key in self.all_candidates() if c.served is None] + [
-                "judge.model.served"] * (self.judge is not None and self.judge.model.served is None)
+                "judge.model.served"] * (self.judge is not None and self.judge.model is not None
+                                         and self.judge.model.served is None)
             if unnamed:
                 raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
                                  "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
@@ -314,8 +347,9 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             labels = str((here / Path(judge.human_labels).expanduser()).resolve())
             if not Path(labels).is_file():
                 problems.append(f"{path}: judge.human_labels: file {labels} does not exist")
-        model = judge.model.model_copy(update={"path": local(judge.model.path, "judge.model.path", "model folder"),
-                                               "chat_template": template(judge.model, "judge.model")})
+        model = judge.model and judge.model.model_copy(update={
+            "path": local(judge.model.path, "judge.model.path", "model folder"),
+            "chat_template": template(judge.model, "judge.model")})
         judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
