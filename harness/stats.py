@@ -317,3 +317,37 @@ def kappa_interval(a: list[str], b: list[str], *, confidence: float = 0.95, resa
     dist = np.array([kappa(rng.integers(0, x.size, x.size)) for _ in range(resamples)])
     tail = (1 - confidence) / 2
     return Estimate(estimate=point, low=float(np.quantile(dist, tail)), high=float(np.quantile(dist, 1 - tail)))
+
+
+def length_controlled_win_rate(scores: np.ndarray, length_diff: np.ndarray, *,
+                               confidence: float = 0.95) -> Estimate | None:
+    """The win rate with the answers' length difference controlled for, as AlpacaEval 2 does (Dubois et
+    al. 2024, "Length-Controlled AlpacaEval"): a logistic regression of each item's score (the candidate's
+    share of the two orders' points, in [0, 1]) on its standardised length difference (the candidate's
+    characters minus the base's, over their standard deviation, through tanh as AlpacaEval bounds it),
+    read at no difference: logistic(intercept). A judge that favours the longer answer moves the raw win
+    rate and not this one.
+
+    Fitted as a fractional-outcome logit (the Bernoulli quasi-likelihood, Papke & Wooldridge 1996, by
+    scipy's BFGS); its interval is the intercept's sandwich (HC0) standard error mapped through the
+    logistic. None where the lengths never differ (nothing to control for) or fewer than 3 items."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    y, d = np.asarray(scores, dtype=float), np.asarray(length_diff, dtype=float)
+    sd = float(d.std())
+    if y.size < 3 or sd == 0:
+        return None
+    x = np.column_stack([np.ones_like(d), np.tanh(d / sd)])
+
+    def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = x @ b
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta)), x.T @ (expit(eta) - y)
+
+    b = minimize(loss, np.zeros(2), jac=True, method="BFGS", options={"gtol": 1e-10}).x
+    p = expit(x @ b)
+    bread = np.linalg.pinv(x.T @ (x * (p * (1 - p))[:, None]))
+    meat = x.T @ (x * ((y - p) ** 2)[:, None])
+    se = math.sqrt(max(float((bread @ meat @ bread)[0, 0]), 0.0))
+    z = _z(confidence)
+    return Estimate(estimate=float(expit(b[0])), low=float(expit(b[0] - z * se)), high=float(expit(b[0] + z * se)))
