@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 
 from harness.config import TrainSpec
 from harness.errors import HarnessError, Interrupted
-from harness.records import BASE
+from harness.records import BASE, LENGTH_GAP
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -407,6 +407,11 @@ def _print_summary(result) -> None:
             click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: win rate {w.estimate:.3f} [{w.low:.3f}, "
                        f"{w.high:.3f}] over {cr.reference} ({j.wins}/{j.ties}/{j.losses}); the judge's two orders "
                        f"agree on {j.position_consistency:.0%} of {j.n} items{trust}")
+            if j.length_gap is not None and abs(j.length_gap) > LENGTH_GAP:
+                lc = j.length_controlled
+                click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: length-controlled win rate "
+                           f"{lc.estimate:.3f} [{lc.low:.3f}, {lc.high:.3f}], {abs(j.length_gap):.0%} from the raw "
+                           "one: the judge's verdicts follow the answers' length")
             if j.read_from_text or j.unread:
                 click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: {j.read_from_text} of {2 * j.n} verdicts "
                            f"read from the reply's text (no log-probabilities), {j.unread} naming no label (ties)")

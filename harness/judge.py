@@ -35,7 +35,7 @@ from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
 from harness.records import BASE, JudgedExample, JudgedResult
 from harness.sources.fingerprint import model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
-from harness.stats import analyze_paired, kappa_interval
+from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
 from harness.store import JUDGMENT, RunKey, Store
 
 SLOTS = ("answer_a", "answer_b")  # what a rubric must show the judge; `input` and `reference` it may
@@ -395,6 +395,7 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
     lost = (decided == "loss")[:, differ]
     longer_wins = (won & (length.to_numpy()[differ] > 0)) | (lost & (length.to_numpy()[differ] < 0))
     n_decisive = int(won.sum() + lost.sum())
+    length_controlled = length_controlled_win_rate(scores, length.to_numpy(dtype=float), confidence=st.confidence)
     longer = float(longer_wins.sum() / n_decisive) if n_decisive else None
     examples = [JudgedExample(doc_id=int(d), input=str(long.loc[d, "input"]), reference=str(long.loc[d, "reference"]),
                               base_response=str(long.loc[d, "base_response"]),
@@ -413,6 +414,7 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
         position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
         raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
         first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
+        length_controlled=length_controlled,
         min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
         min_human_agreement=judge.min_human_agreement, judge_s=judge_s,
         judge_requests=(1 if judge.endpoint is not None else 3) * len(df),

@@ -285,10 +285,23 @@ class JudgedResult(Record):
     judge_tokens_fed: int | None = Field(None, description="Tokens the judge's model was fed for them: each "
                                          "beginning its prompts share scored once (the hf backend); None "
                                          "where not counted.")
+    length_controlled: Estimate | None = Field(
+        None, description="The win rate with the answers' length difference controlled for (AlpacaEval 2's "
+        "regression, harness.stats.length_controlled_win_rate); None where no lengths differ.")
     read_from_text: int = Field(0, description="Verdicts a served judge gave without log-probabilities, read "
                                 "from its reply's text (uncalibrated).")
     unread: int = Field(0, description="Replies that named none of the labels (counted as ties).")
     examples: list[JudgedExample] = Field(default_factory=list)
+
+    @property
+    def length_gap(self) -> float | None:
+        """How far the length-controlled win rate is from the raw one; beyond LENGTH_GAP, the report and
+        `compare` warn that the judge's verdicts follow the answers' length."""
+        lc = self.length_controlled
+        return None if lc is None else lc.estimate - self.win_rate.estimate
+
+
+LENGTH_GAP = 0.10  # a length-controlled win rate this far from the raw one is warned of
 
 
 class CandidateResult(Record):

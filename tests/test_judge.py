@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -397,3 +398,39 @@ def test_the_label_check_loads_the_tokenizer_once_per_labels_and_tokenizer_files
     with pytest.raises(ConfigError, match="is 2 tokens"):  # and a failing check is never remembered
         for _ in range(2):
             check_labels(judge.model_copy(update={"labels": ["A", "B", " tie"]}), folder, store)
+
+
+def test_a_judge_that_follows_length_is_told_apart_by_the_length_controlled_win_rate():
+    """Simulation: the candidate's answer is the longer one on 3 items in 4 and a judge prefers whichever
+    answer is longer, by up to 3 nats as the standardised length difference grows (through tanh, the
+    form the length control assumes), nothing else. Its (calibrated) win rate is well above 0.5; the
+    length-controlled one holds 0.5 and is far enough from it to be warned of. A judge that prefers the
+    candidate's answers whatever their length keeps its win under length control."""
+    from harness.judge import judged_result
+    from harness.records import LENGTH_GAP
+
+    def judge(rng, content_of_length: float, content: float) -> pd.DataFrame:
+        rows = []
+        extra = np.where(rng.random(120) < 0.75, 1, -1) * rng.integers(5, 60, 120)  # candidate minus base
+        taste = np.tanh(extra / extra.std())  # the shape AlpacaEval's regression assumes
+        for doc in range(120):
+            cand, base = "x" * (60 + extra[doc]), "x" * 60
+            prefer = content + content_of_length * taste[doc]  # toward the candidate, in nats
+            for order in ("base_first", "candidate_first"):
+                odds = (prefer if order == "candidate_first" else -prefer) + rng.normal(0, 0.5)
+                lp_a, lp_b, lp_tie = -1 + odds / 2, -1 - odds / 2, -2.5 + rng.normal(0, 0.5)
+                rows.append({"doc_id": doc, "order": order, "lp_a": lp_a, "lp_b": lp_b, "lp_tie": lp_tie,
+                             "pick": [" A", " B", " C"][int(np.argmax([lp_a, lp_b, lp_tie]))], "input": "i",
+                             "reference": "r", "judge_tokens": 40, "base_response": base, "candidate_response": cand})
+        return pd.DataFrame(rows)
+
+    rng = np.random.default_rng(3)
+    runs = 40
+    follows = [judged_result("t", judge(rng, content_of_length=3.0, content=0.0), _judge_spec(True))
+               for _ in range(runs)]
+    assert np.mean([r.win_rate.estimate for r in follows]) > 0.65 and min(r.longer_rate for r in follows) > 0.9
+    assert abs(np.mean([r.length_controlled.estimate for r in follows]) - 0.5) < 0.03  # 40 runs: sd ~0.01
+    assert sum(abs(r.length_gap) > LENGTH_GAP for r in follows) >= 0.9 * runs  # warned of
+    sees = [judged_result("t", judge(rng, content_of_length=0.0, content=2.0), _judge_spec(True))
+            for _ in range(runs)]
+    assert sum(r.length_controlled.low > 0.5 and abs(r.length_gap) <= LENGTH_GAP for r in sees) >= 0.95 * runs

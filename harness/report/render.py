@@ -17,7 +17,7 @@ from harness.config import ROLE_FACTS, RoiSpec
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
 from harness.persisted import read_record, write_record
-from harness.records import MAX_FLIPS_PER_TASK, Estimate, RoiResult
+from harness.records import LENGTH_GAP, MAX_FLIPS_PER_TASK, Estimate, RoiResult
 from harness.report import charts
 from harness.roi import training_cost
 from harness.util.files import atomic_write
@@ -50,7 +50,7 @@ def _env() -> Environment:
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(verdict=_verdict, fmt=_fmt, role_facts=ROLE_FACTS, entry_count=_entry_count,
-                       training_cost=_training_cost)
+                       training_cost=_training_cost, length_gap=LENGTH_GAP)
     env.tests["blocking"] = verdict_blocks  # `gates | select("blocking", r.underpowered)`: as harness gate reads them
     return env
 
