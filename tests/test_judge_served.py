@@ -272,3 +272,21 @@ def test_a_judge_the_server_does_not_serve_is_refused_with_what_it_serves(tiny_w
                                                     "endpoint": {"base_url": server.url, "model": "fake-judge"}}))
     finally:
         server.close()
+
+
+def test_a_base_judged_against_itself_wins_half_with_both_orders_agreeing(tiny_world, tiny_config):
+    """The base as its own candidate: every pair is one answer twice, and a judge that compares what the
+    answers say (the loopback judge) calls each a tie in both orders: win rate 0.5 inside its interval,
+    the two orders agreeing on every item, the length-controlled rate undefined (no length differs)."""
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge()
+    try:
+        config = _with_judge(tiny_config(), {"endpoint": {"base_url": server.url, "model": "fake-judge"}, "limit": 8})
+        data = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**data, "candidates": [{"name": "itself", "path": str(tiny_world.base)}]}))
+        (j,) = [j for cr in run_comparison(load(config), log=lambda m: None).results for j in cr.judged]
+        assert j.win_rate.estimate == 0.5 and j.win_rate.low <= 0.5 <= j.win_rate.high
+        assert j.position_consistency == 1.0 and j.ties == j.n == 8 and j.length_controlled is None
+    finally:
+        server.close()
