@@ -212,7 +212,12 @@ class _FakeJudge:
 
 
 def _with_judge(path: Path, judge: dict) -> Path:
+    """The tiny world's config with a judge, on a suite of the judged task alone (what these tests read)."""
     config = yaml.safe_load(path.read_text())
+    suite = path.parent / "judged-suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "judged", "task_dirs": [str(REPO / "suites" / "tasks")], "tasks": [
+        {"task": "demo_triage_note", "role": "target", "metric": "rougeL"}]}))
+    config["suite"] = str(suite)
     config["judge"] = {"rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
                        "tasks": ["demo_triage_note"], **judge}
     path.write_text(yaml.safe_dump(config))
