@@ -33,7 +33,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.execute import Job
 from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
 from harness.records import BASE, JudgedExample, JudgedResult
-from harness.sources.fingerprint import model_fingerprint, resolve_model_dir
+from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
 from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
 from harness.store import JUDGMENT, RunKey, Store
@@ -109,10 +109,14 @@ def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
                           variant=BASE, model_dir=Path(judge.endpoint.model), weights_fp=fp)
     folder = resolve_model_dir(judge.model.path, judge.model.revision)
     fp = model_fingerprint(folder, dtype=judge.model.dtype, backend=scoring_backend(spec), hasher=store.file_hash)
+    adapter = Path(judge.adapter) if judge.adapter is not None else None
+    if adapter is not None:  # a LoRA judge: served as its base's variant "judge", keyed by the adapter's files
+        fp = adapter_fingerprint(fp, adapter, hasher=store.file_hash)
     prompt = resolve_prompt_format(judge.model, [folder], "judge")
-    return ModelEntry("judge", model_fingerprint_with(fp, prompt), group=f"judge:{folder}", variant=BASE,
-                      model_dir=folder, trust_remote_code=judge.model.trust_remote_code,
-                      allow_pickle=judge.model.allow_pickle, prompt=prompt, weights_fp=fp, dtype=judge.model.dtype)
+    return ModelEntry("judge", model_fingerprint_with(fp, prompt), group=f"judge:{folder}",
+                      variant=BASE if adapter is None else "judge", model_dir=folder, adapter_dir=adapter,
+                      trust_remote_code=judge.model.trust_remote_code, allow_pickle=judge.model.allow_pickle,
+                      prompt=prompt, weights_fp=fp, dtype=judge.model.dtype)
 
 
 LABEL_CHECK_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json",
@@ -434,7 +438,7 @@ def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, obje
     entry = judge_entry(spec, store)
     backend = load_backend(spec, [entry])
     try:
-        with backend.activate(BASE, entry.prompt, "judge") as lm:
+        with backend.activate(entry.variant, entry.prompt, "judge") as lm:
             yield backend, lm, entry
     finally:
         backend.close()
@@ -460,7 +464,7 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     def score(backend, jobs: list[Job]) -> list[Scored]:
         start = time.perf_counter()
         with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
-              backend.activate(BASE, entry.prompt, "judge") as lm):
+              backend.activate(entry.variant, entry.prompt, "judge") as lm):
             items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
             frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
             if isinstance(lm, ChatJudge):  # what the server counted (`usage`)

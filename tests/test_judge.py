@@ -434,3 +434,32 @@ def test_a_judge_that_follows_length_is_told_apart_by_the_length_controlled_win_
     sees = [judged_result("t", judge(rng, content_of_length=0.0, content=2.0), _judge_spec(True))
             for _ in range(runs)]
     assert sum(r.length_controlled.low > 0.5 and abs(r.length_gap) <= LENGTH_GAP for r in sees) >= 0.95 * runs
+
+
+def test_a_lora_judge_is_its_base_with_the_adapter_keyed_by_the_adapters_files(tiny_world, tmp_path):
+    """`judge.adapter`: the judge is its base with a LoRA adapter (as `harness train` writes one): served
+    as the base's variant, its verdicts the adapter's (other log-probabilities than the bare base's), its
+    judgments keyed apart from the bare base's; an adapter on a served judge is refused."""
+    from harness.judge import judge_entry, judge_frame, loaded_judge, read_rubric
+    from harness.store import Store
+
+    cand = tiny_world.candidates["domain-only"]
+    bare = load(_config(tmp_path, tiny_world.base, {"domain-only": cand}, {})).spec
+    tuned = load(_config(tmp_path, tiny_world.base, {"domain-only": cand}, {"adapter": str(cand)})).spec
+    store = Store(tmp_path / "store")
+    e_bare, e_tuned = judge_entry(bare, store), judge_entry(tuned, store)
+    assert e_tuned.adapter_dir == cand and e_tuned.variant == "judge" and e_tuned.fingerprint != e_bare.fingerprint
+    items = pd.DataFrame({"input": ["Claim: a fall\nCategory:"] * 2, "reference": [" FALL. The cook reported it."] * 2,
+                          "base_response": [" FALL. The cook said he was hurt.", " CUT. A story."],
+                          "candidate_response": [" CUT. The cook was hurt.", " FALL. The cook reported it."]})
+    _, rubric = read_rubric(bare.judge)
+    frames = []
+    for spec in (bare, tuned):
+        with loaded_judge(spec, store) as (_, lm, entry):
+            frames.append(judge_frame(lm, rubric, spec.judge.labels, entry.prompt.template is not None, items))
+    lp = ["lp_a", "lp_b", "lp_tie"]
+    assert np.abs(frames[0][lp].to_numpy() - frames[1][lp].to_numpy()).max() > 1e-3  # the adapter counts
+    with pytest.raises(ConfigError, match="judge.adapter: a LoRA adapter goes on a judge the harness loads"):
+        load(_config(tmp_path, tiny_world.base, {"domain-only": cand},
+                     {"model": None, "adapter": str(cand), "endpoint": {"base_url": "http://127.0.0.1:9/v1",
+                                                                        "model": "j"}}))

@@ -167,6 +167,8 @@ class JudgeSpec(Spec):
 
     model: ModelSpec | None = Field(None, description="The judge: any model the harness loads (a folder or hub "
                                     "id), with its own prompt format keys, on the comparison's backend.")
+    adapter: str | None = Field(None, description="A LoRA adapter on `model` (peft, safetensors; relative to "
+                                "the config): a judge fine-tuned for the rubric, e.g. with `harness train`.")
     endpoint: JudgeEndpointSpec | None = Field(None, description="Or a judge served behind a chat API (instead "
                                                "of `model`).")
     rubric: str = Field(description="Jinja file (relative to the config) given `input`, `reference`, "
@@ -201,6 +203,9 @@ class JudgeSpec(Spec):
         if (self.model is None) == (self.endpoint is None):
             raise ValueError("give the judge as `model` (a model the harness loads) or as `endpoint` (a model "
                              "behind a chat API: {base_url, model}), one of the two")
+        if self.adapter is not None and self.model is None:
+            raise ValueError("judge.adapter: a LoRA adapter goes on a judge the harness loads (`model`), not on "
+                             "a served one")
         return self
 
     @property
@@ -350,7 +355,9 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
         model = judge.model and judge.model.model_copy(update={
             "path": local(judge.model.path, "judge.model.path", "model folder"),
             "chat_template": template(judge.model, "judge.model")})
-        judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model})
+        adapter = judge.adapter and local(judge.adapter, "judge.adapter", "adapter folder")
+        judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model,
+                                         "adapter": adapter})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")
