@@ -415,6 +415,12 @@ def _print_summary(result) -> None:
             if j.read_from_text or j.unread:
                 click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: {j.read_from_text} of {2 * j.n} verdicts "
                            f"read from the reply's text (no log-probabilities), {j.unread} naming no label (ties)")
+    if (v := result.judge_validation) is not None:
+        below = f"; below the minimum {v.min_kappa:.2f}: its verdicts cannot pass a gate" if v.kappa.estimate < \
+            v.min_kappa else ""
+        click.echo(f"compare: the judge on {v.n} validation pairs: kappa {v.kappa.estimate:.2f} [{v.kappa.low:.2f}, "
+                   f"{v.kappa.high:.2f}] with their labels, accuracy {v.accuracy:.2f}, orders agree on "
+                   f"{v.position_consistency:.0%}, first position {v.first_position_rate:.0%}{below}")
     for cr in result.results:  # the guards against silently wrong scores
         for flag in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]:
             click.echo(f"compare: FLAGGED {cr.candidate}: {flag}" if not flag.startswith(cr.candidate)

@@ -21,7 +21,7 @@ import harness
 from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
-from harness.judge import judge_results
+from harness.judge import judge_results, judge_validation
 from harness.pairing import as_suite_task, doc_field, pair_records
 from harness.persisted import SweepRecord, TrainManifest, read_record
 from harness.plan import ModelEntry, Plan, PlannedRun
@@ -436,7 +436,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
 
     return ComparisonResult(
         name=spec.name, created_at=now_iso(), harness_version=harness.__version__, suite=suite.name,
-        confidence=st.confidence, base=record(base),
+        confidence=st.confidence, base=record(base), judge_validation=judge_validation(spec, store),
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),

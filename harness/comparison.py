@@ -26,6 +26,7 @@ from harness.records import (
     CurveRecord,
     GateVerdict,
     HistoryEntry,
+    JudgeValidation,
     ModelRecord,
     RoiResult,
     RunInfo,
@@ -62,6 +63,8 @@ class ComparisonResult(PersistedRecord):
                                         "suite from the store's index, oldest first, then this one.")
     curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
                                       "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
+    judge_validation: JudgeValidation | None = Field(None, description="The judge on its labelled validation "
+                                                     "pairs (judge.validation).")
     versus_prompting: list[CandidateResult] = Field(
         default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
         "prompting arm of the base that gains most on the target role (its `reference`).")

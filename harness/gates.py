@@ -30,7 +30,7 @@ from pathlib import Path
 from harness.comparison import ComparisonResult
 from harness.config import GateSpec, HarnessSpec, SuiteSpec
 from harness.errors import ConfigError, HarnessError
-from harness.records import CandidateResult, Estimate, GateVerdict, RoleResult, TaskResult
+from harness.records import CandidateResult, Estimate, GateVerdict, JudgeValidation, RoleResult, TaskResult
 
 
 def check_gates(spec: HarnessSpec, suite: SuiteSpec, source: str) -> None:
@@ -143,7 +143,7 @@ def evaluate_gates(result: ComparisonResult, gates: Iterable[GateSpec]) -> list[
     verdicts = []
     for cr in (r for r in result.results if r.kind == "fine-tune"):
         for gate in (g for g in gates if applies(g, cr.candidate)):
-            verdicts.append(gate_verdict(cr, gate))
+            verdicts.append(gate_verdict(cr, gate, result.judge_validation))
     return verdicts
 
 
@@ -157,7 +157,7 @@ class _Preference:
     p_value: float
 
 
-def _wins_verdict(gate: GateSpec, cr: CandidateResult) -> GateVerdict:
+def _wins_verdict(gate: GateSpec, cr: CandidateResult, validation: JudgeValidation | None = None) -> GateVerdict:
     judged = next((j for j in cr.judged if j.task == gate.task), None)
     if judged is None:
         raise HarnessError(f"gate {gate.target}::wins: {cr.candidate} has no judged result on {gate.task}; "
@@ -178,13 +178,20 @@ def _wins_verdict(gate: GateSpec, cr: CandidateResult) -> GateVerdict:
             f"the judge agrees with people's {judged.human_n} verdicts at Cohen's kappa {kappa.estimate:.2f} "
             f"[{kappa.low:.2f}, {kappa.high:.2f}], below the minimum {judged.min_human_agreement:.2f} "
             f"(judge.min_human_agreement): its verdicts cannot pass a gate; {v.message}")})
+    if validation is not None and validation.kappa.estimate < validation.min_kappa:  # fails its own validation
+        k = validation.kappa
+        v = v.model_copy(update={"status": "fail", "message": (
+            f"the judge agrees with the labels of its {validation.n} validation pairs at Cohen's kappa "
+            f"{k.estimate:.2f} [{k.low:.2f}, {k.high:.2f}], below the minimum {validation.min_kappa:.2f} "
+            f"(judge.min_validation_kappa): its verdicts cannot pass a gate; {v.message}")})
     return v
 
 
-def gate_verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
+def gate_verdict(cr: CandidateResult, gate: GateSpec, validation: JudgeValidation | None = None) -> GateVerdict:
     """One gate's verdict for one candidate, saying so when a guard fired on the candidate or on a
-    task the gate reads (its verdict then stands on scores that may be wrong)."""
-    v = _verdict(cr, gate)
+    task the gate reads (its verdict then stands on scores that may be wrong); a `wins` gate also reads
+    the judge's validation (judge.validation), where there is one."""
+    v = _verdict(cr, gate, validation)
     read = set(gate_tasks(cr, gate))
     flags = [*cr.flags, *(f for t in cr.tasks if t.task in read for f in t.flags)]
     if not flags:
@@ -192,11 +199,11 @@ def gate_verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
     return v.model_copy(update={"flags": flags, "message": f"FLAGGED ({'; '.join(flags)}): {v.message}"})
 
 
-def _verdict(cr: CandidateResult, gate: GateSpec) -> GateVerdict:
+def _verdict(cr: CandidateResult, gate: GateSpec, validation: JudgeValidation | None = None) -> GateVerdict:
     """A task gate on a group entry (mmlu, which lm-eval expands into its subjects) reads the pooled
     entry, as the forest plot shows it."""
     if gate.rule == "wins":
-        return _wins_verdict(gate, cr)
+        return _wins_verdict(gate, cr, validation)
     if gate.task is not None:
         t = next((t for t in cr.tasks if t.task == gate.task), None)
         group = next((g for g in cr.groups if g.name == gate.task), None)

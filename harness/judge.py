@@ -32,7 +32,7 @@ from harness.config import HarnessSpec, JudgeEndpointSpec, JudgeSpec
 from harness.errors import ConfigError, HarnessError
 from harness.execute import Job
 from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
-from harness.records import BASE, JudgedExample, JudgedResult
+from harness.records import BASE, JudgedExample, JudgedResult, JudgeValidation
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
 from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
@@ -172,6 +172,72 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
             key = RunKey(model_fp=entry.fingerprint, task=task, task_hash=content.hexdigest(), kind=JUDGMENT)
             pairs.append(JudgedPair(cand.label, task, base_run, cand_run, key))
     return pairs
+
+
+VALIDATION_TASK = "judge-validation"  # the stored judgment of judge.validation's pairs
+TRUTH = {"A": "loss", "B": "win", "tie": "tie"}  # a label in the candidate's terms: answer_b is the "candidate"
+
+
+def read_validation(judge: JudgeSpec) -> pd.DataFrame:
+    """judge.validation's labelled pairs as judged items (answer_a as the base's answer, answer_b as the
+    candidate's, the label in the candidate's terms as `truth`), every line checked."""
+    path = Path(judge.validation)
+    rows, problems = [], []
+    keys = {"input", "reference", "answer_a", "answer_b", "verdict"}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{n}: not JSON ({e.msg})")
+            continue
+        if not isinstance(row, dict) or set(row) != keys or row["verdict"] not in TRUTH:
+            problems.append(f"{path}:{n}: give exactly {', '.join(sorted(keys))}, verdict one of A, B, tie")
+            continue
+        rows.append({"doc_id": n, "input": str(row["input"]), "reference": str(row["reference"]),
+                     "base_response": str(row["answer_a"]), "candidate_response": str(row["answer_b"]),
+                     "truth": TRUTH[row["verdict"]]})
+    if not rows and not problems:
+        problems.append(f"{path}: no labelled pairs")
+    if problems:
+        raise ConfigError(problems)
+    return pd.DataFrame(rows).set_index("doc_id")
+
+
+def validation_key(spec: HarnessSpec, store: Store) -> RunKey | None:
+    """Where the judge's verdicts on its validation pairs are stored: keyed by the judge, the rubric,
+    the labels and the file's content."""
+    judge = spec.judge
+    if judge is None or judge.validation is None:
+        return None
+    text, _ = read_rubric(judge)
+    content = hashlib.sha256(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
+    content.update(Path(judge.validation).read_bytes())
+    return RunKey(model_fp=judge_entry(spec, store).fingerprint, task=VALIDATION_TASK,
+                  task_hash=content.hexdigest(), kind=JUDGMENT)
+
+
+def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
+    """The judge's diagnostics on its stored validation verdicts (None without judge.validation)."""
+    key = validation_key(spec, store)
+    if key is None or not store.has(key):
+        return None
+    judge, st = spec.judge, spec.stats
+    df = store.read(key)
+    truth = read_validation(judge)["truth"]
+    wide = read_verdicts(df, judge.calibrate, judge.labels)
+    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+    said = np.where(scores > 0.5, "win", np.where(scores < 0.5, "loss", "tie"))
+    expected = truth.loc[wide.index].to_numpy()
+    picks = df[df["pick"].isin(judge.labels[:2])]
+    return JudgeValidation(
+        n=int(scores.size), accuracy=float((said == expected).mean()),
+        kappa=kappa_interval(list(said), list(expected), confidence=st.confidence, resamples=st.resamples,
+                             seed=st.seed),
+        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
+        first_position_rate=float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5,
+        min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s)
 
 
 def _judged_rows(records: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -455,17 +521,21 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     from harness.util.environment import PeakMemory
 
     judge = spec.judge
-    if judge is None or not pairs:
+    validation = validation_key(spec, store)
+    if judge is None or not (pairs or validation):
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
-    by_key = {p.key: p for p in pairs}
+    items_of: dict[RunKey, Callable[[], pd.DataFrame]] = {
+        p.key: (lambda p=p: judge_items(store, p, judge.limit)) for p in pairs}
+    if validation is not None:
+        items_of[validation] = lambda: read_validation(judge).drop(columns="truth")
 
     def score(backend, jobs: list[Job]) -> list[Scored]:
         start = time.perf_counter()
         with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
               backend.activate(entry.variant, entry.prompt, "judge") as lm):
-            items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
+            items = [items_of[j.key]() for j in jobs]
             frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
             if isinstance(lm, ChatJudge):  # what the server counted (`usage`)
                 used = sum(int(f["judge_tokens"].sum()) for f in frames)
@@ -482,7 +552,10 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
 
     todo = [Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}")
             for p in pairs if not store.has(p.key)]
+    if validation is not None and not store.has(validation):
+        todo.append(Job(validation, entry, "validation", VALIDATION_TASK, score))
     if not todo:
         return []
-    log(f"judge: {judge.name} judges {len(todo)} pairing(s) in both orders")
+    log(f"judge: {judge.name} judges {len(todo)} pairing(s) in both orders"
+        + (" (its validation pairs among them)" if any(j.task == VALIDATION_TASK for j in todo) else ""))
     return execute_jobs(todo, spec, store, log, stage="judge", unit="pairing").scored

@@ -142,6 +142,10 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
         if spec.judge.model is not None:  # a served judge's labels are read from its reply's tokens
             check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
         check_human_labels(spec.judge, plan)
+        if spec.judge.validation is not None:  # every labelled pair's line checked before any model loads
+            from harness.judge import read_validation
+
+            read_validation(spec.judge)
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t

@@ -119,7 +119,7 @@ class GateItem(pytest.Item):
         loaded = self.config.stash[_LOADED]
         result = comparison_for(self.config, loaded.path, self.config.getoption("harness_candidate"))
         cr = next(c for c in result.results if c.candidate == self.candidate)
-        verdict = gate_verdict(cr, self.gate)
+        verdict = gate_verdict(cr, self.gate, result.judge_validation)
         if verdict_blocks(verdict, loaded.spec.underpowered):
             raise GateFailed(verdict, worst_flips(cr, self.gate))
         if verdict.status == "underpowered":

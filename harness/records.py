@@ -304,6 +304,20 @@ class JudgedResult(Record):
 LENGTH_GAP = 0.10  # a length-controlled win rate this far from the raw one is warned of
 
 
+class JudgeValidation(Record):
+    """The judge measured on labelled pairs it never judges in the comparison (judge.validation), each
+    judged in both orders and read as the comparison's verdicts are."""
+
+    n: int = Field(description="Labelled pairs.")
+    accuracy: float = Field(description="Share of pairs whose verdict on balance (both orders) is the label.")
+    kappa: Estimate = Field(description="Cohen's kappa of those verdicts with the labels, bootstrap interval.")
+    position_consistency: float = Field(description="Share of pairs whose two orders give the same verdict.")
+    first_position_rate: float = Field(description="Share of the raw picks of an answer that went to the "
+                                       "answer shown first; 0.5 is no position bias.")
+    min_kappa: float = Field(description="The config's judge.min_validation_kappa.")
+    judge_s: float = 0.0
+
+
 class CandidateResult(Record):
     candidate: str
     tasks: list[TaskResult]

@@ -295,3 +295,57 @@ def test_a_base_judged_against_itself_wins_half_with_both_orders_agreeing(tiny_w
         assert j.position_consistency == 1.0 and j.ties == j.n == 8 and j.length_controlled is None
     finally:
         server.close()
+
+
+def _labelled(path: Path, flip: bool = False) -> Path:
+    """Labelled pairs: the reference word for word against another note, either order, and two equal notes."""
+    rows = []
+    for i in range(12):
+        ref, other = f" CUT. The cook {i} reported the injury.", f" FALL. A story of day {i}."
+        a, b, v = (ref, other, "A") if i % 3 == 0 else (other, ref, "B") if i % 3 == 1 else (other, other, "tie")
+        if flip and v != "tie":
+            v = {"A": "B", "B": "A"}[v]
+        rows.append({"input": "Claim: x", "reference": ref, "answer_a": a, "answer_b": b, "verdict": v})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_a_judge_is_measured_on_its_validation_pairs_and_one_that_fails_them_cannot_pass_a_gate(
+        tiny_world, tiny_config, tmp_path):
+    """judge.validation: labelled pairs judged in both orders beside the comparison, stored once; the
+    judge's kappa with their labels, consistency and first-position rate in the result; a wins gate
+    fails when the kappa is below judge.min_validation_kappa, and a bad line is refused with its place."""
+    from harness.config import GateSpec
+    from harness.gates import evaluate_gates
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge()
+    try:
+        def config(validation: Path) -> Path:
+            path = _with_judge(tiny_config(), {"endpoint": {"base_url": server.url, "model": "fake-judge"},
+                                               "limit": 4, "validation": str(validation)})
+            data = yaml.safe_load(path.read_text())
+            path.write_text(yaml.safe_dump({**data, "gates": [{"rule": "wins", "task": "demo_triage_note"}]}))
+            return path
+
+        lines: list[str] = []
+        good = run_comparison(load(config(_labelled(tmp_path / "good.jsonl"))), log=lines.append)
+        v = good.judge_validation
+        assert v.n == 12 and v.accuracy == 1.0 and v.kappa.estimate == 1.0 and v.position_consistency == 1.0
+        assert any("validation pairs among them" in line for line in lines), lines
+        calls = server.calls
+        run_comparison(load(config(tmp_path / "good.jsonl")), log=lambda m: None)
+        assert server.calls == calls  # stored: judged once
+
+        bad = run_comparison(load(config(_labelled(tmp_path / "flipped.jsonl", flip=True))), log=lambda m: None)
+        assert bad.judge_validation.kappa.estimate < 0.6
+        verdicts = evaluate_gates(bad, [GateSpec(rule="wins", task="demo_triage_note")])
+        assert verdicts and all(g.status == "fail" and "judge.min_validation_kappa" in g.message for g in verdicts)
+
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text((tmp_path / "good.jsonl").read_text() + '{"reference": "r", "verdict": "A"}\n')
+        with pytest.raises(Exception, match=r"broken.jsonl:13: give exactly answer_a, answer_b, input, reference, "
+                                            r"verdict"):
+            run_comparison(load(config(broken)), log=lambda m: None)
+    finally:
+        server.close()

@@ -190,6 +190,12 @@ class JudgeSpec(Spec):
                                      "to the config): the judge's agreement with them (Cohen's kappa).")
     min_human_agreement: float = Field(0.4, ge=-1, le=1, description="Cohen's kappa with the human labels "
                                        "below which a judged gate cannot pass.")
+    validation: str | None = Field(None, description="JSONL of labelled pairs the judge never judges in the "
+                                   "comparison, one {input, reference, answer_a, answer_b, verdict: A|B|tie} per "
+                                   "line (relative to the config): judged in both orders, they measure the judge "
+                                   "(agreement with the labels, position consistency, first-position rate).")
+    min_validation_kappa: float = Field(0.6, ge=-1, le=1, description="Cohen's kappa with the validation "
+                                        "labels below which a judged gate cannot pass.")
 
     @field_validator("labels")
     @classmethod
@@ -356,8 +362,9 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             "path": local(judge.model.path, "judge.model.path", "model folder"),
             "chat_template": template(judge.model, "judge.model")})
         adapter = judge.adapter and local(judge.adapter, "judge.adapter", "adapter folder")
+        validation = judge.validation and local(judge.validation, "judge.validation", "labelled pairs file")
         judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model,
-                                         "adapter": adapter})
+                                         "adapter": adapter, "validation": validation})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")
