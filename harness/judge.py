@@ -11,6 +11,11 @@ is the mean of the two orders. An order's verdict is in the candidate's terms ("
 "loss"), so position bias (the judge preferring the first answer shown) shows as the two orders
 disagreeing. The stored records keep the three log-probabilities, so how they are read (raw, or
 calibrated: `judge.calibrate`, read_verdicts) is decided at compare time and re-judges nothing.
+
+The judge is a model the harness loads (`judge.model`, with a LoRA `judge.adapter` where given) on the
+comparison's backend, or a model behind a chat API (`judge.endpoint`, harness.backends.chat_judge),
+whose label log-probabilities come from its reply's top_logprobs. Beside the comparison's pairs it
+judges its own labelled validation pairs (`judge.validation`), which measure it (judge_validation).
 """
 
 from __future__ import annotations
