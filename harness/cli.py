@@ -407,6 +407,10 @@ def _print_summary(result) -> None:
             click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: win rate {w.estimate:.3f} [{w.low:.3f}, "
                        f"{w.high:.3f}] over {cr.reference} ({j.wins}/{j.ties}/{j.losses}); the judge's two orders "
                        f"agree on {j.position_consistency:.0%} of {j.n} items{trust}")
+            if (g := j.grades) is not None:
+                click.echo(f"compare: {cr.candidate:>14}  graded {j.task}: {g.candidate.estimate:.3f} against "
+                           f"{g.base.estimate:.3f}, {g.delta.estimate:+.3f} [{g.delta.low:+.3f}, {g.delta.high:+.3f}] "
+                           f"(each answer alone against the reference, {g.n} items)")
             if j.length_gap is not None and abs(j.length_gap) > LENGTH_GAP:
                 lc = j.length_controlled
                 click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: length-controlled win rate "

@@ -21,6 +21,7 @@ import harness
 from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
+from harness.grading import grade_results
 from harness.judge import judge_results, judge_validation
 from harness.pairing import as_suite_task, doc_field, pair_records
 from harness.persisted import SweepRecord, TrainManifest, read_record
@@ -418,6 +419,10 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     judged = judge_results(plan, spec, store, lambda run: read[run.key],
                            lambda run, docs: _clusters(docs.rename(columns={"doc": "doc_base"}),
                                                        run.task.spec.cluster, run.task.leaf))
+    grades = grade_results(plan, spec, store, lambda run: read[run.key],
+                           lambda run, docs: _clusters(docs.rename(columns={"doc": "doc_base"}),
+                                                       run.task.spec.cluster, run.task.leaf))
+    judged = {c: [j.model_copy(update={"grades": grades.get((c, j.task))}) for j in js] for c, js in judged.items()}
     results = [r.model_copy(update={"judged": judged.get(r.candidate, [])}) for r in results]
 
     def record(m) -> ModelRecord:

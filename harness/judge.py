@@ -65,25 +65,30 @@ class JudgedPair:
 def read_rubric(judge: JudgeSpec):
     """The rubric as a Jinja template (sandboxed, every variable required), checked to show both
     answers: refused with the file and the missing slot before any model loads."""
+    return read_template(Path(judge.rubric), SLOTS, "both answers")
+
+
+def read_template(path: Path, slots: tuple[str, ...], what: str):
+    """A judge's Jinja prompt (text, template), checked to show `slots` (`what` in words) and to use
+    nothing else than them, `input` and `reference`."""
     import jinja2
     from jinja2 import meta
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    path = Path(judge.rubric)
     text = path.read_text(encoding="utf-8")
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
         names = meta.find_undeclared_variables(env.parse(text))
     except jinja2.TemplateSyntaxError as e:
         raise HarnessError(f"{path}: line {e.lineno}: the rubric does not parse: {e.message}") from None
-    missing = [s for s in SLOTS if s not in names]
+    missing = [s for s in slots if s not in names]
     if missing:
         raise HarnessError(f"{path}: the rubric never shows {' or '.join('{{ ' + m + ' }}' for m in missing)}: "
-                           "the judge must see both answers (it may also use {{ input }} and {{ reference }})")
-    unknown = sorted(names - {*SLOTS, "input", "reference"})
+                           f"the judge must see {what} (it may also use {{{{ input }}}} and {{{{ reference }}}})")
+    unknown = sorted(names - {*slots, "input", "reference"})
     if unknown:
         raise HarnessError(f"{path}: the rubric uses {', '.join(unknown)}, which the judge is not given "
-                           "(it gets input, reference, answer_a, answer_b)")
+                           f"(it gets input, reference, {', '.join(slots)})")
     return text, env.from_string(text)
 
 
@@ -128,6 +133,10 @@ LABEL_CHECK_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.
                      "special_tokens_map.json", "added_tokens.json")  # what decides how a label tokenises
 
 
+def _checked_labels(judge: JudgeSpec) -> list[str]:
+    return judge.labels + (judge.grade_labels if judge.grade_rubric is not None else [])
+
+
 def check_labels(judge: JudgeSpec, folder: Path, store: Store | None = None) -> None:
     """Each label one token for the judge's tokenizer (its log-probability is one next-token
     probability); loads the tokenizer only, and, with a store, once per labels and tokenizer files
@@ -135,14 +144,14 @@ def check_labels(judge: JudgeSpec, folder: Path, store: Store | None = None) -> 
     marker = None
     if store is not None and not judge.model.trust_remote_code:
         files = [(name, store.file_hash(folder / name)) for name in LABEL_CHECK_FILES if (folder / name).is_file()]
-        digest = hashlib.sha256(json.dumps([judge.labels, files]).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([_checked_labels(judge), files]).encode()).hexdigest()
         marker = store.root / "checks" / f"judge-labels-{digest[:32]}"
         if marker.is_file():
             return
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=judge.model.trust_remote_code)
-    for label in judge.labels:
+    for label in _checked_labels(judge):
         ids = tok(label, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise ConfigError([f"judge.labels: '{label}' is {len(ids)} tokens for the judge's tokenizer "
@@ -172,7 +181,7 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
             content = hashlib.sha256()
             content.update(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
             for side in (b, c):
-                rows = _judged_rows(side, judge.limit)
+                rows = judged_rows(side, judge.limit)
                 content.update(json.dumps(rows[["doc_id", "prompt_hash", "response"]].values.tolist()).encode())
             key = RunKey(model_fp=entry.fingerprint, task=task, task_hash=content.hexdigest(), kind=JUDGMENT)
             pairs.append(JudgedPair(cand.label, task, base_run, cand_run, key))
@@ -245,7 +254,7 @@ def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
         min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s)
 
 
-def _judged_rows(records: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+def judged_rows(records: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     """A run's answers as judged: one filter's rows, by document id, the first `limit` of them."""
     rows = records[records["filter"] == records["filter"].iloc[0]].sort_values("doc_id")
     return rows if limit is None else rows.head(limit)
@@ -311,7 +320,7 @@ def check_human_labels(judge: JudgeSpec, plan: Plan) -> None:
         raise ConfigError(problems)
 
 
-def _input(run: PlannedRun, doc: str, prompt: str) -> str:
+def judged_input(run: PlannedRun, doc: str, prompt: str) -> str:
     """What the judge is shown as the task's input: the document as the task words it (its
     doc_to_text), without any model's chat markup or worked examples; the prompt as a fallback."""
     try:
@@ -323,10 +332,10 @@ def _input(run: PlannedRun, doc: str, prompt: str) -> str:
 
 def judge_items(store: Store, pair: JudgedPair, limit: int | None = None) -> pd.DataFrame:
     """One row per item of the pairing: the input, the reference and both answers (doc_id index)."""
-    base, cand = (_judged_rows(store.read(run.key), limit).set_index("doc_id")
+    base, cand = (judged_rows(store.read(run.key), limit).set_index("doc_id")
                   for run in (pair.base_run, pair.candidate_run))
     return pd.DataFrame({
-        "input": [_input(pair.base_run, d, p) for d, p in zip(base["doc"], base["prompt"], strict=True)],
+        "input": [judged_input(pair.base_run, d, p) for d, p in zip(base["doc"], base["prompt"], strict=True)],
         "reference": base["target"].astype(str), "base_response": base["response"].astype(str),
         "candidate_response": cand["response"].reindex(base.index).astype(str)}, index=base.index)
 
@@ -369,8 +378,7 @@ def judge_frames(lm, rubric, labels: list[str], templated: bool, pairings: list[
                 texts.append(rubric.render(input=item["input"], reference=item["reference"], answer_a=first,
                                            answer_b=second))
         frames.append(rows)
-    readings = lm.read_labels(texts, labels) if isinstance(lm, ChatJudge) else _read_locally(lm, texts, labels,
-                                                                                              templated)
+    readings = read_labels(lm, texts, labels, templated)
     out = []
     for rows in frames:
         for row in rows:
@@ -380,6 +388,12 @@ def judge_frames(lm, rubric, labels: list[str], templated: bool, pairings: list[
                        verdict=_verdict(2 if r.pick is None else r.pick, row["order"]))
         out.append(pd.DataFrame(rows))
     return out
+
+
+def read_labels(lm, texts: list[str], labels: list[str], templated: bool) -> list[LabelReading]:
+    """The judge's reading of three labels after each text: a served judge asked each as a chat message,
+    an lm-eval model scoring them (_read_locally)."""
+    return lm.read_labels(texts, labels) if isinstance(lm, ChatJudge) else _read_locally(lm, texts, labels, templated)
 
 
 def _read_locally(lm, texts: list[str], labels: list[str], templated: bool) -> list[LabelReading]:
@@ -515,19 +529,48 @@ def loaded_judge(spec: HarnessSpec, store: Store) -> Iterator[tuple[object, obje
         backend.close()
 
 
+def judge_scorer(spec: HarnessSpec, entry: ModelEntry,
+                 frames_of: Callable[[object, list[Job]], list[pd.DataFrame]]) -> Callable:
+    """A Job's score function for the judge: `frames_of(lm, jobs)` gives each job's records (judge_frames's
+    or grading's), read within the judge's loaded variant; the time, memory and tokens go to each job by
+    its share of the prompts' tokens."""
+    from harness.execute import Scored, lm_tokens
+    from harness.util.environment import PeakMemory
+
+    def score(backend, jobs: list[Job]) -> list[Scored]:
+        start = time.perf_counter()
+        with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
+              backend.activate(entry.variant, entry.prompt, "judge") as lm):
+            frames = frames_of(lm, jobs)
+            if isinstance(lm, ChatJudge):  # what the server counted (`usage`)
+                used = sum(int(f["judge_tokens"].sum()) for f in frames)
+                tokens = {"fed": used, "requested": used}
+            else:
+                tokens = lm_tokens(lm)
+        wall = time.perf_counter() - start
+        # scored together, the time and the tokens fed are each job's share by its prompts' tokens
+        prompt_tokens = [int(f["judge_tokens"].sum()) for f in frames]
+        share = [t / max(sum(prompt_tokens), 1) for t in prompt_tokens]
+        per_prompt = 1 if isinstance(lm, ChatJudge) else 3  # a chat request reads all three labels
+        return [Scored(f, per_prompt * len(f), wall * w, peak.mb,
+                       tokens={k: round(v * w) for k, v in tokens.items()}) for f, w in zip(frames, share, strict=True)]
+
+    return score
+
+
 def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
-              log: Callable[[str], None] = print) -> list[str]:
+              log: Callable[[str], None] = print, also: list[Job] = ()) -> list[str]:
     """Judge the pairs the store lacks, through execute's one scoring loop (one judge model load for all,
     each pairing claimed in the store: two processes never judge one pairing twice); returns what was
     judged. The pairings of one task that a process holds are judged together (judge_frames): the
     prompts for one item begin alike across both orders and every candidate, and the hf backend scores
-    each such beginning once; the log says how many tokens it fed of those in the prompts."""
-    from harness.execute import Scored, execute_jobs, lm_tokens
-    from harness.util.environment import PeakMemory
+    each such beginning once; the log says how many tokens it fed of those in the prompts. `also`: other
+    jobs for the judge (grading's), scored with the same loaded judge."""
+    from harness.execute import execute_jobs
 
     judge = spec.judge
     validation = validation_key(spec, store)
-    if judge is None or not (pairs or validation):
+    if judge is None or not (pairs or validation or also):
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
@@ -536,31 +579,20 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     if validation is not None:
         items_of[validation] = lambda: read_validation(judge).drop(columns="truth")
 
-    def score(backend, jobs: list[Job]) -> list[Scored]:
-        start = time.perf_counter()
-        with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
-              backend.activate(entry.variant, entry.prompt, "judge") as lm):
-            items = [items_of[j.key]() for j in jobs]
-            frames = judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
-            if isinstance(lm, ChatJudge):  # what the server counted (`usage`)
-                used = sum(int(f["judge_tokens"].sum()) for f in frames)
-                tokens = {"fed": used, "requested": used}
-            else:
-                tokens = lm_tokens(lm)
-        wall = time.perf_counter() - start
-        # judged together, the time and the tokens fed are each pairing's share by its prompts' tokens
-        prompt_tokens = [int(f["judge_tokens"].sum()) for f in frames]
-        share = [t / max(sum(prompt_tokens), 1) for t in prompt_tokens]
-        per_prompt = 1 if isinstance(lm, ChatJudge) else 3  # a chat request reads all three labels
-        return [Scored(f, per_prompt * len(f), wall * w, peak.mb,
-                       tokens={k: round(v * w) for k, v in tokens.items()}) for f, w in zip(frames, share, strict=True)]
+    def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
+        items = [items_of[j.key]() for j in jobs]
+        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
 
-    todo = [Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}")
-            for p in pairs if not store.has(p.key)]
+    score = judge_scorer(spec, entry, frames_of)
+    todo = [*(j for j in also if not store.has(j.key)), *(
+        Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}") for p in pairs
+        if not store.has(p.key))]
     if validation is not None and not store.has(validation):
         todo.append(Job(validation, entry, "validation", VALIDATION_TASK, score))
     if not todo:
         return []
     log(f"judge: {judge.name} judges {len(todo)} pairing(s) in both orders"
-        + (" (its validation pairs among them)" if any(j.task == VALIDATION_TASK for j in todo) else ""))
+        + (" (its validation pairs among them)" if any(j.task == VALIDATION_TASK for j in todo) else "")
+        + (f", grades {sum(1 for j in todo if j.together and j.together.startswith('grade:'))} model answer "
+           "set(s)" if also else ""))
     return execute_jobs(todo, spec, store, log, stage="judge", unit="pairing").scored

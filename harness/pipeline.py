@@ -84,6 +84,10 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
         if unknown:
             raise ConfigError(unknown)
         read_rubric(spec.judge)
+        if spec.judge.grade_rubric is not None:
+            from harness.grading import read_grade_rubric
+
+            read_grade_rubric(spec)
     if spec.roi is not None:
         task = roi_task(spec, suite)
         if task is None or task not in {t.task for t in suite.tasks}:
@@ -150,10 +154,12 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t
     if spec.judge is not None:
+        from harness.grading import grade_jobs, plan_grades
         from harness.judge import plan_judgments, run_judge
 
         t = time.perf_counter()
-        run_judge(plan_judgments(plan, spec, store), spec, store, log=log)
+        run_judge(plan_judgments(plan, spec, store), spec, store, log=log,
+                  also=grade_jobs(plan_grades(plan, spec, store), spec, store))
         timings["judge"] = time.perf_counter() - t
     timings["model_load"] = executed.load_s
     timings["score"] = executed.score_s

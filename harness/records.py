@@ -250,6 +250,19 @@ class JudgedExample(Record):
     candidate_first: str = Field(description="The same with the candidate's answer shown first.")
 
 
+class GradeResult(Record):
+    """Pointwise grades (harness/grading.py): each answer of a task graded alone against its reference, 1
+    for correct, 0.5 for partly correct, 0 for incorrect; the candidate's paired with its base's per item."""
+
+    n: int
+    base: Estimate = Field(description="The base's mean grade.")
+    candidate: Estimate = Field(description="The candidate's mean grade.")
+    delta: Estimate = Field(description="Candidate minus base, paired interval.")
+    p_value: float
+    counts: dict[str, list[int]] = Field(default_factory=dict, description="base and candidate: how many answers "
+                                         "were graded correct, partly, incorrect.")
+
+
 class JudgedResult(Record):
     """A candidate's generated answers against the base's on one task, judged pairwise in both orders
     (harness/judge.py): an item scores 1 for a win, 0.5 for a tie, 0 for a loss, averaged over the
@@ -288,6 +301,8 @@ class JudgedResult(Record):
     length_controlled: Estimate | None = Field(
         None, description="The win rate with the answers' length difference controlled for (AlpacaEval 2's "
         "regression, harness.stats.length_controlled_win_rate); None where no lengths differ.")
+    grades: GradeResult | None = Field(None, description="Each side's answers graded alone against the "
+                                       "reference (judge.grade_rubric), paired per item.")
     read_from_text: int = Field(0, description="Verdicts a served judge gave without log-probabilities, read "
                                 "from its reply's text (uncalibrated).")
     unread: int = Field(0, description="Replies that named none of the labels (counted as ties).")

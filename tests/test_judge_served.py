@@ -190,9 +190,14 @@ class _FakeJudge:
                 text = body["messages"][0]["content"]
                 lines = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
                 ref = set(lines.get("Reference", "").split())
-                a, b = (len(ref & set(lines.get(k, "").split())) for k in ("Answer A", "Answer B"))
-                pick = "A" if a > b else "B" if b > a else "C"
-                lps = {"A": -3.0, "B": -3.0, "C": -3.0, pick: -0.1}
+                if "Answer" in lines:  # grading one answer: its category (first word) is the reference's
+                    said, first = lines["Answer"].split(), lines.get("Reference", "").split()[:1]
+                    pick = "C" if said[:1] == first else "P" if ref & set(said) else "I"
+                    lps = {"C": -3.0, "P": -3.0, "I": -3.0, pick: -0.1}
+                else:
+                    a, b = (len(ref & set(lines.get(k, "").split())) for k in ("Answer A", "Answer B"))
+                    pick = "A" if a > b else "B" if b > a else "C"
+                    lps = {"A": -3.0, "B": -3.0, "C": -3.0, pick: -0.1}
                 choice = {"index": 0, "message": {"role": "assistant", "content": pick}, "finish_reason": "length"}
                 if outer.logprobs:
                     choice["logprobs"] = {"content": [{"token": pick, "logprob": lps[pick], "top_logprobs": [
@@ -347,5 +352,37 @@ def test_a_judge_is_measured_on_its_validation_pairs_and_one_that_fails_them_can
         with pytest.raises(Exception, match=r"broken.jsonl:13: give exactly answer_a, answer_b, input, reference, "
                                             r"verdict"):
             run_comparison(load(config(broken)), log=lambda m: None)
+    finally:
+        server.close()
+
+
+GRADE_RUBRIC = """Reference: {{ reference }}
+Answer: {{ answer }}
+Is the answer correct given the reference? Reply C (correct), P (partly) or I (incorrect).
+"""
+
+
+def test_each_answer_graded_alone_against_the_reference_is_paired_with_its_bases(tiny_world, tiny_config, tmp_path):
+    """judge.grade_rubric: the loopback judge grades each model's notes alone (correct when the category is
+    the reference's), once per model's answers (the base's serve both candidates), with the same judge
+    load as the pairwise verdicts; each fine-tune's grades are paired with its base's per item."""
+    from harness.pipeline import load, run_comparison
+
+    server = _FakeJudge()
+    try:
+        (tmp_path / "grade.jinja").write_text(GRADE_RUBRIC)
+        config = _with_judge(tiny_config(), {"endpoint": {"base_url": server.url, "model": "fake-judge"},
+                                             "limit": 8, "grade_rubric": str(tmp_path / "grade.jinja")})
+        lines: list[str] = []
+        result = run_comparison(load(config), log=lines.append)
+        graded = {cr.candidate: j.grades for cr in result.results for j in cr.judged}
+        assert set(graded) == set(tiny_world.candidates) and all(g is not None and g.n == 8 for g in graded.values())
+        for g in graded.values():
+            assert g.delta.estimate == pytest.approx(g.candidate.estimate - g.base.estimate)
+            assert sum(g.counts["base"]) == sum(g.counts["candidate"]) == 8
+        assert any("grades 3 model answer set(s)" in line for line in lines), lines  # base, domain-only, with-replay
+        calls = server.calls
+        run_comparison(load(config), log=lambda m: None)
+        assert server.calls == calls  # stored
     finally:
         server.close()

@@ -196,12 +196,20 @@ class JudgeSpec(Spec):
                                    "(agreement with the labels, position consistency, first-position rate).")
     min_validation_kappa: float = Field(0.6, ge=-1, le=1, description="Cohen's kappa with the validation "
                                         "labels below which a judged gate cannot pass.")
+    grade_rubric: str | None = Field(None, description="Jinja file (relative to the config) given `input`, "
+                                     "`reference` and one `answer`: the judge also grades each model's answers "
+                                     "alone against the reference (correct, partly, incorrect), paired per item "
+                                     "between a fine-tune and its base.")
+    grade_labels: list[str] = Field(["C", "P", "I"], min_length=3, max_length=3, description="What the judge "
+                                    "answers for a correct, a partly correct and an incorrect answer; one token "
+                                    "each.")
 
-    @field_validator("labels")
+    @field_validator("labels", "grade_labels")
     @classmethod
     def _distinct(cls, v: list[str]) -> list[str]:
         if len(set(v)) != 3 or not all(x.strip() for x in v):
-            raise ValueError("three different, non-empty labels (answer A better, answer B better, tie)")
+            raise ValueError("three different, non-empty labels (labels: answer A better, answer B better, tie; "
+                             "grade_labels: correct, partly correct, incorrect)")
         return v
 
     @model_validator(mode="after")
@@ -363,8 +371,9 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             "chat_template": template(judge.model, "judge.model")})
         adapter = judge.adapter and local(judge.adapter, "judge.adapter", "adapter folder")
         validation = judge.validation and local(judge.validation, "judge.validation", "labelled pairs file")
+        grading = judge.grade_rubric and local(judge.grade_rubric, "judge.grade_rubric", "grading rubric")
         judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model,
-                                         "adapter": adapter, "validation": validation})
+                                         "adapter": adapter, "validation": validation, "grade_rubric": grading})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")
