@@ -133,6 +133,9 @@ class _Stamps:
         write_record(self.path, self.stamps)
 
 
+JUDGE_VALIDATION_PAIRS = 60  # labelled pairs the demo's judge is measured on
+
+
 def write_probe_files(w: world.World, folder: Path) -> list[Path]:
     """Write the probe documents the suite reads; returns the files whose content changed."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,8 +179,12 @@ def _build(root: Path, spec: DemoSpec, probe_dir: Path | None, log: Callable[[st
     t = time.perf_counter()
     w = world.generate_world(spec.world)
     data_dir.mkdir(exist_ok=True)
+    # a judge's labelled validation pairs (configs/demo.yaml: judge.validation), from the last training claims
+    validation = world.judge_pairs(w, len(w.domain_train) - JUDGE_VALIDATION_PAIRS, JUDGE_VALIDATION_PAIRS,
+                                   f"{spec.world.seed}:judge-validation")
     for name, rows in (("domain_train.jsonl", w.domain_train), ("replay.jsonl", w.replay),
-                       ("domain_train_balanced.jsonl", w.domain_train_balanced)):
+                       ("domain_train_balanced.jsonl", w.domain_train_balanced),
+                       ("judge_validation.jsonl", validation)):
         path, text = data_dir / name, world.to_jsonl(rows)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")

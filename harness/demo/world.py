@@ -273,6 +273,41 @@ def generate_world(spec: WorldSpec) -> World:
     return World(corpus=corpus, domain_train=train, domain_train_balanced=balanced, replay=replay, probes=probes)
 
 
+# (answer A's kind, answer B's kind, the verdict) of a judge's labelled pair, and how often each is drawn
+JUDGE_PAIRS = [(("right", "wrong", "A"), 3), (("right", "unrelated", "A"), 3), (("wrong", "unrelated", "tie"), 1),
+               (("right", "right", "tie"), 1), (("wrong", "wrong", "tie"), 1)]
+
+
+def judge_pairs(w: World, first: int, n: int, seed: str) -> list[dict]:
+    """Labelled pairs for a judge of the handler's notes, as `judge.validation` reads them ({input,
+    reference, answer_a, answer_b, verdict}), asking configs/note-rubric.jinja's question (which answer
+    says the same as the reference?): from the training claims first..first+n, never the judged items
+    (held-out claims), the reference note against a note of the right category, of another category,
+    or unrelated text. Right against wrong or unrelated: the right one; both right, both wrong, or
+    wrong against unrelated: a tie. Either answer may come first."""
+    rng = random.Random(seed)
+    kinds, weights = zip(*JUDGE_PAIRS, strict=True)
+
+    def answer(kind: str, label: str, occ: str) -> str:
+        pron, template = rng.choice(["he", "she"]), rng.randrange(3)
+        if kind == "unrelated":
+            return " " + rng.choice([_story(rng), f"The {occ} told us {pron} liked the."])
+        category = label if kind == "right" else rng.choice([x for x in facts.LABELS if x != label])
+        return f" {category}. {_note(occ, pron, template)}"
+
+    out = []
+    for row in w.domain_train[first:first + n]:
+        label = row["completion"].split(".")[0].strip()
+        occ = row["completion"].split(". ", 1)[1].split()[1]
+        a_kind, b_kind, verdict = rng.choices(kinds, weights)[0]
+        a, b = answer(a_kind, label, occ), answer(b_kind, label, occ)
+        if rng.random() < 0.5:  # the better answer as often second as first
+            a, b, verdict = b, a, {"A": "B", "B": "A", "tie": "tie"}[verdict]
+        out.append({"input": row["prompt"], "reference": f" {label}. The {occ} reported the injury.",
+                    "answer_a": a, "answer_b": b, "verdict": verdict})
+    return out
+
+
 def to_jsonl(rows: list[dict]) -> str:
     """Canonical JSONL (sorted keys, one record per line) so equal data means equal bytes."""
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)

@@ -89,3 +89,21 @@ def test_jsonl_is_canonical():
     rows = [{"b": 1, "a": "é"}]
     assert to_jsonl(rows) == '{"a": "é", "b": 1}\n'
     assert json.loads(to_jsonl(rows)) == rows[0]
+
+
+def test_a_judges_labelled_pairs_say_which_note_has_the_references_category():
+    """The judge's validation pairs (judge.validation in configs/demo.yaml): their label follows from the
+    notes' categories against the reference's (the rubric's question), either answer comes first, every
+    kind of pair is there, and none is about a claim the judge will judge (held-out claims)."""
+    from harness.demo.world import judge_pairs
+
+    w = generate_world(WorldSpec())
+    pairs = judge_pairs(w, 1940, 60, "1234:judge-validation")
+    assert pairs == judge_pairs(w, 1940, 60, "1234:judge-validation")  # a pure function of its inputs
+    judged = {d["claim"] for d in w.probes["demo_triage"]}
+    for p in pairs:
+        assert p["input"].removeprefix("Claim: ").removesuffix("\nCategory:") not in judged
+        category = p["reference"].split(".")[0].strip()
+        right = [ans.split(".")[0].strip() == category for ans in (p["answer_a"], p["answer_b"])]
+        assert p["verdict"] == ("A" if right == [True, False] else "B" if right == [False, True] else "tie"), p
+    assert {p["verdict"] for p in pairs} == {"A", "B", "tie"}
