@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,8 @@ class ChatJudge:
             raise HarnessError(f"judge.endpoint.api_key_env: the variable {endpoint.api_key_env} is not set; export "
                                "the judge server's API key in it")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._session = requests.Session()
+        self._local = threading.local()  # a requests.Session per thread: sessions are not thread-safe
+        self._sessions: list[requests.Session] = []
 
     def variants(self) -> list[str]:
         from harness.records import BASE
@@ -90,7 +92,16 @@ class ChatJudge:
         yield self
 
     def close(self) -> None:
-        self._session.close()
+        for session in self._sessions:
+            session.close()
+
+    def _session(self):
+        import requests
+
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+            self._sessions.append(self._local.session)
+        return self._local.session
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         """One request, retried on 429, 5xx and a dropped connection with exponential backoff; any other
@@ -100,7 +111,7 @@ class ChatJudge:
         e = self.endpoint
         for attempt in range(1, e.max_retries + 1):
             try:
-                r = self._session.request(method, f"{self.url}{path}", json=body, headers=self._headers,
+                r = self._session().request(method, f"{self.url}{path}", json=body, headers=self._headers,
                                           timeout=e.timeout_s)
             except requests.RequestException as err:
                 problem = f"{type(err).__name__}: {str(err)[:200]}"
