@@ -21,8 +21,8 @@ import harness
 from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
-from harness.grading import grade_results
-from harness.judge import judge_results, judge_validation
+from harness.grading import grade_results, judge_validation
+from harness.judge import judge_results
 from harness.pairing import as_suite_task, doc_field, pair_records
 from harness.persisted import SweepRecord, TrainManifest, read_record
 from harness.plan import ModelEntry, Plan, PlannedRun

@@ -1,4 +1,12 @@
-"""Pointwise grading against a reference (`judge.grade_rubric`): the judge reads one answer at a time,
+"""The judge's other work, beside the comparison's pairs (harness.judge), in the same judge load
+(run_judge's `also`): its labelled validation pairs (`judge.validation`), which measure it, and
+pointwise grading against a reference (`judge.grade_rubric`).
+
+Validation: labelled pairs it never judges in the comparison, judged in both orders and read as the
+comparison's verdicts are; its agreement with their labels (Cohen's kappa), position consistency and
+first-position rate (JudgeValidation; a wins gate fails below judge.min_validation_kappa).
+
+Grading: the judge reads one answer at a time,
 with the task's input and its reference, and says whether it is correct, partly correct or incorrect
 (the question Inspect's model-graded-fact scorer asks), read from its log-probabilities of the three
 `grade_labels` (a served judge's top_logprobs), as the pairwise verdicts are read (harness.judge).
@@ -22,22 +30,111 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.config import HarnessSpec
+from harness.config import HarnessSpec, JudgeSpec
+from harness.errors import ConfigError
 from harness.execute import Job
 from harness.judge import (
     JUDGE_FORMAT,
     LP_COLUMNS,
+    ORDERS,
+    first_position_rate,
+    item_scores,
     judge_entry,
+    judge_frames,
     judge_scorer,
     judged_input,
     judged_rows,
     read_labels,
+    read_rubric,
     read_template,
+    read_verdicts,
 )
 from harness.plan import Plan, PlannedRun
-from harness.records import GradeResult
-from harness.stats import analyze_paired, score_interval
+from harness.records import GradeResult, JudgeValidation
+from harness.stats import analyze_paired, kappa_interval, score_interval
 from harness.store import JUDGMENT, RunKey, Store
+
+VALIDATION_TASK = "judge-validation"  # the stored judgment of judge.validation's pairs
+TRUTH = {"A": "loss", "B": "win", "tie": "tie"}  # a label in the candidate's terms: answer_b is the "candidate"
+
+
+def read_validation(judge: JudgeSpec) -> pd.DataFrame:
+    """judge.validation's labelled pairs as judged items (answer_a as the base's answer, answer_b as the
+    candidate's, the label in the candidate's terms as `truth`), every line checked."""
+    path = Path(judge.validation)
+    rows, problems = [], []
+    keys = {"input", "reference", "answer_a", "answer_b", "verdict"}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{n}: not JSON ({e.msg})")
+            continue
+        if not isinstance(row, dict) or set(row) != keys or row["verdict"] not in TRUTH:
+            problems.append(f"{path}:{n}: give exactly {', '.join(sorted(keys))}, verdict one of A, B, tie")
+            continue
+        rows.append({"doc_id": n, "input": str(row["input"]), "reference": str(row["reference"]),
+                     "base_response": str(row["answer_a"]), "candidate_response": str(row["answer_b"]),
+                     "truth": TRUTH[row["verdict"]]})
+    if not rows and not problems:
+        problems.append(f"{path}: no labelled pairs")
+    if problems:
+        raise ConfigError(problems)
+    return pd.DataFrame(rows).set_index("doc_id")
+
+
+def validation_key(spec: HarnessSpec, store: Store) -> RunKey | None:
+    """Where the judge's verdicts on its validation pairs are stored: keyed by the judge, the rubric,
+    the labels and the file's content."""
+    judge = spec.judge
+    if judge is None or judge.validation is None:
+        return None
+    text, _ = read_rubric(judge)
+    content = hashlib.sha256(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
+    content.update(Path(judge.validation).read_bytes())
+    return RunKey(model_fp=judge_entry(spec, store).fingerprint, task=VALIDATION_TASK,
+                  task_hash=content.hexdigest(), kind=JUDGMENT)
+
+
+def validation_jobs(spec: HarnessSpec, store: Store) -> list[Job]:
+    """The job that judges judge.validation's pairs in both orders (for run_judge's `also`), scored as
+    the comparison's pairs are (judge_frames)."""
+    key = validation_key(spec, store)
+    if key is None:
+        return []
+    judge = spec.judge
+    _, rubric = read_rubric(judge)
+    entry = judge_entry(spec, store)
+
+    def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
+        items = read_validation(judge).drop(columns="truth")
+        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, [items])
+
+    return [Job(key, entry, "validation", VALIDATION_TASK, judge_scorer(spec, entry, frames_of))]
+
+
+def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
+    """The judge's diagnostics on its stored validation verdicts (None without judge.validation)."""
+    key = validation_key(spec, store)
+    if key is None or not store.has(key):
+        return None
+    judge, st = spec.judge, spec.stats
+    df = store.read(key)
+    truth = read_validation(judge)["truth"]
+    wide = read_verdicts(df, judge.calibrate, judge.labels)
+    scores = item_scores(wide)
+    said = np.where(scores > 0.5, "win", np.where(scores < 0.5, "loss", "tie"))
+    expected = truth.loc[wide.index].to_numpy()
+    return JudgeValidation(
+        n=int(scores.size), accuracy=float((said == expected).mean()),
+        kappa=kappa_interval(list(said), list(expected), confidence=st.confidence, resamples=st.resamples,
+                             seed=st.seed),
+        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
+        first_position_rate=first_position_rate(df, judge.labels),
+        min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s)
+
 
 POINTS = (1.0, 0.5, 0.0)  # correct, partly correct, incorrect
 

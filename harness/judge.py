@@ -15,7 +15,7 @@ calibrated: `judge.calibrate`, read_verdicts) is decided at compare time and re-
 The judge is a model the harness loads (`judge.model`, with a LoRA `judge.adapter` where given) on the
 comparison's backend, or a model behind a chat API (`judge.endpoint`, harness.backends.chat_judge),
 whose label log-probabilities come from its reply's top_logprobs. Beside the comparison's pairs it
-judges its own labelled validation pairs (`judge.validation`), which measure it (judge_validation).
+judges its own labelled validation pairs, and grades answers alone (harness.grading).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from harness.config import HarnessSpec, JudgeEndpointSpec, JudgeSpec
 from harness.errors import ConfigError, HarnessError
 from harness.execute import Job
 from harness.plan import ModelEntry, Plan, PlannedRun, scoring_backend
-from harness.records import BASE, JudgedExample, JudgedResult, JudgeValidation
+from harness.records import BASE, JudgedExample, JudgedResult
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
 from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
@@ -186,72 +186,6 @@ def plan_judgments(plan: Plan, spec: HarnessSpec, store: Store,
             key = RunKey(model_fp=entry.fingerprint, task=task, task_hash=content.hexdigest(), kind=JUDGMENT)
             pairs.append(JudgedPair(cand.label, task, base_run, cand_run, key))
     return pairs
-
-
-VALIDATION_TASK = "judge-validation"  # the stored judgment of judge.validation's pairs
-TRUTH = {"A": "loss", "B": "win", "tie": "tie"}  # a label in the candidate's terms: answer_b is the "candidate"
-
-
-def read_validation(judge: JudgeSpec) -> pd.DataFrame:
-    """judge.validation's labelled pairs as judged items (answer_a as the base's answer, answer_b as the
-    candidate's, the label in the candidate's terms as `truth`), every line checked."""
-    path = Path(judge.validation)
-    rows, problems = [], []
-    keys = {"input", "reference", "answer_a", "answer_b", "verdict"}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(f"{path}:{n}: not JSON ({e.msg})")
-            continue
-        if not isinstance(row, dict) or set(row) != keys or row["verdict"] not in TRUTH:
-            problems.append(f"{path}:{n}: give exactly {', '.join(sorted(keys))}, verdict one of A, B, tie")
-            continue
-        rows.append({"doc_id": n, "input": str(row["input"]), "reference": str(row["reference"]),
-                     "base_response": str(row["answer_a"]), "candidate_response": str(row["answer_b"]),
-                     "truth": TRUTH[row["verdict"]]})
-    if not rows and not problems:
-        problems.append(f"{path}: no labelled pairs")
-    if problems:
-        raise ConfigError(problems)
-    return pd.DataFrame(rows).set_index("doc_id")
-
-
-def validation_key(spec: HarnessSpec, store: Store) -> RunKey | None:
-    """Where the judge's verdicts on its validation pairs are stored: keyed by the judge, the rubric,
-    the labels and the file's content."""
-    judge = spec.judge
-    if judge is None or judge.validation is None:
-        return None
-    text, _ = read_rubric(judge)
-    content = hashlib.sha256(json.dumps([JUDGE_FORMAT, text, judge.labels]).encode())
-    content.update(Path(judge.validation).read_bytes())
-    return RunKey(model_fp=judge_entry(spec, store).fingerprint, task=VALIDATION_TASK,
-                  task_hash=content.hexdigest(), kind=JUDGMENT)
-
-
-def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
-    """The judge's diagnostics on its stored validation verdicts (None without judge.validation)."""
-    key = validation_key(spec, store)
-    if key is None or not store.has(key):
-        return None
-    judge, st = spec.judge, spec.stats
-    df = store.read(key)
-    truth = read_validation(judge)["truth"]
-    wide = read_verdicts(df, judge.calibrate, judge.labels)
-    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
-    said = np.where(scores > 0.5, "win", np.where(scores < 0.5, "loss", "tie"))
-    expected = truth.loc[wide.index].to_numpy()
-    picks = df[df["pick"].isin(judge.labels[:2])]
-    return JudgeValidation(
-        n=int(scores.size), accuracy=float((said == expected).mean()),
-        kappa=kappa_interval(list(said), list(expected), confidence=st.confidence, resamples=st.resamples,
-                             seed=st.seed),
-        position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
-        first_position_rate=float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5,
-        min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s)
 
 
 def judged_rows(records: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -438,6 +372,18 @@ def read_verdicts(df: pd.DataFrame, calibrate: bool, labels: list[str] | None = 
         .pivot(index="doc_id", columns="order", values="verdict").sort_index()[list(ORDERS)]
 
 
+def item_scores(wide: pd.DataFrame) -> np.ndarray:
+    """Per item (read_verdicts's rows), the candidate's points averaged over the two orders."""
+    return np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+
+
+def first_position_rate(df: pd.DataFrame, labels: list[str]) -> float:
+    """Share of the judge's raw picks of an answer (A or B) that went to the one shown first: where it
+    looks first; 0.5 where it picked no answer."""
+    picks = df[df["pick"].isin(labels[:2])]
+    return float((picks["pick"] == labels[0]).mean()) if len(picks) else 0.5
+
+
 JUDGED_EXAMPLES = 20  # judged items shown per (candidate, task)
 
 
@@ -471,11 +417,9 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
     assert judge is not None
     wide = read_verdicts(df, judge.calibrate, judge.labels)
     raw = read_verdicts(df, False, judge.labels)
-    scores = np.mean([wide[o].map(POINTS).to_numpy(dtype=float) for o in ORDERS], axis=0)
+    scores = item_scores(wide)
     stats = analyze_paired(np.full(scores.size, 0.5), scores, clusters=clusters, confidence=st.confidence,
                            resamples=st.resamples, seed=st.seed)
-    picks = df[df["pick"] != judge.labels[2]]  # the raw picks of an answer: where the judge looks first
-    first = float((picks["pick"] == judge.labels[0]).mean()) if len(picks) else 0.5
     long = df.drop_duplicates("doc_id").set_index("doc_id").sort_index()
     length = (long["candidate_response"].str.len() - long["base_response"].str.len()).loc[wide.index]
     decided = np.stack([wide[o].to_numpy() for o in ORDERS])
@@ -502,8 +446,8 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
         losses=int((scores < 0.5).sum()), calibrated=judge.calibrate,
         position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
         raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),
-        first_position_rate=first, longer_rate=longer, decisive_rate=float((decided != "tie").mean()),
-        length_controlled=length_controlled,
+        first_position_rate=first_position_rate(df, judge.labels), longer_rate=longer,
+        decisive_rate=float((decided != "tie").mean()), length_controlled=length_controlled,
         min_position_consistency=judge.min_position_consistency, human_n=len(human), human_kappa=kappa,
         min_human_agreement=judge.min_human_agreement, judge_s=judge_s,
         judge_requests=(1 if judge.endpoint is not None else 3) * len(df),
@@ -564,35 +508,30 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     each pairing claimed in the store: two processes never judge one pairing twice); returns what was
     judged. The pairings of one task that a process holds are judged together (judge_frames): the
     prompts for one item begin alike across both orders and every candidate, and the hf backend scores
-    each such beginning once; the log says how many tokens it fed of those in the prompts. `also`: other
-    jobs for the judge (grading's), scored with the same loaded judge."""
+    each such beginning once; the log says how many tokens it fed of those in the prompts. `also`: the
+    judge's other jobs (harness.grading: its validation pairs, the grades), scored with the same load."""
     from harness.execute import execute_jobs
 
     judge = spec.judge
-    validation = validation_key(spec, store)
-    if judge is None or not (pairs or validation or also):
+    if judge is None or not (pairs or also):
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
-    items_of: dict[RunKey, Callable[[], pd.DataFrame]] = {
-        p.key: (lambda p=p: judge_items(store, p, judge.limit)) for p in pairs}
-    if validation is not None:
-        items_of[validation] = lambda: read_validation(judge).drop(columns="truth")
+    by_key = {p.key: p for p in pairs}
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
-        items = [items_of[j.key]() for j in jobs]
+        items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
         return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
 
     score = judge_scorer(spec, entry, frames_of)
     todo = [*(j for j in also if not store.has(j.key)), *(
         Job(p.key, entry, p.candidate, p.task, score, together=f"judge:{p.task}") for p in pairs
         if not store.has(p.key))]
-    if validation is not None and not store.has(validation):
-        todo.append(Job(validation, entry, "validation", VALIDATION_TASK, score))
     if not todo:
         return []
-    log(f"judge: {judge.name} judges {len(todo)} pairing(s) in both orders"
-        + (" (its validation pairs among them)" if any(j.task == VALIDATION_TASK for j in todo) else "")
-        + (f", grades {sum(1 for j in todo if j.together and j.together.startswith('grade:'))} model answer "
-           "set(s)" if also else ""))
+    validating = any(j.label == "validation" for j in todo)
+    grading = sum(1 for j in todo if (j.together or "").startswith("grade:"))
+    log(f"judge: {judge.name} judges {len(todo) - grading} pairing(s) in both orders"
+        + (" (its validation pairs among them)" if validating else "")
+        + (f", grades {grading} model answer set(s)" if grading else ""))
     return execute_jobs(todo, spec, store, log, stage="judge", unit="pairing").scored

@@ -147,19 +147,19 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
             check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
         check_human_labels(spec.judge, plan)
         if spec.judge.validation is not None:  # every labelled pair's line checked before any model loads
-            from harness.judge import read_validation
+            from harness.grading import read_validation
 
             read_validation(spec.judge)
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t
     if spec.judge is not None:
-        from harness.grading import grade_jobs, plan_grades
+        from harness.grading import grade_jobs, plan_grades, validation_jobs
         from harness.judge import plan_judgments, run_judge
 
         t = time.perf_counter()
         run_judge(plan_judgments(plan, spec, store), spec, store, log=log,
-                  also=grade_jobs(plan_grades(plan, spec, store), spec, store))
+                  also=validation_jobs(spec, store) + grade_jobs(plan_grades(plan, spec, store), spec, store))
         timings["judge"] = time.perf_counter() - t
     timings["model_load"] = executed.load_s
     timings["score"] = executed.score_s

@@ -412,3 +412,31 @@ def stored_records(config: Path) -> dict:
     assert not plan.missing
     return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
             for r in plan.runs}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def planted_notes(n: int):
+    """n judged items with a planted answer: the demo's claims, their reference note, the reference word
+    for word as the candidate's answer and a note of another category and person as the base's."""
+    import json
+
+    import pandas as pd
+
+    labels = ["FALL", "STRAIN", "BURN", "CUT", "DENY"]
+    docs = [json.loads(line) for line in (REPO / "suites/tasks/demo/data/triage.jsonl").read_text().splitlines()][:n]
+    rows = []
+    for i, d in enumerate(docs):
+        other = next(o for o in docs[i + 1:] + docs if o["gold"] != d["gold"] and o["occupation"] != d["occupation"])
+        rows.append({"input": f"Claim: {d['claim']}\nCategory:",
+                     "reference": f"{labels[d['gold']]}. The {d['occupation']} reported the injury.",
+                     "base_response": f"{labels[other['gold']]}. The {other['occupation']} reported the injury.",
+                     "candidate_response": f"{labels[d['gold']]}. The {d['occupation']} reported the injury."})
+    return pd.DataFrame(rows)

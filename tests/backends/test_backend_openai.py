@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, logprobs_within, stored_records
+from conftest import REPO, free_port, logprobs_within, stored_records
 from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
 
 KEY = "sk-harness-test-9f2c41d7"  # the server's API key: must appear in no file and no log line
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server:
@@ -39,7 +32,7 @@ class _Server:
     loopback port (`start` again after a kill: the same server back at its address)."""
 
     def __init__(self, demo_world, log: Path):
-        self.port, self.log, self.proc = _port(), log, None
+        self.port, self.log, self.proc = free_port(), log, None
         self.url = f"http://127.0.0.1:{self.port}/v1"
         modules = [f"{n}={p}" for n, p in demo_world.candidates.items()]
         self.cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(demo_world.base),
