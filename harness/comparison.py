@@ -63,8 +63,11 @@ class ComparisonResult(PersistedRecord):
                                         "suite from the store's index, oldest first, then this one.")
     curves: list[CurveRecord] = Field(default_factory=list, description="Training curves of the candidates "
                                       "(from their trainer manifests) and data-size sweeps (config `sweeps`).")
-    judge_validation: JudgeValidation | None = Field(None, description="The judge on its labelled validation "
-                                                     "pairs (judge.validation).")
+    judge_validation: JudgeValidation | None = Field(None, description="The judge that judged, on its labelled "
+                                                     "validation pairs (judge.validation).")
+    judge_validations: list[JudgeValidation] = Field(
+        default_factory=list, description="Every judge on the validation pairs: the config's judge and its "
+        "fallbacks, in the order they are tried (the one that judged: `chosen`).")
     versus_prompting: list[CandidateResult] = Field(
         default_factory=list, description="Would prompting alone have done it? Each fine-tune paired with the "
         "prompting arm of the base that gains most on the target role (its `reference`).")

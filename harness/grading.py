@@ -115,6 +115,23 @@ def validation_jobs(spec: HarnessSpec, store: Store) -> list[Job]:
     return [Job(key, entry, "validation", VALIDATION_TASK, judge_scorer(spec, entry, frames_of))]
 
 
+def judge_spec(spec: HarnessSpec, judge: JudgeSpec) -> HarnessSpec:
+    """The comparison with `judge` as its judge (one of spec.judge.judges())."""
+    return spec.model_copy(update={"judge": judge})
+
+
+def choose_judge(spec: HarnessSpec, store: Store) -> tuple[HarnessSpec, list[JudgeValidation]]:
+    """The comparison with the judge that judges it, and every judge's stored validation: the first of
+    spec.judge.judges() (the judge, then its fallbacks) whose validation passes judges; where none
+    does, the config's own judge, whose failed validation then keeps every judged gate from passing."""
+    judges = spec.judge.judges()
+    found = [judge_validation(judge_spec(spec, j), store) for j in judges]
+    k = next((i for i, v in enumerate(found) if v is not None and v.passed), 0)
+    validations = [v.model_copy(update={"judge": j.name, "chosen": i == k})
+                   for i, (j, v) in enumerate(zip(judges, found, strict=True)) if v is not None]
+    return judge_spec(spec, judges[k]), validations
+
+
 def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
     """The judge's diagnostics on its stored validation verdicts (None without judge.validation)."""
     key = validation_key(spec, store)
@@ -133,7 +150,7 @@ def judge_validation(spec: HarnessSpec, store: Store) -> JudgeValidation | None:
                              seed=st.seed),
         position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
         first_position_rate=first_position_rate(df, judge.labels),
-        min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s)
+        min_kappa=judge.min_validation_kappa, judge_s=store.read_manifest(key).wall_s, judge=judge.name)
 
 
 POINTS = (1.0, 0.5, 0.0)  # correct, partly correct, incorrect

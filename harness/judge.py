@@ -441,8 +441,8 @@ def judged_result(task: str, df: pd.DataFrame, spec: HarnessSpec, clusters: np.n
     kappa = kappa_interval([item[d] for d in human], list(human.values()), confidence=st.confidence,
                            resamples=st.resamples, seed=st.seed) if human else None
     return JudgedResult(
-        task=task, n=int(scores.size), win_rate=stats.delta.map(lambda x: x + 0.5), p_value=stats.p_value,
-        mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
+        task=task, n=int(scores.size), judge=judge.name, win_rate=stats.delta.map(lambda x: x + 0.5),
+        p_value=stats.p_value, mde=stats.mde, wins=int((scores > 0.5).sum()), ties=int((scores == 0.5).sum()),
         losses=int((scores < 0.5).sum()), calibrated=judge.calibrate,
         position_consistency=float((wide[ORDERS[0]] == wide[ORDERS[1]]).mean()),
         raw_position_consistency=float((raw[ORDERS[0]] == raw[ORDERS[1]]).mean()),

@@ -50,8 +50,11 @@ def resolve_dtypes(spec: HarnessSpec) -> tuple[HarnessSpec, dict[str, str]]:
     base = resolved(spec.base, "base")
     bases = [resolved(b, b.name) for b in spec.bases]
     judge = spec.judge
-    if judge is not None and judge.model is not None:
-        judge = judge.model_copy(update={"model": resolved(judge.model, "judge")})
+    if judge is not None:  # the judge's model, and each fallback's
+        judge = judge.model_copy(update={
+            "model": judge.model and resolved(judge.model, "judge"),
+            "fallbacks": [f.model_copy(update={"model": f.model and resolved(f.model, f"judge fallback {i + 1}")})
+                          for i, f in enumerate(judge.fallbacks)]})
     if not notes:
         return spec, notes
     return spec.model_copy(update={"base": base, "bases": bases, "judge": judge}), notes
@@ -83,7 +86,8 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
                    if t not in {x.task for x in suite.tasks}]
         if unknown:
             raise ConfigError(unknown)
-        read_rubric(spec.judge)
+        for judge in spec.judge.judges():
+            read_rubric(judge)
         if spec.judge.grade_rubric is not None:
             from harness.grading import read_grade_rubric
 
@@ -140,11 +144,13 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     for who, chosen in loaded.dtype_notes.items():
         log(f"plan: {who} scored in {chosen}")
 
-    if spec.judge is not None:  # the judge's labels are checked before any model loads
+    if spec.judge is not None:  # the judges' labels are checked before any model loads
+        from harness.grading import judge_spec
         from harness.judge import check_human_labels, check_labels, judge_entry
 
-        if spec.judge.model is not None:  # a served judge's labels are read from its reply's tokens
-            check_labels(spec.judge, judge_entry(spec, store).model_dir, store)
+        for judge in spec.judge.judges():
+            if judge.model is not None:  # a served judge's labels are read from its reply's tokens
+                check_labels(judge, judge_entry(judge_spec(spec, judge), store).model_dir, store)
         check_human_labels(spec.judge, plan)
         if spec.judge.validation is not None:  # every labelled pair's line checked before any model loads
             from harness.grading import read_validation
@@ -153,13 +159,23 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     t = time.perf_counter()
     executed = execute_plan(plan, spec, store, log=log)
     timings["execute"] = time.perf_counter() - t
+    judged = spec  # the comparison with the judge that judges it (judge.fallbacks: chosen by validation)
     if spec.judge is not None:
-        from harness.grading import grade_jobs, plan_grades, validation_jobs
+        from harness.grading import choose_judge, grade_jobs, judge_spec, plan_grades, validation_jobs
         from harness.judge import plan_judgments, run_judge
 
         t = time.perf_counter()
-        run_judge(plan_judgments(plan, spec, store), spec, store, log=log,
-                  also=validation_jobs(spec, store) + grade_jobs(plan_grades(plan, spec, store), spec, store))
+        judges = spec.judge.judges()
+        if len(judges) > 1:  # each judge measured first; the first that passes judges
+            for judge in judges:
+                run_judge([], judge_spec(spec, judge), store, log=log,
+                          also=validation_jobs(judge_spec(spec, judge), store))
+            judged, validations = choose_judge(spec, store)
+            log("judge: validation kappa " + ", ".join(f"{v.judge} {v.kappa.estimate:.2f}" for v in validations)
+                + f" (minimum {spec.judge.min_validation_kappa:.2f}): {judged.judge.name} judges"
+                + ("" if any(v.passed for v in validations) else ", though none passes"))
+        run_judge(plan_judgments(plan, judged, store), judged, store, log=log,
+                  also=validation_jobs(judged, store) + grade_jobs(plan_grades(plan, judged, store), judged, store))
         timings["judge"] = time.perf_counter() - t
     timings["model_load"] = executed.load_s
     timings["score"] = executed.score_s
@@ -167,7 +183,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     t = time.perf_counter()
     result = compare_runs(plan, spec, suite, store)
     verdicts = evaluate_gates(result, spec.gates)
-    roi = roi_of_runs(plan, spec, suite, store, result.results) if spec.roi is not None else None
+    roi = roi_of_runs(plan, judged, suite, store, result.results) if spec.roi is not None else None
     timings["compare"] = time.perf_counter() - t
     environment = {**result.environment, "dtype": {**result.environment.get("dtype", {}), **loaded.dtype_notes}} \
         if loaded.dtype_notes else result.environment

@@ -270,6 +270,7 @@ class JudgedResult(Record):
 
     task: str
     n: int
+    judge: str = Field("", description="The judge that gave the verdicts (judge.fallbacks: the one chosen).")
     win_rate: Estimate = Field(description="Mean item score (ties as half) with its paired interval.")
     p_value: float = Field(description="Test of a win rate of 0.5 (no preference).")
     mde: float = Field(description="The smallest departure from 0.5 this sample sees with power 0.8.")
@@ -331,6 +332,14 @@ class JudgeValidation(Record):
                                        "answer shown first; 0.5 is no position bias.")
     min_kappa: float = Field(description="The config's judge.min_validation_kappa.")
     judge_s: float = 0.0
+    judge: str = Field("", description="Which judge (judge.fallbacks: each is measured).")
+    chosen: bool = Field(True, description="Whether this judge judged the comparison: the first of the judges "
+                         "to pass its validation, or the config's judge where none did.")
+
+    @property
+    def passed(self) -> bool:
+        """Whether its kappa reaches the minimum: its verdicts may pass a gate."""
+        return self.kappa.estimate >= self.min_kappa
 
 
 class CandidateResult(Record):

@@ -17,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -332,22 +333,34 @@ def demo_store(demo_world, shared_tmp) -> Path:
     return store
 
 
-@pytest.fixture(scope="session")
-def demo_config(demo_world, demo_store, smollm2, tmp_path_factory):
-    """The repository's demo config with its store and report in temporary folders (the store seeded
-    with the runs the build scored along training), its judge the converted SmolLM2."""
-    tmp = tmp_path_factory.mktemp("demo")
+def demo_config_file(demo_world, store: Path, smollm2: Path, folder: Path, trained_judge: bool = False) -> Path:
+    """The repository's demo config as folder/demo.yaml, its store `store`, its report in folder/report,
+    its judge the converted SmolLM2; the trained judge (a fallback of SmolLM2's, built by `make report`:
+    `harness demo --world judge`) kept where `trained_judge`."""
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
     text = text.replace("path: ../.harness/models/smollm2-135m-instruct", f"path: {smollm2}")
     text = text.replace("rubric: note-rubric.jinja", f"rubric: {REPO / 'configs' / 'note-rubric.jinja'}")
     assert f"path: {smollm2}" in text
-    text = text.replace("store: ../.harness", f"store: {demo_store}")
-    text = text.replace("report_dir: ../reports/demo", f"report_dir: {tmp / 'report'}")
-    assert f"store: {demo_store}" in text and f"report_dir: {tmp / 'report'}" in text
-    path = tmp / "demo.yaml"
+    text = text.replace("store: ../.harness", f"store: {store}")
+    text = text.replace("report_dir: ../reports/demo", f"report_dir: {folder / 'report'}")
+    assert f"store: {store}" in text and f"report_dir: {folder / 'report'}" in text
+    if not trained_judge:
+        raw = yaml.safe_load(text)
+        assert raw["judge"].pop("fallbacks")
+        text = yaml.safe_dump(raw, sort_keys=False)
+    path = folder / "demo.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_config(demo_world, demo_store, smollm2, tmp_path_factory):
+    """The repository's demo config with its store and report in temporary folders (the store seeded
+    with the runs the build scored along training), its judge the converted SmolLM2 alone: the trained
+    judge beside it is built by `make report` (minutes of training), not by `make test`
+    (tests/demo/test_demo_judge.py trains it, with --run-slow)."""
+    return demo_config_file(demo_world, demo_store, smollm2, tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="session")

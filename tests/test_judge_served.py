@@ -140,8 +140,9 @@ class _FakeJudge:
     """A loopback chat server standing in for a hosted judge: it prefers the answer with more words of
     the reference, answers 429 to every 4th request once, and reads the Bearer key."""
 
-    def __init__(self, logprobs: bool = True):
-        self.calls, self.keys, self.logprobs = 0, set(), logprobs
+    def __init__(self, logprobs: bool = True, model: str = "fake-judge", blind: bool = False):
+        """`blind`: it answers A whatever it is shown (a judge that cannot see)."""
+        self.calls, self.answered, self.keys, self.logprobs = 0, 0, set(), logprobs
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -155,7 +156,7 @@ class _FakeJudge:
 
             def do_GET(self):  # noqa: N802
                 outer.keys.add(self.headers.get("Authorization"))
-                self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model",
+                self._send(200, {"object": "list", "data": [{"id": model, "object": "model",
                                                              "owned_by": "test", "created": time.time()}]})
 
             def do_POST(self):  # noqa: N802
@@ -174,12 +175,13 @@ class _FakeJudge:
                     lps = {"C": -3.0, "P": -3.0, "I": -3.0, pick: -0.1}
                 else:
                     a, b = (len(ref & set(lines.get(k, "").split())) for k in ("Answer A", "Answer B"))
-                    pick = "A" if a > b else "B" if b > a else "C"
+                    pick = "A" if blind or a > b else "B" if b > a else "C"
                     lps = {"A": -3.0, "B": -3.0, "C": -3.0, pick: -0.1}
                 choice = {"index": 0, "message": {"role": "assistant", "content": pick}, "finish_reason": "length"}
                 if outer.logprobs:
                     choice["logprobs"] = {"content": [{"token": pick, "logprob": lps[pick], "top_logprobs": [
                         {"token": t, "logprob": v} for t, v in lps.items()]}]}
+                outer.answered += 1
                 self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice],
                                  "usage": {"prompt_tokens": len(text.split()), "completion_tokens": 1}})
 
@@ -332,6 +334,69 @@ def test_a_judge_is_measured_on_its_validation_pairs_and_one_that_fails_them_can
             run_comparison(load(config(broken)), log=lambda m: None)
     finally:
         server.close()
+
+
+def test_of_several_judges_the_first_that_passes_its_validation_judges(tiny_world, tiny_config, tmp_path, capsys):
+    """judge.fallbacks: every judge measured on the same validation pairs, and the first whose kappa reaches
+    the minimum judges; the others' verdicts on the comparison's pairs are never asked for. Where none
+    passes, the config's own judge judges and a wins gate fails, saying why."""
+    from harness.cli import _print_summary
+    from harness.pipeline import load, run_comparison
+    from harness.report.render import render_html
+
+    blind, seeing = _FakeJudge(model="blind-judge", blind=True), _FakeJudge()
+    try:
+        def config(*fallbacks: _FakeJudge) -> Path:
+            path = _with_judge(tiny_config(), {
+                "endpoint": {"base_url": blind.url, "model": "blind-judge"}, "limit": 4,
+                "validation": str(_labelled(tmp_path / "good.jsonl")),
+                "fallbacks": [{"endpoint": {"base_url": f.url, "model": "blind-judge" if f is blind else "fake-judge"}}
+                              for f in fallbacks]})
+            data = yaml.safe_load(path.read_text())
+            path.write_text(yaml.safe_dump({**data, "gates": [{"rule": "wins", "task": "demo_triage_note"}]}))
+            return path
+
+        lines: list[str] = []
+        result = run_comparison(load(config(seeing)), log=lines.append)
+        first, second = result.judge_validations
+        assert (first.judge, first.chosen, first.passed) == ("blind-judge", False, False)
+        assert (second.judge, second.chosen, second.passed) == ("fake-judge", True, True)
+        assert first.first_position_rate == 1.0 and second.kappa.estimate == 1.0
+        assert result.judge_validation == second
+        assert blind.answered == 2 * 12  # its validation pairs in both orders, and nothing else
+        judged = [j for cr in result.results for j in cr.judged]
+        # it judged the pairings too (candidates that answered alike share one judgment)
+        assert judged and 2 * 12 < seeing.answered <= 2 * 12 + sum(j.judge_requests for j in judged)
+        assert all(j.judge == "fake-judge" for j in judged)
+        assert any("blind-judge 0.00, fake-judge 1.00 (minimum 0.60): fake-judge judges" in line for line in lines)
+        assert all(g.status != "fail" or "min_validation_kappa" not in g.message for g in result.gates)
+        html = render_html(result)
+        assert "The judges on their validation pairs" in html and "<code>blind-judge</code>" in html
+        assert "no: below 0.60" in html
+        capsys.readouterr()
+        _print_summary(result)  # what `harness compare` prints
+        printed = capsys.readouterr().out
+        assert "blind-judge (did not judge) on 12 validation pairs" in printed
+        assert "fake-judge (judged) on 12 validation pairs: kappa 1.00" in printed
+
+        calls = (blind.answered, seeing.answered)  # stored: a second comparison asks nobody
+        run_comparison(load(config(seeing)), log=lambda m: None)
+        assert (blind.answered, seeing.answered) == calls
+
+        nobody = run_comparison(load(config(blind)), log=lines.append)  # the blind judge twice: none passes
+        assert [v.chosen for v in nobody.judge_validations] == [True, False]
+        assert any("though none passes" in line for line in lines)
+        assert nobody.gates and all(g.status == "fail" and "judge.min_validation_kappa" in g.message
+                                    for g in nobody.gates)
+        with pytest.raises(Exception, match="judge.fallbacks: the judge that judges is chosen by its validation"):
+            data = yaml.safe_load(config(seeing).read_text())
+            del data["judge"]["validation"]
+            path = tmp_path / "no-validation.yaml"
+            path.write_text(yaml.safe_dump(data))
+            load(path)
+    finally:
+        blind.close()
+        seeing.close()
 
 
 GRADE_RUBRIC = """Reference: {{ reference }}

@@ -28,6 +28,7 @@ from harness.config.harness_yaml import (
     GateSpec,
     HarnessSpec,
     JudgeEndpointSpec,
+    JudgeFallbackSpec,
     JudgeSpec,
     RoiSpec,
     StatsSpec,
@@ -47,7 +48,8 @@ from harness.config.train import TrainSpec
 
 __all__ = [
     "ROLES", "ROLE_FACTS", "BaseSpec", "CandidateSpec", "DataSpec", "EndpointSpec", "EvalSpec", "GateRule",
-    "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeSpec", "ModelSpec", "PromptFormatFields", "PromptingSpec",
+    "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeFallbackSpec", "JudgeSpec", "ModelSpec",
+    "PromptFormatFields", "PromptingSpec",
     "RoiSpec", "Role", "RoleFacts", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
     "TrainSpec", "VLLMOptions", "load_config", "load_suite", "parse_spec", "read_yaml", "resolve_ref", "role_rank",
 ]

@@ -160,6 +160,26 @@ class RoiSpec(Spec):
             else self.minutes_saved_per_correct
 
 
+class JudgeFallbackSpec(Spec):
+    """Another judge for the same work (judge.fallbacks): measured on the same validation pairs, it judges
+    the comparison when the judges before it fail their validation. What it does not give it takes
+    from the judge it stands in for."""
+
+    model: ModelSpec | None = Field(None, description="A model the harness loads (as judge.model).")
+    adapter: str | None = Field(None, description="A LoRA adapter on `model` (as judge.adapter).")
+    endpoint: JudgeEndpointSpec | None = Field(None, description="Or a judge behind a chat API (as judge.endpoint).")
+    rubric: str | None = Field(None, description="Its own rubric (default: the judge's).")
+    labels: list[str] | None = Field(None, description="Its own labels (default: the judge's).")
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgeFallbackSpec:
+        if (self.model is None) == (self.endpoint is None):
+            raise ValueError("give the fallback judge as `model` or as `endpoint`, one of the two")
+        if self.adapter is not None and self.model is None:
+            raise ValueError("adapter: a LoRA adapter goes on a judge the harness loads (`model`)")
+        return self
+
+
 class JudgeSpec(Spec):
     """A pairwise judge of generated text: a model shown the task's input, the reference and two
     answers, asked which is better. Every pair is judged in both orders; the verdict is read from the
@@ -203,6 +223,11 @@ class JudgeSpec(Spec):
     grade_labels: list[str] = Field(["C", "P", "I"], min_length=3, max_length=3, description="What the judge "
                                     "answers for a correct, a partly correct and an incorrect answer; one token "
                                     "each.")
+    fallbacks: list[JudgeFallbackSpec] = Field(
+        default_factory=list, description="Other judges, each measured on the same validation pairs beside this "
+        "one: the first judge in order (this one, then these) whose validation kappa reaches "
+        "min_validation_kappa judges the comparison; where none does, this one judges and no judged gate "
+        "passes. Each takes the keys it does not give (rubric, labels, tasks, ...) from this judge.")
 
     @field_validator("labels", "grade_labels")
     @classmethod
@@ -220,12 +245,24 @@ class JudgeSpec(Spec):
         if self.adapter is not None and self.model is None:
             raise ValueError("judge.adapter: a LoRA adapter goes on a judge the harness loads (`model`), not on "
                              "a served one")
+        if self.fallbacks and self.validation is None:
+            raise ValueError("judge.fallbacks: the judge that judges is chosen by its validation; give "
+                             "judge.validation (labelled pairs) too")
         return self
 
     @property
     def name(self) -> str:
-        """The judge in the log: its folder's name or its id on the server."""
-        return self.endpoint.model if self.endpoint is not None else Path(self.model.path).name
+        """The judge in the log: its folder's name (and its adapter's) or its id on the server."""
+        if self.endpoint is not None:
+            return self.endpoint.model
+        return Path(self.model.path).name + (f" + {Path(self.adapter).name}" if self.adapter is not None else "")
+
+    def judges(self) -> list[JudgeSpec]:
+        """This judge and each of its fallbacks as a judge of its own, in the order they are tried."""
+        alone = self.model_copy(update={"fallbacks": []})
+        return [alone, *(alone.model_copy(update={
+            "model": f.model, "adapter": f.adapter, "endpoint": f.endpoint, "rubric": f.rubric or self.rubric,
+            "labels": f.labels or self.labels}) for f in self.fallbacks)]
 
 
 class HarnessSpec(Spec):
@@ -284,7 +321,9 @@ class HarnessSpec(Spec):
                 f"bases[{i}] ({b.name}).served" for i, b in enumerate(self.bases) if b.served is None] + [
                 f"{key}.served" for _, c, key in self.all_candidates() if c.served is None] + [
                 "judge.model.served"] * (self.judge is not None and self.judge.model is not None
-                                         and self.judge.model.served is None)
+                                         and self.judge.model.served is None) + [
+                f"judge.fallbacks[{i}].model.served" for i, f in enumerate(self.judge.fallbacks if self.judge else [])
+                if f.model is not None and f.model.served is None]
             if unnamed:
                 raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
                                  "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
@@ -308,12 +347,14 @@ class HarnessSpec(Spec):
 
 def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     """Load and validate a config file; paths in the result are absolute. With `candidates=False`
-    the file's candidates, prompting arms and sweeps are left out (training fills in its own
-    adapters: those named in the file need not exist yet)."""
+    the file's candidates, prompting arms, sweeps and the judge's fallbacks are left out (training fills
+    in its own adapters, a trained judge's among them: those named in the file need not exist yet)."""
     path = Path(path)
     raw = read_yaml(path)
     if not candidates and isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting", "bases")}
+        if isinstance(raw.get("judge"), dict):
+            raw["judge"] = {k: v for k, v in raw["judge"].items() if k != "fallbacks"}
     spec = parse_spec(HarnessSpec, raw, str(path))
     here = path.resolve().parent
     problems = []
@@ -356,24 +397,33 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     bases = [a_model(b, f"bases[{j}]").model_copy(update={
         "candidates": [candidate(c, f"bases[{j}].candidates[{i}]") for i, c in enumerate(b.candidates)]})
         for j, b in enumerate(spec.bases)]
+    def rubric_file(ref: str, key: str) -> str:
+        rubric = (here / Path(ref).expanduser()).resolve()
+        if not rubric.is_file():
+            problems.append(f"{path}: {key}: rubric file {rubric} does not exist")
+        return str(rubric)
+
+    def judge_model(j, key: str) -> dict:
+        """A judge's (or a fallback's) model, adapter and rubric with their paths resolved."""
+        return {"model": j.model and j.model.model_copy(update={
+                    "path": local(j.model.path, f"{key}.model.path", "model folder"),
+                    "chat_template": template(j.model, f"{key}.model")}),
+                "adapter": j.adapter and local(j.adapter, f"{key}.adapter", "adapter folder"),
+                "rubric": j.rubric and rubric_file(j.rubric, f"{key}.rubric")}
+
     judge = spec.judge
     if judge is not None:
-        rubric = (here / Path(judge.rubric).expanduser()).resolve()
-        if not rubric.is_file():
-            problems.append(f"{path}: judge.rubric: rubric file {rubric} does not exist")
         labels = None
         if judge.human_labels is not None:
             labels = str((here / Path(judge.human_labels).expanduser()).resolve())
             if not Path(labels).is_file():
                 problems.append(f"{path}: judge.human_labels: file {labels} does not exist")
-        model = judge.model and judge.model.model_copy(update={
-            "path": local(judge.model.path, "judge.model.path", "model folder"),
-            "chat_template": template(judge.model, "judge.model")})
-        adapter = judge.adapter and local(judge.adapter, "judge.adapter", "adapter folder")
         validation = judge.validation and local(judge.validation, "judge.validation", "labelled pairs file")
         grading = judge.grade_rubric and local(judge.grade_rubric, "judge.grade_rubric", "grading rubric")
-        judge = judge.model_copy(update={"rubric": str(rubric), "human_labels": labels, "model": model,
-                                         "adapter": adapter, "validation": validation, "grade_rubric": grading})
+        fallbacks = [f.model_copy(update=judge_model(f, f"judge.fallbacks[{i}]"))
+                     for i, f in enumerate(judge.fallbacks)]
+        judge = judge.model_copy(update={**judge_model(judge, "judge"), "human_labels": labels,
+                                         "validation": validation, "grade_rubric": grading, "fallbacks": fallbacks})
     prompting = [p.model_copy(update={"chat_template": template(p, f"prompting[{i}]")})
                  if "chat_template" in p.model_fields_set else p for i, p in enumerate(spec.prompting)]
     suite = local(spec.suite, "suite", "suite file")

@@ -37,6 +37,10 @@ class TrainSpec(Spec):
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on LoRA's input.")
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
                                       description="Modules that get LoRA weights.")
+    layers: list[int] | None = Field(None, description="Only these decoder layers (0 = the first) get LoRA "
+                                     "weights (peft's layers_to_transform); gradients then stop at the lowest "
+                                     "of them, so upper layers alone train in about half a full pass's "
+                                     "time. Default: every layer.")
     max_length: int = Field(256, ge=8, description="Longest example in tokens; longer is an error.")
     seed: int = Field(0, description="Seed of the adapter's initialisation, the batches and dropout.")
     chat_template: str | None = Field(None, description="Jinja chat template file for chat records, where "

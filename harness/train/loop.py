@@ -107,6 +107,33 @@ def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.opti
     return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
 
 
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether the model computes logits at chosen positions only (transformers' `logits_to_keep`)."""
+    import inspect
+
+    inner = getattr(model, "module", model)  # under DDP
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # under peft
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def micro_loss(model: torch.nn.Module, micro: dict[str, torch.Tensor], loss_tokens: int) -> torch.Tensor:
+    """A micro-batch's summed token loss over `loss_tokens` (the global batch's). Where the loss covers
+    some positions only (a completion after its prompt, a chat's assistant turns), the logits are
+    computed at those positions alone: the output layer over the vocabulary is a large share of a
+    small model's work (a fifth of SmolLM2-135M's), and a judge learns one label after a long prompt.
+    The same loss, summed in another order; a batch whose loss covers (nearly) every position, as
+    pretraining's does, goes through the model's own loss as it is."""
+    labels = micro["labels"]
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+    if keep.numel() >= targets.shape[1] or not _keeps_logits(model):
+        return model(**micro, num_items_in_batch=loss_tokens).loss
+    out = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"], logits_to_keep=keep)
+    logits = out.logits.float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum") / loss_tokens
+
+
 def run_loop(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -139,7 +166,7 @@ def run_loop(
             last = i == len(batch.micro) - 1
             sync = nullcontext() if last or accelerator is None else accelerator.no_sync(model)
             with sync:
-                loss = model(**micro, num_items_in_batch=batch.loss_tokens).loss * world
+                loss = micro_loss(model, micro, batch.loss_tokens) * world
                 if accelerator is not None:
                     accelerator.backward(loss)
                 else:

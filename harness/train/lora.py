@@ -148,7 +148,8 @@ def train_lora(spec: TrainSpec, log: Callable[[str], None] | None = None, resume
         #    process seeds the same, so every process starts from the same adapter
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, use_safetensors=True)
         lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                          target_modules=list(spec.target_modules), task_type="CAUSAL_LM")
+                          target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
+                          layers_to_transform=spec.layers)
         model = get_peft_model(model, lora)
         settings = LoopSettings(steps=spec.steps, lr=spec.lr, warmup_steps=spec.warmup_steps,
                                 weight_decay=spec.weight_decay)

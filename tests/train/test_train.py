@@ -217,3 +217,57 @@ def test_the_manifest_records_the_prompt_format_and_compare_warns_of_a_mismatch(
     run_comparison(load(config), log=logs.append)
     assert any("chat: evaluated with system prompt 'Be brief.' but trained with 'Triage insurance claims.'" in line
                for line in logs), logs
+
+
+def test_the_loss_on_completions_alone_is_the_models_own_from_their_logits_only(tiny_world):
+    """Where the loss covers some positions only, the trainer computes the logits there alone
+    (loop.micro_loss): the model's own loss and gradients, up to the order of float32 sums."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from conftest import logprob_tolerance
+    from harness.train.loop import micro_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.base, dtype=torch.float32)
+    ids = torch.randint(5, 500, (3, 24))
+    mask = torch.ones_like(ids)
+    mask[2, 18:] = 0  # a shorter row, padded
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 20:], labels[1, 15:18], labels[2, 16:18] = ids[0, 20:], ids[1, 15:18], ids[2, 16:18]
+    micro = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    n = int((labels[:, 1:] != IGNORE).sum())
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    own, own_grads = loss_and_grads(lambda: model(**micro, num_items_in_batch=n).loss)
+    ours, our_grads = loss_and_grads(lambda: micro_loss(model, micro, n))
+    assert abs(ours - own) <= logprob_tolerance(tiny_world.base, own * n, context=24, tokens=n) / n
+    # a gradient element carries a relative rounding error of at most g (conftest.adam_tolerance: the
+    # chain behind each token's log-probability and the sum over the batch's tokens), on both sides
+    g = logprob_tolerance(tiny_world.base, 1.0, context=24, tokens=n)
+    for a, b in zip(own_grads, our_grads, strict=True):  # each a sum over the same terms, regrouped
+        assert float((a - b).abs().max()) <= 2 * g * float(a.abs().max())
+    full = labels.clone()
+    full[:, 1:] = ids[:, 1:]  # every position: the model's own loss, as it is
+    assert micro_loss(model, {**micro, "labels": full}, 3 * 23).item() == \
+        model(**{**micro, "labels": full}, num_items_in_batch=3 * 23).loss.item()
+
+
+def test_lora_on_chosen_layers_only(tiny_world, tmp_path):
+    """--layers: LoRA weights on those decoder layers alone; the others stay the base's."""
+    from safetensors import safe_open
+
+    out = tmp_path / "upper"
+    run = CliRunner().invoke(main, ["train", "--base", str(tiny_world.base), "--data",
+                                    str(tiny_world.root / "data" / "domain_train.jsonl"), "--out", str(out),
+                                    "--steps", "2", "--batch-size", "4", "--layers", "1"])
+    assert run.exit_code == 0, run.output
+    with safe_open(out / "adapter_model.safetensors", "pt") as f:
+        layers = {int(re.search(r"layers\.(\d+)\.", k).group(1)) for k in f.keys()}
+    assert layers == {1}
+    assert json.loads((out / "adapter_config.json").read_text())["layers_to_transform"] == [1]
