@@ -282,6 +282,9 @@ def _demo_yaml(root: Path) -> Path:
     text = config.read_text().replace("../.harness/demo/", f"{root}/").replace("../suites/", f"{REPO}/suites/")
     text = text.replace("store: ../.harness", f"store: {root.parent}")
     text = text.replace("report_dir: ../", f"report_dir: {REPO}/")
+    text = text.replace("../.harness/models/", f"{REPO}/.harness/models/")
+    for name in ("note-rubric.jinja", "judge-chat.jinja"):
+        text = text.replace(f": {name}", f": {REPO / 'configs' / name}")
     copy = root.parent / "demo-config.yaml"
     root.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(text)
@@ -341,6 +344,7 @@ def demo_config_file(demo_world, store: Path, smollm2: Path, folder: Path, train
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
     text = text.replace("path: ../.harness/models/smollm2-135m-instruct", f"path: {smollm2}")
     text = text.replace("rubric: note-rubric.jinja", f"rubric: {REPO / 'configs' / 'note-rubric.jinja'}")
+    text = text.replace("chat_template: judge-chat.jinja", f"chat_template: {REPO / 'configs' / 'judge-chat.jinja'}")
     assert f"path: {smollm2}" in text
     text = text.replace("store: ../.harness", f"store: {store}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {folder / 'report'}")
