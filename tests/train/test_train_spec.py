@@ -86,7 +86,7 @@ INPUTS = {"base": "base", "data": "a" * 64, "replay": None}
 OTHER = {"out": "elsewhere", "checkpoint_every": 5, "eval_every": 5, "eval_config": "h.yaml", "grad_accum": 4,
          "strategy": "fsdp", "replay_ratio": 0.1, "steps": 7, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2,
          "weight_decay": 0.1, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": ["q_proj"],
-         "max_length": 64, "seed": 1, "chat_template": "t.jinja", "precision": "no",
+         "layers": [1], "max_length": 64, "seed": 1, "chat_template": "t.jinja", "precision": "no",
          "base": "other", "data": "other.jsonl", "replay": "r.jsonl"}
 
 
