@@ -71,6 +71,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/harness demo
 
+# The demo's judge of its notes is trained here, not in `make test` (2 min on 2 cores held to AVX2;
+# README, "Generated text"): configs/demo.yaml lists it as a fallback of SmolLM2's.
 report: demo
 	$(BIN)/harness demo --world judge
 	$(BIN)/harness compare --config configs/demo.yaml
