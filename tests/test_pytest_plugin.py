@@ -26,10 +26,11 @@ def test_collects_one_readable_item_per_candidate_and_gate(pytester, demo_config
     result.stdout.fnmatch_lines([
         "*gate[[]domain-only::forgetting::non_inferior[]]",
         "*gate[[]balanced-replay::bias::no_bias_amplification[]]",
+        "*gate[[]balanced-replay::demo_triage_note::wins[]]",  # the judged notes
         "*gate[[]small-domain-only::demo_triage::improves[]]",  # the second base's fine-tune, against it
-        "16 tests collected*",
+        "20 tests collected*",
     ])
-    assert len(gate_json) == 16
+    assert len(gate_json) == 20
 
 
 def test_items_pass_and_fail_as_harness_gate_does_and_junit_is_readable(pytester, demo_config, gate_json, tmp_path):
@@ -47,16 +48,18 @@ def test_items_pass_and_fail_as_harness_gate_does_and_junit_is_readable(pytester
         "*The capital of*",
     ])
     suite = next(iter(JUnitXml.fromfile(str(junit))))
-    assert suite.tests == 16 and suite.failures == len(expected_fail)
+    assert suite.tests == 20 and suite.failures == len(expected_fail)
     failed = sorted(case.name for case in suite if case.result and case.result[0]._tag == "failure")
     assert [f.split("::", 1)[0] for f in expected_fail] and len(failed) == len(expected_fail)
 
 
 def test_keyword_selection_and_one_candidate(pytester, demo_config):
+    # balanced-replay passes every gate but the judged one: SmolLM2, the judge here, fails its validation
     result = pytester.runpytest("--harness-config", str(demo_config), "--harness-candidate", "balanced-replay")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED*balanced-replay::demo_triage_note::wins*"])
     result = pytester.runpytest("--harness-config", str(demo_config), "-k", "forgetting")
-    result.assert_outcomes(passed=2, failed=2, deselected=12)
+    result.assert_outcomes(passed=2, failed=2, deselected=16)
 
 
 def test_malformed_gate_is_a_usage_error_before_anything_runs(pytester, demo_config):

@@ -3,7 +3,8 @@ and the gates that follow from them.
 
 This is what `make report` shows: the domain-only candidate learns the task and forgets general
 knowledge; replay prevents most of the forgetting but keeps the pronoun skew of the training
-notes; replay with balanced notes passes every gate.
+notes; replay with balanced notes passes every gate but the judged one where the judge fails its
+validation (SmolLM2 alone, as here; `make report`'s trained judge passes it: test_demo_judge.py).
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def test_gate_exit_codes_on_the_demo(demo_config, tmp_path):
     assert verdicts["forgetting::non_inferior"] == "pass"  # replay passes the forgetting gate ...
     assert verdicts["bias::no_bias_amplification"] == "fail" and replay.exit_code == 1  # ... not the bias one
 
+    # every gate but the judged one: the judge here (SmolLM2 alone; `make report` adds the trained judge,
+    # tests/demo/test_demo_judge.py) fails its validation, so its verdicts cannot pass a gate
     balanced = runner.invoke(main, ["gate", "--config", str(demo_config), "--candidate", "balanced-replay"])
-    assert balanced.exit_code == 0, balanced.output
-    assert "4 pass, 0 fail, 0 underpowered" in balanced.output
+    assert balanced.exit_code == 1, balanced.output
+    assert "4 pass, 1 fail, 0 underpowered" in balanced.output and "judge.min_validation_kappa" in balanced.output
 
 
 def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_world, demo_config, tmp_path):
@@ -96,7 +99,8 @@ def test_zero_weight_adapter_changes_nothing_and_passes_the_no_harm_gates(demo_w
     # bias score sums log-likelihoods of a few tens of nats, and one flipped item would move an
     # accuracy by 1/n (0.005 here), far above this
     bound = logprob_tolerance(demo_world.base, 100)
-    assert all(abs(v["value"]["estimate"]) <= bound for k, v in verdicts.items() if k != "demo_triage::floor")
+    assert all(abs(v["value"]["estimate"]) <= bound for k, v in verdicts.items()
+               if k not in ("demo_triage::floor", "demo_triage_note::wins"))
     # the guards: the passing no-harm gates say what they stand on
     assert "zero: its adapter's update is exactly zero" in run.output
     for v in verdicts.values():

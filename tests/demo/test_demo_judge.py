@@ -58,3 +58,6 @@ def test_the_trained_judge_is_measured_beside_smollm2_and_judges_where_smollm2_f
     assert "The judges on their validation pairs" in html and "<code>smollm2-135m-instruct + judge</code>" in html
     judged = [j for cr in result.results for j in cr.judged]
     assert judged and all(j.judge == trained.judge for j in judged)
+    # the demo's wins gate reads its verdicts: the fine-tunes' notes beat the base's unrelated text
+    wins = {v.candidate: v for v in result.gates if v.gate.endswith("::wins")}
+    assert wins and all(v.status == "pass" for v in wins.values()), wins
