@@ -433,7 +433,8 @@ def _print_summary(result) -> None:
             if j.read_from_text or j.unread:
                 click.echo(f"compare: {cr.candidate:>14}  judged {j.task}: {j.read_from_text} of {2 * j.n} verdicts "
                            f"read from the reply's text (no log-probabilities), {j.unread} naming no label (ties)")
-    for v in result.judge_validations or [result.judge_validation] * (result.judge_validation is not None):
+    # every judge measured (judge.fallbacks); a comparison stored before them has the one judge's alone
+    for v in result.judge_validations or [v for v in [result.judge_validation] if v is not None]:
         below = f"; below the minimum {v.min_kappa:.2f}: its verdicts cannot pass a gate" if not v.passed else ""
         who = f"{v.judge} ({'judged' if v.chosen else 'did not judge'})" if len(result.judge_validations) > 1 \
             else "the judge"

@@ -347,14 +347,12 @@ class HarnessSpec(Spec):
 
 def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     """Load and validate a config file; paths in the result are absolute. With `candidates=False`
-    the file's candidates, prompting arms, sweeps and the judge's fallbacks are left out (training fills
-    in its own adapters, a trained judge's among them: those named in the file need not exist yet)."""
+    the file's candidates, prompting arms and sweeps are left out, and the judge's fallbacks' adapters
+    need not exist yet (training fills in its own adapters, a trained judge's among them)."""
     path = Path(path)
     raw = read_yaml(path)
     if not candidates and isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k not in ("candidates", "sweeps", "prompting", "bases")}
-        if isinstance(raw.get("judge"), dict):
-            raw["judge"] = {k: v for k, v in raw["judge"].items() if k != "fallbacks"}
     spec = parse_spec(HarnessSpec, raw, str(path))
     here = path.resolve().parent
     problems = []
@@ -403,13 +401,15 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             problems.append(f"{path}: {key}: rubric file {rubric} does not exist")
         return str(rubric)
 
-    def judge_model(j, key: str) -> dict:
-        """A judge's (or a fallback's) model, adapter and rubric with their paths resolved."""
+    def judge_model(j, key: str, trained: bool = False) -> dict:
+        """A judge's (or a fallback's) model, adapter and rubric with their paths resolved; `trained`: its
+        adapter may be one training is yet to write."""
+        adapter = j.adapter and (resolve_ref(j.adapter, here) if trained else
+                                 local(j.adapter, f"{key}.adapter", "adapter folder"))
         return {"model": j.model and j.model.model_copy(update={
                     "path": local(j.model.path, f"{key}.model.path", "model folder"),
                     "chat_template": template(j.model, f"{key}.model")}),
-                "adapter": j.adapter and local(j.adapter, f"{key}.adapter", "adapter folder"),
-                "rubric": j.rubric and rubric_file(j.rubric, f"{key}.rubric")}
+                "adapter": adapter, "rubric": j.rubric and rubric_file(j.rubric, f"{key}.rubric")}
 
     judge = spec.judge
     if judge is not None:
@@ -420,7 +420,7 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
                 problems.append(f"{path}: judge.human_labels: file {labels} does not exist")
         validation = judge.validation and local(judge.validation, "judge.validation", "labelled pairs file")
         grading = judge.grade_rubric and local(judge.grade_rubric, "judge.grade_rubric", "grading rubric")
-        fallbacks = [f.model_copy(update=judge_model(f, f"judge.fallbacks[{i}]"))
+        fallbacks = [f.model_copy(update=judge_model(f, f"judge.fallbacks[{i}]", trained=not candidates))
                      for i, f in enumerate(judge.fallbacks)]
         judge = judge.model_copy(update={**judge_model(judge, "judge"), "human_labels": labels,
                                          "validation": validation, "grade_rubric": grading, "fallbacks": fallbacks})

@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from harness.config import TrainSpec
+from harness.config import JudgeSpec, TrainSpec
 from harness.demo import world
 from harness.demo.build import JUDGE_VALIDATION_PAIRS, _adapter_key, _build_lock, _key, _source_hash, _Stamps
 from harness.demo.smollm2 import smollm2_folder
@@ -63,7 +63,6 @@ class JudgeTrainSpec:
     max_length: int = 192
     precision: str = "auto"  # bf16 where the machine computes it faster, float32 elsewhere
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # other TrainSpec settings
 
 
 def judge_records(pairs: list[dict], rubric, labels: list[str]) -> list[dict]:
@@ -81,28 +80,17 @@ def judge_records(pairs: list[dict], rubric, labels: list[str]) -> list[dict]:
     return out
 
 
-def asked_in(eval_config: Path, adapter: Path) -> Path | None:
+def asked_in(judge: JudgeSpec, adapter: Path) -> Path | None:
     """The chat template file the config asks the judge with `adapter` in (the judge fallback that names
-    it: its model's chat_template), so that it is trained in the same; None: the tokenizer's own."""
-    from harness.config import read_yaml, resolve_ref
-
-    here = eval_config.resolve().parent
-    judge = read_yaml(eval_config).get("judge") or {}
-    for f in judge.get("fallbacks") or []:
-        if isinstance(f, dict) and f.get("adapter") and Path(resolve_ref(str(f["adapter"]), here)).resolve() == \
-                adapter.resolve():
-            template = (f.get("model") or {}).get("chat_template")
-            if template in (None, "auto"):
-                return None
-            if template == "none":
-                raise HarnessError(f"{eval_config}: judge.fallbacks: chat_template none asks the trained judge in "
-                                   "plain text, but it learns chat turns; give `auto` or a template file")
-            path = Path(resolve_ref(str(template), here))
-            if not path.is_file():
-                raise HarnessError(f"{eval_config}: judge.fallbacks: chat_template {path} does not exist; the "
-                                   "trained judge learns in the template it is asked in")
-            return path
-    return None
+    it: its model's chat_template, resolved and checked by load_config), so that it is trained in the
+    same; None: the tokenizer's own."""
+    fallback = next((f for f in judge.fallbacks if f.adapter and Path(f.adapter).resolve() == adapter.resolve()),
+                    None)
+    template = fallback.model.chat_template if fallback is not None and fallback.model is not None else "auto"
+    if template == "none":
+        raise HarnessError("judge.fallbacks: chat_template none asks the trained judge in plain text, but it "
+                           "learns chat turns; give `auto` or a template file")
+    return None if template == "auto" else Path(template)
 
 
 def build_judge(root: Path, models: Path, eval_config: Path, spec: JudgeTrainSpec = JudgeTrainSpec(),
@@ -120,14 +108,12 @@ def _build(root: Path, models: Path, eval_config: Path, spec: JudgeTrainSpec, lo
     if judge is None:
         raise HarnessError(f"{eval_config}: no judge to train one for; the demo's judge is trained to ask "
                            "judge.rubric's question and answer in judge.labels")
-    claims = len(world.generate_world(spec.world).domain_train) - JUDGE_VALIDATION_PAIRS
+    t = time.perf_counter()
+    w = world.generate_world(spec.world)
+    claims = len(w.domain_train) - JUDGE_VALIDATION_PAIRS
     if spec.pairs > claims:
         raise HarnessError(f"JudgeTrainSpec.pairs {spec.pairs}: the training claims before the judge's "
                            f"validation pairs are {claims}; ask for at most that many")
-    base = smollm2_folder(models, log=log)
-    base_key = (base / GGUF_STAMP).read_text(encoding="utf-8")
-    t = time.perf_counter()
-    w = world.generate_world(spec.world)
     pairs = world.judge_pairs(w, 0, spec.pairs, f"{spec.world.seed}:judge-train")
     path = root / "data" / "judge_train.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,14 +123,16 @@ def _build(root: Path, models: Path, eval_config: Path, spec: JudgeTrainSpec, lo
     log(f"demo: {2 * len(pairs)} judge training records ({len(pairs)} pairs, both orders) in "
         f"{time.perf_counter() - t:.1f} s")
 
+    base = smollm2_folder(models, log=log)
+    base_key = (base / GGUF_STAMP).read_text(encoding="utf-8")
     out = root / "judge"
     precision = lora.resolve_precision(spec.precision, "cuda" if torch.cuda.is_available() else "cpu")[0]
-    template = asked_in(eval_config, out)
+    template = asked_in(judge, out)
     train = TrainSpec(base=str(base), data=str(path), out=str(out), steps=spec.steps, batch_size=spec.batch_size,
                       lr=spec.lr, warmup_steps=spec.warmup_steps, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha,
                       target_modules=list(spec.target_modules),
                       layers=list(spec.layers) if spec.layers is not None else None, max_length=spec.max_length,
-                      precision=precision, seed=spec.seed, chat_template=template and str(template), **spec.extra)
+                      precision=precision, seed=spec.seed, chat_template=template and str(template))
     stamps = _Stamps(root)
     # keyed by the template's name and content, not where this clone keeps it
     key = _key(_adapter_key(train.model_copy(update={"chat_template": template and template.name}), base_key),

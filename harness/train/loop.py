@@ -11,6 +11,7 @@ global batch, so the gradient is the global batch's mean whatever the split: 1 p
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -109,11 +110,17 @@ def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.opti
 
 def _keeps_logits(model: torch.nn.Module) -> bool:
     """Whether the model computes logits at chosen positions only (transformers' `logits_to_keep`)."""
-    import inspect
-
     inner = getattr(model, "module", model)  # under DDP
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # under peft
-    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    return _forward_keeps_logits(type(inner))
+
+
+@functools.cache
+def _forward_keeps_logits(cls: type) -> bool:
+    """The signature asked once per model class, not once per micro-batch."""
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def micro_loss(model: torch.nn.Module, micro: dict[str, torch.Tensor], loss_tokens: int) -> torch.Tensor:
