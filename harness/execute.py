@@ -113,15 +113,15 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
         from harness.backends.chat_judge import ChatJudge
 
         return ChatJudge(spec.judge.endpoint)  # a judge behind a chat API, whatever scores the models
-    if spec.eval.backend == "openai":
+    if first.served is not None:
         from harness.backends.openai import OpenAIBackend
 
-        names = {label: b.served for label, b, _ in spec.all_bases()} | {
-            c.name: c.served for _, c, _ in spec.all_candidates()} | {
-            "judge": spec.judge.model.served if spec.judge is not None and spec.judge.model else None}
-        served = {m.variant: names[m.of or m.label] for m in models}
-        return OpenAIBackend(spec.eval.endpoint, first.model_dir, served, max_length=spec.eval.max_length,
-                             trust_remote_code=first.trust_remote_code)
+        specs = {label: b for label, b, _ in spec.all_bases()} | {c.name: c for _, c, _ in spec.all_candidates()}
+        default = spec.roi.token_prices if spec.roi is not None else None
+        priced = frozenset(m.variant for m in models if (specs[m.of or m.label].token_prices or default) is not None)
+        return OpenAIBackend(spec.eval.endpoint, {m.variant: m.served for m in models},
+                             max_length=spec.eval.max_length, trust_remote_code=first.trust_remote_code,
+                             priced=priced)
     if spec.eval.backend == "vllm":
         from harness.backends.vllm import VLLMBackend
 
@@ -144,6 +144,8 @@ class Scored:
     peak_memory_mb: float | None = None
     aggregations: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)  # `fed` to the model, `requested` by full sequences
+    usage: dict[str, int] = field(default_factory=dict)  # a served model's answers' tokens (`input`, `output`)
+    scoring: str = ""  # how it was scored, in words
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
     start = time.perf_counter()
     # the model's memory is this process's only on the hf backend (vLLM's engine and a server run elsewhere)
     with (PeakMemory(spec.eval.device, measure=backend.name == "hf") as peak,
-          backend.activate(run.model.variant, prompt, run.model.label) as lm,
+          backend.activate(run.model.variant, prompt, run.model.label, run.scoring) as lm,
           patches.select_docs(task.task, task.indices),
           patches.shared_requests(task.task, FEWSHOT_SEED, prompt.identity())):
         with warnings.catch_warnings():
@@ -188,9 +190,10 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
             # --apply_chat_template, --system_instruction and --fewshot_as_multiturn)
             out = evaluate(lm, {"tasks": {task.task.task_name: task.task}, "groups": {}, "group_map": {}},
                            log_samples=True, bootstrap_iters=0, system_instruction=prompt.system_prompt,
-                           apply_chat_template=prompt.template is not None,
+                           apply_chat_template=prompt.chat,
                            fewshot_as_multiturn=prompt.fewshot_as_multiturn)
         tokens = lm_tokens(lm)
+        usage = dict(getattr(lm, "harness_usage", None) or {})
     wall_s = time.perf_counter() - start
     samples = out["samples"][task.task.task_name]
     if task.indices is not None:  # positions in the subset -> the documents' own indices
@@ -205,7 +208,27 @@ def _score(backend: Backend, run: PlannedRun, spec: HarnessSpec) -> Scored:
     n_requests = sum(len(s["arguments"]) for s in samples if s["filter"] == samples[0]["filter"])
     aggregations = {m: aggregation_ref(fn) for m, fn in task.task.aggregation().items()
                     if METRIC_JSON_PREFIX + m in records.columns}
-    return Scored(records, n_requests, wall_s, peak.mb, aggregations, tokens)
+    how = scoring_words(task.task.OUTPUT_TYPE, run.scoring, backend.name, run.model)
+    return Scored(records, n_requests, wall_s, peak.mb, aggregations, tokens, usage, how)
+
+
+def scoring_words(kind: str, scoring: str, backend: str, model: ModelEntry) -> str:
+    """How a run was scored, in words (the report's methods)."""
+    served = model.served
+    if served is None:
+        where = f" ({backend})"
+    elif served.api == "chat":
+        where = " (chat completions: the server's template)"
+    else:
+        where = " (completions)"
+    if kind == "generate_until":
+        return "generated text" + where
+    if scoring == "letters":
+        read = " read from its alternatives" if served is not None else ""
+        return (f"letter choice: each choice's log-probability as the first answer token{read}{where}; a "
+                "different measurement from full log-likelihood")
+    what = "log-likelihood of each choice" if kind == "multiple_choice" else "log-likelihood"
+    return what + (" (completions: the prompt's log-probabilities echoed)" if served is not None else where)
 
 
 def run_job(run: PlannedRun, spec: HarnessSpec) -> Job:
@@ -275,7 +298,9 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
                     n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
                     versions=package_versions(), device=device_name(spec.eval.device),
                     aggregations=done.aggregations, peak_memory_mb=done.peak_memory_mb,
-                    tokens_fed=done.tokens.get("fed"), tokens_requested=done.tokens.get("requested"))
+                    tokens_fed=done.tokens.get("fed"), tokens_requested=done.tokens.get("requested"),
+                    scoring=done.scoring, input_tokens=done.usage.get("input") if done.usage else None,
+                    output_tokens=done.usage.get("output") if done.usage else None)
                 store.write(job.key, done.records, manifest)
                 scored.append(f"{job.label}/{job.task}")
                 fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \

@@ -107,6 +107,17 @@ def _served_description(endpoint: JudgeEndpointSpec) -> str:
         client.close()
 
 
+@functools.lru_cache(maxsize=8)
+def _probed(endpoint, served: str, folder: Path, trust_remote_code: bool):
+    """A judge served by name on backend openai, probed once per process."""
+    from transformers import AutoTokenizer
+
+    from harness.backends.openai import probe_server
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    return probe_server(endpoint, served, tokenizer, api="completions", tokenizer_ref=folder)
+
+
 def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
     """The judge as a model of its own group (its folder), keyed by weights and prompt format; a served
     judge by its id and what its server says of it (its rendering of the chat is the server's)."""
@@ -123,10 +134,14 @@ def judge_entry(spec: HarnessSpec, store: Store) -> ModelEntry:
     if adapter is not None:  # a LoRA judge: served as its base's variant "judge", keyed by the adapter's files
         fp = adapter_fingerprint(fp, adapter, hasher=store.file_hash)
     prompt = resolve_prompt_format(judge.model, [folder], "judge")
+    served = None
+    if spec.eval.backend == "openai":  # the judge's folder served by name as the models are (backend openai)
+        served = _probed(spec.eval.endpoint, judge.model.served, folder, judge.model.trust_remote_code)
+        fp = hashlib.sha256(f"{fp}:served:{judge.model.served}:{served.identity}".encode()).hexdigest()
     return ModelEntry("judge", model_fingerprint_with(fp, prompt), group=f"judge:{folder}",
                       variant=BASE if adapter is None else "judge", model_dir=folder, adapter_dir=adapter,
                       trust_remote_code=judge.model.trust_remote_code, allow_pickle=judge.model.allow_pickle,
-                      prompt=prompt, weights_fp=fp, dtype=judge.model.dtype)
+                      prompt=prompt, weights_fp=fp, dtype=judge.model.dtype, served=served)
 
 
 LABEL_CHECK_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json",

@@ -7,17 +7,22 @@ configs and documents.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import HarnessSpec, PromptFormatFields, SuiteSpec
 from harness.errors import HarnessError
-from harness.records import BASE
+from harness.records import BASE, SERVER_TEMPLATE
 from harness.sources.checkpoints import adapter_update_is_zero, check_adapter, check_model_folder, tokenizers_differ
 from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, resolve_model_dir
 from harness.sources.prompts import PromptFormat, format_mismatch, model_fingerprint_with, resolve_prompt_format
 from harness.sources.tasks import DeferredTask, LoadedTask, Remember, load_fewshot_task, load_tasks
 from harness.store import RunKey, Store
+
+if TYPE_CHECKING:
+    from harness.backends.openai import ServedModel
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class ModelEntry:
     base: str = BASE  # the base it is a fine-tune or prompting of (a base: its own label)
     dtype: str = ""  # its base's dtype (what its group loads in)
     is_base: bool = False  # one of the comparison's bases (base, or one of `bases`)
+    served: ServedModel | None = None  # behind eval.endpoint: its name, API, what the server offers
+    hosted: bool = False  # served with no local weights (its fingerprint is the server's word and its answers)
 
     @property
     def prompting(self) -> bool:
@@ -66,6 +73,7 @@ class PlannedRun:
     task: LoadedTask
     key: RunKey
     cached: bool
+    scoring: str = ""  # "": as lm-eval asks (log-likelihood, generation); "letters": read from the first token
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
     for label, bspec, key in spec.all_bases():
         models += _plan_base(label, bspec, key, [(c, k) for b, c, k in spec.all_candidates() if b == label],
                              backend, store, several=bool(spec.bases))
-    if spec.eval.backend == "openai":
+    if spec.eval.backend == "openai" or any(m.hosted for m in models):
         models = _served(spec, models)
     # prompting arms: the weights of the model they prompt, their own prompt format (the keys an arm
     # does not set are that model's), keyed by weights and format as any model is
@@ -147,7 +155,12 @@ def _plan_base(label: str, bspec, key: str, candidates: list, backend: str, stor
            f"(`{key}` is {base_dir})" if several else
            "the adapter was trained for a different base model; point `base.path` at that model")
     for c, where in candidates:
-        if c.adapter is not None:
+        if c.hosted:  # no weights here: keyed once the server is probed (_served)
+            tokenizer = [Path(c.tokenizer)] if c.tokenizer is not None and Path(c.tokenizer).is_dir() else []
+            models.append(ModelEntry(c.name, "", group=f"endpoint:{label}", variant=c.name,
+                                     model_dir=Path(c.tokenizer or c.served), prompt=resolve_prompt_format(
+                                         c, tokenizer, where), base=label, dtype=dtype, hosted=True))
+        elif c.adapter is not None:
             adapter_dir = Path(c.adapter)
             fp = adapter_fingerprint(base_fp, adapter_dir, hasher=store.file_hash)
             check_adapter(adapter_dir, base_dir, base_shapes, where=where, fix=fix)
@@ -194,9 +207,14 @@ def plan_runs(spec: HarnessSpec, suite: SuiteSpec, store: Store) -> Plan:
 def _plan_tasks(spec: HarnessSpec, suite: SuiteSpec, store: Store, models: list[ModelEntry],
                 remember: Remember | None) -> Plan:
     tasks = load_tasks(suite, spec.suite, limit=spec.eval.limit, cache=store.root / "datasets", remember=remember)
+    scoring = assign_scoring(models, tasks)
+
     def planned(m: ModelEntry, t: LoadedTask) -> PlannedRun:
-        key = RunKey(model_fp=m.fingerprint, task=t.name, task_hash=t.task_hash)
-        return PlannedRun(model=m, task=t, key=key, cached=store.has(key))
+        how = scoring.get(t.leaf, "")
+        # letter-choice runs are another measurement than log-likelihood: keyed apart, never paired with it
+        fp = m.fingerprint if not how else hashlib.sha256(f"{m.fingerprint}:scoring:{how}".encode()).hexdigest()
+        key = RunKey(model_fp=fp, task=t.name, task_hash=t.task_hash)
+        return PlannedRun(model=m, task=t, key=key, cached=store.has(key), scoring=how)
 
     runs = [planned(m, t) for m in models if not m.prompting for t in tasks]
     for i, arm in enumerate(spec.prompting):  # an arm prompted as the suite is shares its tasks
@@ -214,28 +232,103 @@ def _plan_tasks(spec: HarnessSpec, suite: SuiteSpec, store: Store, models: list[
 
 
 def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
-    """Served models keyed by their weights and by what the server says of them (its model entry
-    and a probe's log-probabilities, harness.backends.openai.probe): a model redeployed with other
-    weights under the same name is scored anew. Probing also refuses a server that cannot score."""
-    import hashlib
+    """Served models (every model on backend openai; hosted candidates on any) probed for what the server
+    offers and which API scores them, and keyed by their weights (where local) and by what the server
+    says of them and answers to fixed probes (harness.backends.openai.probe_server): a model redeployed
+    with other weights under the same name is scored anew. A model scored through chat completions is
+    prompted in the server's own template (its runs keyed apart from prompts rendered here)."""
+    from harness.backends.openai import probe_server
 
-    from transformers import AutoTokenizer
-
-    from harness.backends.openai import probe
-
-    names = {label: b.served for label, b, _ in spec.all_bases()} | {c.name: c.served
-                                                                  for _, c, _ in spec.all_candidates()}
-    tokenizers: dict[Path, object] = {}
+    specs = {label: b for label, b, _ in spec.all_bases()} | {c.name: c for _, c, _ in spec.all_candidates()}
+    tokenizers: dict[str, object] = {}
     out = []
     for m in models:
-        if m.model_dir not in tokenizers:
-            tokenizers[m.model_dir] = AutoTokenizer.from_pretrained(str(m.model_dir),
-                                                                    trust_remote_code=m.trust_remote_code)
-        name = names[m.label]
-        identity = probe(spec.eval.endpoint, name, tokenizers[m.model_dir])
-        weights = hashlib.sha256(f"{m.weights_fp}:served:{name}:{identity}".encode()).hexdigest()
-        out.append(dataclasses.replace(m, weights_fp=weights, fingerprint=model_fingerprint_with(weights, m.prompt)))
+        s = specs[m.label]
+        if spec.eval.backend != "openai" and not m.hosted:
+            out.append(m)
+            continue
+        ref = None if m.hosted and s.tokenizer is None else str(m.model_dir)
+        if ref is not None and ref not in tokenizers:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizers[ref] = AutoTokenizer.from_pretrained(ref, trust_remote_code=m.trust_remote_code)
+            except (OSError, ValueError) as e:
+                raise HarnessError(f"{m.label}: its tokenizer {ref} cannot be loaded ({str(e)[:200]}); give a folder "
+                                   "or hub id of the served model's tokenizer") from None
+        served = probe_server(spec.eval.endpoint, s.served, tokenizers.get(ref), api=s.api,
+                              plain=s.chat_template == "none", tokenizer_ref=None if ref is None else Path(ref))
+        prompt = m.prompt
+        if served.api == "chat":
+            prompt = PromptFormat(source=SERVER_TEMPLATE, system_prompt=prompt.system_prompt,
+                                  fewshot_as_multiturn=prompt.fewshot_as_multiturn, server=True)
+        prices = s.token_prices or (spec.roi.token_prices if spec.roi is not None else None)
+        if prices is not None and not served.capabilities.usage:
+            raise HarnessError(f"{m.label}: token_prices cost it by the tokens its answers count, but the server at "
+                               f"{spec.eval.endpoint.base_url} answers '{s.served}' without `usage`; drop its "
+                               "token_prices to cost it by the hour, or serve it where answers count their tokens")
+        weights = hashlib.sha256(f"{m.weights_fp}:served:{s.served}:{served.identity}".encode()).hexdigest()
+        out.append(dataclasses.replace(m, weights_fp=weights, fingerprint=model_fingerprint_with(weights, prompt),
+                                       prompt=prompt, served=served,
+                                       group=f"endpoint:{spec.eval.endpoint.base_url}" if m.hosted else m.group))
     return out
+
+
+def lettered(task: LoadedTask) -> bool:
+    """A multiple-choice task whose choices are single letters or digits (A-D, 1-4): one token in any
+    tokenizer, so each choice's log-probability is the first answer token's."""
+    t = task.task
+    if t.OUTPUT_TYPE != "multiple_choice" or t.multiple_input:
+        return False
+    docs = list(t.eval_docs)
+    picked = [docs[i] for i in task.indices] if task.indices is not None else docs
+    return bool(picked) and all(
+        len(c.strip()) == 1 and c.strip().isalnum() for d in picked for c in map(str, t.doc_to_choice(d)))
+
+
+def assign_scoring(models: list[ModelEntry], tasks: list[LoadedTask]) -> dict[str, str]:
+    """How every model of the comparison scores each task, where some served model cannot score
+    log-likelihoods (no prompt log-probabilities, chat only, no tokenizer): a generation task as lm-eval
+    asks; a multiple-choice task with lettered choices by the letter-choice reading ("letters", for
+    every model, so that pairs compare one measurement); any other task is refused, by name, with what
+    it would need, before anything is scored. {} when every model scores log-likelihoods."""
+    limited = [m for m in models if m.served is not None and not (
+        m.served.api == "completions" and m.served.capabilities.prompt_logprobs and m.served.tokenizer is not None)]
+    if not limited:
+        return {}
+    out, refused = {}, []
+    for t in tasks:
+        kind = t.task.OUTPUT_TYPE
+        if kind == "generate_until":
+            continue
+        letters = lettered(t)
+        cannot = [m for m in limited if not (letters and m.served.letters)]
+        if not cannot:
+            out[t.leaf] = "letters"
+            continue
+        refused.append(f"{t.name} ({kind}): " + "; ".join(dict.fromkeys(_cannot(m, letters) for m in cannot)))
+    if refused:
+        raise HarnessError("tasks a served model cannot be scored on (leave them out of the suite, or serve the "
+                           "model so that it can):\n  " + "\n  ".join(refused))
+    return out
+
+
+def _cannot(m: ModelEntry, letters: bool) -> str:
+    """Why `m` cannot score a log-likelihood task, and what would let it."""
+    s = m.served
+    c = s.capabilities
+    if c.prompt_logprobs and s.tokenizer is None:
+        why = (f"{m.label} has no tokenizer here, and log-likelihood over the prompt's tokens needs the served "
+               "model's: give its `tokenizer:`")
+    elif c.prompt_logprobs:
+        why = (f"{m.label} is scored through chat completions, which return no log-probabilities of the prompt: "
+               "set `api: completions` for it")
+    else:
+        why = (f"the server returns no log-probabilities of the prompt's tokens for {m.label} (it offers "
+               f"{c.describe()}); it needs a server that echoes them (completions with echo, as vLLM's)")
+    if letters:
+        return why + ", or the first answer token's alternatives (logprobs) for the letter-choice reading"
+    return why + ", or the task in a lettered form (choices A, B, C, ... read from the first answer token)"
 
 
 def roi_task(spec: HarnessSpec, suite: SuiteSpec) -> str | None:

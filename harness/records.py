@@ -42,6 +42,9 @@ class Estimate(Record):
         return Estimate(estimate=f(self.estimate), low=f(self.low), high=f(self.high))
 
 
+SERVER_TEMPLATE = "server"  # a prompt format's source where a chat API's server applies its own template
+
+
 class PromptFormatRecord(Record):
     """How prompts were written, as a file keeps it (the template by source and hash, never its
     text): in comparison.json, how a model was evaluated (`PromptFormat.record`); in a trainer
@@ -59,14 +62,16 @@ class PromptFormatRecord(Record):
 
     @property
     def chat(self) -> bool:
-        """Prompts rendered with a chat template."""
-        return self.template_sha256 is not None
+        """Prompts rendered with a chat template (here, or by the server)."""
+        return self.template_sha256 is not None or self.template_source == SERVER_TEMPLATE
 
     @classmethod
     def of(cls, source: str, template_sha256: str | None, system_prompts: list[str | None],
            fewshot_as_multiturn: bool = False) -> PromptFormatRecord:
         """The record, its one-line description written from its fields."""
-        if template_sha256 is None:
+        if source == SERVER_TEMPLATE:
+            text = "chat messages, rendered by the server's own template (/v1/chat/completions)"
+        elif template_sha256 is None:
             text = "plain text" + (" (auto: the tokenizer has no chat template)" if source.startswith("auto") else "")
         else:
             where = "the tokenizer's" if source == "tokenizer" else Path(source).name
@@ -89,11 +94,17 @@ class PromptFormat:
     source: str = "none"  # "none", "tokenizer" (found by auto), "auto: none in the tokenizer", or a file
     system_prompt: str | None = None
     fewshot_as_multiturn: bool = False
+    server: bool = False  # chat messages sent to a server's chat API, rendered there with its own template
 
     @property
     def plain(self) -> bool:
         """Prompts exactly as a harness without prompt formats wrote them (run keys unchanged)."""
-        return self.template is None and self.system_prompt is None
+        return self.template is None and self.system_prompt is None and not self.server
+
+    @property
+    def chat(self) -> bool:
+        """Prompts as chat messages (a template here, or the server's)."""
+        return self.template is not None or self.server
 
     @property
     def template_sha256(self) -> str | None:
@@ -101,8 +112,9 @@ class PromptFormat:
 
     def identity(self) -> str:
         """What the prompts depend on: the template's text, the system prompt, the few-shot layout."""
+        # the server's template joins the identity only where it is used: keys of other formats unchanged
         return hashlib.sha256(json.dumps([self.template, self.system_prompt, self.fewshot_as_multiturn]
-                                         ).encode()).hexdigest()
+                                         + ["server"] * self.server).encode()).hexdigest()
 
     def describe(self) -> str:
         """One line for logs and the report."""
@@ -132,6 +144,10 @@ class ModelRecord(Record):
                                   "words (e.g. 'base, 3-shot'); None for a model itself.")
     base: str = Field(BASE, description="The base it is (a base: its own label), a fine-tune of, or prompts.")
     is_base: bool = Field(False, description="One of the comparison's bases.")
+    scoring: dict[str, str] = Field(default_factory=dict, description="Task -> how its runs were scored, in "
+                                    "words (log-likelihood, letter choice, generated text; on which backend or API).")
+    served: str | None = Field(None, description="A served model: its name on the server, the API that scored it "
+                               "and what the server offers for it; None for a model loaded here.")
 
 
 class RunInfo(Record):
@@ -144,6 +160,9 @@ class RunInfo(Record):
     wall_s: float
     device: str
     created_at: str
+    scoring: str = Field("", description="How it was scored, in words.")
+    input_tokens: int | None = Field(None, description="A served model: prompt tokens its answers counted.")
+    output_tokens: int | None = Field(None, description="A served model: generated tokens its answers counted.")
 
 
 class CategoryResult(Record):
@@ -422,7 +441,14 @@ class AlternativeRecord(Record):
     serving_hourly_price: float | None = Field(None, description="Price of an hour of its serving machine (its "
                                                "base's serving_hourly_price; None: the ROI's).")
     cost_per_1000: float = Field(0.0, description="Serving cost of 1,000 items: seconds per item x 1,000 at "
-                                 "the serving price.")
+                                 "the serving price, or, priced per token, 1,000 x token_cost_per_item.")
+    input_tokens_per_item: float | None = Field(None, description="A served model: prompt tokens per item of the "
+                                                "ROI task, as its answers' `usage` counted them.")
+    output_tokens_per_item: float | None = Field(None, description="A served model: generated tokens per item.")
+    token_cost_per_item: float | None = Field(None, description="A model priced per token (token_prices): what "
+                                              "an item costs at those prices; None: costed by the hour.")
+    eval_token_cost: float | None = Field(None, description="Priced per token: what its whole suite's tokens cost "
+                                          "(its evaluation cost instead of its seconds).")
     parameters: int | None = Field(None, description="Parameters of the weights it runs (base + adapter), "
                                    "from the safetensors headers.")
     trainable_parameters: int | None = Field(None, description="Candidates: parameters its fine-tuning changed "

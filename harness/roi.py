@@ -16,6 +16,9 @@ person-hour at R and a serving-hour at P (seconds per item measured during evalu
   payback = training cost / net (months; never when net <= 0).
   evaluation cost (per comparison) = (suite scoring seconds + judge seconds) / 3600 x P, or, for a
   judge served at a price per token, suite scoring seconds / 3600 x P + the judge's tokens x its price.
+  A served model priced per token (token_prices: input and output per million) costs its tokens instead
+  of its seconds: serving cost per item = (input tokens x input price + output tokens x output price) per
+  item of the ROI task, counted from its answers' `usage`; its evaluation cost likewise over the suite.
 
 Every range takes the low and high end of the quality interval; costs are measured points.
 
@@ -75,12 +78,11 @@ def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | 
     if baseline is None:  # a person does every item
         def hours(q: float) -> float:
             return v * (q * s - (1 - q) * lost) / 60
-        serving = v * cand.seconds_per_item / 3600 * _price(spec, cand)
+        serving = v * _per_item(spec, cand)
     else:
         def hours(q: float) -> float:
             return v * q * (s + lost) / 60
-        serving = v * (cand.seconds_per_item * _price(spec, cand)
-                       - baseline.seconds_per_item * _price(spec, baseline)) / 3600
+        serving = v * (_per_item(spec, cand) - _per_item(spec, baseline))
     h = quality.map(hours)
     value = h.map(lambda x: x * spec.hourly_rate)
     net = value.map(lambda x: x - serving)
@@ -92,6 +94,14 @@ def _line(spec: RoiSpec, cand: AlternativeRecord, baseline: AlternativeRecord | 
 
 def _price(spec: RoiSpec, a: AlternativeRecord) -> float:
     return spec.serving_hourly_price if a.serving_hourly_price is None else a.serving_hourly_price
+
+
+def _per_item(spec: RoiSpec, a: AlternativeRecord) -> float:
+    """What serving one item costs: its tokens at their prices (a model priced per token), else its
+    seconds at its machine's hourly price."""
+    if a.token_cost_per_item is not None:
+        return a.token_cost_per_item
+    return a.seconds_per_item / 3600 * _price(spec, a)
 
 
 def training_cost(spec: RoiSpec, a: AlternativeRecord) -> float | None:
@@ -128,7 +138,11 @@ def frontier(task: str, alternatives: list[AlternativeRecord],
 
 def _scaled(a: AlternativeRecord, field: str, factor: float) -> AlternativeRecord:
     """An alternative whose own price moves with the ROI's (a base priced on a machine of its own)."""
-    if field != "serving_hourly_price" or a.serving_hourly_price is None:
+    if field != "serving_hourly_price":
+        return a
+    if a.token_cost_per_item is not None:  # priced per token: the price of its tokens moves instead
+        return a.model_copy(update={"token_cost_per_item": a.token_cost_per_item * factor})
+    if a.serving_hourly_price is None:
         return a
     return a.model_copy(update={"serving_hourly_price": a.serving_hourly_price * factor})
 
@@ -152,7 +166,8 @@ def _evaluation_cost(spec: RoiSpec, a: AlternativeRecord) -> float:
     """Its scoring's seconds at its serving price, and the judge's: its seconds at that price, or what a
     served judge charged for its tokens."""
     judge = a.judge_s / 3600 * _price(spec, a) if a.judge_cost is None else a.judge_cost
-    return a.eval_s / 3600 * _price(spec, a) + judge
+    own = a.eval_s / 3600 * _price(spec, a) if a.eval_token_cost is None else a.eval_token_cost
+    return own + judge
 
 
 def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
@@ -165,7 +180,7 @@ def compute_roi(spec: RoiSpec, task: str, alternatives: list[AlternativeRecord],
     `paired` (as `frontier` takes it), the result carries the quality-cost frontier.
     """
     alternatives = [a.model_copy(update={"evaluation_cost": _evaluation_cost(spec, a),
-                                         "cost_per_1000": a.seconds_per_item * 1000 / 3600 * _price(spec, a)})
+                                         "cost_per_1000": 1000 * _per_item(spec, a)})
                     for a in alternatives]
     by_name = {a.name: a for a in alternatives}
     prompted = [a for a in alternatives if a.kind != "candidate"]
@@ -211,6 +226,9 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     if not runs:
         raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
     prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
+    # a served model priced per token: its own token_prices, else the ROI's
+    specs = [(label, b) for label, b, _ in spec.all_bases()] + [(c.name, c) for _, c, _ in spec.all_candidates()]
+    token_prices = {label: m.token_prices or spec.roi.token_prices for label, m in specs}
     given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
     by_label = {cr.candidate: cr for cr in results}
     # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
@@ -246,10 +264,26 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         weights, adapter = parameters(m.model_dir), parameters(m.adapter_dir)
         cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
         spent = judged.get(m.label, (0.0, 0))
+        price = token_prices.get(m.of or m.label) if m.served is not None else None
+        man = manifests[run.key]
+        counted = man.input_tokens is not None
+        per_in = man.input_tokens / values.size if counted else None
+        per_out = (man.output_tokens or 0) / values.size if counted else None
+        if price is not None and not counted:
+            raise HarnessError(f"roi: {m.label} is priced per token (token_prices), but its stored run of {task} "
+                               "counted no tokens (scored before the harness kept them, or by a server without "
+                               "`usage`); score it again (delete its run from the store) or drop its token_prices")
+
+        def cost(n_in: float, n_out: float) -> float:
+            return (n_in * price.input_per_million + n_out * price.output_per_million) / 1e6
         return AlternativeRecord(
             name=name, kind=kind, base=m.base, n=values.size,
             accuracy=score_interval(values, binary=True, confidence=spec.stats.confidence),
-            seconds_per_item=manifests[run.key].wall_s / values.size, train_s=train_s,
+            seconds_per_item=man.wall_s / values.size, train_s=train_s,
+            input_tokens_per_item=per_in, output_tokens_per_item=per_out,
+            token_cost_per_item=None if price is None else cost(per_in, per_out),
+            eval_token_cost=None if price is None else sum(
+                cost(manifests[r.key].input_tokens or 0, manifests[r.key].output_tokens or 0) for r in own),
             training_cost=given.get(m.label) if kind == "candidate" else None,
             eval_s=sum(manifests[r.key].wall_s for r in own), judge_s=spent[0], judge_tokens=spent[1],
             judge_cost=None if price_per_token is None else spent[1] * price_per_token,

@@ -148,6 +148,10 @@ class RunManifest(BaseModel):
                                    "not counted.")
     tokens_requested: int | None = Field(None, description="Log-likelihood tokens of the requests' full "
                                          "sequences: what scoring each request whole would have fed.")
+    scoring: str = Field("", description="How it was scored, in words (log-likelihood, letter choice, generated "
+                         "text; the server's API): the report's methods. Empty before it was recorded.")
+    input_tokens: int | None = Field(None, description="A served model: prompt tokens its answers counted (`usage`).")
+    output_tokens: int | None = Field(None, description="A served model: generated tokens its answers counted.")
     aggregations: dict[str, str] = Field(default_factory=dict, description="Metric -> reference to lm-eval's "
                                          "aggregation of its stored per-item tuples (sources/aggregations.py), for "
                                          "metrics that are not per-item means; compare needs no task for them.")

@@ -60,9 +60,11 @@ class Backend(Protocol):
         ...
 
     def activate(self, variant: str, prompt: PromptFormat | None = None,
-                 who: str = "") -> AbstractContextManager[LM]:
+                 who: str = "", scoring: str = "") -> AbstractContextManager[LM]:
         """A context in which the returned lm-eval LM scores as `variant`, rendering chat prompts in
-        `prompt`'s template (`who` names the model in errors)."""
+        `prompt`'s template (`who` names the model in errors). `scoring` "letters": multiple-choice
+        read from the first answer token (a served model's alternatives; on local weights that is the
+        log-likelihood of the one-token choice, as lm-eval asks it)."""
         ...
 
     def close(self) -> None:

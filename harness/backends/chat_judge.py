@@ -44,8 +44,8 @@ class LabelReading:
     prompt: str = ""  # the prompt as the judge was given it (a local judge's: with its chat markup)
 
 
-def label_logprobs(top: list[dict], labels: list[str]) -> tuple[float, float, float] | None:
-    """The three labels' log-probabilities from a reply token's alternatives (`top_logprobs` entries:
+def label_logprobs(top: list[dict], labels: list[str]) -> tuple[float, ...] | None:
+    """The labels' log-probabilities from a reply token's alternatives (`top_logprobs` entries:
     {token, logprob}); None when no alternative is a label. A token is a label when it is the label up
     to surrounding whitespace (" A" and "A" are both A: their probabilities add). A label outside the
     alternatives counts at the least likely alternative's log-probability: at most that, and the verdict
@@ -54,8 +54,7 @@ def label_logprobs(top: list[dict], labels: list[str]) -> tuple[float, float, fl
     found = [[float(t["logprob"]) for t in top if str(t.get("token", "")).strip() == label] for label in labels]
     if not any(found):
         return None
-    out = [math.log(sum(math.exp(x) for x in hits)) if hits else floor for hits in found]
-    return out[0], out[1], out[2]
+    return tuple(math.log(sum(math.exp(x) for x in hits)) if hits else floor for hits in found)
 
 
 def label_in_text(reply: str, labels: list[str]) -> int | None:
@@ -88,7 +87,7 @@ class ChatJudge:
         return [BASE]
 
     @contextmanager
-    def activate(self, variant: str, prompt=None, who: str = "") -> Iterator[ChatJudge]:
+    def activate(self, variant: str, prompt=None, who: str = "", scoring: str = "") -> Iterator[ChatJudge]:
         yield self
 
     def close(self) -> None:

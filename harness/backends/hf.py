@@ -92,7 +92,7 @@ class HFBackend:
         return [BASE, *self._adapters]
 
     @contextmanager
-    def activate(self, variant: str, prompt=None, who: str = "") -> Iterator:
+    def activate(self, variant: str, prompt=None, who: str = "", scoring: str = "") -> Iterator:
         self.lm.harness_prompt, self.lm.harness_who = prompt or PromptFormat(), who or variant
         self.lm.harness_tokens = {}
         if variant == BASE:

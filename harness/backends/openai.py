@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import EndpointSpec
@@ -49,9 +50,19 @@ def api_key(endpoint: EndpointSpec) -> str:
 RETRIED = (429, 500, 502, 503, 504)  # answers worth another try: rate limited, or the server's own trouble
 
 
-def _post(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> dict:
+def server_message(body) -> str:
+    """What a server said in a refusal: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or its text."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        said = (error.get("message") if isinstance(error, dict) else error) or body.get("detail") or body.get("message")
+        return str(said if said is not None else json.dumps(body))[:300]
+    return str(body)[:300]
+
+
+def _request(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> tuple[int, dict | str]:
     """One GET (no payload) or POST, retried with exponential backoff on 429, 5xx and no answer, as
-    lm-eval retries the scoring requests (`max_retries` tries in all)."""
+    lm-eval retries the scoring requests (`max_retries` tries in all); the status and the body (JSON,
+    or text) of the answer that settled it."""
     import time
 
     import requests
@@ -70,57 +81,198 @@ def _post(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> dic
                 raise HarnessError(f"eval.endpoint.base_url: {url}: {type(e).__name__}: no answer from the server "
                                    f"in {attempt} tries (is it running, and is the URL its /v1 root?)") from None
         else:
-            if response.ok:
-                return response.json()
             if response.status_code not in RETRIED or last:
-                raise HarnessError(f"eval.endpoint: {url} answered {response.status_code}"
-                                   f"{f' after {attempt} tries' if attempt > 1 else ''}: {response.text[:300]}")
+                try:
+                    return response.status_code, response.json()
+                except ValueError:
+                    return response.status_code, response.text
         time.sleep(min(10.0, 0.5 * 2 ** attempt))
     raise AssertionError("unreachable")
 
 
-def probe(endpoint: EndpointSpec, served: str, tokenizer) -> str:
-    """Check that the server scores prompt tokens for `served`, over the local tokenizer's tokens;
-    returns the served model's identity: what the server says of it and the probe's
-    log-probabilities (rounded), so that a redeployed model with other weights is keyed anew."""
-    models = _post(endpoint, "/models").get("data", [])
-    listed = {m.get("id"): m for m in models}
+def _post(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> dict:
+    """`_request`, an answer other than 200 an error that quotes the server."""
+    status, body = _request(endpoint, path, payload)
+    if status == 200 and isinstance(body, dict):
+        return body
+    url = endpoint.base_url.rstrip("/") + path
+    raise HarnessError(f"eval.endpoint: {url} answered {status}: {server_message(body)}")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a server offers for one model, as the probe found it."""
+
+    completions: bool  # /v1/completions answers
+    prompt_logprobs: bool  # completions echo the prompt's tokens' log-probabilities (log-likelihood scoring)
+    completion_top_logprobs: bool  # completions give the generated token's alternatives (`logprobs: N`)
+    chat: bool  # /v1/chat/completions answers
+    chat_top_logprobs: bool  # chat gives the reply token's alternatives (`top_logprobs`)
+    usage: bool  # answers count their tokens (`usage`)
+    refusals: tuple[str, ...] = ()  # what the server said where it refused a probe (404s, logprobs refused)
+
+    def describe(self) -> str:
+        """One line: what the server offers."""
+        parts = []
+        if self.completions:
+            parts.append("completions (" + ("prompt log-probabilities" if self.prompt_logprobs else
+                                           "generated tokens' log-probabilities" if self.completion_top_logprobs
+                                           else "no log-probabilities") + ")")
+        if self.chat:
+            parts.append("chat completions (" + ("top_logprobs" if self.chat_top_logprobs else
+                                                "no log-probabilities") + ")")
+        return ", ".join(parts) + ("" if self.usage else "; answers without `usage`")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model as a server serves it: its name, the API that scores it, what the server offers for it,
+    its identity (what names its weights, harness.plan keys runs by it) and its tokenizer, if any."""
+
+    name: str
+    api: str  # "completions" (the harness renders prompts) or "chat" (the server applies its template)
+    capabilities: Capabilities
+    identity: str
+    tokenizer: Path | None = None  # a local folder (or hub id) of its tokenizer; None: none known
+
+    def describe(self) -> str:
+        """One line for the report: its name, the API that scored it, what the server offers."""
+        api = "chat completions (the server's template)" if self.api == "chat" else "completions"
+        return f"'{self.name}' through {api}; the server offers {self.capabilities.describe()}"
+
+    @property
+    def letters(self) -> bool:
+        """Can read single-token choices from the first answer token's alternatives."""
+        c = self.capabilities
+        return c.chat_top_logprobs if self.api == "chat" else c.completion_top_logprobs
+
+
+PROBE_PROMPTS = ("The capital of France is", "Claim: The worker slipped on a wet floor.\nCategory:")
+PROBE_TOKENS = 8  # generated at temperature 0 from each probe prompt: a redeployed model answers otherwise
+
+
+def _choice(body) -> dict:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    return choices[0] if choices and isinstance(choices[0], dict) else {}
+
+
+def _probe_completions(endpoint: EndpointSpec, served: str, prompt, refusals: list[str]) -> tuple[dict | None, bool]:
+    """The completions probe (echo, 5 alternatives), asked again without log-probabilities where the model
+    refuses them; (the answer or None where there are no completions, whether log-probabilities were refused)."""
+    status, body = _request(endpoint, "/completions", {"model": served, "prompt": prompt, "max_tokens": 1,
+                                                       "temperature": 0, "logprobs": 5, "echo": True})
+    if status == 200:
+        return body, False
+    if status in (404, 405, 501):
+        refusals.append(f"/completions: {status} {server_message(body)}")
+        return None, False
+    if status == 400:  # a model that refuses `logprobs` or `echo`: completions may still work without them
+        refusals.append(f"/completions with logprobs: {status} {server_message(body)}")
+        status, body = _request(endpoint, "/completions", {"model": served, "prompt": prompt, "max_tokens": 1,
+                                                           "temperature": 0})
+        if status == 200:
+            return body, True
+    raise HarnessError(f"eval.endpoint: {endpoint.base_url}/completions answered {status} for '{served}': "
+                       f"{server_message(body)}")
+
+
+def _probe_chat(endpoint: EndpointSpec, served: str, refusals: list[str]) -> dict | None:
+    asked = {"model": served, "messages": [{"role": "user", "content": PROBE_PROMPTS[0]}], "max_tokens": 1,
+             "temperature": 0}
+    status, body = _request(endpoint, "/chat/completions", {**asked, "logprobs": True, "top_logprobs": 5})
+    if status == 400:
+        refusals.append(f"/chat/completions with logprobs: {status} {server_message(body)}")
+        status, body = _request(endpoint, "/chat/completions", asked)
+    if status == 200:
+        return body
+    if status in (404, 405, 501):
+        refusals.append(f"/chat/completions: {status} {server_message(body)}")
+        return None
+    raise HarnessError(f"eval.endpoint: {endpoint.base_url}/chat/completions answered {status} for '{served}': "
+                       f"{server_message(body)}")
+
+
+def probe_server(endpoint: EndpointSpec, served: str, tokenizer=None, *, api: str = "auto", plain: bool = False,
+                 tokenizer_ref: Path | None = None) -> ServedModel:
+    """What the server offers for `served` (completions with or without the prompt's log-probabilities,
+    chat completions, the answer token's alternatives, `usage`), which API scores it (`api`: auto picks
+    completions where the harness has the tokenizer, or the prompts are `plain` text, else chat), and its
+    identity: what the server says of it and its answers at temperature 0 to fixed probes (and the
+    probe's log-probabilities where the server gives them), so that a model redeployed under the same
+    name with other weights is keyed, and scored, anew. A tokenizer (loaded) lets the prompt
+    log-probabilities be checked against the local tokens."""
+    status, body = _request(endpoint, "/models")
+    if status != 200 or not isinstance(body, dict):
+        raise HarnessError(
+            f"eval.endpoint.base_url: {endpoint.base_url}/models answered {status}: {server_message(body)}; an "
+            "OpenAI-compatible server lists its models there: is base_url the server's /v1 root (e.g. "
+            "http://HOST:PORT/v1)?")
+    listed = {m.get("id"): m for m in body.get("data", []) if isinstance(m, dict)}
     if served not in listed:
         raise HarnessError(f"eval.endpoint: the server at {endpoint.base_url} serves no model '{served}' "
                            f"(it serves: {', '.join(sorted(map(str, listed))) or 'none'}); check `served:`")
-    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
-    out = _post(endpoint, "/completions", {"model": served, "prompt": ids, "max_tokens": 1, "temperature": 0,
-                                           "logprobs": 1, "echo": True})
-    logprobs = ((out.get("choices") or [{}])[0].get("logprobs") or {}).get("token_logprobs")
-    if not logprobs or all(v is None for v in logprobs[1:]):
+    refusals: list[str] = []
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"] if tokenizer is not None else None
+    completion, refused = _probe_completions(endpoint, served, ids if ids is not None else PROBE_TEXT, refusals)
+    chat = _probe_chat(endpoint, served, refusals)
+    logprobs = (_choice(completion).get("logprobs") or {}) if completion else {}
+    tokens_lp = logprobs.get("token_logprobs") or []
+    prompt_lp = not refused and len(tokens_lp) > 2 and all(v is not None for v in tokens_lp[1:])
+    top = logprobs.get("top_logprobs") or []
+    chat_lp = ((_choice(chat).get("logprobs") or {}).get("content") or [{}])[0] if chat else {}
+    caps = Capabilities(
+        completions=completion is not None, prompt_logprobs=prompt_lp,
+        completion_top_logprobs=not refused and bool(top) and isinstance(top[-1], dict) and bool(top[-1]),
+        chat=chat is not None, chat_top_logprobs=bool(chat_lp.get("top_logprobs")),
+        usage=all(isinstance(b.get("usage"), dict) for b in (completion, chat) if b),
+        refusals=tuple(refusals))
+    if not caps.completions and not caps.chat:
+        raise HarnessError(f"eval.endpoint: the server at {endpoint.base_url} answers neither /completions nor "
+                           f"/chat/completions for '{served}' ({'; '.join(refusals)}); is base_url its /v1 root?")
+    if api == "auto":
+        api = "completions" if caps.completions and (tokenizer is not None or plain or not caps.chat) else "chat"
+    if api == "completions" and not caps.completions or api == "chat" and not caps.chat:
+        said = next((r for r in refusals if r.startswith(f"/{api}")), "")
+        raise HarnessError(f"eval.endpoint: '{served}' is to be scored through /{api}, which the server at "
+                           f"{endpoint.base_url} does not answer ({said}); set `api:` to "
+                           f"{'chat' if api == 'completions' else 'completions'} for it, or leave it auto")
+    if prompt_lp and ids is not None and len(tokens_lp) != len(ids) + 1:
         raise HarnessError(
-            f"eval.endpoint: the server at {endpoint.base_url} returns no log-probabilities of the prompt's "
-            f"tokens for '{served}' (completions with echo and logprobs): it cannot score log-likelihood "
-            "tasks, which would come out at chance level. Serve the model with vLLM or another server that "
-            "echoes prompt log-probabilities, or score generation tasks only")
-    if len(logprobs) != len(ids) + 1:
-        raise HarnessError(
-            f"eval.endpoint: '{served}' scored the probe's {len(ids)} tokens as {len(logprobs) - 1}: the server "
+            f"eval.endpoint: '{served}' scored the probe's {len(ids)} tokens as {len(tokens_lp) - 1}: the server "
             "tokenises otherwise than the local tokenizer, so per-token scores would not line up; point the "
             "model's path (or tokenizer) at the served model's own tokenizer")
+    answers = _answers(endpoint, served, api)
     # what names the weights: id, root (the base's path), parent (an adapter's base), context length;
     # not `created` or `permission` (ids and times that change on every call)
     identity = {"model": {k: listed[served].get(k) for k in ("id", "root", "parent", "max_model_len", "owned_by")},
-                "probe": [None if v is None else round(float(v), 3) for v in logprobs]}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+                "api": api, "answers": answers,
+                "probe": [None if v is None else round(float(v), 3) for v in tokens_lp] if prompt_lp else None}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return ServedModel(served, api, caps, digest, tokenizer_ref)
+
+
+def _answers(endpoint: EndpointSpec, served: str, api: str) -> list[str]:
+    """The served model's answers at temperature 0 to the fixed probe prompts (through `api`)."""
+    if api == "completions":
+        out = _post(endpoint, "/completions", {"model": served, "prompt": list(PROBE_PROMPTS),
+                                               "max_tokens": PROBE_TOKENS, "temperature": 0, "seed": 0})
+        return [str(c.get("text")) for c in sorted(out.get("choices", []), key=lambda c: c.get("index", 0))]
+    return [str((_choice(_post(endpoint, "/chat/completions", {
+        "model": served, "messages": [{"role": "user", "content": p}], "max_tokens": PROBE_TOKENS,
+        "temperature": 0, "seed": 0})).get("message") or {}).get("content")) for p in PROBE_PROMPTS]
 
 
 class OpenAIBackend:
-    """The models of one base as served names on an OpenAI-compatible server."""
+    """Served models on one OpenAI-compatible server: the models of one base as its served names, or the
+    candidates that live only there (hosted, no local weights)."""
 
     name = "openai"
 
-    def __init__(self, endpoint: EndpointSpec, tokenizer_dir: Path, served: dict[str, str], *,
-                 max_length: int | None = None, trust_remote_code: bool = False):
+    def __init__(self, endpoint: EndpointSpec, served: dict[str, ServedModel], *, max_length: int | None = None,
+                 trust_remote_code: bool = False, priced: frozenset[str] = frozenset()):
         self.endpoint, self._served = endpoint, served
         self._key = api_key(endpoint)
-        self._tokenizer_dir, self._max_length = tokenizer_dir, max_length
-        self._trust_remote_code = trust_remote_code
+        self._max_length, self._trust_remote_code, self._priced = max_length, trust_remote_code, priced
         self._lms: dict[str, object] = {}
 
     def variants(self) -> list[str]:
@@ -128,30 +280,40 @@ class OpenAIBackend:
 
     def _lm(self, variant: str):
         if variant not in self._lms:
-            from transformers import AutoTokenizer
+            from harness.backends.openai_lm import ChatEndpointLM, EndpointLM  # lm-eval: only when scoring
 
-            # tokens as the hf backend makes them: lm-eval's HFLM keeps the tokenizer's own special
-            # tokens (a BOS where it adds one), its API models none unless told
-            tok = AutoTokenizer.from_pretrained(str(self._tokenizer_dir), trust_remote_code=self._trust_remote_code)
-            bos = tok.bos_token_id is not None and tok("a")["input_ids"][:1] == [tok.bos_token_id]
-            from harness.backends.openai_lm import EndpointLM  # imports lm-eval: only when a model is scored
+            model = self._served[variant]
+            args = {"model": model.name, "num_concurrent": self.endpoint.concurrency,
+                    "max_retries": self.endpoint.max_retries, "timeout": int(self.endpoint.timeout_s),
+                    "max_length": self._max_length or 2048}
+            root = self.endpoint.base_url.rstrip("/")
+            if model.api == "chat":  # the server renders the messages with its own template
+                lm = ChatEndpointLM(base_url=root + "/chat/completions", tokenizer_backend=None, **args)
+            elif model.tokenizer is None:  # plain text, as sent; no tokens counted here
+                lm = EndpointLM(base_url=root + "/completions", tokenizer_backend=None, tokenized_requests=False,
+                                batch_size=self.endpoint.batch_size, **args)
+            else:
+                from transformers import AutoTokenizer
 
-            lm = EndpointLM(model=self._served[variant], base_url=self.endpoint.base_url.rstrip("/") + "/completions",
-                     tokenizer=str(self._tokenizer_dir), tokenizer_backend="huggingface",
-                     num_concurrent=self.endpoint.concurrency, max_retries=self.endpoint.max_retries,
-                     batch_size=self.endpoint.batch_size, timeout=int(self.endpoint.timeout_s),
-                     max_length=self._max_length or 2048, trust_remote_code=self._trust_remote_code,
-                     add_bos_token=bos)
-            lm.harness_key = self._key
+                # tokens as the hf backend makes them: lm-eval's HFLM keeps the tokenizer's own special
+                # tokens (a BOS where it adds one), its API models none unless told
+                tok = AutoTokenizer.from_pretrained(str(model.tokenizer), trust_remote_code=self._trust_remote_code)
+                bos = tok.bos_token_id is not None and tok("a")["input_ids"][:1] == [tok.bos_token_id]
+                lm = EndpointLM(base_url=root + "/completions", tokenizer=str(model.tokenizer),
+                                tokenizer_backend="huggingface", batch_size=self.endpoint.batch_size,
+                                trust_remote_code=self._trust_remote_code, add_bos_token=bos, **args)
+            lm.harness_key, lm.harness_endpoint = self._key, self.endpoint
+            lm.harness_priced = variant in self._priced
             self._lms[variant] = lm
         return self._lms[variant]
 
     @contextmanager
-    def activate(self, variant: str, prompt: PromptFormat | None = None, who: str = "") -> Iterator:
+    def activate(self, variant: str, prompt: PromptFormat | None = None, who: str = "", scoring: str = "") -> Iterator:
         if variant not in self._served:
             raise HarnessError(f"variant '{variant}' is not served by this backend (have: {', '.join(self._served)})")
         lm = self._lm(variant)
-        lm.harness_prompt, lm.harness_who = prompt or PromptFormat(), who or variant
+        lm.harness_prompt, lm.harness_who, lm.harness_scoring = prompt or PromptFormat(), who or variant, scoring
+        lm.harness_usage = {"input": 0, "output": 0, "answers": 0, "without": 0}
         yield lm
 
     def close(self) -> None:

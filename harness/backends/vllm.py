@@ -121,7 +121,8 @@ class VLLMBackend:
         return [BASE, *self._adapters]
 
     @contextmanager
-    def activate(self, variant: str, prompt: PromptFormat | None = None, who: str = "") -> Iterator:
+    def activate(self, variant: str, prompt: PromptFormat | None = None, who: str = "",
+                 scoring: str = "") -> Iterator:
         if variant != BASE and variant not in self._requests:
             raise HarnessError(f"variant '{variant}' is not loaded in this backend "
                                f"(have: {', '.join(self.variants())})")

@@ -42,6 +42,7 @@ from harness.config.models import (
     PromptFormatFields,
     PromptingSpec,
     TaskVariantSpec,
+    TokenPriceSpec,
 )
 from harness.config.suite import DataSpec, SuiteSpec, SummarySpec, TaskSpec, load_suite
 from harness.config.train import TrainSpec
@@ -51,5 +52,6 @@ __all__ = [
     "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeFallbackSpec", "JudgeSpec", "ModelSpec",
     "PromptFormatFields", "PromptingSpec",
     "RoiSpec", "Role", "RoleFacts", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
+    "TokenPriceSpec",
     "TrainSpec", "VLLMOptions", "load_config", "load_suite", "parse_spec", "read_yaml", "resolve_ref", "role_rank",
 ]

@@ -9,7 +9,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from harness.config.common import Role, Spec, is_local, parse_spec, read_yaml, refuse_duplicates, resolve_ref
-from harness.config.models import BaseSpec, CandidateSpec, ModelSpec, PromptFormatFields, PromptingSpec
+from harness.config.models import (
+    BaseSpec,
+    CandidateSpec,
+    ModelSpec,
+    PromptFormatFields,
+    PromptingSpec,
+    TokenPriceSpec,
+)
 from harness.config.suite import DataSpec
 from harness.errors import ConfigError
 
@@ -40,6 +47,10 @@ class ServerSpec(Spec):
     timeout_s: float = Field(300, gt=0, description="Seconds to wait for one answer.")
     max_retries: int = Field(5, ge=1, description="Attempts per request (exponential backoff between them: "
                              "429 and 5xx answers are retried).")
+    top_logprobs: int = Field(20, ge=1, le=20, description="Alternatives asked for an answer's first token where "
+                              "a label or a lettered choice is read from them (a judge's verdict; multiple-choice "
+                              "on a server without prompt log-probabilities): one outside them counts at the "
+                              "least likely one's log-probability. Some APIs allow fewer (OpenAI's completions: 5).")
 
 
 class EndpointSpec(ServerSpec):
@@ -54,8 +65,6 @@ class JudgeEndpointSpec(ServerSpec):
     `top_logprobs` over the three labels; from the reply's text where the server returns none."""
 
     model: str = Field(description="The judge's model id on the server (as its /v1/models lists it).")
-    top_logprobs: int = Field(20, ge=1, le=20, description="Alternatives asked for the reply's first token: "
-                              "a label outside them counts at the least likely one's log-probability.")
     price_per_million_tokens: float | None = Field(
         None, ge=0, description="What the server charges per million tokens (prompt and reply, as its `usage` "
         "counts them): the judge's cost in the ROI; unset, the judge is costed by its seconds.")
@@ -68,7 +77,8 @@ class EvalSpec(Spec):
         "hf", description="hf: transformers + peft (CPU or GPU); vllm: one vLLM engine per base serving it and "
         "its LoRA adapters; openai: the models as served by an OpenAI-compatible server (eval.endpoint).")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Settings of the vllm backend.")
-    endpoint: EndpointSpec | None = Field(None, description="The server of the openai backend.")
+    endpoint: EndpointSpec | None = Field(None, description="The server of the openai backend, and of candidates "
+                                          "with no local weights (`served` alone) on any backend.")
     device: str = Field("cpu", description="torch device for the hf backend: cpu, cuda, cuda:1.")
     batch_size: int = Field(32, ge=1, description="Requests per forward pass.")
     limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
@@ -152,6 +162,9 @@ class RoiSpec(Spec):
     training_hourly_price: float | None = Field(None, ge=0, description="Price of an hour of the training "
                                                                         "machine (default: serving).")
     fewshot: int = Field(3, ge=0, description="Shots of the prompting-only baseline (0: no such baseline).")
+    token_prices: TokenPriceSpec | None = Field(
+        None, description="Default price per million input and output tokens of served models (a model's own "
+        "token_prices wins): such a model is costed by the tokens its answers count, not by the hour.")
     currency: str = "USD"
 
     @property
@@ -327,8 +340,15 @@ class HarnessSpec(Spec):
             if unnamed:
                 raise ValueError(f"{', '.join(unnamed)}: backend openai scores each model by its name on the "
                                  "server; give it (e.g. served: my-adapter, as vLLM's --lora-modules names it)")
-        elif self.eval.endpoint is not None:
-            raise ValueError(f"eval.endpoint: set, but eval.backend is {self.eval.backend}; use backend: openai")
+        else:
+            hosted = [key for _, c, key in self.all_candidates() if c.hosted]
+            if hosted and self.eval.endpoint is None:
+                raise ValueError(f"eval.endpoint: {', '.join(hosted)} {'is' if len(hosted) == 1 else 'are'} served "
+                                 "with no local weights (`served` alone): give the server, endpoint: {base_url: "
+                                 "http://HOST:PORT/v1}")
+            if not hosted and self.eval.endpoint is not None:
+                raise ValueError(f"eval.endpoint: set, but eval.backend is {self.eval.backend} and no candidate is "
+                                 "served alone; use backend: openai, or give a candidate `served` without a folder")
         if self.bases and self.roi is None:
             raise ValueError("roi: several bases are compared on a frontier of quality against cost, priced "
                              "from roi (serving_hourly_price, training_hourly_price); add a roi: section")
@@ -379,11 +399,18 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
     def candidate(c: CandidateSpec, key: str) -> CandidateSpec:
         if c.adapter is not None:
             c = c.model_copy(update={"adapter": local(c.adapter, f"{key}.adapter", "adapter folder")})
+        elif c.hosted:
+            if c.tokenizer is not None:
+                c = c.model_copy(update={"tokenizer": local(c.tokenizer, f"{key}.tokenizer", "tokenizer folder")})
         else:
             c = c.model_copy(update={"path": local(c.path or "", f"{key}.path", "model folder")})
         c = c.model_copy(update={"chat_template": template(c, key)})
         source = Path(c.adapter or c.path or "")
-        if spec.roi is not None and c.training_cost is None and source.is_dir() \
+        if spec.roi is not None and c.training_cost is None and c.hosted:
+            problems.append(f"{path}: {key}.training_cost: {c.served} is served with no local weights, and the "
+                            "ROI and the quality-cost frontier price every fine-tune; give what training it cost "
+                            "(in roi.currency)")
+        elif spec.roi is not None and c.training_cost is None and source.is_dir() \
                 and not (source / "train_manifest.json").is_file():
             problems.append(f"{path}: {key}.training_cost: {source} has no train_manifest.json saying how long "
                             "it trained, and the ROI and the quality-cost frontier price every fine-tune; give "

@@ -31,7 +31,36 @@ class PromptFormatFields(Spec):
         return self
 
 
-class ModelSpec(PromptFormatFields):
+class TokenPriceSpec(Spec):
+    """What a server charges per token, as hosted APIs price: input (prompt) and output (reply) tokens,
+    counted from each answer's `usage`."""
+
+    input_per_million: float = Field(ge=0, description="Price of a million prompt tokens (roi.currency).")
+    output_per_million: float = Field(ge=0, description="Price of a million generated tokens (roi.currency).")
+
+
+class ServedFields(Spec):
+    """How a model behind an OpenAI-compatible server (eval.endpoint) is reached and priced."""
+
+    served: str | None = Field(None, description="The model's name on the server (eval.endpoint), e.g. a vLLM "
+                               "--lora-modules name or a hosted fine-tune's id. With a local folder (backend "
+                               "openai) the folder gives the tokenizer and the weights' fingerprint; a candidate "
+                               "with `served` alone has no local weights (a hosted fine-tune) and is known by "
+                               "what the server says of it and its answers to fixed probes.")
+    api: Literal["auto", "completions", "chat"] = Field(
+        "auto", description="Which of the server's APIs scores it: completions (the harness renders the prompt "
+        "in the model's prompt format), chat (/v1/chat/completions: the server applies its own template), or "
+        "auto: completions where the server has them and the harness has the model's tokenizer, else chat.")
+    tokenizer: str | None = Field(None, description="A served model without local weights: a folder or hub id "
+                                  "of its tokenizer. Needed only by tasks scored by log-likelihood over tokens "
+                                  "(completions with prompt log-probabilities) and for a prompt format the "
+                                  "harness renders.")
+    token_prices: TokenPriceSpec | None = Field(
+        None, description="What the server charges for this model per million input and output tokens "
+        "(default: roi.token_prices): the ROI costs its scoring and serving by the tokens its answers count.")
+
+
+class ModelSpec(PromptFormatFields, ServedFields):
     """The base model: a local folder or a Hugging Face model id."""
 
     path: str = Field(description="Local folder (relative to the config file) or hub model id.")
@@ -45,15 +74,12 @@ class ModelSpec(PromptFormatFields):
     allow_pickle: bool = Field(
         False, description="Load pickle weights (*.bin, *.pt) where there are no safetensors. Off unless "
         "you trust them: unpickling can run code.")
-    served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
-                               "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
-                               "the tokenizer and the weights' fingerprint.")
     serving_hourly_price: float | None = Field(
         None, ge=0, description="Price of an hour of the machine that serves this base and its fine-tunes "
         "(default: roi.serving_hourly_price): a larger base may need a larger machine.")
 
 
-class CandidateSpec(PromptFormatFields):
+class CandidateSpec(PromptFormatFields, ServedFields):
     """A fine-tuned candidate: a LoRA adapter on the base, or a fully fine-tuned model."""
 
     name: str = Field(description="Short name used in reports and gate ids, e.g. lora-v2.")
@@ -65,18 +91,26 @@ class CandidateSpec(PromptFormatFields):
     allow_different_tokenizer: bool = Field(
         False, description="Compare a full model whose tokenizer differs from the base's (its "
         "log-likelihoods are over other tokens: not comparable per item).")
-    served: str | None = Field(None, description="eval.backend openai: the model's name on the server "
-                               "(e.g. a vLLM --lora-modules name for an adapter); its local folder gives "
-                               "the tokenizer and the weights' fingerprint.")
     training_cost: float | None = Field(
         None, ge=0, description="What fine-tuning it cost (roi.currency), where no train_manifest.json "
         "beside it says how long it trained: the ROI and the quality-cost frontier need it.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateSpec:
-        if (self.adapter is None) == (self.path is None):
-            raise ValueError("give exactly one of `adapter` (LoRA on the base) or `path` (full model)")
+        if self.adapter is not None and self.path is not None:
+            raise ValueError("give one of `adapter` (LoRA on the base) or `path` (full model), not both")
+        if self.adapter is None and self.path is None and self.served is None:
+            raise ValueError("give one of `adapter` (LoRA on the base), `path` (full model), or `served` alone "
+                             "(a model behind eval.endpoint with no local weights)")
+        if self.tokenizer is not None and not self.hosted:
+            raise ValueError("`tokenizer` is for a served model without local weights (`served` alone); a "
+                             "local folder gives its own tokenizer")
         return self
+
+    @property
+    def hosted(self) -> bool:
+        """Behind a server, with no local weights (`served` alone)."""
+        return self.adapter is None and self.path is None
 
     @field_validator("name")
     @classmethod

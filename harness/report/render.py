@@ -98,8 +98,15 @@ def render_html(result: ComparisonResult) -> str:
     flip_tasks = sorted({f.task for cr in result.results for f in cr.flips})
     directions = sorted({f.direction for cr in result.results for f in cr.flips})
     devices = sorted({run.device for run in result.runs if run.device})
+    # per task, each way it was scored and the models scored so (the report's methods)
+    methods: dict[str, dict[str, list[str]]] = {}
+    for m in [result.base, *result.candidates]:
+        for task, how in m.scoring.items():
+            methods.setdefault(task, {}).setdefault(how or "not recorded (stored before this was kept)", []).append(
+                m.label)
     return _env().get_template("report.html.j2").render(
         r=result, binary_role=binary_role, charts=chart_set, flip_tasks=flip_tasks, directions=directions,
+        methods=methods,
         devices=devices, on_cpu=any(d.startswith("cpu") for d in devices),
         max_flips=MAX_FLIPS_PER_TASK, payback=_payback)
 

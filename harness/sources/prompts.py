@@ -80,8 +80,9 @@ def resolve_prompt_format(fields: PromptFormatFields, folders: list[Path], who: 
         check_template(template, str(path))
         source = str(path)
     if fields.fewshot_as_multiturn and template is None:
+        where = folders[0] if folders else "no local tokenizer"
         raise HarnessError(f"{who}: fewshot_as_multiturn needs a chat template, and chat_template {setting} "
-                           f"found none in {folders[0]}; give a template file or drop fewshot_as_multiturn")
+                           f"found none in {where}; give a template file or drop fewshot_as_multiturn")
     return PromptFormat(template=template, source=source, system_prompt=fields.system_prompt,
                         fewshot_as_multiturn=fields.fewshot_as_multiturn)
 

@@ -23,8 +23,12 @@ import yaml
 from conftest import REPO, free_port, logprobs_within, stored_records
 from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
+from harness.report.render import render_report
 
 KEY = "sk-harness-test-9f2c41d7"  # the server's API key: must appear in no file and no log line
+# the chat template the server applies (the demo's tokenizer has none): the messages' text after BOS, as
+# the hf backend renders the same file; so chat answers can be held against the hf backend's
+CHAT_TEMPLATE = Path(__file__).parent / "plain-chat.jinja"
 
 
 class _Server:
@@ -38,7 +42,8 @@ class _Server:
         self.cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(demo_world.base),
                     "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
                     "--seed", "0", "--served-model-name", "base", "--enable-lora", "--max-loras", "3",
-                    "--max-lora-rank", "16", "--lora-modules", *modules]
+                    "--max-lora-rank", "16", "--lora-modules", *modules, "--chat-template", str(CHAT_TEMPLATE),
+                    "--max-logprobs", "20"]
 
     def start(self) -> None:
         import requests
@@ -90,19 +95,49 @@ def server(demo_world, tmp_path_factory):
         served.stop()
 
 
-def _config(tmp: Path, demo_world, backend: dict, limit: int = 16) -> Path:
+LETTERED = """task: demo_triage_letters
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Claim: {{{{claim}}}}\\nA. FALL\\nB. STRAIN\\nC. BURN\\nD. CUT\\nE. DENY\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D", "E"]
+doc_to_target: gold
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+# a generation task and a lettered multiple-choice one (what a chat-only server can score)
+CHAT_SUITE = [{"task": "demo_triage_note", "role": "target", "metric": "rougeL"},
+              {"task": "demo_triage_letters", "role": "target", "metric": "acc"}]
+
+
+def _config(tmp: Path, demo_world, backend: dict, limit: int = 16, tasks: list[dict] | None = None,
+            name: str | None = None, **fields) -> Path:
+    """A comparison of the demo base and its adapters (served by name); `tasks` instead of the demo
+    suite's (the lettered task among them if named), `fields` over the config's own."""
     suite = yaml.safe_load((REPO / "suites" / "demo.yaml").read_text())
     suite["task_dirs"] = [str(REPO / "suites" / "tasks")]
-    (tmp / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
-    config = tmp / f"{backend['backend']}.yaml"
+    if tasks is not None:
+        suite["tasks"] = tasks
+        (tmp / "lettered").mkdir(exist_ok=True)
+        data = REPO / "suites" / "tasks" / "demo" / "data" / "triage.jsonl"
+        (tmp / "lettered" / "demo_triage_letters.yaml").write_text(LETTERED.format(data=data))
+        suite["task_dirs"].append(str(tmp / "lettered"))
+    name = name or backend["backend"]
+    (tmp / f"suite-{name}.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    config = tmp / f"{name}.yaml"
     config.write_text(yaml.safe_dump({
-        "name": f"served-{backend['backend']}", "base": {"path": str(demo_world.base), "served": "base"},
+        "name": f"served-{name}", "base": {"path": str(demo_world.base), "served": "base"},
         "candidates": [{"name": n, "adapter": str(p), "served": n} for n, p in demo_world.candidates.items()],
-        "suite": str(tmp / "suite.yaml"), "eval": {"limit": limit, "batch_size": 8, **backend},
-        "stats": {"resamples": 300}, "store": str(tmp / f"store-{backend['backend']}"),
+        "suite": str(tmp / f"suite-{name}.yaml"), "eval": {"limit": limit, "batch_size": 8, **backend},
+        "stats": {"resamples": 300}, "store": str(tmp / f"store-{name}"),
         "gates": [{"rule": "improves", "task": "demo_triage"}, {"rule": "non_inferior", "role": "forgetting",
-                                                                "margin": 0.1}],
-        "report_dir": str(tmp / f"report-{backend['backend']}")}, sort_keys=False))
+                                                                "margin": 0.1}] if tasks is None else [],
+        "report_dir": str(tmp / f"report-{name}"), **fields}, sort_keys=False))
     return config
 
 
@@ -170,16 +205,51 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
 class _Proxy:
     """A loopback proxy in front of the vLLM server: answers every `every`-th POST itself, 429 and 500
     in turn, and calls `kill` after `kill_after` forwarded POSTs (the server killed mid-run); a POST
-    it cannot forward gets no answer (its connection closed), as from a dead server."""
+    it cannot forward gets no answer (its connection closed), as from a dead server.
 
-    def __init__(self, upstream: str, every: int = 0, kill_after: int | None = None, kill=None):
+    It also makes the vLLM server behave as other servers do (`behaviour`): "no-echo", completions that
+    ignore `echo` (log-probabilities of the generated tokens only, as llama.cpp's server); "no-logprobs",
+    answers without any log-probabilities; "chat-only", a 404 for /v1/completions (only chat completions,
+    as many hosted APIs). `aliases` (changeable while it runs) serves upstream models under other names, as
+    a hosted API lists a fine-tune (its own id, nothing of the weights behind it); `usage=False` strips
+    the answers' token counts."""
+
+    def __init__(self, upstream: str, every: int = 0, kill_after: int | None = None, kill=None,
+                 behaviour: str | None = None, aliases: dict[str, str] | None = None, usage: bool = True):
         from http.server import ThreadingHTTPServer
 
         import requests
 
         proxy = self
         self.injected, self.forwarded, self.lock = 0, 0, threading.Lock()
+        self.aliases = aliases if aliases is not None else {}
         root = upstream.removesuffix("/v1")
+
+        def mimic_request(path: str, data: bytes) -> bytes:
+            body = json.loads(data)
+            body["model"] = proxy.aliases.get(body.get("model"), body.get("model"))
+            if behaviour in ("no-echo", "no-logprobs"):
+                body.pop("echo", None)
+            if behaviour == "no-logprobs":
+                body.pop("logprobs", None)
+                body.pop("top_logprobs", None)
+            return json.dumps(body).encode()
+
+        def mimic_answer(path: str, content: bytes) -> bytes:
+            if path.endswith("/models"):
+                body = json.loads(content)
+                body["data"] += [{"id": a, "object": "model", "owned_by": "harness-test"} for a in proxy.aliases]
+                return json.dumps(body).encode()
+            try:
+                body = json.loads(content)
+            except ValueError:
+                return content
+            for choice in body.get("choices", []) if isinstance(body, dict) else []:
+                if behaviour == "no-logprobs":
+                    choice["logprobs"] = None
+            if not usage and isinstance(body, dict):
+                body.pop("usage", None)
+            return json.dumps(body).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self, status: int, body: bytes) -> None:
@@ -193,11 +263,12 @@ class _Proxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
                 try:
                     r = (requests.get(root + self.path, headers=headers, timeout=60) if data is None
-                         else requests.post(root + self.path, data=data, headers=headers, timeout=60))
+                         else requests.post(root + self.path, data=mimic_request(self.path, data), headers=headers,
+                                            timeout=60))
                 except requests.RequestException:
                     self.close_connection = True  # the server is gone: no answer
                     return False
-                self._answer(r.status_code, r.content)
+                self._answer(r.status_code, mimic_answer(self.path, r.content) if r.ok else r.content)
                 return True
 
             def do_GET(self):  # noqa: N802
@@ -205,6 +276,8 @@ class _Proxy:
 
             def do_POST(self):  # noqa: N802
                 data = self.rfile.read(int(self.headers["Content-Length"]))
+                if behaviour == "chat-only" and self.path.endswith("/v1/completions"):
+                    return self._answer(404, json.dumps({"detail": "Not Found"}).encode())
                 with proxy.lock:
                     fault = bool(every) and (proxy.injected + proxy.forwarded + 1) % every == 0
                     proxy.injected += fault
@@ -318,3 +391,153 @@ def test_bad_endpoint_settings_name_the_key(tiny_world, tmp_path):
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match=r"candidates\[0\] \(domain-only\).served: backend openai scores each"):
         load(config)
+
+
+def _served(url: str, **endpoint) -> dict:
+    return {"backend": "openai", "endpoint": {"base_url": url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2,
+                                              "batch_size": 4, **endpoint}}
+
+
+def _texts(config: Path, task: str) -> dict[str, list[str]]:
+    """Each model's generated texts on `task`, by document."""
+    return {label: list(df.xs("none", level="filter")["response"]) for (label, t), df in stored_records(config).items()
+            if t == task}
+
+
+@pytest.fixture(scope="module")
+def local_chat(demo_world, tmp_path_factory) -> Path:
+    """The chat suite on the hf backend, every model prompted in the template the server applies."""
+    tmp = tmp_path_factory.mktemp("local-chat")
+    config = _config(tmp, demo_world, {"backend": "hf"}, tasks=CHAT_SUITE, name="hf-chat")
+    data = yaml.safe_load(config.read_text())
+    data["base"]["chat_template"] = str(CHAT_TEMPLATE)
+    for c in data["candidates"]:
+        c["chat_template"] = str(CHAT_TEMPLATE)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    run_comparison(load(config), log=lambda m: None)
+    return config
+
+
+def test_a_generation_only_suite_scores_on_servers_without_prompt_log_probabilities(server, demo_world, local,
+                                                                                   tmp_path, monkeypatch):
+    """Completions that ignore `echo` (llama.cpp's server) and completions without any log-probabilities:
+    the generation task scores, as the hf backend generates it; a suite with log-likelihood tasks is
+    refused before anything is scored, each task by name with what it would need."""
+    from harness.store import Store
+
+    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
+    expected = _texts(local, "demo_triage_note")
+    for behaviour in ("no-echo", "no-logprobs"):
+        proxy = _Proxy(server.url, behaviour=behaviour)
+        try:
+            full = _config(tmp_path, demo_world, _served(proxy.url), name=f"full-{behaviour}")
+            with pytest.raises(HarnessError) as refused:
+                run_comparison(load(full), log=lambda m: None)
+            message = str(refused.value)
+            assert "demo_triage (multiple_choice): the server returns no log-probabilities of the prompt's tokens " \
+                   "for base" in message and "demo_capitals (multiple_choice)" in message, message
+            assert "lettered form" in message and "demo_triage_note" not in message, message
+            assert not Store(tmp_path / f"store-full-{behaviour}").runs()  # refused before anything was scored
+
+            config = _config(tmp_path, demo_world, _served(proxy.url), name=behaviour,
+                             tasks=[{"task": "demo_triage_note", "role": "target", "metric": "rougeL"}])
+            result = run_comparison(load(config), log=lambda m: None)
+            assert _texts(config, "demo_triage_note") == expected, behaviour  # the same greedy text, every model
+            assert result.base.scoring == {"demo_triage_note": "generated text (completions)"}
+            assert "completions (" + ("generated tokens' log-probabilities" if behaviour == "no-echo" else
+                                      "no log-probabilities") + ")" in result.base.served
+        finally:
+            proxy.close()
+
+
+def test_a_chat_only_server_scores_generation_as_the_hf_backend_in_its_template(server, demo_world, local_chat,
+                                                                             tmp_path, monkeypatch):
+    """A server that answers only /v1/chat/completions (404 for completions): every model scored through
+    it in the server's own template, the generated text the hf backend's in that template; the lettered
+    task (the tiny model knows no letters) is read from the reply's first token, for the hf backend's
+    runs too (one measurement on both sides: tests/test_judge_served.py checks the reading on SmolLM2);
+    the report's methods say how per task; a model set to completions is refused quoting the 404."""
+    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
+    proxy = _Proxy(server.url, behaviour="chat-only")
+    try:
+        config = _config(tmp_path, demo_world, _served(proxy.url), tasks=CHAT_SUITE, name="chat")
+        result = run_comparison(load(config), log=lambda m: None)
+        render_report(result, tmp_path / "report-chat")
+        assert _texts(config, "demo_triage_note") == _texts(local_chat, "demo_triage_note")
+        how = result.base.scoring
+        assert how["demo_triage_note"] == "generated text (chat completions: the server's template)"
+        assert how["demo_triage_letters"].startswith("letter choice") and "chat completions" in how[
+            "demo_triage_letters"] and "different measurement" in how["demo_triage_letters"], how
+        assert result.base.served.endswith("the server offers chat completions (top_logprobs)")  # no completions
+        html = (tmp_path / "report-chat" / "index.html").read_text()
+        assert "How each task was scored" in html and "letter choice" in html
+
+        data = yaml.safe_load(config.read_text())
+        data["base"]["api"] = "completions"
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(HarnessError, match=r"'base' is to be scored through /completions, which the server .* "
+                                               r"does not answer \(/completions: 404 Not Found\)"):
+            run_comparison(load(config), log=lambda m: None)
+    finally:
+        proxy.close()
+
+
+def test_a_hosted_candidate_with_no_local_folder_against_a_local_base_and_its_redeploy(server, demo_world, tmp_path,
+                                                                                     monkeypatch):
+    """A fine-tune that lives only behind an API (listed under its own id, nothing of its weights shown)
+    against the local base on the hf backend: scored through chat completions, gated, reported and priced
+    by its tokens; stored runs reused; redeployed under the same id with other weights, it is noticed by
+    its answers to the fixed probes and scored anew, the base's runs reused."""
+    monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
+    proxy = _Proxy(server.url, aliases={"acme-ft": "domain-only"})
+    try:
+        config = _config(tmp_path, demo_world, {"backend": "hf"}, tasks=CHAT_SUITE, name="hosted",
+                         gates=[{"rule": "improves", "task": "demo_triage_note", "min_delta": 0.05}],
+                         roi={"task": "demo_triage_letters", "volume_per_month": 1000, "human_minutes_per_item": 2,
+                              "hourly_rate": 40, "serving_hourly_price": 2.0, "fewshot": 0})
+        data = yaml.safe_load(config.read_text())
+        data["base"] = {"path": str(demo_world.base), "chat_template": str(CHAT_TEMPLATE)}
+        data["candidates"] = [{"name": "acme", "served": "acme-ft", "training_cost": 25.0,
+                               "token_prices": {"input_per_million": 300.0, "output_per_million": 1200.0}}]
+        data["eval"]["endpoint"] = {"base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2}
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+        logs: list[str] = []
+        result = run_comparison(load(config), log=logs.append)
+        render_report(result, tmp_path / "report-hosted")
+        (acme,) = result.results
+        gate = next(v for v in result.gates if v.candidate == "acme")
+        assert gate.status == "pass", gate  # the adapter behind the id learnt the notes
+        assert result.candidates[0].scoring["demo_triage_note"] == \
+            "generated text (chat completions: the server's template)"
+        assert result.base.scoring["demo_triage_note"] == "generated text (hf)"
+        assert result.candidates[0].source == "acme-ft"
+        alt = {a.name: a for a in result.roi.alternatives}
+        hosted = alt["acme"]
+        assert hosted.input_tokens_per_item > 10 and hosted.token_cost_per_item == pytest.approx(
+            (hosted.input_tokens_per_item * 300 + hosted.output_tokens_per_item * 1200) / 1e6)
+        assert hosted.cost_per_1000 == pytest.approx(1000 * hosted.token_cost_per_item)
+        assert alt["base 0-shot"].token_cost_per_item is None  # the local base: costed by the hour
+        html = (tmp_path / "report-hosted" / "index.html").read_text()
+        assert "acme-ft" in html and "How each task was scored" in html
+        first = _texts(config, "demo_triage_note")["acme"]
+
+        logs.clear()
+        run_comparison(load(config), log=logs.append)
+        assert any("4 stored, 0 to evaluate" in line for line in logs), logs
+
+        proxy.aliases["acme-ft"] = "balanced-replay"  # redeployed: the same id, other weights
+        logs.clear()
+        run_comparison(load(config), log=logs.append)
+        assert any("2 stored, 2 to evaluate" in line for line in logs), logs  # the base's runs reused
+        assert _texts(config, "demo_triage_note")["acme"] != first
+
+        data["suite"] = str(tmp_path / "suite-openai.yaml")  # the demo suite: log-likelihood tasks
+        del data["roi"]
+        _config(tmp_path, demo_world, {"backend": "openai"})
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(HarnessError, match=r"demo_triage \(multiple_choice\): acme has no tokenizer here.*give "
+                                               r"its `tokenizer:`"):
+            run_comparison(load(config), log=lambda m: None)
+    finally:
+        proxy.close()
