@@ -134,6 +134,74 @@ def test_a_served_smollm2_judges_as_the_local_hf_judge(served_smollm2, smollm2, 
     assert split < len(local) // 2
 
 
+MMLU = REPO.parent / "shared" / "datasets" / "mmlu" / "test" / "high_school_geography_test.csv"
+LETTERED_MMLU = """task: mmlu_geography_letters
+dataset_path: csv
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{choice0}}}}\\nB. {{{{choice1}}}}\\nC. {{{{choice2}}}}\\nD. {{{{choice3}}}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_a_hosted_smollm2_reads_lettered_choices_from_its_chat_replies_as_the_local_one_scores_them(
+        served_smollm2, smollm2, tmp_path, monkeypatch):
+    """MMLU's lettered questions (real ones, from ../shared) put to SmolLM2 twice: loaded here (the hf
+    backend, its chat template applied by the harness, each letter scored as the reply) and as a hosted
+    candidate with no local folder (vLLM's chat completions: the server's template, each letter read from
+    the first reply token's top_logprobs). One measurement on both sides, so every letter's
+    log-probability agrees up to float32's reordering of the same sums (plus " A" merged with "A" on the
+    server's side, which only adds), the picks agree wherever the top two letters are further apart, and
+    the comparison pairs them as letter-choice runs (keyed apart from log-likelihood runs)."""
+    import numpy as np
+
+    from conftest import stored_records
+    from harness.pipeline import load, run_comparison
+
+    if not MMLU.is_file():
+        pytest.skip(f"{MMLU} is absent (../shared holds real benchmark files in this repository's CI)")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "mmlu_geography_letters.yaml").write_text(LETTERED_MMLU.format(data=MMLU))
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "letters", "task_dirs": [str(tasks)], "tasks": [
+        {"task": "mmlu_geography_letters", "role": "forgetting", "metric": "acc"}]}))
+    monkeypatch.setenv("HOSTED_KEY", KEY)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "name": "hosted-letters", "base": {"path": str(smollm2), "dtype": "float32"},
+        "candidates": [{"name": "hosted", "served": "smollm2-judge"}], "suite": "suite.yaml",
+        "eval": {"limit": 24, "endpoint": {"base_url": served_smollm2, "api_key_env": "HOSTED_KEY", "concurrency": 4}},
+        "gates": [{"rule": "non_inferior", "task": "mmlu_geography_letters", "margin": 0.25}],
+        "store": str(tmp_path / "store")}))
+    result = run_comparison(load(tmp_path / "c.yaml"), log=lambda m: None)
+    assert result.base.scoring["mmlu_geography_letters"].startswith("letter choice") and "(hf)" in \
+        result.base.scoring["mmlu_geography_letters"]
+    assert "chat completions: the server's template" in result.candidates[0].scoring["mmlu_geography_letters"]
+    records = stored_records(tmp_path / "c.yaml")
+    local = np.stack(records[("base", "mmlu_geography_letters")]["scores"].to_numpy())
+    hosted = np.stack(records[("hosted", "mmlu_geography_letters")]["scores"].to_numpy())
+    tol = np.array([[logprob_tolerance(smollm2, 30.0, context=400) for _ in row] for row in local])
+    worst = float(np.abs(hosted - local).max())
+    assert (hosted >= local - tol).all(), (hosted - local).min()  # the server's reading only adds " A" to "A"
+    close = np.abs(hosted - local) <= tol
+    top2 = np.sort(local, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * tol[:, 0]
+    assert (hosted.argmax(1) == local.argmax(1))[clear].all()
+    print(f"\nletters, hosted (chat alternatives) against local (hf): largest difference {worst:.2e} nats, "
+          f"{close.mean():.0%} within float32's tolerance; picks agree on {clear.sum()} clear items of {len(local)}")
+    assert close.mean() >= 0.9  # most letters have no spaced twin among the reply's alternatives
+    (task,) = [t for cr in result.results for t in cr.tasks]
+    assert abs(task.delta.estimate) <= (~clear).mean() + 1e-9  # the same model: only near-ties may flip
+    assert next(v for v in result.gates).status == "pass"
+
+
 # ------------------------------------------------------------------ a whole comparison, judged by a served judge
 
 class _FakeJudge:

@@ -338,22 +338,27 @@ def test_429_and_500_are_retried_and_a_run_cut_off_by_a_killed_server_resumes_fr
 
 
 class _NoPromptLogprobs(BaseHTTPRequestHandler):
-    """Answers like llama.cpp's server: completions, but no log-probabilities of the prompt."""
+    """Answers like llama.cpp's server: completions, but no log-probabilities of the prompt, and no `usage`;
+    only under /v1 (anything else is a 404, as FastAPI's)."""
 
-    def _send(self, body: dict) -> None:
+    def _send(self, body: dict, status: int = 200) -> None:
         data = json.dumps(body).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def do_GET(self):  # noqa: N802
+        if self.path != "/v1/models":
+            return self._send({"detail": "Not Found"}, 404)
         self._send({"object": "list", "data": [{"id": "base", "object": "model"}]})
 
     def do_POST(self):  # noqa: N802
         n = int(self.headers["Content-Length"])
         json.loads(self.rfile.read(n))
+        if not self.path.startswith("/v1/"):
+            return self._send({"detail": "Not Found"}, 404)
         self._send({"choices": [{"index": 0, "text": " the", "logprobs": {"token_logprobs": [None, None],
                                                                            "tokens": ["x", " the"]}}]})
 
@@ -362,18 +367,46 @@ class _NoPromptLogprobs(BaseHTTPRequestHandler):
 
 
 def test_a_server_that_cannot_score_prompt_tokens_is_refused_before_anything_is_scored(tiny_world, tmp_path):
+    """Each task refused by name with what it would need; an unknown model name lists what the server
+    serves; a wrong path quotes the server's 404 and says what the URL should be; token prices on a
+    server whose answers count no tokens are refused before anything is scored."""
+    from harness.store import Store
+
     httpd = HTTPServer(("127.0.0.1", 0), _NoPromptLogprobs)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{httpd.server_port}"
     try:
-        config = _config(tmp_path, tiny_world, {"backend": "openai", "endpoint": {
-            "base_url": f"http://127.0.0.1:{httpd.server_port}/v1"}})
-        with pytest.raises(HarnessError, match="returns no log-probabilities of the prompt's tokens for 'base'.*"
-                                               "chance level"):
-            run_comparison(load(config), log=lambda m: None)
+        config = _config(tmp_path, tiny_world, {"backend": "openai", "endpoint": {"base_url": f"{root}/v1"}})
         data = yaml.safe_load(config.read_text())
+        for c in data["candidates"]:
+            c["served"] = "base"
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(HarnessError) as refused:
+            run_comparison(load(config), log=lambda m: None)
+        message = str(refused.value)
+        for task in ("demo_triage", "demo_capitals", "demo_pronoun_bias"):
+            assert f"{task} (multiple_choice): the server returns no log-probabilities of the prompt's tokens for " \
+                   "base" in message, message
+        assert "it needs a server that echoes them" in message and "demo_triage_note" not in message
+        assert not Store(tmp_path / "store-openai").runs()
+
         data["base"]["served"] = "nope"
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         with pytest.raises(HarnessError, match="serves no model 'nope' \\(it serves: base\\)"):
+            run_comparison(load(config), log=lambda m: None)
+
+        data["base"]["served"] = "base"
+        data["eval"]["endpoint"]["base_url"] = root  # without /v1
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(HarnessError, match=r"/models answered 404: Not Found; .* is base_url the server's /v1 "
+                                               r"root"):
+            run_comparison(load(config), log=lambda m: None)
+
+        data["eval"]["endpoint"]["base_url"] = f"{root}/v1"
+        data["base"]["token_prices"] = {"input_per_million": 1.0, "output_per_million": 2.0}
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(HarnessError, match=r"base: token_prices cost it by the tokens its answers count, but the "
+                                               r"server .* answers 'base' without `usage`"):
             run_comparison(load(config), log=lambda m: None)
     finally:
         httpd.shutdown()
@@ -390,6 +423,27 @@ def test_bad_endpoint_settings_name_the_key(tiny_world, tmp_path):
     del data["candidates"][0]["served"]
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match=r"candidates\[0\] \(domain-only\).served: backend openai scores each"):
+        load(config)
+
+    # a candidate with `served` alone (hosted) on the hf backend: the server is needed, and only then allowed
+    data["eval"] = {"backend": "hf"}
+    data["candidates"] = [{"name": "acme", "served": "acme-ft"}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"eval.endpoint: candidates\[0\] \(acme\) is served with no local weights"):
+        load(config)
+    data["candidates"] = [{"name": "acme", "adapter": str(tiny_world.candidates["domain-only"]), "tokenizer": "x"}]
+    data["eval"]["endpoint"] = {"base_url": "http://127.0.0.1:9/v1"}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError) as both:
+        load(config)
+    assert "`tokenizer` is for a served model without local weights" in str(both.value)
+    data["candidates"][0].pop("tokenizer")
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match="eval.endpoint: set, but eval.backend is hf and no candidate is served alone"):
+        load(config)
+    data["candidates"] = [{"name": "acme", "served": "acme-ft", "tokenizer": str(tmp_path / "missing")}]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"candidates\[0\].tokenizer: tokenizer folder .*missing does not exist"):
         load(config)
 
 
