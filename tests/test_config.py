@@ -41,7 +41,7 @@ def test_every_problem_is_listed_with_file_and_key(tmp_path):
     msg = str(e.value)
     for expected in [
         f"{path}: base.dtype: Input should be 'float32', 'bfloat16', 'float16' or 'auto'",
-        f"{path}: candidates[0]: give exactly one of `adapter` (LoRA on the base) or `path`",
+        f"{path}: candidates[0]: give one of `adapter` (LoRA on the base), `path` (full model), or `served` alone",
         f"{path}: candidates[1].name: must be non-empty, not 'base'",
         f"{path}: eval.batch_size: Input should be greater than or equal to 1",
         f"{path}: extra_key: unknown key",
