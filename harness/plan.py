@@ -130,6 +130,8 @@ def plan_models(spec: HarnessSpec, store: Store) -> list[ModelEntry]:
                                                   if k in PromptFormatFields.model_fields})
         folders = [f for f in (of.adapter_dir, of.model_dir) if f is not None]
         prompt = resolve_prompt_format(fields, folders, f"prompting[{i}] ({arm.name})")
+        if of.served is not None and of.served.api == "chat":  # the server's template, as for the model itself
+            prompt = _server_format(prompt)
         models.append(dataclasses.replace(of, label=arm.name, fingerprint=model_fingerprint_with(of.weights_fp, prompt),
                                           prompt=prompt, warnings=(), flags=(), of=arm.of, num_fewshot=arm.num_fewshot,
                                           variants=tuple((t, v.task) for t, v in arm.variants.items()),
@@ -260,8 +262,7 @@ def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
                               plain=s.chat_template == "none", tokenizer_ref=None if ref is None else Path(ref))
         prompt = m.prompt
         if served.api == "chat":
-            prompt = PromptFormat(source=SERVER_TEMPLATE, system_prompt=prompt.system_prompt,
-                                  fewshot_as_multiturn=prompt.fewshot_as_multiturn, server=True)
+            prompt = _server_format(prompt)
         prices = s.token_prices or (spec.roi.token_prices if spec.roi is not None else None)
         if prices is not None and not served.capabilities.usage:
             raise HarnessError(f"{m.label}: token_prices cost it by the tokens its answers count, but the server at "
@@ -272,6 +273,12 @@ def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
                                        prompt=prompt, served=served,
                                        group=f"endpoint:{spec.eval.endpoint.base_url}" if m.hosted else m.group))
     return out
+
+
+def _server_format(prompt: PromptFormat) -> PromptFormat:
+    """A prompt format sent as chat messages that the server renders in its own template."""
+    return PromptFormat(source=SERVER_TEMPLATE, system_prompt=prompt.system_prompt,
+                        fewshot_as_multiturn=prompt.fewshot_as_multiturn, server=True)
 
 
 def lettered(task: LoadedTask) -> bool:

@@ -439,7 +439,7 @@ def test_bad_endpoint_settings_name_the_key(tiny_world, tmp_path):
     assert "`tokenizer` is for a served model without local weights" in str(both.value)
     data["candidates"][0].pop("tokenizer")
     config.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError, match="eval.endpoint: set, but eval.backend is hf and no candidate is served alone"):
+    with pytest.raises(ConfigError, match="eval.endpoint: set, but eval.backend is hf and no candidate is served"):
         load(config)
     data["candidates"] = [{"name": "acme", "served": "acme-ft", "tokenizer": str(tmp_path / "missing")}]
     config.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -553,13 +553,17 @@ def test_a_hosted_candidate_with_no_local_folder_against_a_local_base_and_its_re
         data["base"] = {"path": str(demo_world.base), "chat_template": str(CHAT_TEMPLATE)}
         data["candidates"] = [{"name": "acme", "served": "acme-ft", "training_cost": 25.0,
                                "token_prices": {"input_per_million": 300.0, "output_per_million": 1200.0}}]
+        # the hosted model prompted another way: through the same chat API, in the server's template
+        data["prompting"] = [{"name": "acme-brief", "of": "acme", "system_prompt": "Be brief. "}]
+        data["gates"][0]["candidates"] = ["acme"]
         data["eval"]["endpoint"] = {"base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2}
         config.write_text(yaml.safe_dump(data, sort_keys=False))
 
         logs: list[str] = []
         result = run_comparison(load(config), log=logs.append)
         render_report(result, tmp_path / "report-hosted")
-        (acme,) = result.results
+        assert [cr.candidate for cr in result.results] == ["acme", "acme-brief"]
+        assert result.candidates[1].scoring == result.candidates[0].scoring  # the arm: chat, as its model
         gate = next(v for v in result.gates if v.candidate == "acme")
         assert gate.status == "pass", gate  # the adapter behind the id learnt the notes
         assert result.candidates[0].scoring["demo_triage_note"] == \
@@ -578,12 +582,12 @@ def test_a_hosted_candidate_with_no_local_folder_against_a_local_base_and_its_re
 
         logs.clear()
         run_comparison(load(config), log=logs.append)
-        assert any("4 stored, 0 to evaluate" in line for line in logs), logs
+        assert any("6 stored, 0 to evaluate" in line for line in logs), logs
 
         proxy.aliases["acme-ft"] = "balanced-replay"  # redeployed: the same id, other weights
         logs.clear()
         run_comparison(load(config), log=logs.append)
-        assert any("2 stored, 2 to evaluate" in line for line in logs), logs  # the base's runs reused
+        assert any("2 stored, 4 to evaluate" in line for line in logs), logs  # the base's runs reused
         assert _texts(config, "demo_triage_note")["acme"] != first
 
         data["suite"] = str(tmp_path / "suite-openai.yaml")  # the demo suite: log-likelihood tasks
