@@ -139,7 +139,7 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     for m in plan.models:
         if m.served is not None and not m.prompting:
             log(f"plan: {m.label} is served: {m.served.describe()}")
-    letters = sorted({r.task.leaf for r in plan.runs if r.scoring == "letters"})
+    letters = sorted({r.task.leaf for r in plan.distinct if r.scoring == "letters"})
     if letters:
         log(f"plan: {', '.join(letters)}: letter choice (the first answer token's log-probability of each letter) "
             "for every model, as some served model cannot score log-likelihoods")

@@ -331,8 +331,9 @@ def _cannot(m: ModelEntry, letters: bool) -> str:
         why = (f"{m.label} is scored through chat completions, which return no log-probabilities of the prompt: "
                "set `api: completions` for it")
     else:
+        said = f"; it said: {'; '.join(c.refusals)}" if c.refusals else ""
         why = (f"the server returns no log-probabilities of the prompt's tokens for {m.label} (it offers "
-               f"{c.describe()}); it needs a server that echoes them (completions with echo, as vLLM's)")
+               f"{c.describe()}{said}); it needs a server that echoes them (completions with echo, as vLLM's)")
     if letters:
         return why + ", or the first answer token's alternatives (logprobs) for the letter-choice reading"
     return why + ", or the task in a lettered form (choices A, B, C, ... read from the first answer token)"

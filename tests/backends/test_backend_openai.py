@@ -209,7 +209,8 @@ class _Proxy:
 
     It also makes the vLLM server behave as other servers do (`behaviour`): "no-echo", completions that
     ignore `echo` (log-probabilities of the generated tokens only, as llama.cpp's server); "no-logprobs",
-    answers without any log-probabilities; "chat-only", a 404 for /v1/completions (only chat completions,
+    answers without any log-probabilities; "refuse-logprobs", a 400 for any request that asks for them (as
+    hosted APIs answer for some models); "chat-only", a 404 for /v1/completions (only chat completions,
     as many hosted APIs). `aliases` (changeable while it runs) serves upstream models under other names, as
     a hosted API lists a fine-tune (its own id, nothing of the weights behind it); `usage=False` strips
     the answers' token counts."""
@@ -278,6 +279,11 @@ class _Proxy:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 if behaviour == "chat-only" and self.path.endswith("/v1/completions"):
                     return self._answer(404, json.dumps({"detail": "Not Found"}).encode())
+                asked = json.loads(data)
+                if behaviour == "refuse-logprobs" and (asked.get("logprobs") or asked.get("echo")):
+                    return self._answer(400, json.dumps({"error": {
+                        "message": "logprobs are not available for this model", "type": "invalid_request_error"}
+                    }).encode())
                 with proxy.lock:
                     fault = bool(every) and (proxy.injected + proxy.forwarded + 1) % every == 0
                     proxy.injected += fault
@@ -474,14 +480,15 @@ def local_chat(demo_world, tmp_path_factory) -> Path:
 
 def test_a_generation_only_suite_scores_on_servers_without_prompt_log_probabilities(server, demo_world, local,
                                                                                    tmp_path, monkeypatch):
-    """Completions that ignore `echo` (llama.cpp's server) and completions without any log-probabilities:
+    """Completions that ignore `echo` (llama.cpp's server), answers without any log-probabilities, and a
+    model that refuses requests asking for them:
     the generation task scores, as the hf backend generates it; a suite with log-likelihood tasks is
     refused before anything is scored, each task by name with what it would need."""
     from harness.store import Store
 
     monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
     expected = _texts(local, "demo_triage_note")
-    for behaviour in ("no-echo", "no-logprobs"):
+    for behaviour in ("no-echo", "no-logprobs", "refuse-logprobs"):
         proxy = _Proxy(server.url, behaviour=behaviour)
         try:
             full = _config(tmp_path, demo_world, _served(proxy.url), name=f"full-{behaviour}")
@@ -491,6 +498,8 @@ def test_a_generation_only_suite_scores_on_servers_without_prompt_log_probabilit
             assert "demo_triage (multiple_choice): the server returns no log-probabilities of the prompt's tokens " \
                    "for base" in message and "demo_capitals (multiple_choice)" in message, message
             assert "lettered form" in message and "demo_triage_note" not in message, message
+            if behaviour == "refuse-logprobs":  # what the server said, quoted
+                assert "logprobs are not available for this model" in message, message
             assert not Store(tmp_path / f"store-full-{behaviour}").runs()  # refused before anything was scored
 
             config = _config(tmp_path, demo_world, _served(proxy.url), name=behaviour,
@@ -499,7 +508,7 @@ def test_a_generation_only_suite_scores_on_servers_without_prompt_log_probabilit
             assert _texts(config, "demo_triage_note") == expected, behaviour  # the same greedy text, every model
             assert result.base.scoring == {"demo_triage_note": "generated text (completions)"}
             assert "completions (" + ("generated tokens' log-probabilities" if behaviour == "no-echo" else
-                                      "no log-probabilities") + ")" in result.base.served
+                                      "no log-probabilities") + ")" in result.base.served, result.base.served
         finally:
             proxy.close()
 
