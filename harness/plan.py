@@ -101,8 +101,10 @@ class Plan:
 # float order than lm-eval's full sequences (within 1e-4 nats): runs of the earlier path are not
 # mixed with these. -2: the context pass's last position taken by an index tensor (another matrix
 # kernel for the head than the strided slice before it: last bits of float32 differ). -3: contexts that
-# begin alike share that beginning's pass too (a judge's prompts, few-shot prompts), batched otherwise
-HF_SCORING = "prefix-shared-3"
+# begin alike share that beginning's pass too (a judge's prompts, few-shot prompts), batched otherwise.
+# packed-1: one forward over the unique tokens, contexts and their continuations packed in rows under a
+# 4D mask (harness/backends/hf_lm.py packed_scores): no cache copies, another float order again
+HF_SCORING = "packed-1"
 
 
 def scoring_backend(spec: HarnessSpec) -> str:

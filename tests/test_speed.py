@@ -179,8 +179,8 @@ def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smol
     calls = []
     from harness.backends import hf_lm
 
-    original = hf_lm.shared_prefix_scores
-    monkeypatch.setattr(hf_lm, "shared_prefix_scores",
+    original = hf_lm.packed_scores
+    monkeypatch.setattr(hf_lm, "packed_scores",
                         lambda model, reqs, *a, **k: calls.append(len(reqs)) or original(model, reqs, *a, **k))
     worst, scores = 0.0, {}
     for variant in backend.variants():

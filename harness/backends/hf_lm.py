@@ -1,5 +1,6 @@
 """The hf backend's lm-eval model: lm-eval's HFLM around the model HFBackend loads, with the scoring it
-adds (prefix-shared log-likelihoods, rolling windows in one sorted pass, a token cache). It imports
+adds (packed log-likelihoods: one forward over the unique tokens; rolling windows in one sorted pass; a
+token cache). It imports
 lm-eval at its top: harness.backends.hf imports it only when a model is loaded.
 """
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass, field
 
 import torch
 from lm_eval import utils
@@ -62,131 +64,150 @@ def prefix_clusters(contexts: list[tuple[int, ...]], max_size: int,
     return runs[::-1]
 
 
-def _left_padded(seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token sequences as one batch, each ending in the last column (so one position holds every
-    row's last token): ids and attention mask."""
-    width = max(len(x) for x in seqs)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for row, x in enumerate(seqs):
-        ids[row, width - len(x):] = torch.tensor(x)
-        mask[row, width - len(x):] = 1
-    return ids, mask
+@dataclass
+class _Unit:
+    """Requests packed as a tree of segments, each a run of tokens that attends to its ancestors' tokens
+    and its own earlier ones: a shared beginning, each context's rest after it, each continuation after
+    its context (all of its tokens but the last: each predicts the next)."""
+
+    tokens: list[int] = field(default_factory=list)
+    segment: list[int] = field(default_factory=list)  # each token's segment (local to the unit)
+    position: list[int] = field(default_factory=list)  # each token's position id
+    parent: list[int] = field(default_factory=list)  # each segment's parent segment (-1: none)
+    last: list[int] = field(default_factory=list)  # each segment's last token (its offset in the unit)
+    reads: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (request, context end, its tokens)
+
+    def add(self, tokens, parent: int) -> tuple[int, int]:
+        """A segment of `tokens` after `parent`'s (-1: at the start); (its index, its last token's offset)."""
+        start = 0 if parent < 0 else self.position[self.last[parent]] + 1
+        self.parent.append(parent)
+        seg = len(self.parent) - 1
+        self.tokens += tokens
+        self.segment += [seg] * len(tokens)
+        self.position += range(start, start + len(tokens))
+        self.last.append(len(self.tokens) - 1)
+        return seg, self.last[-1]
 
 
-def _last_logprobs(model, ids, mask, positions, device, cache=None):
-    """One forward over a left-padded batch (after `cache`, if given): the log-probabilities at its last
-    position, and the cache. Only that position's logits are computed (the vocabulary projection of the
-    other tokens saved), by an index tensor, not `logits_to_keep=1`: the integer's slice is a strided
-    view that, under a peft model, torch multiplies by the head as a batched matmul over a copy of the
-    weight per row (SmolLM2, 24 rows: 1.35 s against 0.12 s, the same logits bit for bit)."""
-    last = torch.tensor([ids.shape[1] - 1], device=device)
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                past_key_values=cache, use_cache=True, logits_to_keep=last)
-    return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1), out.past_key_values
+def _units(requests, groups: dict[tuple[int, ...], list[int]], runs) -> list[_Unit]:
+    """One unit per run of contexts that share a beginning (prefix_clusters): the beginning once, each
+    context's rest, each continuation's tokens; a continuation of one token adds none (read at its
+    context's last position)."""
+    units = []
+    for p, run in runs:
+        unit = _Unit()
+        shared = unit.add(run[0][:p], -1)[0] if p > 0 else -1
+        for ctx in run:
+            seg, end = unit.add(ctx[p:], shared)
+            for i in groups[ctx]:
+                cont = list(requests[i][2])
+                at = []
+                if len(cont) > 1:
+                    _, last = unit.add(cont[:-1], seg)
+                    at = list(range(last - len(cont) + 2, last + 1))
+                unit.reads.append((i, end, at))
+        units.append(unit)
+    return units
 
 
-def _context_pass(model, batch: list[tuple[int, list[tuple[int, ...]]]], device):
-    """The contexts of `batch` (runs of contexts sharing `p` tokens, as prefix_clusters gives) through
-    the model: their shared beginnings once, the cache copied to each context of its run, then each
-    context's rest. Returns, per context in order, the log-probabilities of the token after it, the
-    cache and the attention mask over everything fed, and the tokens fed."""
-    if all(p == 0 for p, _ in batch):  # nothing shared: the whole contexts in one pass
-        ids, mask = _left_padded([ctx for _, run in batch for ctx in run])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        head, cache = _last_logprobs(model, ids, mask, positions, device)
-        return head, cache, mask, int(mask.sum())
-    ids, mask = _left_padded([run[0][:p] for p, run in batch])
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    _, cache = _last_logprobs(model, ids, mask, positions, device)
-    index = [r for r, (_, run) in enumerate(batch) for _ in run]
-    cache.reorder_cache(torch.tensor(index, device=device))  # each context's own copy of its beginning
-    rest_ids, rest_mask = _left_padded([ctx[p:] for p, run in batch for ctx in run])
-    before = mask[index]
-    rest_positions = before.sum(-1, keepdim=True) + (rest_mask.cumsum(-1) - 1).clamp(min=0)
-    full_mask = torch.cat([before, rest_mask], dim=1)
-    head, cache = _last_logprobs(model, rest_ids, full_mask, rest_positions, device, cache)
-    return head, cache, full_mask, int(mask.sum() + rest_mask.sum())
+def _rows(units: list[_Unit], budget: int) -> list[list[_Unit]]:
+    """Units packed into rows of at most `budget` tokens (first fit, longest first); a longer unit is a
+    row of its own."""
+    rows: list[tuple[int, list[_Unit]]] = []
+    for unit in sorted(units, key=lambda u: len(u.tokens), reverse=True):
+        n = len(unit.tokens)
+        for k, (used, row) in enumerate(rows):
+            if used + n <= budget:
+                row.append(unit)
+                rows[k] = (used + n, row)
+                break
+        else:
+            rows.append((n, [unit]))
+    return [row for _, row in rows]
+
+
+def _row_pass(model, row: list[_Unit], device, dtype):
+    """One forward over a row of packed units: a 4D mask lets each token see its segment's ancestors and
+    its own earlier tokens (nothing of the other units or sibling segments), position ids restart where
+    each segment's parent ends; logits only where a request reads them. Returns {position in the row:
+    log-probabilities}, the row's offset of each unit, and the tokens fed."""
+    ids, segs, pos, offsets, reads = [], [], [], [], set()
+    parents: list[int] = []
+    for unit in row:
+        offsets.append(len(ids))
+        base = len(parents)
+        ids += unit.tokens
+        segs += [base + s for s in unit.segment]
+        pos += unit.position
+        parents += [base + q if q >= 0 else -1 for q in unit.parent]
+        for _, end, at in unit.reads:
+            reads.update(offsets[-1] + x for x in (end, *at))
+    n_seg = len(parents)
+    ancestor = torch.eye(n_seg, dtype=torch.bool)  # [a, b]: b is a or one of a's ancestors
+    for a in range(n_seg):
+        q = parents[a]
+        while q >= 0:
+            ancestor[a, q] = True
+            q = parents[q]
+    seg = torch.tensor(segs)
+    allowed = ancestor[seg][:, seg] & torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+    mask = torch.zeros(1, 1, len(ids), len(ids), dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    keep = sorted(reads)
+    out = model(input_ids=torch.tensor([ids], device=device), attention_mask=mask.to(device),
+                position_ids=torch.tensor([pos], device=device), use_cache=False,
+                logits_to_keep=torch.tensor(keep, device=device))
+    logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
+    return {x: logprobs[k] for k, x in enumerate(keep)}, offsets, len(ids)
+
+
+PACKED_KERNELS = ("sdpa", "eager")  # attention kernels that take an arbitrary 4D mask
 
 
 @torch.no_grad()
-def shared_prefix_scores(model, requests, batch_size: int, device, done=None,
-                         counts: dict | None = None) -> list[tuple[float, bool]]:
-    """(log-likelihood, is_greedy) of each (key, context tokens, continuation tokens), as lm-eval's
-    HFLM scores them, with every token that requests share run through the model once:
-    - each distinct context once, its key/value cache copied to every continuation of it (a question
-      with four answers costs one context pass and one pass over the answers' tokens, not four passes
-      over context and answer);
-    - contexts that begin alike (a judge's prompts for one item: rubric, input, reference, the first
-      answer; few-shot prompts with the same examples) in runs of at most `batch_size` (prefix_clusters):
-      the common beginning once, its cache copied to each context of the run, then each one's rest.
-    Batches are padded on the left (positions counted from each row's first real token); the first
-    continuation token's log-probability comes from the context pass, the rest from one right-padded
-    pass over the continuations with the cache. `counts` (if given) adds up `fed`, the tokens run through
-    the model, and `requested`, those of the full sequences lm-eval's plain path would run."""
+def packed_scores(model, requests, batch_size: int, device, done=None, counts: dict | None = None,
+                  row_tokens: int = 512) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each (key, context tokens, continuation tokens), as lm-eval's HFLM
+    scores them, with one forward over exactly the unique tokens: each distinct context once, every
+    continuation of it after it in the same sequence (seeing the context and itself, not the other
+    continuations: a 4D mask, position ids restarting at the context's end), contexts that begin alike
+    (a judge's prompts for one item, few-shot prompts) as their shared beginning once and each one's rest
+    (prefix_clusters, runs of at most `batch_size` contexts), several such units per row up to
+    `row_tokens` tokens so short requests pay no padding. A continuation's first token is read at its
+    context's last position; a continuation of one token (a letter, a label) costs no token at all.
+    `counts` (if given) adds up `fed`, the tokens run through the model, and `requested`, those of the
+    full sequences lm-eval's plain path would run."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (_, ctx, _) in enumerate(requests):
         groups.setdefault(tuple(ctx), []).append(i)
-    runs = prefix_clusters(list(groups), batch_size)
-    # batches of at most batch_size contexts: runs with a shared beginning together, the others (each
-    # alone) longest first as before
-    shared_runs = [r for r in runs if r[0] > 0]
-    alone = sorted((r for r in runs if r[0] == 0), key=lambda r: len(r[1][0]), reverse=True)
-    batches, current, size = [], [], 0
-    for run in shared_runs:
-        if size + len(run[1]) > batch_size:
-            batches.append(current)
-            current, size = [], 0
-        current.append(run)
-        size += len(run[1])
-    if current:
-        batches.append(current)
-    batches += [alone[at:at + batch_size] for at in range(0, len(alone), batch_size)]
+    units = _units(requests, groups, prefix_clusters(list(groups), batch_size))
+    dtype = next(model.parameters()).dtype
+    dtype = dtype if dtype.is_floating_point else torch.float32
     out: list = [None] * len(requests)
-    for batch in batches:
-        head, cache, mask, fed = _context_pass(model, batch, device)
-        contexts = [ctx for _, run in batch for ctx in run]
-        rows = [(row, i) for row, ctx in enumerate(contexts) for i in groups[ctx]]
-        conts = [requests[i][2] for _, i in rows]
-        length = max(len(c) for c in conts) - 1  # tokens fed after the context: all but each one's last
-        tail = None
-        if length > 0:
-            index = torch.tensor([row for row, _ in rows], device=device)
-            cache.reorder_cache(index)  # each continuation's own copy of its context's cache
-            step = torch.zeros(len(rows), length, dtype=torch.long)
-            step_mask = torch.zeros(len(rows), length, dtype=torch.long)
-            for r, c in enumerate(conts):
-                step[r, :len(c) - 1] = torch.tensor(c[:-1])
-                step_mask[r, :len(c) - 1] = 1
-            lengths = mask.sum(-1)[index.cpu()]
-            step_positions = lengths[:, None] + torch.arange(length)[None, :]
-            full_mask = torch.cat([mask[index.cpu()], step_mask], dim=1)
-            tail = model(input_ids=step.to(device), attention_mask=full_mask.to(device),
-                         position_ids=step_positions.to(device), past_key_values=cache, use_cache=True).logits
-            tail = torch.log_softmax(tail.float(), dim=-1)
-            fed += int(step_mask.sum())
-        for r, ((row, i), c) in enumerate(zip(rows, conts, strict=True)):
-            lp = head[row, c[0]]
-            greedy = bool(head[row].argmax() == c[0])
-            if len(c) > 1:
-                rest = tail[r, :len(c) - 1]
-                target = torch.tensor(c[1:], device=rest.device)
-                lp = lp + rest.gather(-1, target[:, None]).sum()
-                greedy = greedy and bool((rest.argmax(-1) == target).all())
-            out[i] = (float(lp), greedy)
+    for row in _rows(units, row_tokens):
+        logprobs, offsets, fed = _row_pass(model, row, device, dtype)
+        answered = 0
+        for unit, offset in zip(row, offsets, strict=True):
+            for i, end, at in unit.reads:
+                cont = requests[i][2]
+                steps = [offset + end] + [offset + x for x in at]
+                lp, greedy = 0.0, True
+                for x, token in zip(steps, cont, strict=True):
+                    lp += float(logprobs[x][token])
+                    greedy = greedy and bool(logprobs[x].argmax() == token)
+                out[i] = (lp, greedy)
+                answered += 1
+                if counts is not None:
+                    counts["requested"] = counts.get("requested", 0) + len(requests[i][1]) + len(cont) - 1
         if counts is not None:
             counts["fed"] = counts.get("fed", 0) + fed
-            counts["requested"] = counts.get("requested", 0) + sum(len(requests[i][1]) + len(c) - 1
-                                                                   for (_, i), c in zip(rows, conts, strict=True))
         if done is not None:
-            done(len(rows))
+            done(answered)
     return out
 
 
-
 class HarnessHFLM(HFLM):
-    """lm-eval's HFLM with its request bars on terminals only, a token cache, prefix-shared
-    log-likelihoods (shared_prefix_scores), and rolling log-likelihood scored in one length-sorted pass."""
+    """lm-eval's HFLM with its request bars on terminals only, a token cache, packed log-likelihoods
+    (packed_scores), and rolling log-likelihood scored in one length-sorted pass."""
 
     def __init__(self, *args, plain: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -254,24 +275,37 @@ class HarnessHFLM(HFLM):
             cache[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
         return list(cache[key])
 
+    def _unpackable(self) -> str | None:
+        """Why this model cannot score packed requests (said once), or None."""
+        if "_harness_unshared" not in self.__dict__:
+            kernel = getattr(self._model.config, "_attn_implementation", None)
+            if kernel not in PACKED_KERNELS:  # e.g. flash-attention's varlen kernels take no 4D mask
+                self._harness_unshared = f"its attention kernel {kernel} takes no 4D mask"
+                warnings.warn(f"{self._model.config.model_type} models cannot score packed requests "
+                              f"({self._harness_unshared}); scoring every request as lm-eval does (slower, the "
+                              "same results within float32's tolerance)", stacklevel=3)
+            else:
+                self._harness_unshared = None
+        return self._harness_unshared
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = True, override_bs: int | None = None):
         check_fits(requests, self.max_length)
         shared = [] if (self.plain or self.batch_size == "auto" or self.world_size > 1
-                        or self.backend != "causal" or self.__dict__.get("_harness_unshared")) else \
+                        or self.backend != "causal" or self._unpackable()) else \
             [i for i, (key, ctx, cont) in enumerate(requests)
              if key is not None and ctx and cont and len(ctx) + len(cont) <= self.max_length + 1]
         out: list = [None] * len(requests)
-        if shared:  # each distinct context run once, its key/value cache shared by its continuations
+        if shared:  # the unique tokens once: each context and its continuations packed under a 4D mask
             from tqdm import tqdm
 
             try:
                 with tqdm(total=len(shared), desc="Running loglikelihood requests", leave=False,
                           disable=not progress.enabled(), file=sys.stderr, dynamic_ncols=True) as bar:
-                    scored = shared_prefix_scores(self.model, [requests[i] for i in shared], self.batch_size,
-                                                  self.device, bar.update, counts=self.harness_tokens)
+                    scored = packed_scores(self.model, [requests[i] for i in shared], self.batch_size,
+                                           self.device, bar.update, counts=self.harness_tokens)
             except (TypeError, AttributeError, NotImplementedError) as e:
-                # a model class whose forward takes no position_ids or logits_to_keep, or whose
-                # cache cannot be reordered: lm-eval's own path for it from now on, said once
+                # a model class whose forward takes no position_ids, logits_to_keep or 4D mask: lm-eval's
+                # own path for it from now on, said once
                 self._harness_unshared = f"{type(e).__name__}: {e}"
                 warnings.warn(f"{self._model.config.model_type} models cannot score with shared contexts "
                               f"({self._harness_unshared}); scoring every request as lm-eval does "

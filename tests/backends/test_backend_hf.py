@@ -155,3 +155,50 @@ def test_contexts_that_begin_alike_score_as_the_plain_path_with_fewer_tokens_fed
         assert abs(a - b) <= logprob_tolerance(tiny_world.base, b), (a, b)
         assert ga == gb
     assert counts["requested"] > 2 * counts["fed"] > 0, counts
+
+
+def test_packed_requests_feed_each_unique_token_once_and_one_token_choices_nothing_more(tiny_world):
+    """Short contexts (no common beginning worth sharing) with four one-token choices and one longer
+    continuation each: the packed path feeds every context's tokens once and only the longer
+    continuation's tokens besides (a one-token choice is read at its context's last position), and
+    scores each request as lm-eval's plain HFLM within float32's tolerance, with the same greedy flags."""
+    contexts = [f"Claim {i}: the worker {w} at the site.\nCategory:" for i, w in
+                enumerate(["slipped", "burned a hand", "cut a finger", "strained a back", "fell"])]
+    choices = [" A", " B", " C", " D", " FALL at work today"]
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(c, x), idx=i)
+                for i, (c, x) in enumerate((c, x) for c in contexts for x in choices)]
+    backend = HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=8)
+    with backend.activate("base") as lm:
+        packed = lm.loglikelihood(requests, disable_tqdm=True)
+        counts = dict(lm.harness_tokens)
+        context_tokens = sum(len(lm.tok_encode(c)) for c in contexts)
+        one_token = all(len(lm.tok_encode(x, add_special_tokens=False)) == 1 for x in choices[:4])
+        long_tokens = len(lm.tok_encode(choices[4], add_special_tokens=False))
+    assert one_token  # the premise: single-token letters in this tokenizer
+    assert counts["fed"] == context_tokens + len(contexts) * (long_tokens - 1), counts
+    plain = _plain(tiny_world.base).loglikelihood(requests, disable_tqdm=True)
+    for (a, ga), (b, gb) in zip(packed, plain, strict=True):
+        assert abs(a - b) <= logprob_tolerance(tiny_world.base, b), (a, b)
+        assert ga == gb
+
+
+def test_an_attention_kernel_without_4d_masks_scores_on_lm_evals_path_said_once(tiny_world, monkeypatch):
+    """A model whose attention kernel takes no custom 4D mask (flash-attention's varlen path) is never
+    packed: one warning names the kernel, and every request is scored as lm-eval's plain path scores it."""
+    import warnings
+
+    from harness.backends import hf_lm
+
+    monkeypatch.setattr(hf_lm, "PACKED_KERNELS", ("eager",))  # this model runs sdpa: as if it could not pack
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(c, " FALL"), idx=i)
+                for i, c in enumerate(CONTEXTS)]
+    backend = HFBackend(tiny_world.base, dtype="float32", device="cpu", batch_size=8)
+    with backend.activate("base") as lm, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        first = lm.loglikelihood(requests, disable_tqdm=True)
+        lm.loglikelihood(requests, disable_tqdm=True)
+        lm.plain = True
+        plain = lm.loglikelihood(requests, disable_tqdm=True)
+    messages = [str(w.message) for w in said if "cannot score packed requests" in str(w.message)]
+    assert len(messages) == 1 and "attention kernel sdpa takes no 4D mask" in messages[0], messages
+    assert first == plain
