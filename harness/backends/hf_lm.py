@@ -89,24 +89,35 @@ class _Unit:
         return seg, self.last[-1]
 
 
-def _units(requests, groups: dict[tuple[int, ...], list[int]], runs) -> list[_Unit]:
-    """One unit per run of contexts that share a beginning (prefix_clusters): the beginning once, each
+def _units(requests, groups: dict[tuple[int, ...], list[int]], runs, cap: int) -> list[_Unit]:
+    """Units of at most `cap` tokens (or one context and one continuation, where that alone is longer),
+    from runs of contexts that share a beginning (prefix_clusters): the beginning once per unit, each
     context's rest, each continuation's tokens; a continuation of one token adds none (read at its
-    context's last position)."""
-    units = []
+    context's last position). A run, or one context's continuations, too long for one unit goes on in
+    the next (the beginning, or the context, run again there), so that no row's mask grows past what
+    the longest request needs."""
+    units: list[_Unit] = []
     for p, run in runs:
-        unit = _Unit()
-        shared = unit.add(run[0][:p], -1)[0] if p > 0 else -1
+        unit, shared = None, -1
         for ctx in run:
-            seg, end = unit.add(ctx[p:], shared)
-            for i in groups[ctx]:
-                cont = list(requests[i][2])
-                at = []
-                if len(cont) > 1:
-                    _, last = unit.add(cont[:-1], seg)
-                    at = list(range(last - len(cont) + 2, last + 1))
-                unit.reads.append((i, end, at))
-        units.append(unit)
+            todo = list(groups[ctx])
+            while todo:
+                first = len(ctx) - p + len(requests[todo[0]][2]) - 1
+                if unit is None or (unit.reads and len(unit.tokens) + first > cap):
+                    unit = _Unit()
+                    shared = unit.add(run[0][:p], -1)[0] if p > 0 else -1
+                    units.append(unit)
+                seg, end = unit.add(ctx[p:], shared)
+                while todo:
+                    cont = list(requests[todo[0]][2])
+                    if unit.reads and unit.reads[-1][1] == end and len(unit.tokens) + len(cont) - 1 > cap:
+                        unit = None  # this context's other continuations: in a new unit
+                        break
+                    at: list[int] = []
+                    if len(cont) > 1:
+                        _, last = unit.add(cont[:-1], seg)
+                        at = list(range(last - len(cont) + 2, last + 1))
+                    unit.reads.append((todo.pop(0), end, at))
     return units
 
 
@@ -179,7 +190,7 @@ def packed_scores(model, requests, batch_size: int, device, done=None, counts: d
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (_, ctx, _) in enumerate(requests):
         groups.setdefault(tuple(ctx), []).append(i)
-    units = _units(requests, groups, prefix_clusters(list(groups), batch_size))
+    units = _units(requests, groups, prefix_clusters(list(groups), batch_size), row_tokens)
     dtype = next(model.parameters()).dtype
     dtype = dtype if dtype.is_floating_point else torch.float32
     out: list = [None] * len(requests)
