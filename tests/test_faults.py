@@ -34,14 +34,14 @@ elif point == "mid_task":  # between two batches of a run: lm-eval's forward cal
         hit()
         return call(self, *args, **kwargs)
     HFLM._model_call = model_call
-    shared = hf_lm.shared_prefix_scores
+    shared = hf_lm.packed_scores
     def counted(model, requests, batch_size, device, done=None, **kwargs):
         def step(n):
             hit()
             if done is not None:
                 done(n)
         return shared(model, requests, batch_size, device, step, **kwargs)
-    hf_lm.shared_prefix_scores = counted
+    hf_lm.packed_scores = counted
 elif point in ("records_write", "manifest_write"):  # temp file written, not yet renamed
     from harness import store
     atomic_write = store.atomic_write
@@ -137,7 +137,7 @@ def test_killed_at_every_stage_the_rerun_matches_an_uninterrupted_run(tiny_confi
     from harness.cli import main
 
     calls = []
-    model_call, shared = HFLM._model_call, hf_lm.shared_prefix_scores
+    model_call, shared = HFLM._model_call, hf_lm.packed_scores
 
     def interrupt_on_the_fourth_batch():
         calls.append(1)
@@ -152,11 +152,11 @@ def test_killed_at_every_stage_the_rerun_matches_an_uninterrupted_run(tiny_confi
         interrupt_on_the_fourth_batch()
         return shared(model, requests, batch_size, device, done, **kwargs)
 
-    HFLM._model_call, hf_lm.shared_prefix_scores = interrupting, interrupting_shared
+    HFLM._model_call, hf_lm.packed_scores = interrupting, interrupting_shared
     try:
         interrupted = CliRunner().invoke(main, ["compare", "--config", str(config)])
     finally:
-        hf_lm.shared_prefix_scores = shared
+        hf_lm.packed_scores = shared
         HFLM._model_call = model_call
     assert interrupted.exit_code == 130, interrupted.output
     scored_now = _scored(interrupted.stdout)

@@ -202,3 +202,42 @@ def test_an_attention_kernel_without_4d_masks_scores_on_lm_evals_path_said_once(
     messages = [str(w.message) for w in said if "cannot score packed requests" in str(w.message)]
     assert len(messages) == 1 and "attention kernel sdpa takes no 4D mask" in messages[0], messages
     assert first == plain
+
+
+def test_packed_rows_split_long_runs_and_still_score_every_request_as_its_full_sequence(tiny_world):
+    """Contexts with and without a common 30-token beginning, one to five continuations of one to eight
+    tokens each, packed into rows of 8, 20, 64 and 512 tokens: a run or a context's continuations too
+    long for a row go on in the next (the beginning or the context again), so a row never holds more
+    than its budget beyond one request; every request scores as its own full sequence within float32's
+    tolerance, and a larger row feeds fewer tokens (each shared token once)."""
+    import random
+
+    from harness.backends.hf_lm import _rows, _units, packed_scores, prefix_clusters
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.base, dtype=torch.float32).eval()
+    rng = random.Random(0)
+    beginning = [rng.randrange(5, 200) for _ in range(30)]
+    requests = []
+    for c in range(12):
+        ctx = tuple((beginning if c % 2 else []) + [rng.randrange(5, 200) for _ in range(rng.randrange(3, 15))])
+        requests += [(None, ctx, tuple(rng.randrange(5, 200) for _ in range(rng.randrange(1, 9))))
+                     for _ in range(rng.randrange(1, 6))]
+    with torch.no_grad():
+        full = []
+        for _, ctx, cont in requests:
+            lp = torch.log_softmax(model(input_ids=torch.tensor([[*ctx, *cont]])).logits.float(), -1)[0]
+            full.append(sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont)))
+    groups: dict = {}
+    for i, (_, ctx, _) in enumerate(requests):
+        groups.setdefault(ctx, []).append(i)
+    longest = max(len(ctx) + len(cont) - 1 for _, ctx, cont in requests)
+    fed = []
+    for cap in (8, 20, 64, 512):
+        rows = _rows(_units(requests, groups, prefix_clusters(list(groups), 4), cap), cap)
+        assert all(sum(len(u.tokens) for u in row) <= max(cap, longest) for row in rows), cap
+        counts: dict = {}
+        packed = packed_scores(model, requests, 4, "cpu", counts=counts, row_tokens=cap)
+        for (a, _), b in zip(packed, full, strict=True):
+            assert abs(a - b) <= logprob_tolerance(tiny_world.base, b), (cap, a, b)
+        fed.append(counts["fed"])
+    assert fed[0] <= counts["requested"] and fed == sorted(fed, reverse=True) and fed[-1] < fed[0] / 2, fed
