@@ -144,7 +144,7 @@ class RunManifest(BaseModel):
                                          "environment.PeakMemory: a GPU's allocation, or the process's resident "
                                          "set on a CPU); None when not measured.")
     tokens_fed: int | None = Field(None, description="Log-likelihood tokens run through the model (the hf "
-                                   "backend's prefix-shared scoring: each shared beginning once); None where "
+                                   "backend's packed scoring: each unique token once); None where "
                                    "not counted.")
     tokens_requested: int | None = Field(None, description="Log-likelihood tokens of the requests' full "
                                          "sequences: what scoring each request whole would have fed.")

@@ -84,7 +84,7 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
                 pd.testing.assert_series_equal(a.loc[clear, m], b.loc[clear, m], obj=f"{key} {m}")
             else:  # a continuous metric of log-likelihoods (a bias score): within its requests' tolerance
                 assert (np.abs(a[m].to_numpy(float) - b[m].to_numpy(float)) <= tolerance).all(), (key, m)
-    print(f"\nlargest per-request difference, prefix-shared vs plain: {worst:.2e} nats")
+    print(f"\nlargest per-request difference, packed vs plain: {worst:.2e} nats")
 
 
 def test_rolling_windows_of_all_documents_in_one_sorted_pass_score_as_lm_evals_chunks(tiny_world, monkeypatch):
@@ -163,7 +163,7 @@ def _demo_requests(tasks: dict[str, tuple[int, int]], monkeypatch) -> list:
     return requests
 
 
-def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smollm2, tmp_path, monkeypatch):
+def test_packed_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smollm2, tmp_path, monkeypatch):
     """A real model: SmolLM2-135M-Instruct and a LoRA adapter on its attention (each variant's context
     cache its own), the demo's triage under a 3-shot context (five choices per question) and its
     capitals (four): each request within float32's tolerance of lm-eval's full-sequence scoring
@@ -201,7 +201,7 @@ def test_prefix_shared_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smol
         worst = max(worst, logprobs_within(scores[variant], [b for b, _ in plain], smollm2, CONTEXT, variant))
     assert sum(calls) == 2 * len(requests)  # every request of both variants went through the shared path
     assert max(abs(a - b) for a, b in zip(scores["base"], scores["tuned"], strict=True)) > 1e-3  # the adapter counts
-    print(f"\nSmolLM2, prefix-shared vs plain: largest per-request difference {worst:.2e} nats")
+    print(f"\nSmolLM2, packed vs plain: largest per-request difference {worst:.2e} nats")
 
 
 def test_a_model_that_cannot_share_contexts_is_scored_as_lm_eval_does_and_said_once(tiny_world, monkeypatch):
