@@ -78,7 +78,7 @@ def _chain(model_dir, context: int | None, tokens: int | None = None) -> int:
 
 def logprob_tolerance(model_dir, nats, context: int | None = None, tokens: int | None = None) -> float:
     """How far two float32 computations of the same log-likelihood may differ when only the order of the
-    float32 operations changes (other batch compositions and padding, prefix-shared caches, another CPU
+    float32 operations changes (other batch compositions and padding, packed rows, another CPU
     class's kernels): none of these changes what is computed, only how the sums are grouped.
 
     `nats`: the magnitude of the log-likelihood (a sum of token log-probabilities, each <= 0, so the sum

@@ -26,7 +26,7 @@ if point == "model_load":  # the base is loaded, its adapters not yet
         hit()
         return attach(model, adapters)
     hf.HFBackend._attach = staticmethod(slow_attach)
-elif point == "mid_task":  # between two batches of a run: lm-eval's forward calls, the prefix-shared path's batches
+elif point == "mid_task":  # between two batches of a run: lm-eval's forward calls, the packed path's rows
     from lm_eval.models.huggingface import HFLM
     from harness.backends import hf_lm
     call = HFLM._model_call

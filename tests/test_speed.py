@@ -67,7 +67,7 @@ def test_requests_built_tokenised_and_templated_once_score_as_the_plain_path(tin
         metrics = [c for c in a.columns if c.startswith("metric")]
         pd.testing.assert_frame_equal(a.drop(columns=["scores", *metrics]), b.drop(columns=["scores", *metrics]),
                                       obj=str(key))
-        # prefix-shared scoring (each context once, its cache shared) sums in another order than the
+        # packed scoring (each context once, its continuations after it) sums in another order than the
         # plain path: per request within float32's tolerance (conftest.logprob_tolerance); a
         # right-or-wrong metric may flip only on an item whose plain choice wins by less than twice that
         for x, y in zip(a["scores"], b["scores"], strict=True):
@@ -206,7 +206,7 @@ def test_packed_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smollm2, tm
 
 def test_a_model_that_cannot_share_contexts_is_scored_as_lm_eval_does_and_said_once(tiny_world, monkeypatch):
     """A model class whose forward takes no `logits_to_keep` (or no position_ids, or whose cache
-    cannot be reordered): the prefix-shared path fails once, a warning says so, and every request is
+    cannot be reordered): the packed path fails once, a warning says so, and every request is
     scored on lm-eval's path, with the same results as the plain backend's."""
     import warnings
 
