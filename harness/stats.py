@@ -292,29 +292,37 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def kappas(x: np.ndarray, y: np.ndarray, n_labels: int, rows: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of label codes `x` and `y` (0..n_labels-1) over each row of item indices `rows`
+    (resamples x items), all at once: (p_o - p_e) / (1 - p_e) from each row's confusion counts, as
+    scikit-learn's cohen_kappa_score computes it; a row where both raters use one label alone (p_e = 1,
+    undefined) counts as no agreement beyond chance (0)."""
+    r, n = rows.shape
+    cells = (np.arange(r)[:, None] * n_labels * n_labels + x[rows] * n_labels + y[rows]).ravel()
+    counts = np.bincount(cells, minlength=r * n_labels * n_labels).reshape(r, n_labels, n_labels) / n
+    observed = np.trace(counts, axis1=1, axis2=2)
+    expected = (counts.sum(axis=2) * counts.sum(axis=1)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = (observed - expected) / (1 - expected)
+    return np.where(np.isfinite(k) & (expected < 1 - 1e-12), k, 0.0)
+
+
 def kappa_interval(a: list[str], b: list[str], *, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> Estimate:
-    """Cohen's kappa of two raters over the same items (scikit-learn's), with a percentile bootstrap
-    interval over the items; a resample where both raters use one label alone counts as no agreement
-    beyond chance (kappa 0)."""
-    import warnings
-
-    from sklearn.metrics import cohen_kappa_score
-
-    x, y = np.asarray(a), np.asarray(b)
+    """Cohen's kappa of two raters over the same items, with a percentile bootstrap interval over the
+    items; a resample where both raters use one label alone counts as no agreement beyond chance (kappa 0).
+    The resamples in one vectorised pass (`kappas`): scikit-learn's cohen_kappa_score, checked equal
+    in tests/test_stats.py, costs ~3 ms a call, 2,000 resamples x 2 judges ~12 s of every re-run."""
     labels = sorted(set(a) | set(b))
-
-    def kappa(i: np.ndarray) -> float:
-        with warnings.catch_warnings():  # a resample with one label in common: undefined, counted as 0
-            warnings.simplefilter("ignore")
-            k = float(cohen_kappa_score(x[i], y[i], labels=labels))
-        return 0.0 if not math.isfinite(k) else k
-
-    point = kappa(np.arange(x.size))
+    code = {label: k for k, label in enumerate(labels)}
+    x = np.array([code[v] for v in a], dtype=np.int64)
+    y = np.array([code[v] for v in b], dtype=np.int64)
+    point = float(kappas(x, y, len(labels), np.arange(x.size)[None, :])[0]) if x.size else 0.0
     if x.size < 2:
         return Estimate(estimate=point, low=point, high=point)
     rng = np.random.default_rng(seed)
-    dist = np.array([kappa(rng.integers(0, x.size, x.size)) for _ in range(resamples)])
+    rows = np.stack([rng.integers(0, x.size, x.size) for _ in range(resamples)])  # the same draws as before
+    dist = kappas(x, y, len(labels), rows)
     tail = (1 - confidence) / 2
     return Estimate(estimate=point, low=float(np.quantile(dist, tail)), high=float(np.quantile(dist, 1 - tail)))
 
