@@ -434,16 +434,16 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
                            scoring=scoring.get(m.label, {}),
                            served=None if m.served is None else m.served.describe())
 
-    runs, versions = [], {}
-    scoring: dict[str, dict[str, str]] = {}
+    runs, versions, manifests = [], {}, {}
     for r in plan.distinct:
-        man = store.read_manifest(r.key)
+        man = manifests[r.key] = store.read_manifest(r.key)
         versions = man.versions or versions
         runs.append(RunInfo(model=r.model.label, task=r.task.name, n_items=man.n_items, n_requests=man.n_requests,
                             wall_s=man.wall_s, device=man.device, created_at=man.created_at, scoring=man.scoring,
                             input_tokens=man.input_tokens, output_tokens=man.output_tokens))
+    scoring: dict[str, dict[str, str]] = {}
     for r in plan.runs:  # every model's own (plan.distinct keeps one of two byte-identical models)
-        scoring.setdefault(r.model.label, {})[r.task.leaf] = store.read_manifest(r.key).scoring
+        scoring.setdefault(r.model.label, {})[r.task.leaf] = manifests[r.key].scoring
     suite_hash = hashlib.sha256("".join(t.task_hash for t in plan.tasks).encode()).hexdigest()
 
     return ComparisonResult(

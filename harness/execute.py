@@ -116,12 +116,8 @@ def load_backend(spec: HarnessSpec, models: list[ModelEntry]) -> Backend:
     if first.served is not None:
         from harness.backends.openai import OpenAIBackend
 
-        specs = {label: b for label, b, _ in spec.all_bases()} | {c.name: c for _, c, _ in spec.all_candidates()}
-        default = spec.roi.token_prices if spec.roi is not None else None
-        priced = frozenset(m.variant for m in models if (specs[m.of or m.label].token_prices or default) is not None)
         return OpenAIBackend(spec.eval.endpoint, {m.variant: m.served for m in models},
-                             max_length=spec.eval.max_length, trust_remote_code=first.trust_remote_code,
-                             priced=priced)
+                             max_length=spec.eval.max_length, trust_remote_code=first.trust_remote_code)
     if spec.eval.backend == "vllm":
         from harness.backends.vllm import VLLMBackend
 

@@ -266,6 +266,7 @@ def _served(spec: HarnessSpec, models: list[ModelEntry]) -> list[ModelEntry]:
         if served.api == "chat":
             prompt = _server_format(prompt)
         prices = s.token_prices or (spec.roi.token_prices if spec.roi is not None else None)
+        served = dataclasses.replace(served, prices=prices)
         if prices is not None and not served.capabilities.usage:
             raise HarnessError(f"{m.label}: token_prices cost it by the tokens its answers count, but the server at "
                                f"{spec.eval.endpoint.base_url} answers '{s.served}' without `usage`; drop its "

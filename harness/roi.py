@@ -226,9 +226,6 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
     if not runs:
         raise HarnessError(f"roi.task: '{task}' expands to several lm-eval tasks; name one of them")
     prices = {label: b.serving_hourly_price for label, b, _ in spec.all_bases()}
-    # a served model priced per token: its own token_prices, else the ROI's
-    specs = [(label, b) for label, b, _ in spec.all_bases()] + [(c.name, c) for _, c, _ in spec.all_candidates()]
-    token_prices = {label: m.token_prices or spec.roi.token_prices for label, m in specs}
     given = {c.name: c.training_cost for _, c, _ in spec.all_candidates()}
     by_label = {cr.candidate: cr for cr in results}
     # candidate -> the judge's seconds and tokens on its answers, as compare_runs summed them
@@ -264,7 +261,7 @@ def roi_of_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         weights, adapter = parameters(m.model_dir), parameters(m.adapter_dir)
         cr = by_label.get(m.label) if kind in ("candidate", "prompting") else None
         spent = judged.get(m.label, (0.0, 0))
-        price = token_prices.get(m.of or m.label) if m.served is not None else None
+        price = m.served.prices if m.served is not None else None  # priced per token (plan._served)
         man = manifests[run.key]
         counted = man.input_tokens is not None
         per_in = man.input_tokens / values.size if counted else None

@@ -57,6 +57,14 @@ def label_logprobs(top: list[dict], labels: list[str]) -> tuple[float, ...] | No
     return tuple(math.log(sum(math.exp(x) for x in hits)) if hits else floor for hits in found)
 
 
+def reply_alternatives(out: dict) -> list[dict]:
+    """The first reply token's alternatives ({token, logprob}) in a chat completions answer ([] if none)."""
+    choices = out.get("choices") if isinstance(out, dict) else None
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    content = (choice.get("logprobs") or {}).get("content") or [{}]
+    return content[0].get("top_logprobs") or [] if isinstance(content[0], dict) else []
+
+
 def label_in_text(reply: str, labels: list[str]) -> int | None:
     """The label a reply names: its first word (punctuation aside), or None."""
     first = re.match(r"\W*([\w-]+)", reply)
@@ -153,8 +161,7 @@ class ChatJudge:
                                f"{json.dumps(out)[:300]}") from None
         usage = out.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-        content = (choice.get("logprobs") or {}).get("content") or []
-        top = content[0].get("top_logprobs") if content else None
+        top = reply_alternatives(out)
         lps = label_logprobs(top, labels) if top else None
         if lps is not None:
             return LabelReading(lps, max(range(3), key=lps.__getitem__), "logprobs", tokens, reply, text)

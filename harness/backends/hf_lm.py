@@ -140,8 +140,8 @@ def _rows(units: list[_Unit], budget: int) -> list[list[_Unit]]:
 def _row_pass(model, row: list[_Unit], device, dtype):
     """One forward over a row of packed units: a 4D mask lets each token see its segment's ancestors and
     its own earlier tokens (nothing of the other units or sibling segments), position ids restart where
-    each segment's parent ends; logits only where a request reads them. Returns {position in the row:
-    log-probabilities}, the row's offset of each unit, and the tokens fed."""
+    each segment's parent ends; logits only where a request reads them. Returns the log-probabilities at
+    those positions, {position in the row: its row there}, the row's offset of each unit, and the tokens fed."""
     ids, segs, pos, offsets, reads = [], [], [], [], set()
     parents: list[int] = []
     for unit in row:
@@ -167,8 +167,7 @@ def _row_pass(model, row: list[_Unit], device, dtype):
     out = model(input_ids=torch.tensor([ids], device=device), attention_mask=mask.to(device),
                 position_ids=torch.tensor([pos], device=device), use_cache=False,
                 logits_to_keep=torch.tensor(keep, device=device))
-    logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
-    return {x: logprobs[k] for k, x in enumerate(keep)}, offsets, len(ids)
+    return torch.log_softmax(out.logits[0].float(), dim=-1), {x: k for k, x in enumerate(keep)}, offsets, len(ids)
 
 
 PACKED_KERNELS = ("sdpa", "eager")  # attention kernels that take an arbitrary 4D mask
@@ -195,24 +194,25 @@ def packed_scores(model, requests, batch_size: int, device, done=None, counts: d
     dtype = dtype if dtype.is_floating_point else torch.float32
     out: list = [None] * len(requests)
     for row in _rows(units, row_tokens):
-        logprobs, offsets, fed = _row_pass(model, row, device, dtype)
-        answered = 0
-        for unit, offset in zip(row, offsets, strict=True):
-            for i, end, at in unit.reads:
-                cont = requests[i][2]
-                steps = [offset + end] + [offset + x for x in at]
-                lp, greedy = 0.0, True
-                for x, token in zip(steps, cont, strict=True):
-                    lp += float(logprobs[x][token])
-                    greedy = greedy and bool(logprobs[x].argmax() == token)
-                out[i] = (lp, greedy)
-                answered += 1
-                if counts is not None:
-                    counts["requested"] = counts.get("requested", 0) + len(requests[i][1]) + len(cont) - 1
+        logprobs, where, offsets, fed = _row_pass(model, row, device, dtype)
+        reads = [(i, [where[offset + end]] + [where[offset + x] for x in at])
+                 for unit, offset in zip(row, offsets, strict=True) for i, end, at in unit.reads]
+        # every read token's log-probability and each position's argmax, gathered once for the row
+        rows = torch.tensor([k for _, steps in reads for k in steps], device=logprobs.device)
+        tokens = torch.tensor([t for i, _ in reads for t in requests[i][2]], device=logprobs.device)
+        values = logprobs[rows, tokens].tolist()
+        hits = (logprobs.argmax(-1)[rows] == tokens).tolist()
+        at = 0
+        for i, steps in reads:
+            n = len(steps)
+            out[i] = (sum(values[at:at + n]), all(hits[at:at + n]))
+            at += n
+            if counts is not None:
+                counts["requested"] = counts.get("requested", 0) + len(requests[i][1]) + n - 1
         if counts is not None:
             counts["fed"] = counts.get("fed", 0) + fed
         if done is not None:
-            done(answered)
+            done(len(reads))
     return out
 
 

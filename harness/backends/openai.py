@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import EndpointSpec
+from harness.backends.chat_judge import reply_alternatives
+from harness.config import EndpointSpec, TokenPriceSpec
 from harness.errors import HarnessError
 from harness.records import PromptFormat
 
@@ -134,6 +135,7 @@ class ServedModel:
     capabilities: Capabilities
     identity: str
     tokenizer: Path | None = None  # a local folder (or hub id) of its tokenizer; None: none known
+    prices: TokenPriceSpec | None = None  # what its tokens cost (its token_prices, else roi's); None: by the hour
 
     def describe(self) -> str:
         """One line for the report: its name, the API that scored it, what the server offers."""
@@ -156,39 +158,21 @@ def _choice(body) -> dict:
     return choices[0] if choices and isinstance(choices[0], dict) else {}
 
 
-def _probe_completions(endpoint: EndpointSpec, served: str, prompt, refusals: list[str]) -> tuple[dict | None, bool]:
-    """The completions probe (echo, 5 alternatives), asked again without log-probabilities where the model
-    refuses them; (the answer or None where there are no completions, whether log-probabilities were refused)."""
-    status, body = _request(endpoint, "/completions", {"model": served, "prompt": prompt, "max_tokens": 1,
-                                                       "temperature": 0, "logprobs": 5, "echo": True})
-    if status == 200:
-        return body, False
-    if status in (404, 405, 501):
-        refusals.append(f"/completions: {status} {server_message(body)}")
-        return None, False
-    if status == 400:  # a model that refuses `logprobs` or `echo`: completions may still work without them
-        refusals.append(f"/completions with logprobs: {status} {server_message(body)}")
-        status, body = _request(endpoint, "/completions", {"model": served, "prompt": prompt, "max_tokens": 1,
-                                                           "temperature": 0})
-        if status == 200:
-            return body, True
-    raise HarnessError(f"eval.endpoint: {endpoint.base_url}/completions answered {status} for '{served}': "
-                       f"{server_message(body)}")
-
-
-def _probe_chat(endpoint: EndpointSpec, served: str, refusals: list[str]) -> dict | None:
-    asked = {"model": served, "messages": [{"role": "user", "content": PROBE_PROMPTS[0]}], "max_tokens": 1,
-             "temperature": 0}
-    status, body = _request(endpoint, "/chat/completions", {**asked, "logprobs": True, "top_logprobs": 5})
+def _probe_api(endpoint: EndpointSpec, path: str, served: str, asked: dict, logprobs: dict,
+               refusals: list[str]) -> dict | None:
+    """One API's probe, asking for `logprobs`; asked again without them where the model refuses them (a
+    400: the API may still answer); None where the server has no such API (404/405/501). Each refusal is
+    kept in `refusals` with what the server said."""
+    status, body = _request(endpoint, path, {**asked, **logprobs})
     if status == 400:
-        refusals.append(f"/chat/completions with logprobs: {status} {server_message(body)}")
-        status, body = _request(endpoint, "/chat/completions", asked)
+        refusals.append(f"{path} with logprobs: {status} {server_message(body)}")
+        status, body = _request(endpoint, path, asked)
     if status == 200:
         return body
     if status in (404, 405, 501):
-        refusals.append(f"/chat/completions: {status} {server_message(body)}")
+        refusals.append(f"{path}: {status} {server_message(body)}")
         return None
-    raise HarnessError(f"eval.endpoint: {endpoint.base_url}/chat/completions answered {status} for '{served}': "
+    raise HarnessError(f"eval.endpoint: {endpoint.base_url}{path} answered {status} for '{served}': "
                        f"{server_message(body)}")
 
 
@@ -213,17 +197,20 @@ def probe_server(endpoint: EndpointSpec, served: str, tokenizer=None, *, api: st
                            f"(it serves: {', '.join(sorted(map(str, listed))) or 'none'}); check `served:`")
     refusals: list[str] = []
     ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"] if tokenizer is not None else None
-    completion, refused = _probe_completions(endpoint, served, ids if ids is not None else PROBE_TEXT, refusals)
-    chat = _probe_chat(endpoint, served, refusals)
+    completion = _probe_api(endpoint, "/completions", served, {
+        "model": served, "prompt": ids if ids is not None else PROBE_TEXT, "max_tokens": 1, "temperature": 0},
+        {"logprobs": 5, "echo": True}, refusals)
+    chat = _probe_api(endpoint, "/chat/completions", served, {
+        "model": served, "messages": [{"role": "user", "content": PROBE_PROMPTS[0]}], "max_tokens": 1,
+        "temperature": 0}, {"logprobs": True, "top_logprobs": 5}, refusals)
     logprobs = (_choice(completion).get("logprobs") or {}) if completion else {}
     tokens_lp = logprobs.get("token_logprobs") or []
-    prompt_lp = not refused and len(tokens_lp) > 2 and all(v is not None for v in tokens_lp[1:])
+    prompt_lp = len(tokens_lp) > 2 and all(v is not None for v in tokens_lp[1:])
     top = logprobs.get("top_logprobs") or []
-    chat_lp = ((_choice(chat).get("logprobs") or {}).get("content") or [{}])[0] if chat else {}
     caps = Capabilities(
         completions=completion is not None, prompt_logprobs=prompt_lp,
-        completion_top_logprobs=not refused and bool(top) and isinstance(top[-1], dict) and bool(top[-1]),
-        chat=chat is not None, chat_top_logprobs=bool(chat_lp.get("top_logprobs")),
+        completion_top_logprobs=bool(top) and isinstance(top[-1], dict) and bool(top[-1]),
+        chat=chat is not None, chat_top_logprobs=chat is not None and bool(reply_alternatives(chat)),
         usage=all(isinstance(b.get("usage"), dict) for b in (completion, chat) if b),
         refusals=tuple(refusals))
     if not caps.completions and not caps.chat:
@@ -269,10 +256,10 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, endpoint: EndpointSpec, served: dict[str, ServedModel], *, max_length: int | None = None,
-                 trust_remote_code: bool = False, priced: frozenset[str] = frozenset()):
+                 trust_remote_code: bool = False):
         self.endpoint, self._served = endpoint, served
         self._key = api_key(endpoint)
-        self._max_length, self._trust_remote_code, self._priced = max_length, trust_remote_code, priced
+        self._max_length, self._trust_remote_code = max_length, trust_remote_code
         self._lms: dict[str, object] = {}
 
     def variants(self) -> list[str]:
@@ -303,7 +290,7 @@ class OpenAIBackend:
                                 tokenizer_backend="huggingface", batch_size=self.endpoint.batch_size,
                                 trust_remote_code=self._trust_remote_code, add_bos_token=bos, **args)
             lm.harness_key, lm.harness_endpoint = self._key, self.endpoint
-            lm.harness_priced = variant in self._priced
+            lm.harness_priced = model.prices is not None
             self._lms[variant] = lm
         return self._lms[variant]
 

@@ -46,7 +46,7 @@ class _Served:
     harness_scoring = ""  # "letters": multiple-choice read from the first answer token's alternatives
     harness_endpoint = None  # the EndpointSpec (letters are asked through harness.backends.openai)
     harness_priced = False  # costed by its tokens: every answer must count them
-    harness_usage: dict[str, int] = {}
+    harness_usage: dict[str, int]  # this run's: `input`, `output` tokens, `answers`, those `without` usage
     _count_lock = threading.Lock()
 
     @property
@@ -55,19 +55,19 @@ class _Served:
 
     def _count(self, outputs) -> None:
         """Add the answers' `usage` to the run's count."""
+        count = self.harness_usage  # started at zero by OpenAIBackend.activate
         with self._count_lock:
             for out in outputs if isinstance(outputs, list) else [outputs]:
                 usage = out.get("usage") if isinstance(out, dict) else None
-                self.harness_usage["answers"] = self.harness_usage.get("answers", 0) + 1
+                count["answers"] += 1
                 if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
-                    self.harness_usage["without"] = self.harness_usage.get("without", 0) + 1
+                    count["without"] += 1
                     continue
-                self.harness_usage["input"] = self.harness_usage.get("input", 0) + int(usage["prompt_tokens"])
-                self.harness_usage["output"] = (self.harness_usage.get("output", 0)
-                                                + int(usage.get("completion_tokens") or 0))
+                count["input"] += int(usage["prompt_tokens"])
+                count["output"] += int(usage.get("completion_tokens") or 0)
 
     def _check_usage(self) -> None:
-        if self.harness_priced and self.harness_usage.get("without"):
+        if self.harness_priced and self.harness_usage["without"]:
             raise HarnessError(
                 f"eval.endpoint: {self.harness_usage['without']} of the server's {self.harness_usage['answers']} "
                 f"answers for '{self.model}' carry no `usage` (token counts), and its cost is counted by tokens "
@@ -119,6 +119,7 @@ class _Served:
 
     def _alternatives(self, context) -> list[dict]:
         """The first answer token's alternatives ({token, logprob}) after `context`."""
+        from harness.backends.chat_judge import reply_alternatives
         from harness.backends.openai import _post
 
         k = self.harness_endpoint.top_logprobs
@@ -126,8 +127,7 @@ class _Served:
             out = _post(self.harness_endpoint, "/chat/completions", {
                 "model": self.model, "messages": json.loads(context.prompt), "max_tokens": 1, "temperature": 0,
                 "logprobs": True, "top_logprobs": k})
-            content = ((out.get("choices") or [{}])[0].get("logprobs") or {}).get("content") or [{}]
-            top = content[0].get("top_logprobs") or []
+            top = reply_alternatives(out)
         else:
             prompt = context if self.tokenizer is None else self.tok_encode(context,
                                                                             add_special_tokens=self.add_bos_token)

@@ -372,6 +372,13 @@ class _NoPromptLogprobs(BaseHTTPRequestHandler):
         pass
 
 
+def _refused(config: Path, data: dict, match: str) -> None:
+    """`data` written as the config, the comparison refused with a message matching `match`."""
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(HarnessError, match=match):
+        run_comparison(load(config), log=lambda m: None)
+
+
 def test_a_server_that_cannot_score_prompt_tokens_is_refused_before_anything_is_scored(tiny_world, tmp_path):
     """Each task refused by name with what it would need; an unknown model name lists what the server
     serves; a wrong path quotes the server's 404 and says what the URL should be; token prices on a
@@ -397,23 +404,17 @@ def test_a_server_that_cannot_score_prompt_tokens_is_refused_before_anything_is_
         assert not Store(tmp_path / "store-openai").runs()
 
         data["base"]["served"] = "nope"
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(HarnessError, match="serves no model 'nope' \\(it serves: base\\)"):
-            run_comparison(load(config), log=lambda m: None)
+        _refused(config, data, "serves no model 'nope' \\(it serves: base\\)")
 
         data["base"]["served"] = "base"
         data["eval"]["endpoint"]["base_url"] = root  # without /v1
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(HarnessError, match=r"/models answered 404: Not Found; .* is base_url the server's /v1 "
-                                               r"root"):
-            run_comparison(load(config), log=lambda m: None)
+        _refused(config, data, r"/models answered 404: Not Found; .* is base_url the server's /v1 "
+                               r"root")
 
         data["eval"]["endpoint"]["base_url"] = f"{root}/v1"
         data["base"]["token_prices"] = {"input_per_million": 1.0, "output_per_million": 2.0}
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(HarnessError, match=r"base: token_prices cost it by the tokens its answers count, but the "
-                                               r"server .* answers 'base' without `usage`"):
-            run_comparison(load(config), log=lambda m: None)
+        _refused(config, data, r"base: token_prices cost it by the tokens its answers count, but the "
+                               r"server .* answers 'base' without `usage`")
     finally:
         httpd.shutdown()
 
@@ -541,10 +542,8 @@ def test_a_chat_only_server_scores_generation_as_the_hf_backend_in_its_template(
 
         data = yaml.safe_load(config.read_text())
         data["base"]["api"] = "completions"
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(HarnessError, match=r"'base' is to be scored through /completions, which the server .* "
-                                               r"does not answer \(/completions: 404 Not Found\)"):
-            run_comparison(load(config), log=lambda m: None)
+        _refused(config, data, r"'base' is to be scored through /completions, which the server .* "
+                               r"does not answer \(/completions: 404 Not Found\)")
     finally:
         proxy.close()
 
@@ -606,9 +605,7 @@ def test_a_hosted_candidate_with_no_local_folder_against_a_local_base_and_its_re
         data["suite"] = str(tmp_path / "suite-openai.yaml")  # the demo suite: log-likelihood tasks
         del data["roi"]
         _config(tmp_path, demo_world, {"backend": "openai"})
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(HarnessError, match=r"demo_triage \(multiple_choice\): acme has no tokenizer here.*give "
-                                               r"its `tokenizer:`"):
-            run_comparison(load(config), log=lambda m: None)
+        _refused(config, data, r"demo_triage \(multiple_choice\): acme has no tokenizer here.*give "
+                               r"its `tokenizer:`")
     finally:
         proxy.close()
