@@ -7,7 +7,9 @@ on two workloads measured in one run:
         (random, nonzero: bench's own, made once), the bench suite's first LIMIT documents per task:
         the forward pass is the cost;
   zeroshot  SmolLM2 and one of those adapters on the shape most benchmarks have (bench/suite-zeroshot.yaml:
-        a short question, four short choices, no examples; every document).
+        a short question, four short choices, no examples; every document);
+  threeshot SmolLM2 and that adapter on the claim triage with three worked examples (bench/suite-threeshot.yaml:
+        five choices under one long shared context), the first THREESHOT_LIMIT documents.
 
 The bench suite (bench/suite.yaml): the demo's multiple-choice tasks (claim triage 3-shot: five
 choices under one long shared context), rolling log-likelihood of general text and greedy
@@ -18,15 +20,18 @@ alternating, in child processes of this one:
   cold      `harness compare` into an empty store;
   no-op     `harness compare` again on that store (every run stored);
   warm      `harness compare` on a copy of the cold store after one candidate's adapter changed;
-  cold bf16 (real) `harness compare` in bfloat16 into an empty store;
+  cold bf16 (real) `harness compare` in bfloat16 into an empty store (not where torch runs AVX2 kernels:
+            bfloat16 is ~160x slower there, notes/real-model.md);
 
 and, in-process, the physical floor: a bare batched forward pass (no gradients, batches of
 length-sorted sequences) of the base over every unique (context + choice) sequence, rolling
 window and generation prompt, as tokens/s (float32; bfloat16 beside it on the real model).
 It prints min/median/max per figure, the ratios against the issue's goals, each run's peak RSS and
-where the harness's time went (its comparison.json stages), and writes --out (JSON).
+where the harness's time went (its comparison.json stages), and writes --out (JSON). Where `make report`
+has run, it also times the demo's own no-op re-run (`harness compare --config configs/demo.yaml`, everything
+stored: judge, ROI, curves), the figure the README's "no-op" goal is about.
 
-    make bench                                  # 3 repetitions of both workloads (~30 min on 2 cores)
+    make bench                                  # 3 repetitions of every workload (~45 min on 2 cores)
     python bench/speed.py --reps 5 --only real --out bench.json
 """
 
@@ -48,12 +53,13 @@ BIN = Path(sys.executable).parent
 TEXT_DOCS = 400
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # Debian's `time` package
 REAL_LIMIT = 24  # documents per task on the real model
+THREESHOT_LIMIT = 40  # claims of the 3-shot workload (lm-eval takes ~2 s a claim per model on 2 AVX2 cores)
 # the issue's goals (issue 21): ratio name -> (bound, "max" or "min")
 GOALS = {"cold_over_lm_eval": (0.35, "max"), "warm_over_lm_eval": (0.15, "max"),
          "harness_throughput_over_floor": (2.0, "min"), "harness_rss_over_lm_eval": (1.2, "max"),
          "no_op_s": (2.0, "max"), "unique_tokens_per_s_over_floor": (0.8, "min")}
-# issue 33's bound on the zero-shot shape (the others as above)
-WORKLOAD_GOALS = {"zeroshot": {"cold_over_lm_eval": (0.45, "max")}}
+# issue 33's bounds on the zero-shot and 3-shot shapes (the others as above)
+WORKLOAD_GOALS = {"zeroshot": {"cold_over_lm_eval": (0.45, "max")}, "threeshot": {"cold_over_lm_eval": (0.2, "max")}}
 
 
 @dataclass
@@ -140,6 +146,40 @@ def prepare_zeroshot(work: Path) -> Workload:
     return Workload("zeroshot", "SmolLM2-135M-Instruct + 1 LoRA adapter, zero-shot short contexts, every document",
                     real.base, {first: real.adapters[first]}, tasks, names, suite, limit=None, floor_passes=1,
                     bf16=False)
+
+
+def prepare_threeshot(work: Path) -> Workload:
+    """SmolLM2-135M-Instruct and the zero-shot workload's adapter on the 3-shot claim triage
+    (bench/suite-threeshot.yaml), the first THREESHOT_LIMIT claims: long contexts shared by five choices."""
+    real = prepare_real(work)
+    folder = work / "threeshot"
+    tasks, suite, names = _task_folder(folder, REPO / "bench" / "suite-threeshot.yaml")
+    first = next(iter(real.adapters))
+    return Workload("threeshot", f"SmolLM2-135M-Instruct + 1 LoRA adapter, 3-shot triage, first {THREESHOT_LIMIT} "
+                    "claims", real.base, {first: real.adapters[first]}, tasks, names, suite, limit=THREESHOT_LIMIT,
+                    floor_passes=1, bf16=False)
+
+
+def bf16_skipped() -> str | None:
+    """Why bfloat16 is not timed on this CPU (torch on AVX2 kernels computes it ~160x slower), or None."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"torch's CPU kernels are {capability}: bfloat16 ~160x slower than float32" \
+        if capability in ("AVX2", "DEFAULT", "NO AVX") else None
+
+
+def demo_no_op(work: Path, reps: int) -> dict | None:
+    """The demo's no-op re-run (`make report`'s config, everything stored), timed `reps` times after one
+    untimed run; None where `make report` has not run (no stored comparison of the demo)."""
+    if not (REPO / "reports" / "demo" / "comparison.json").is_file():
+        return None
+    config = REPO / "configs" / "demo.yaml"
+    runs = [timed([str(BIN / "harness"), "compare", "--config", str(config)], REPO, work / "demo-no-op" / f"{i}.txt")
+            for i in range(reps + 1)][1:]
+    return {"wall_s": spread([r["wall_s"] for r in runs]), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "goal": {"bound": GOALS["no_op_s"][0], "met": statistics.median(r["wall_s"] for r in runs)
+                     <= GOALS["no_op_s"][0]}}
 
 
 def harness_config(w: Workload, adapters: dict[str, Path], store: Path, dtype: str = "float32") -> Path:
@@ -354,18 +394,22 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars while the floor's requests are built
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", choices=("toy", "real", "zeroshot"), default=None,
-                        help="one workload (default: all three)")
+    parser.add_argument("--only", choices=("toy", "real", "zeroshot", "threeshot", "demo"), default=None,
+                        help="one workload (default: every one; demo: the demo's no-op re-run alone)")
     parser.add_argument("--work", type=Path, default=REPO / ".harness" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench.json")
     args = parser.parse_args()
     work = args.work.resolve()  # the task folders and suites are written with absolute paths
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    prepare = {"toy": prepare_toy, "real": prepare_real, "zeroshot": prepare_zeroshot}
+    prepare = {"toy": prepare_toy, "real": prepare_real, "zeroshot": prepare_zeroshot, "threeshot": prepare_threeshot}
     result: dict = {}
-    for name in ([args.only] if args.only else list(prepare)):
+    skipped = bf16_skipped()
+    for name in ([args.only] if args.only in prepare else [] if args.only else list(prepare)):
         w = prepare[name](work)
+        if w.bf16 and skipped:
+            print(f"bench {name}: bfloat16 not timed ({skipped})")
+            w.bf16 = False
         floors = {"float32": Floor(w)} | ({"bfloat16": Floor(w, "bfloat16")} if w.bf16 else {})
         w.runs = {"lm_eval": [], "cold": [], "no_op": [], "warm": []}
         for rep in range(args.reps):  # alternating A/B within each repetition
@@ -382,6 +426,15 @@ def main() -> None:
         result[name] = summarise(w, floors)
         del floors
         show(result[name])
+    if args.only in (None, "demo"):
+        result["demo_no_op"] = demo_no_op(work, args.reps)
+        if result["demo_no_op"] is None:
+            print("\nbench: the demo's no-op re-run not timed: run `make report` first")
+        else:
+            w, goal = result["demo_no_op"]["wall_s"], result["demo_no_op"]["goal"]
+            print(f"\n== the demo's no-op re-run (configs/demo.yaml, everything stored): min {w['min']:.2f} s, "
+                  f"median {w['median']:.2f} s, max {w['max']:.2f} s  goal <= {goal['bound']}: "
+                  f"{'met' if goal['met'] else 'NOT met'}")
     result["bench_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(result, indent=2))
     print(f"\nbench: {result['bench_s']:.0f} s; results in {args.out}")

@@ -31,7 +31,6 @@ from harness.records import (
     RoiResult,
     RunInfo,
 )
-from harness.stats import mean_interval
 
 
 class ComparisonResult(PersistedRecord):
@@ -105,6 +104,8 @@ def _from_format1(data: dict) -> dict:
         return {"estimate": d.pop(estimate), "low": d.pop(low), "high": d.pop(high)}
 
     def level(score: float, sd: float, n: int, binary: bool) -> dict:
+        from harness.stats import mean_interval  # scipy: not imported to read or render a comparison
+
         return mean_interval(score, sd, n, binary=binary, confidence=conf).model_dump()
 
     def scores(d: dict, n: int, sd: float) -> dict:

@@ -53,6 +53,7 @@ from harness.plan import Plan, PlannedRun
 from harness.records import GradeResult, JudgeValidation
 from harness.stats import analyze_paired, kappa_interval, score_interval
 from harness.store import JUDGMENT, RunKey, Store
+from harness.util.reads import note_read
 
 VALIDATION_TASK = "judge-validation"  # the stored judgment of judge.validation's pairs
 TRUTH = {"A": "loss", "B": "win", "tie": "tie"}  # a label in the candidate's terms: answer_b is the "candidate"
@@ -62,6 +63,7 @@ def read_validation(judge: JudgeSpec) -> pd.DataFrame:
     """judge.validation's labelled pairs as judged items (answer_a as the base's answer, answer_b as the
     candidate's, the label in the candidate's terms as `truth`), every line checked."""
     path = Path(judge.validation)
+    note_read(path)
     rows, problems = [], []
     keys = {"input", "reference", "answer_a", "answer_b", "verdict"}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):

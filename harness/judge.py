@@ -42,6 +42,7 @@ from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, 
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
 from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
 from harness.store import JUDGMENT, RunKey, Store
+from harness.util.reads import note_read
 
 SLOTS = ("answer_a", "answer_b")  # what a rubric must show the judge; `input` and `reference` it may
 ORDERS = ("base_first", "candidate_first")
@@ -75,6 +76,7 @@ def read_template(path: Path, slots: tuple[str, ...], what: str):
     from jinja2 import meta
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    note_read(path)
     text = path.read_text(encoding="utf-8")
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
@@ -226,6 +228,7 @@ def read_human_labels(judge: JudgeSpec) -> list[HumanLabel]:
     if judge.human_labels is None:
         return []
     path = Path(judge.human_labels)
+    note_read(path)
     labels, problems = [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -27,6 +27,7 @@ from harness.config import TrainSpec
 from harness.errors import HarnessError
 from harness.records import CurveRecord, Estimate, PromptFormatRecord, Record
 from harness.util.files import atomic_write
+from harness.util.reads import note_read
 
 # the file names (train_manifest.json is harness.records.TRAIN_MANIFEST: compare reads it too)
 TRAINER_STATE = "trainer_state.json"
@@ -77,6 +78,7 @@ def read_record(path: Path, cls: type[R]) -> R:
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{path}: no such file (a {cls.WHAT}); {cls.FIX}")
+    note_read(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

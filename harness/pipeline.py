@@ -7,15 +7,22 @@ judgments the store lacks.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+import harness
 from harness.comparison import ComparisonResult
 from harness.config import HarnessSpec, SuiteSpec, load_config, load_suite
 from harness.errors import ConfigError, HarnessError
 from harness.records import HistoryEntry
+from harness.util.files import now_iso
+from harness.util.reads import recording_reads
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,8 @@ def load(config_path: str | Path, candidate: str | None = None, need_candidates:
 def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: bool = True) -> ComparisonResult:
     """Evaluate what the store lacks, pair base and candidates, and judge the gates. With `record`,
     the comparison joins the store's history (and the result carries the history of its name)."""
-    from harness.compare import compare_runs
     from harness.execute import execute_plan
-    from harness.gates import evaluate_gates
     from harness.plan import plan_runs
-    from harness.roi import roi_of_runs
     from harness.store import Store
 
     spec, suite = loaded.spec, loaded.suite
@@ -188,14 +192,26 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
     timings["score"] = executed.score_s
 
     t = time.perf_counter()
-    result = compare_runs(plan, spec, suite, store)
-    verdicts = evaluate_gates(result, spec.gates)
-    roi = roi_of_runs(plan, judged, suite, store, result.results) if spec.roi is not None else None
+    digest = _inputs_digest(plan, spec, suite)
+    result = _reusable(store, spec.name, digest)
+    if result is not None:
+        log(f"compare: nothing changed since the comparison of {result.created_at}: reused, not recomputed")
+        result = result.model_copy(update={"created_at": now_iso()})
+    else:
+        from harness.compare import compare_runs
+        from harness.gates import evaluate_gates
+        from harness.roi import roi_of_runs
+
+        with recording_reads() as reads:
+            result = compare_runs(plan, spec, suite, store)
+            verdicts = evaluate_gates(result, spec.gates)
+            roi = roi_of_runs(plan, judged, suite, store, result.results) if spec.roi is not None else None
+        result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi})
+        store.remember_comparison(spec.name, digest, reads, result.model_dump(mode="json"))
     timings["compare"] = time.perf_counter() - t
     environment = {**result.environment, "dtype": {**result.environment.get("dtype", {}), **loaded.dtype_notes}} \
         if loaded.dtype_notes else result.environment
-    result = result.model_copy(update={"gates": verdicts, "underpowered": spec.underpowered, "roi": roi,
-                                       "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    result = result.model_copy(update={"timings_s": {k: round(v, 3) for k, v in timings.items()},
                                        "environment": environment})
     if record:
         earlier = store.history(spec.name, result.suite_hash)
@@ -204,6 +220,29 @@ def run_comparison(loaded: Loaded, log: Callable[[str], None] = print, record: b
                             candidates={cr.candidate: cr.role_deltas() for cr in result.results})
         result = result.model_copy(update={"history": [history_entry(c) for c in earlier] + [this]})
     return result
+
+
+def _inputs_digest(plan, spec: HarnessSpec, suite: SuiteSpec) -> str:
+    """sha256 of what a comparison is computed from besides the files it reads (util.reads notes those):
+    the harness, the config and suite as typed, each model's fingerprint (its weights), each run's key,
+    the packages and the machine it is compared on."""
+    from harness.util.environment import machine, package_versions
+
+    inputs = {"harness": harness.__version__, "spec": spec.model_dump(mode="json"),
+              "suite": suite.model_dump(mode="json"), "models": [[m.label, m.fingerprint] for m in plan.models],
+              "runs": [r.key.stem for r in plan.runs], "environment": [package_versions(), machine()]}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _reusable(store, name: str, digest: str) -> ComparisonResult | None:
+    """The stored comparison of `name` when its inputs and every file it read are unchanged."""
+    reused = store.reusable_comparison(name, digest)
+    if reused is None:
+        return None
+    try:
+        return ComparisonResult.model_validate(reused)
+    except ValidationError:  # written by another format of the record: computed again
+        return None
 
 
 def history_entry(comparison: dict) -> HistoryEntry:

@@ -30,9 +30,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from harness.records import Estimate
+
+
+def _sps():
+    """scipy.stats, imported on first use (~0.7 s): a re-run that reuses its comparison computes nothing."""
+    from scipy import stats
+
+    return stats
 
 POWER = 0.8
 
@@ -57,19 +63,19 @@ class PairedResult:
 
 
 def _z(confidence: float) -> float:
-    return float(sps.norm.ppf(0.5 + confidence / 2))
+    return float(_sps().norm.ppf(0.5 + confidence / 2))
 
 
 def mde(sd_item: float, n: float, *, confidence: float = 0.95, power: float = POWER,
         design_effect: float = 1.0) -> float:
     """Minimum detectable effect of a two-sided test at level 1 - confidence with `power`."""
-    return (_z(confidence) + float(sps.norm.ppf(power))) * sd_item * math.sqrt(design_effect / n)
+    return (_z(confidence) + float(_sps().norm.ppf(power))) * sd_item * math.sqrt(design_effect / n)
 
 
 def n_required(sd_item: float, effect: float, *, confidence: float = 0.95, power: float = POWER,
                design_effect: float = 1.0) -> int:
     """Items needed so that the minimum detectable effect is at most `effect`."""
-    k = (_z(confidence) + float(sps.norm.ppf(power))) * sd_item / effect
+    k = (_z(confidence) + float(_sps().norm.ppf(power))) * sd_item / effect
     return max(2, math.ceil(k * k * design_effect))
 
 
@@ -91,7 +97,7 @@ def mean_interval(mean: float, sd: float, n: int, *, binary: bool, confidence: f
         return Estimate(estimate=mean, low=ci.low, high=ci.high)
     if n < 2:
         return Estimate(estimate=mean, low=mean, high=mean)
-    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    half = float(_sps().t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return Estimate(estimate=mean, low=mean - half, high=mean + half)
 
 
@@ -118,7 +124,7 @@ def welch(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Estimate:
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else 1.0
-    t = sps.t.ppf(0.5 + confidence / 2, df)
+    t = _sps().t.ppf(0.5 + confidence / 2, df)
     d = b.mean() - a.mean()
     return Estimate(estimate=float(d), low=float(d - t * se), high=float(d + t * se))
 
@@ -150,7 +156,7 @@ def mcnemar_exact(to_right: int, to_wrong: int) -> float:
     discordant = to_right + to_wrong
     if discordant == 0:
         return 1.0
-    return float(sps.binomtest(to_right, discordant, 0.5).pvalue)
+    return float(_sps().binomtest(to_right, discordant, 0.5).pvalue)
 
 
 def _bootstrap_p(dist: np.ndarray) -> float:
@@ -173,7 +179,7 @@ def paired_bootstrap(d: np.ndarray, *, confidence: float = 0.95, resamples: int 
     estimate = float(d.mean())
     if np.all(d == d[0]):
         return _point(estimate)
-    res = sps.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=confidence,
+    res = _sps().bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=confidence,
                         method="percentile", vectorized=True, batch=min(resamples, 500),
                         random_state=np.random.default_rng(seed))
     return (Estimate(estimate=estimate, low=float(res.confidence_interval.low),
@@ -216,7 +222,7 @@ def permutation_p(d: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> flo
     """Two-sided paired permutation test of mean(d) = 0 by random sign flips (exact if small)."""
     if np.all(d == 0) or d.size < 2:  # one item: its two sign flips are equally extreme
         return 1.0
-    res = sps.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+    res = _sps().permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
                                vectorized=True, n_resamples=resamples, alternative="two-sided",
                                random_state=np.random.default_rng(seed))
     return float(res.pvalue)
@@ -260,9 +266,9 @@ def analyze_paired(base: np.ndarray, cand: np.ndarray, *, clusters: np.ndarray |
         se, g = cluster_se(d, np.asarray(clusters))
         iid_se = max(sd_item / math.sqrt(n), 1e-300)
         deff = max(1.0, (se / iid_se) ** 2) if se > 0 else 1.0
-        t = float(sps.t.ppf(0.5 + confidence / 2, g - 1))
+        t = float(_sps().t.ppf(0.5 + confidence / 2, g - 1))
         est = float(d.mean())
-        p = 1.0 if se == 0 else float(2 * sps.t.sf(abs(est) / se, g - 1))
+        p = 1.0 if se == 0 else float(2 * _sps().t.sf(abs(est) / se, g - 1))
         lo, hi = (est - t * se, est + t * se) if se > 0 else (est, est)
         return PairedResult(n, Estimate(estimate=est, low=lo, high=hi), f"cluster-robust t, {g} clusters",
                             f"clustered Wald t (df={g - 1})", p, sd_item, deff, g,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sqlite3
 import sys
@@ -43,6 +44,7 @@ from harness.errors import HarnessError
 from harness.records import ComparisonSummary
 from harness.util.files import atomic_write, sha256_file
 from harness.util.locks import file_lock
+from harness.util.reads import file_states, note_read, unchanged
 
 STORE_FORMAT = 2
 # Manifests from format 2 on hold the records' sha256. Those of format 1 hold none, and their runs
@@ -292,6 +294,7 @@ class Store:
 
     def read_manifest(self, key: RunKey) -> RunManifest:
         _, manifest = self._paths(key)
+        note_read(manifest)  # the records' checksum is in it: it stands for both files
         try:
             return RunManifest.model_validate_json(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
@@ -300,6 +303,7 @@ class Store:
 
     def read(self, key: RunKey) -> pd.DataFrame:
         records, manifest = self._paths(key)
+        note_read(manifest)  # the records' checksum is in it: it stands for both files
         missing = HarnessError(f"no stored run for {key.task} of model {key.model_fp[:12]} in {self.root}")
         if not manifest.is_file():
             raise missing
@@ -364,6 +368,27 @@ class Store:
             db.executemany("INSERT INTO comparison_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(cid, *r) for r in rows])
             return cid
+
+    def reusable_comparison(self, name: str, digest: str) -> dict | None:
+        """The comparison `name` computed last, as JSON, when it was computed from inputs `digest` and
+        every file it read is unchanged; None otherwise (nothing stored, other inputs, a file changed)."""
+        try:
+            memo = json.loads(self._memo_path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(memo, dict) or memo.get("digest") != digest or not unchanged(memo.get("reads", {})):
+            return None
+        return memo.get("result")
+
+    def remember_comparison(self, name: str, digest: str, reads: set[str], result: dict) -> None:
+        """Keep a comparison (JSON) with the digest of its inputs and the state of the files it read: the
+        next run of `name` with the same inputs reuses it. One per name (the latest)."""
+        memo = {"digest": digest, "reads": file_states(reads), "result": result}
+        atomic_write(self._memo_path(name), lambda p: p.write_text(json.dumps(memo), encoding="utf-8"))
+
+    def _memo_path(self, name: str) -> Path:
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+        return self.root / "comparisons" / f"{slug}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
 
     def history(self, name: str | None = None, suite_hash: str | None = None) -> list[dict]:
         """Every recorded comparison (oldest first), optionally of one config name and suite, with

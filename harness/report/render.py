@@ -19,7 +19,6 @@ from harness.gates import verdict_blocks
 from harness.persisted import read_record, write_record
 from harness.records import LENGTH_GAP, MAX_FLIPS_PER_TASK, Estimate, RoiResult
 from harness.report import charts
-from harness.roi import training_cost
 from harness.util.files import atomic_write
 
 
@@ -57,6 +56,8 @@ def _env() -> Environment:
 
 def _training_cost(roi: RoiResult, a) -> float | None:
     """What an alternative's fine-tuning cost, as the ROI section prices it."""
+    from harness.roi import training_cost  # pandas: not imported where the report has no ROI
+
     return training_cost(RoiSpec.model_validate(roi.inputs), a)
 
 

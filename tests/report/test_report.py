@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
+from conftest import REPO
 from harness.comparison import ComparisonResult
 from harness.records import (
     CandidateResult,
@@ -384,3 +387,59 @@ def test_a_format2_comparison_reads_with_its_models_prompt_formats(tmp_path):
     assert read == result and read.base.prompt_format.system_prompts == ["Be brief."]
     assert all(m.prompt_format == PromptFormatRecord() for m in read.candidates)  # as a plain model is recorded now
     assert "chat template (chat.jinja, sha256 aaaaaaaaaaaa), system prompt &#39;Be brief.&#39;" in render_html(read)
+
+
+def test_a_rerun_reuses_the_comparison_until_something_it_read_changes(demo_report, demo_config, tmp_path):
+    """A re-run whose inputs are all unchanged reuses the stored comparison (the figures equal the
+    computed ones); a changed byte in a file the comparison read (here the data-size sweep's record)
+    computes it again. Every file the computation opened is one whose change it would notice: noted as
+    read, a stored run's records (under its noted manifest), or a file of a fingerprinted model folder
+    or task (keys of the runs)."""
+    import sys
+
+    from harness.pipeline import load, run_comparison
+    from harness.util.reads import recording_reads
+
+    (sweep,) = yaml.safe_load(demo_config.read_text())["sweeps"]
+    copy = tmp_path / "sweep.json"
+    copy.write_text(Path(sweep).read_text())
+    config = tmp_path / "demo.yaml"
+    config.write_text(demo_config.read_text().replace(sweep, str(copy)))
+    opened: list[str] = []
+
+    def hook(event, args):
+        if event == "open" and watching and isinstance(args[0], str):
+            opened.append(args[0])
+
+    watching = False
+    sys.addaudithook(hook)  # for the rest of the process: it records only while `watching`
+
+    def compare() -> tuple[dict, list[str]]:
+        logs: list[str] = []
+        result = run_comparison(load(config), log=logs.append, record=False)
+        return result.model_dump(exclude={"created_at", "timings_s"}), logs
+
+    watching = True
+    with recording_reads() as noted:
+        first, logs = compare()
+    watching = False
+    assert not any("reused" in line for line in logs), logs
+    again, logs = compare()
+    assert any("nothing changed since the comparison of" in line for line in logs), logs
+    assert again == first
+    copy.write_text(copy.read_text() + "\n")  # the same sweep, another file
+    third, logs = compare()
+    assert not any("reused" in line for line in logs), logs
+    assert third == first
+
+    def covered(path: Path) -> bool:
+        folder = path.parent
+        return (str(path) in noted or path.suffix in (".py", ".pyc", ".so", ".lock") or path.is_dir()
+                or str(path).startswith((sys.prefix, sys.base_prefix, "/dev/", "/proc/"))
+                or (path.suffix == ".parquet" and str(path.with_suffix(".json")) in noted)  # a stored run
+                or (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()  # a model
+                or folder.name == "checks" or path.is_relative_to(REPO / "suites")  # a task (its hash)
+                or path == config or folder.name == "comparisons")  # the config (as typed), the reused
+
+    unnoticed = sorted({p for p in map(Path, map(os.path.abspath, opened)) if p.exists() and not covered(p)})
+    assert not unnoticed, unnoticed
