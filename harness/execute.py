@@ -5,6 +5,7 @@ share one), under store claims, and stores per-sample records; the only stage th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -227,6 +228,14 @@ def scoring_words(kind: str, scoring: str, backend: str, model: ModelEntry) -> s
     return what + (" (completions: the prompt's log-probabilities echoed)" if served is not None else where)
 
 
+def score_batch(backend: Backend, batch: list[Job]) -> list[Scored]:
+    """A batch of jobs (one, or a `together` group) scored on a loaded backend."""
+    try:
+        return batch[0].score(backend, batch)
+    except HarnessError as e:
+        raise HarnessError(f"task {batch[0].task}, {', '.join(j.label for j in batch)}: {e}") from None
+
+
 def run_job(run: PlannedRun, spec: HarnessSpec) -> Job:
     """A planned run as a job of execute's loop."""
     return Job(run.key, run.model, run.model.label, run.task.name, lambda backend, _: [_score(backend, run, spec)])
@@ -270,42 +279,48 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
             say(f"{stage}: {job.label:>12} {job.task:<22} the same as {twin.label}'s (one key: scored once)")
             bar.update()
 
-        def score(backend: Backend, batch: list[Job]) -> None:
-            nonlocal score_s, current
+        def keep(job: Job, done: Scored, backend: str, device: str, where: str = "") -> None:
+            nonlocal score_s
+            score_s += done.wall_s
+            manifest = RunManifest(
+                kind=job.key.kind, model_fp=job.key.model_fp, task=job.key.task, task_hash=job.key.task_hash,
+                harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
+                label=job.label, backend=backend, n_items=len(done.records),
+                n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
+                versions=package_versions(), device=device,
+                aggregations=done.aggregations, peak_memory_mb=done.peak_memory_mb,
+                tokens_fed=done.tokens.get("fed"), tokens_requested=done.tokens.get("requested"),
+                scoring=done.scoring, input_tokens=done.usage.get("input") if done.usage else None,
+                output_tokens=done.usage.get("output") if done.usage else None)
+            store.write(job.key, done.records, manifest)
+            scored.append(f"{job.label}/{job.task}")
+            fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \
+                if stage != "execute" and done.tokens.get("requested") else ""
+            say(f"{stage}: {job.label:>12} {job.task:<22} {done.n_requests:>5} requests in "
+                f"{done.wall_s:5.1f} s{fed}{where}")
+            bar.update()
+
+        def unstored(batch: list[Job]) -> list[Job]:
             stored = [store.has(j.key) for j in batch]
             for job in (j for j, done in zip(batch, stored, strict=True) if done):
                 say(f"{stage}: {job.label:>12} {job.task:<22} stored meanwhile by another process")
                 bar.update()
-            batch = [j for j, done in zip(batch, stored, strict=True) if not done]
+            return [j for j, done in zip(batch, stored, strict=True) if not done]
+
+        def score(backend: Backend, batch: list[Job]) -> None:
+            nonlocal current
+            batch = unstored(batch)
             if not batch:
                 return
             current = ", ".join(f"{j.label} {j.task}" for j in batch)
             bar.set_postfix_str(current)
-            try:
-                results = batch[0].score(backend, batch)
-            except HarnessError as e:
-                raise HarnessError(f"task {batch[0].task}, {', '.join(j.label for j in batch)}: {e}") from None
-            for job, done in zip(batch, results, strict=True):
-                score_s += done.wall_s
-                manifest = RunManifest(
-                    kind=job.key.kind, model_fp=job.key.model_fp, task=job.key.task, task_hash=job.key.task_hash,
-                    harness_version=harness.__version__, lm_eval_version=lm_eval.__version__,
-                    label=job.label, backend=backend.name, n_items=len(done.records),
-                    n_requests=done.n_requests, wall_s=round(done.wall_s, 3), created_at=now_iso(),
-                    versions=package_versions(), device=device_name(spec.eval.device),
-                    aggregations=done.aggregations, peak_memory_mb=done.peak_memory_mb,
-                    tokens_fed=done.tokens.get("fed"), tokens_requested=done.tokens.get("requested"),
-                    scoring=done.scoring, input_tokens=done.usage.get("input") if done.usage else None,
-                    output_tokens=done.usage.get("output") if done.usage else None)
-                store.write(job.key, done.records, manifest)
-                scored.append(f"{job.label}/{job.task}")
-                fed = f" ({done.tokens['fed']:,} of {done.tokens['requested']:,} tokens fed)" \
-                    if stage != "execute" and done.tokens.get("requested") else ""
-                say(f"{stage}: {job.label:>12} {job.task:<22} {done.n_requests:>5} requests in "
-                    f"{done.wall_s:5.1f} s{fed}")
-                bar.update()
+            for job, done in zip(batch, score_batch(backend, batch), strict=True):
+                keep(job, done, backend.name, device_name(spec.eval.device))
 
         try:
+            if spec.eval.executor == "ray":
+                load_s += _on_ray(todo, spec, store, keep, unstored, say, stage)
+                todo = {}
             for group in todo.values():
                 models = list({j.model.label: j.model for j in group}.values())
                 folder = models[0].model_dir.name
@@ -345,3 +360,101 @@ def execute_jobs(jobs: list[Job], spec: HarnessSpec, store: Store, log: Callable
                 f"this time, {len(first) - len(scored)} not; the next run reuses what is saved "
                 "and scores the rest") from None
     return ExecutionResult(scored=scored, load_s=round(load_s, 3), score_s=round(score_s, 3))
+
+
+def _resources(spec: HarnessSpec, models: list[ModelEntry]) -> tuple[float, float]:
+    """CPUs and GPUs a Ray task of this group asks for (eval.ray, else from the backend and device)."""
+    ray = spec.eval.ray
+    if ray.num_gpus is not None:
+        return ray.num_cpus, ray.num_gpus
+    local = models[0].served is None and not (spec.judge is not None and spec.judge.endpoint is not None
+                                               and models[0].label == "judge")
+    if not local or not spec.eval.device.startswith("cuda"):
+        return ray.num_cpus, 0
+    if spec.eval.backend == "vllm":
+        return ray.num_cpus, spec.eval.vllm.tensor_parallel_size * (spec.eval.vllm.pipeline_parallel_size or 1)
+    return ray.num_cpus, 1
+
+
+def _group_work(spec: HarnessSpec, models: list[ModelEntry], batches: dict[str, list[Job]]):
+    """What a Ray task of a group runs on its worker: the group's backend loaded once, then each batch it is
+    given scored, its records as Arrow tables (what comes back to the driver)."""
+
+    def run(items: list[str]):
+        import pyarrow as pa
+
+        t = time.perf_counter()
+        backend = load_backend(spec, models)
+        load_s = time.perf_counter() - t
+        try:
+            device = device_name(spec.eval.device)
+            for item in items:
+                results = score_batch(backend, batches[item])
+                shipped = [dataclasses.replace(r, records=pa.Table.from_pandas(r.records, preserve_index=False))
+                           for r in results]
+                yield item, (backend.name, device, load_s, shipped)
+                load_s = 0.0
+        finally:
+            backend.close()
+
+    return run
+
+
+def _on_ray(todo: dict[str, list[Job]], spec: HarnessSpec, store: Store, keep, unstored, say, stage: str) -> float:
+    """The jobs of every group scored as Ray tasks (harness/cluster.py), each result stored by this process as
+    it arrives; jobs another process holds are waited for, then sent if still unstored. Returns the seconds the
+    workers spent loading models."""
+    from harness import cluster
+
+    ray = cluster.connect(spec.eval.ray, say)
+    load_s = 0.0
+    while todo:
+        with ExitStack() as held:
+            groups, later = [], []
+            for group in todo.values():
+                batches: dict[object, list[Job]] = {}
+                for job in group:
+                    batches.setdefault(job.together or job.key, []).append(job)
+                mine: dict[str, list[Job]] = {}
+                for batch in batches.values():
+                    claimed = [j for j in batch if held.enter_context(store.claim(j.key, wait=False))]
+                    later += [j for j in batch if j not in claimed]
+                    if claimed := unstored(claimed):
+                        mine[claimed[0].key.stem] = claimed
+                if mine:
+                    groups.append((list({j.model.label: j.model for j in group}.values()), mine))
+            tasks = []
+            for models, mine in groups:
+                cpus, gpus = _resources(spec, models)
+                free = cluster.slots(ray, cpus, gpus) // max(1, len(groups)) if spec.eval.ray.split else 1
+                parts = max(1, min(len(mine), free))
+                items = list(mine)
+                for k in range(parts):  # each part loads the model again: worth it only with free slots
+                    chunk = items[k::parts]
+                    name = f"{models[0].model_dir.name} ({', '.join(m.label for m in models)})" \
+                        + (f" part {k + 1}/{parts}" if parts > 1 else "")
+                    say(f"{stage}: ray task {name}: {sum(len(mine[i]) for i in chunk)} to score")
+                    work = _group_work(spec, models, {i: mine[i] for i in chunk})
+                    tasks.append(cluster.ClusterTask(name, chunk, work, cpus, gpus))
+            batch_of = {i: b for _, mine in groups for i, b in mine.items()}
+            done_of = {task.name: 0 for task in tasks}
+
+            def kept(task, item, result, where, batch_of=batch_of, done_of=done_of) -> None:
+                nonlocal load_s
+                backend, device, loaded_s, shipped = result
+                load_s += loaded_s
+                for job, done in zip(batch_of[item], shipped, strict=True):
+                    done_of[task.name] += 1
+                    keep(job, dataclasses.replace(done, records=done.records.to_pandas()), backend, device,
+                         f" on {where} ({task.name}: {done_of[task.name]}/"
+                         f"{sum(len(batch_of[i]) for i in task.items)})")
+
+            cluster.run_tasks(tasks, spec.eval.ray, kept, say)
+        todo = {}
+        for job in later:  # held by another process: waited for, sent again where it did not store it
+            say(f"{stage}: {job.label:>12} {job.task:<22} being scored by another process; waiting for it")
+            with store.claim(job.key):
+                pass
+            if unstored([job]):
+                todo.setdefault(job.model.group, []).append(job)
+    return load_s

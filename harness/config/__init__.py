@@ -30,6 +30,7 @@ from harness.config.harness_yaml import (
     JudgeEndpointSpec,
     JudgeFallbackSpec,
     JudgeSpec,
+    RaySpec,
     RoiSpec,
     StatsSpec,
     VLLMOptions,
@@ -52,6 +53,6 @@ __all__ = [
     "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeFallbackSpec", "JudgeSpec", "ModelSpec",
     "PromptFormatFields", "PromptingSpec",
     "RoiSpec", "Role", "RoleFacts", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
-    "TokenPriceSpec",
+    "TokenPriceSpec", "RaySpec",
     "TrainSpec", "VLLMOptions", "load_config", "load_suite", "parse_spec", "read_yaml", "resolve_ref", "role_rank",
 ]

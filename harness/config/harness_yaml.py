@@ -70,6 +70,21 @@ class JudgeEndpointSpec(ServerSpec):
         "counts them): the judge's cost in the ROI; unset, the judge is costed by its seconds.")
 
 
+class RaySpec(Spec):
+    """The Ray cluster of `eval.executor: ray`: each load group of the plan (a model folder with its variants
+    and their runs) is a Ray task there; finished runs come back to this process, which stores them."""
+
+    address: str | None = Field(None, description="The cluster's address (`ray://host:10001` or `host:6379`); "
+                                "unset: the RAY_ADDRESS environment variable, else a cluster of this machine.")
+    num_cpus: float = Field(1, gt=0, description="CPUs each task asks for (a CPU-only cluster's unit of placement).")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs each task asks for (default: tensor x pipeline "
+                                   "parallel size on the vllm backend, 1 on a cuda device, else 0).")
+    split: bool = Field(True, description="Split a group's runs over several tasks when the cluster has more "
+                        "free slots than there are groups (each such task loads the model again).")
+    max_retries: int = Field(2, ge=0, description="Times a group's unfinished runs are sent again after its "
+                             "worker died (the finished ones are kept).")
+
+
 class EvalSpec(Spec):
     """How to run the evaluation."""
 
@@ -84,6 +99,9 @@ class EvalSpec(Spec):
     limit: int | None = Field(None, ge=1, description="Score only the first N items per task.")
     max_length: int | None = Field(None, ge=8, description="Tokens of context per request (default: the "
                                    "model's own, from its config); longer contexts keep their end.")
+    executor: Literal["local", "ray"] = Field("local", description="local: every load group in this process; "
+                                              "ray: each load group a task on a Ray cluster (eval.ray).")
+    ray: RaySpec = Field(default_factory=RaySpec, description="The Ray cluster of `executor: ray`.")
 
 
 class StatsSpec(Spec):
