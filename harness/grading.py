@@ -21,6 +21,7 @@ not calibrated: one answer has no position to cancel.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -32,7 +33,7 @@ import pandas as pd
 
 from harness.config import HarnessSpec, JudgeSpec
 from harness.errors import ConfigError
-from harness.execute import Job
+from harness.execute import Job, Prepared
 from harness.judge import (
     JUDGE_FORMAT,
     LP_COLUMNS,
@@ -109,10 +110,10 @@ def validation_jobs(spec: HarnessSpec, store: Store) -> list[Job]:
     judge = spec.judge
     _, rubric = read_rubric(judge)
     entry = judge_entry(spec, store)
+    items = Prepared(lambda: read_validation(judge).drop(columns="truth"))
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
-        items = read_validation(judge).drop(columns="truth")
-        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, [items])
+        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, [items.get()])
 
     return [Job(key, entry, "validation", VALIDATION_TASK, judge_scorer(spec, entry, frames_of))]
 
@@ -168,6 +169,10 @@ class GradedRun:
     key: RunKey
 
 
+def _graded_rows(store: Store, run, limit: int | None) -> pd.DataFrame:
+    return judged_rows(store.read(run.key), limit)
+
+
 def read_grade_rubric(spec: HarnessSpec):
     """The grading rubric as (text, template): it must show `answer`."""
     return read_template(Path(spec.judge.grade_rubric), ("answer",), "the answer")
@@ -207,10 +212,12 @@ def grade_jobs(graded: list[GradedRun], spec: HarnessSpec, store: Store) -> list
     _, rubric = read_grade_rubric(spec)
     entry = judge_entry(spec, store)
     by_key = {g.key: g for g in graded}
+    answers = {k: Prepared(functools.partial(_graded_rows, store, g.run, judge.limit))
+               for k, g in by_key.items() if not store.has(k)}
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
         runs = [by_key[j.key].run for j in jobs]
-        items = [judged_rows(store.read(run.key), judge.limit) for run in runs]
+        items = [answers[j.key].get() for j in jobs]
         texts, at = [], []
         for run, rows in zip(runs, items, strict=True):
             at.append(len(texts))

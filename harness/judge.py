@@ -91,7 +91,27 @@ def read_template(path: Path, slots: tuple[str, ...], what: str):
     if unknown:
         raise HarnessError(f"{path}: the rubric uses {', '.join(unknown)}, which the judge is not given "
                            f"(it gets input, reference, {', '.join(slots)})")
-    return text, env.from_string(text)
+    return text, Rubric(text)
+
+
+class Rubric:
+    """A checked judge prompt, rendered in Jinja's sandbox (every variable required); compiled on first
+    use, and sent to another process (a Ray worker) as its text: a compiled template does not pickle."""
+
+    def __init__(self, text: str):
+        self.text, self._template = text, None
+
+    def render(self, **values) -> str:
+        if self._template is None:
+            import jinja2
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+            self._template = env.from_string(self.text)
+        return self._template.render(**values)
+
+    def __getstate__(self) -> dict:
+        return {"text": self.text, "_template": None}
 
 
 SERVED = "judge-endpoint:"  # the group of a judge behind a chat API (execute.load_backend: harness.backends.chat_judge)
@@ -528,18 +548,19 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     prompts for one item begin alike across both orders and every candidate, and the hf backend scores
     each such beginning once; the log says how many tokens it fed of those in the prompts. `also`: the
     judge's other jobs (harness.grading: its validation pairs, the grades), scored with the same load."""
-    from harness.execute import execute_jobs
+    from harness.execute import Prepared, execute_jobs
 
     judge = spec.judge
     if judge is None or not (pairs or also):
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
-    by_key = {p.key: p for p in pairs}
+    items = {p.key: Prepared(functools.partial(judge_items, store, p, judge.limit))
+             for p in pairs if not store.has(p.key)}
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
-        items = [judge_items(store, by_key[j.key], judge.limit) for j in jobs]
-        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, items)
+        return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None,
+                            [items[j.key].get() for j in jobs])
 
     score = judge_scorer(spec, entry, frames_of)
     todo = [*(j for j in also if not store.has(j.key)), *(

@@ -63,14 +63,32 @@ def _ray_config(path: Path, address: str, store: Path) -> Path:
 
 
 def _records(store: Path) -> dict[str, pd.DataFrame]:
-    return {str(p.relative_to(store)): pd.read_parquet(p) for p in sorted(store.glob("runs/**/*.parquet"))}
+    """Every stored run's and judgment's records, by path in the store."""
+    return {str(p.relative_to(store)): pd.read_parquet(p) for p in sorted(store.glob("*/**/*.parquet"))}
+
+
+RUBRIC = """Task: {{ input }}
+Reference answer: {{ reference }}
+Answer A: {{ answer_a }}
+Answer B: {{ answer_b }}
+Which answer is closer to the reference, A or B (or C for a tie)? Better answer:"""
+JUDGE = """judge:
+  model: {{path: {base}}}
+  rubric: rubric.jinja
+  labels: [' A', ' B', ' C']
+  tasks: [demo_triage_note]
+  calibrate: false
+"""
 
 
 def test_the_tiny_comparison_on_a_two_node_cluster_equals_the_local_one(cluster, tiny_config, tiny_world, tmp_path):
-    """Scored on the cluster (the one load group split over both nodes), the records are the local
-    executor's (log-likelihoods to float32's tolerance, the same picks and texts), each run stored once;
-    a second run sends nothing to the cluster."""
+    """The tiny world's comparison with its notes judged: scored on the cluster (the one load group split
+    over both nodes, then the judge's), the runs and the judgments are the local executor's
+    (log-likelihoods to float32's tolerance, the same picks and texts), each stored once; a second run
+    sends nothing to the cluster."""
+    (tmp_path / "rubric.jinja").write_text(RUBRIC)
     local = tiny_config()
+    local.write_text(local.read_text() + JUDGE.format(base=tiny_world.base))
     logs: list[str] = []
     run_comparison(load(local), log=logs.append, record=False)
     config = _ray_config(local, cluster, tmp_path / "ray-store")
@@ -79,16 +97,22 @@ def test_the_tiny_comparison_on_a_two_node_cluster_equals_the_local_one(cluster,
     text = "\n".join(logs)
     assert "ray: connected to 127.0.0.1" in text and "2 node(s)" in text, text
     assert "part 1/2" in text and "part 2/2" in text, text  # one group, two free slots: split in two
-    ran = [line for line in logs if " requests in " in line]
+    ran = [line for line in logs if line.startswith("execute:") and " requests in " in line]
     assert len(ran) == 24 and len({line.split(" on ")[1].split(" (")[1] for line in ran}) == 2, ran  # both nodes
+    judged = [line for line in logs if line.startswith("judge:") and " requests in " in line and " on " in line]
+    assert 1 <= len(judged) <= 2, logs  # a pairing per candidate (alike answers share one)
     ours, theirs = _records(tmp_path / "store"), _records(tmp_path / "ray-store")
-    assert list(ours) == list(theirs) and len(ours) == 24
+    assert list(ours) == list(theirs) and len(ours) == 24 + len(judged)
     for key, a in ours.items():
         b = theirs[key]
-        assert a[["doc_id", "prompt_hash", "response"]].equals(b[["doc_id", "prompt_hash", "response"]]), key
-        for x, y in zip(a["scores"], b["scores"], strict=True):  # one thread a worker against two here
-            assert all(abs(u - v) <= logprob_tolerance(tiny_world.base, u) for u, v in zip(x, y, strict=True)), key
-    assert len(Store(tmp_path / "ray-store").runs()) == 24
+        same = [c for c in ("doc_id", "prompt_hash", "response", "order", "pick") if c in a]
+        assert a[same].equals(b[same]), key
+        numbers = ["scores"] if "scores" in a else ["lp_a", "lp_b", "lp_tie"]  # a run's, or a judgment's
+        for col in numbers:  # one thread a worker against two here: sums grouped otherwise
+            for x, y in zip(a[col], b[col], strict=True):
+                x, y = (x, y) if col == "scores" else ([x], [y])
+                assert all(abs(u - v) <= logprob_tolerance(tiny_world.base, u) for u, v in zip(x, y, strict=True))
+    assert len(Store(tmp_path / "ray-store").runs()) == 24 + len(judged)  # the index: runs and judgments
     assert result.results[0].tasks
     logs = []
     run_comparison(load(config), log=logs.append, record=False)

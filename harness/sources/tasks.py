@@ -432,6 +432,17 @@ class DeferredTask:
             raise AttributeError(name)
         return getattr(self.built(), name)
 
+    def __reduce__(self):
+        # sent to another process (a Ray worker): built here, where the store's caches it is checked
+        # against are, and sent built
+        return _built, (self.built(),)
+
+
+def _built(task: Any) -> DeferredTask:
+    done = DeferredTask(lambda: task)
+    done.built()
+    return done
+
 
 @dataclass(frozen=True)
 class Remember:
