@@ -38,13 +38,12 @@ def _model(result: ComparisonResult, label: str) -> ModelRecord:
 
 
 def model_index(result: ComparisonResult, cr: CandidateResult) -> list[dict]:
-    """The hub's `model-index` of the candidate: its score on every suite task (a NaN score left out)."""
+    """The hub's `model-index` of the candidate: its score on every suite task (a NaN score left out). No
+    `source`: the hub wants a URL with it, and the prose below says what produced the scores."""
     results = [{"task": dict(HUB_TASK),
                 "dataset": {"name": t.task, "type": t.task},
                 "metrics": [{"type": t.metric, "value": round(t.candidate.estimate, 6),
-                             "name": f"{t.metric} ({t.role})", "verified": False}],
-                "source": {"name": f"harness {result.harness_version}, suite {result.suite}",
-                           "url": "https://github.com/huggingface/hub-docs/blob/main/modelcard.md"}}
+                             "name": f"{t.metric} ({t.role})", "verified": False}]}
                for t in cr.tasks if math.isfinite(t.candidate.estimate)]
     return [{"name": cr.candidate, "results": results}]
 

@@ -84,14 +84,16 @@ def judged_warnings(j: JudgedResult, validation: JudgeValidation | None = None) 
     return out
 
 
-# every ASCII punctuation character CommonMark lets a backslash escape: `\x` is always the character x
-_MD_SPECIAL = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+# the characters that mean something inline in GitHub's Markdown: escapes, code, emphasis, links and images,
+# raw HTML and entities, table cells, strikethrough, math, headings; backslash-escaped, each is itself
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|!~$#])")
 
 
 def md(text: object) -> str:
     """Untrusted text as inert Markdown on one line: whitespace runs (newlines too) become one space,
-    and every punctuation character is backslash-escaped, so that it opens no tag, link, code span,
-    emphasis, heading or table cell (a `|` stays inside its cell), and `@name` mentions no one."""
+    and every character that means something inline is backslash-escaped, so that it opens no tag,
+    link, image, code span, emphasis or table cell (a `|` stays inside its cell), and `@name` (a zero-width
+    space after the @) mentions no one."""
     one_line = " ".join(str(text).split())
     return _MD_SPECIAL.sub(r"\\\1", one_line).replace("@", "@\u200b")
 
