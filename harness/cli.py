@@ -27,7 +27,7 @@ def _quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:  # lm-eval's per-task progress bars; read by tqdm at import, so set it first
         os.environ.setdefault("TQDM_DISABLE", "1")
-    for name in ("transformers", "peft", "datasets", "huggingface_hub"):
+    for name in ("transformers", "peft", "datasets", "huggingface_hub", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     # lm-eval warns on every model we hand it already built; that is how the hf backend works
     for name in ("lm-eval", "lm_eval"):
@@ -335,32 +335,72 @@ def data_check(path: Path, suite: Path | None, ngram: int, min_overlap: float, n
         sys.exit(1)
 
 
+def _markdown_options(f):
+    f = click.option("--report-url", default=None, help="Where readers of the Markdown summary find the HTML "
+                     "report (e.g. the CI run's artifacts page; default: its path).")(f)
+    return click.option("--markdown", "markdown_path", default=None, type=click.Path(path_type=Path),
+                        help="Also write a Markdown summary for a pull request comment (appended to "
+                             "$GITHUB_STEP_SUMMARY too, where that is set).")(f)
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
               help="Config file naming the base, candidates and suite.")
-def compare(config_path: Path) -> None:
-    """Evaluate base and candidates side by side (reusing stored runs) and write the report."""
+@_markdown_options
+def compare(config_path: Path, markdown_path: Path | None, report_url: str | None) -> None:
+    """Evaluate base and candidates side by side (reusing stored runs) and write the report (and the
+    Markdown summary; the config's `tracking:` gets a run per candidate)."""
     from harness.pipeline import load, run_comparison
+    from harness.report.markdown import write_summaries
     from harness.report.render import render_report
 
     loaded = load(config_path)
+    mlflow = loaded.spec.tracking.mlflow
+    if mlflow is not None:  # a missing extra is said before anything is evaluated
+        from harness.report.tracking import require_mlflow
+
+        require_mlflow()
     result = run_comparison(loaded, log=click.echo)
     path = render_report(result, loaded.spec.report_dir)
     _print_summary(result)
     click.echo(f"report: {path}")
+    write_summaries(result, path, markdown_path, report_url, log=click.echo)
+    if mlflow is not None:
+        from harness.report.tracking import log_mlflow
+
+        ids = log_mlflow(result, mlflow, path)
+        click.echo(f"mlflow: {len(ids)} run(s) in experiment '{mlflow.experiment}' at {mlflow.uri}")
 
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", default=None, type=click.Path(path_type=Path),
               help="Folder for index.html (default: beside the comparison.json).")
-def report(path: Path, out: Path | None) -> None:
+@_markdown_options
+def report(path: Path, out: Path | None, markdown_path: Path | None, report_url: str | None) -> None:
     """Re-render a stored comparison (a comparison.json or its folder); loads no model."""
+    from harness.report.markdown import write_summaries
     from harness.report.render import load_comparison, render_report
 
     result = load_comparison(path)
     folder = out or (path if path.is_dir() else path.parent)
-    click.echo(f"report: {render_report(result, folder)}")
+    html = render_report(result, folder)
+    click.echo(f"report: {html}")
+    write_summaries(result, html, markdown_path, report_url, log=click.echo)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--candidate", required=True, help="The fine-tune whose card section to write.")
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="File to write (default: model-card-CANDIDATE.md beside the comparison.json).")
+def card(path: Path, candidate: str, out: Path | None) -> None:
+    """Write a candidate's model-card section from a stored comparison (a comparison.json or its folder):
+    the hub's model-index metadata and its gains, forgetting and bias against its base."""
+    from harness.report.card import write_card
+    from harness.report.render import load_comparison
+
+    click.echo(f"card: {write_card(load_comparison(path), candidate, out or path)}")
 
 
 @main.command()

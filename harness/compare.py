@@ -440,7 +440,7 @@ def compare_runs(plan: Plan, spec: HarnessSpec, suite: SuiteSpec, store: Store,
         versions = man.versions or versions
         runs.append(RunInfo(model=r.model.label, task=r.task.name, n_items=man.n_items, n_requests=man.n_requests,
                             wall_s=man.wall_s, device=man.device, created_at=man.created_at, scoring=man.scoring,
-                            input_tokens=man.input_tokens, output_tokens=man.output_tokens))
+                            input_tokens=man.input_tokens, output_tokens=man.output_tokens, key=r.key.stem))
     scoring: dict[str, dict[str, str]] = {}
     for r in plan.runs:  # every model's own (plan.distinct keeps one of two byte-identical models)
         scoring.setdefault(r.model.label, {})[r.task.leaf] = manifests[r.key].scoring

@@ -163,6 +163,8 @@ class RunInfo(Record):
     scoring: str = Field("", description="How it was scored, in words.")
     input_tokens: int | None = Field(None, description="A served model: prompt tokens its answers counted.")
     output_tokens: int | None = Field(None, description="A served model: generated tokens its answers counted.")
+    key: str = Field("", description="Where the store keeps it (store.RunKey.stem: the harness version, the "
+                     "model's fingerprint, the task and its content hash); empty in comparisons written before.")
 
 
 class CategoryResult(Record):

@@ -46,13 +46,14 @@ from harness.config.models import (
     TokenPriceSpec,
 )
 from harness.config.suite import DataSpec, SuiteSpec, SummarySpec, TaskSpec, load_suite
+from harness.config.tracking import MlflowSpec, TrackingSpec
 from harness.config.train import TrainSpec
 
 __all__ = [
     "ROLES", "ROLE_FACTS", "BaseSpec", "CandidateSpec", "DataSpec", "EndpointSpec", "EvalSpec", "GateRule",
-    "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeFallbackSpec", "JudgeSpec", "ModelSpec",
+    "GateSpec", "HarnessSpec", "JudgeEndpointSpec", "JudgeFallbackSpec", "JudgeSpec", "MlflowSpec", "ModelSpec",
     "PromptFormatFields", "PromptingSpec",
     "RoiSpec", "Role", "RoleFacts", "Spec", "StatsSpec", "SuiteSpec", "SummarySpec", "TaskSpec", "TaskVariantSpec",
-    "TokenPriceSpec", "RaySpec",
+    "TokenPriceSpec", "TrackingSpec", "RaySpec",
     "TrainSpec", "VLLMOptions", "load_config", "load_suite", "parse_spec", "read_yaml", "resolve_ref", "role_rank",
 ]

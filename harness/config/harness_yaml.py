@@ -18,6 +18,7 @@ from harness.config.models import (
     TokenPriceSpec,
 )
 from harness.config.suite import DataSpec
+from harness.config.tracking import TrackingSpec, local_mlflow
 from harness.errors import ConfigError
 
 
@@ -324,6 +325,8 @@ class HarnessSpec(Spec):
     report_dir: str | None = Field(None, description="Default: reports/<name>, relative to this file.")
     sweeps: list[str] = Field(default_factory=list, description="sweep.json files of `harness sweep` runs on "
                               "this base (relative to this file): their data-size charts go into the report.")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment trackers `harness "
+                                   "compare` logs each candidate's results to (tracking.mlflow).")
 
     bases: list[BaseSpec] = Field(
         default_factory=list, description="Other bases compared beside `base`, each with its own candidates "
@@ -479,11 +482,15 @@ def load_config(path: str | Path, candidates: bool = True) -> HarnessSpec:
             problems.append(f"{path}: task_data.{name}.path: {data_path} does not exist")
         task_data[name] = d.model_copy(update={"path": str(data_path)})
     sweeps = [local(p, f"sweeps[{i}]", "sweep result") for i, p in enumerate(spec.sweeps)]
+    tracking = spec.tracking
+    if tracking.mlflow is not None:
+        tracking = tracking.model_copy(update={"mlflow": local_mlflow(tracking.mlflow, here)})
     store = str((here / spec.store).resolve())
     report_dir = str((here / (spec.report_dir or f"reports/{spec.name}")).resolve())
     if problems:
         raise ConfigError(problems)
     return spec.model_copy(update={"base": base, "candidates": candidates, "bases": bases, "prompting": prompting,
-                                   "judge": judge,
+                                   "judge": judge, "tracking": tracking,
                                    "suite": suite, "store": store,
                                    "report_dir": report_dir, "task_data": task_data, "sweeps": sweeps})
+

@@ -17,18 +17,10 @@ from harness.config import ROLE_FACTS, RoiSpec
 from harness.errors import HarnessError
 from harness.gates import verdict_blocks
 from harness.persisted import read_record, write_record
-from harness.records import LENGTH_GAP, MAX_FLIPS_PER_TASK, Estimate, RoiResult
+from harness.records import LENGTH_GAP, MAX_FLIPS_PER_TASK, RoiResult
 from harness.report import charts
+from harness.report.words import binary_roles, fmt, verdict
 from harness.util.files import atomic_write
-
-
-def _verdict(role: str, delta: Estimate) -> str:
-    """'good' / 'bad' when the delta's whole interval lies on one side of zero (which side is good
-    is the role's), else 'unclear'."""
-    sign = ROLE_FACTS[role].good if role in ROLE_FACTS else +1
-    if delta.low > 0 or delta.high < 0:
-        return "good" if (delta.low > 0) == (sign > 0) else "bad"
-    return "unclear"
 
 
 def _entry_count(cr, rr) -> str:
@@ -38,17 +30,11 @@ def _entry_count(cr, rr) -> str:
     return f"{entries} entries ({len(rr.tasks)} tasks)" if grouped else f"{len(rr.tasks)} task(s)"
 
 
-def _fmt(value: float, binary: bool, signed: bool = False) -> str:
-    if binary:
-        return f"{value * 100:+.1f} pp" if signed else f"{value * 100:.1f}%"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("harness.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(verdict=_verdict, fmt=_fmt, role_facts=ROLE_FACTS, entry_count=_entry_count,
+    env.globals.update(verdict=verdict, fmt=fmt, role_facts=ROLE_FACTS, entry_count=_entry_count,
                        training_cost=_training_cost, length_gap=LENGTH_GAP)
     env.tests["blocking"] = verdict_blocks  # `gates | select("blocking", r.underpowered)`: as harness gate reads them
     return env
@@ -79,10 +65,7 @@ def _payback(p) -> str:
 
 
 def render_html(result: ComparisonResult) -> str:
-    binary_role = {}
-    for cr in result.results:
-        for t in cr.tasks:
-            binary_role[t.role] = binary_role.get(t.role, True) and t.binary
+    binary_role = binary_roles(result)
     roles = [r for r in ROLE_FACTS if r in binary_role]
     colors = charts.candidate_colors(result)  # one colour per candidate in every chart
     chart_set = {

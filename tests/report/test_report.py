@@ -273,7 +273,7 @@ def test_a_format1_comparison_renders_with_its_numbers_and_gives_its_verdicts_ag
     from harness.cli import main
     from harness.config import GateSpec
     from harness.gates import evaluate_gates
-    from harness.report.render import _fmt
+    from harness.report.words import fmt as _fmt
 
     old = json.loads((ASSETS / "comparison-format1.json").read_text())
     assert old["version"] == 1 and "ci_low" in old["results"][0]["tasks"][0]

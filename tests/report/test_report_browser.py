@@ -95,3 +95,35 @@ def test_hostile_model_output_is_shown_as_text_in_the_browser(page, tmp_path):
     page.goto(path.as_uri())
     cells = page.locator("#flip-table td.text").all_inner_texts()
     assert HOSTILE in cells and dialogs == [] and page.locator("#flip-table img").count() == 0
+
+
+def test_at_1400px_the_report_reads_as_a_page(page, demo_report):
+    """A contents bar that stays on top and jumps to each section, charts two to a row across the whole
+    width, and tables (the judged answers' thirteen columns among them) that fit the page."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(demo_report.as_uri())
+    nav = page.locator("nav.contents")
+    links = dict(zip(nav.locator("a").all_inner_texts(), nav.locator("a").evaluate_all(
+        "as => as.map(a => a.getAttribute('href'))"), strict=True))
+    assert {"Verdicts", "At a glance", "Per task", "Training", "Gates", "Judged answers", "ROI"} <= set(links)
+    for text, href in links.items():
+        page.click(f"nav.contents a[href='{href}']")
+        top = page.locator(href).evaluate("e => e.getBoundingClientRect().top")
+        assert nav.bounding_box()["y"] == 0, text  # the bar stays on top
+        assert nav.bounding_box()["height"] <= top < nav.bounding_box()["height"] + 40 or \
+            page.evaluate("window.scrollY + window.innerHeight >= document.body.scrollHeight - 1"), text
+    width = page.evaluate("document.querySelector('h1').getBoundingClientRect().width")  # the page's text width
+    assert width > 1250
+    for row in page.locator(".charts").all():
+        boxes = [f.bounding_box() for f in row.locator("figure").all()]
+        assert all(b["width"] > 0.45 * width for b in boxes)
+        if len(boxes) > 1:  # two to a row, side by side across the page
+            assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["width"] + boxes[1]["width"] > 0.95 * width
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    for table in page.locator("table").all():
+        fits = table.evaluate("t => { const c = t.closest('.scroll') || document.body; "
+                              "return t.getBoundingClientRect().right <= c.getBoundingClientRect().right + 1 "
+                              "&& c.scrollWidth <= c.clientWidth + 1 }")
+        assert fits, table.locator("thead").inner_text()[:80]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-report-1400.png"), full_page=False)
