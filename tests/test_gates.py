@@ -255,7 +255,7 @@ def _offline_config(tmp_path, monkeypatch, underpowered: str):
     result = ComparisonResult(name="policy", created_at="now", harness_version="0", suite="s", confidence=0.95,
                               base=m, candidates=[m.model_copy(update={"label": "c"})],
                               results=[CandidateResult(candidate="c", tasks=[task], roles=[role], flips=[])])
-    monkeypatch.setattr(harness.plan, "plan_runs", lambda *a: SimpleNamespace(models=[], tasks=[], distinct=[],
+    monkeypatch.setattr(harness.plan, "plan_runs", lambda *a: SimpleNamespace(models=[], tasks=[], distinct=[], runs=[],
                                                                               missing=[]))
     monkeypatch.setattr(harness.execute, "execute_plan", lambda *a, **k: SimpleNamespace(load_s=0.0, score_s=0.0))
     monkeypatch.setattr(harness.compare, "compare_runs", lambda *a, **k: result)
