@@ -89,13 +89,15 @@ report-real: demo
 # The report's browser test drives Debian's Chromium (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
 
-# The demo world is built first, on every core (the tests that use it find it built); then the tests
-# run in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a file's
-# model fixtures load once; the tiny world is built once, behind the build's lock.
+# The tests run in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a
+# file's model fixtures load once. The demo world is built by the first test that needs it, behind the
+# build's lock: the files are handed out in conftest's order (--no-loadscope-reorder keeps it), one file
+# that needs the world first, so that one worker builds it while the other runs the files that do not
+# (tests/conftest.py, _demo_builder_first). The tiny world is built once, behind its lock.
 TEST_WORKERS ?= 2
 
-test: demo $(CHROMIUM) lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+test: $(STAMP) $(CHROMIUM) lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The fast tier alone: unit tests and the tiny world (built per session in seconds); no demo build.
 test-fast: $(STAMP) lint

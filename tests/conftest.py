@@ -51,6 +51,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    _demo_builder_first(items)
     if config.getoption("--run-slow") or os.environ.get("HARNESS_RUN_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow (minutes of CI's budget, its paths covered by faster tests): run "
@@ -58,6 +59,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def _demo_builder_first(items) -> None:
+    """Order the test files so that the demo world's build (3-4 min on 2 cores; `make test` no longer builds
+    it before the tests) overlaps the tests that do not need it: one short file that needs it first (under
+    `pytest -n 2 --dist loadfile --no-loadscope-reorder` its worker builds the world, behind the build's
+    lock), then every file that does not need it, then the other files that do; within each, files with
+    more tests first (xdist's own order). Run alone, the order changes nothing."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    needs = {f: any("demo_world" in getattr(i, "fixturenames", ()) for i in its) for f, its in files.items()}
+    builds = sorted((f for f, its in files.items()  # a test that runs (slow ones are skipped) and needs it
+                     if any("demo_world" in getattr(i, "fixturenames", ()) and "slow" not in i.keywords for i in its)),
+                    key=lambda f: len(files[f]))
+    builder = next((f for f in builds if f.startswith("tests/demo/")), builds[0] if builds else None)
+    rank = {f: 0 if f == builder else 2 if needs[f] else 1 for f in files}
+    items[:] = [i for f in sorted(files, key=lambda f: (rank[f], -len(files[f]))) for i in files[f]]
 
 
 # ------------------------------------------------------------------ float32 tolerances, from the arithmetic
