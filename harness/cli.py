@@ -441,6 +441,7 @@ def _print_summary(result) -> None:
     """Each candidate's (and prompting arm's) role deltas against the base, then each fine-tune's
     against the best prompting arm: would prompting alone have done it?"""
     from harness.config import ROLES
+    from harness.report.words import flags
 
     def deltas(cr) -> str:
         return "  ".join(f"{role} {rr.delta.estimate:+.3f} [{rr.delta.low:+.3f}, {rr.delta.high:+.3f}]"
@@ -482,7 +483,7 @@ def _print_summary(result) -> None:
                    f"{v.kappa.high:.2f}] with their labels, accuracy {v.accuracy:.2f}, orders agree on "
                    f"{v.position_consistency:.0%}, first position {v.first_position_rate:.0%}{below}")
     for cr in result.results:  # the guards against silently wrong scores
-        for flag in [*cr.flags, *(f for t in cr.tasks for f in t.flags)]:
+        for flag in flags(cr):
             click.echo(f"compare: FLAGGED {cr.candidate}: {flag}" if not flag.startswith(cr.candidate)
                        else f"compare: FLAGGED {flag}")
 

@@ -159,30 +159,6 @@ class Job:
     together: str | None = None  # jobs of one group scored in one call (a judged task's pairings)
 
 
-class Prepared:
-    """A job's input read from the store (answers to judge, pairs to validate on): read at first use, or
-    when the job is sent to another process (a Ray worker), which then gets the data and never needs
-    this process's store."""
-
-    def __init__(self, read: Callable[[], object]):
-        self._read: Callable[[], object] | None = read
-        self._value: object = None
-
-    def get(self):
-        if self._read is not None:
-            self._value, self._read = self._read(), None
-        return self._value
-
-    def __reduce__(self):
-        return _prepared, (self.get(),)
-
-
-def _prepared(value) -> Prepared:
-    done = Prepared(lambda: value)
-    done.get()
-    return done
-
-
 def lm_tokens(lm) -> dict[str, int]:
     """The tokens a backend's lm-eval model fed and was asked for since its variant was activated
     (the hf backend counts them; {} elsewhere)."""

@@ -33,7 +33,7 @@ import pandas as pd
 
 from harness.config import HarnessSpec, JudgeSpec
 from harness.errors import ConfigError
-from harness.execute import Job, Prepared
+from harness.execute import Job
 from harness.judge import (
     JUDGE_FORMAT,
     LP_COLUMNS,
@@ -54,6 +54,7 @@ from harness.plan import Plan, PlannedRun
 from harness.records import GradeResult, JudgeValidation
 from harness.stats import analyze_paired, kappa_interval, score_interval
 from harness.store import JUDGMENT, RunKey, Store
+from harness.util.lazy import Lazy
 from harness.util.reads import note_read
 
 VALIDATION_TASK = "judge-validation"  # the stored judgment of judge.validation's pairs
@@ -110,7 +111,7 @@ def validation_jobs(spec: HarnessSpec, store: Store) -> list[Job]:
     judge = spec.judge
     _, rubric = read_rubric(judge)
     entry = judge_entry(spec, store)
-    items = Prepared(lambda: read_validation(judge).drop(columns="truth"))
+    items = Lazy(lambda: read_validation(judge).drop(columns="truth"))
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:
         return judge_frames(lm, rubric, judge.labels, entry.prompt.template is not None, [items.get()])
@@ -212,7 +213,7 @@ def grade_jobs(graded: list[GradedRun], spec: HarnessSpec, store: Store) -> list
     _, rubric = read_grade_rubric(spec)
     entry = judge_entry(spec, store)
     by_key = {g.key: g for g in graded}
-    answers = {k: Prepared(functools.partial(_graded_rows, store, g.run, judge.limit))
+    answers = {k: Lazy(functools.partial(_graded_rows, store, g.run, judge.limit))
                for k, g in by_key.items() if not store.has(k)}
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:

@@ -42,6 +42,7 @@ from harness.sources.fingerprint import adapter_fingerprint, model_fingerprint, 
 from harness.sources.prompts import model_fingerprint_with, resolve_prompt_format
 from harness.stats import analyze_paired, kappa_interval, length_controlled_win_rate
 from harness.store import JUDGMENT, RunKey, Store
+from harness.util.lazy import Lazy
 from harness.util.reads import note_read
 
 SLOTS = ("answer_a", "answer_b")  # what a rubric must show the judge; `input` and `reference` it may
@@ -548,14 +549,15 @@ def run_judge(pairs: list[JudgedPair], spec: HarnessSpec, store: Store,
     prompts for one item begin alike across both orders and every candidate, and the hf backend scores
     each such beginning once; the log says how many tokens it fed of those in the prompts. `also`: the
     judge's other jobs (harness.grading: its validation pairs, the grades), scored with the same load."""
-    from harness.execute import Prepared, execute_jobs
+    from harness.execute import execute_jobs
 
     judge = spec.judge
     if judge is None or not (pairs or also):
         return []
     _, rubric = read_rubric(judge)  # its labels were checked before any model loaded (pipeline)
     entry = judge_entry(spec, store)
-    items = {p.key: Prepared(functools.partial(judge_items, store, p, judge.limit))
+    # read here: a job sent to a Ray worker carries its answers, not the store
+    items = {p.key: Lazy(functools.partial(judge_items, store, p, judge.limit))
              for p in pairs if not store.has(p.key)}
 
     def frames_of(lm, jobs: list[Job]) -> list[pd.DataFrame]:

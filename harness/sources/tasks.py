@@ -25,6 +25,7 @@ from harness.config import DataSpec, SuiteSpec, TaskSpec, TaskVariantSpec
 from harness.errors import ConfigError, HarnessError
 from harness.sources import lm_eval_patches
 from harness.sources.files import local_task_config
+from harness.util.lazy import Lazy
 from harness.util.yaml import load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -415,33 +416,18 @@ def load_fewshot_task(suite: SuiteSpec, suite_path: str, task: str, num_fewshot:
 _BUILD_SOURCES = ("tasks.py", "lm_eval_patches.py", "metrics.py", "files.py")
 
 
-class DeferredTask:
+class DeferredTask(Lazy):
     """The lm-eval task of a remembered recipe: built (lm-eval imported, the task's documents read)
-    only when something asks for one of its attributes, and then checked to hash as remembered."""
+    only when something asks for one of its attributes, and then checked to hash as remembered. Sent
+    to another process (a Ray worker), it is built here, where the store's caches it is checked
+    against are, and sent built."""
 
-    def __init__(self, build: Callable[[], Any]):
-        self._build, self._task = build, None
-
-    def built(self) -> Any:
-        if self._task is None:
-            self._task = self._build()
-        return self._task
+    built = Lazy.get
 
     def __getattr__(self, name: str) -> Any:  # only for what the object itself lacks
-        if name.startswith("__"):
+        if name.startswith("__") or name in ("_compute", "_value"):
             raise AttributeError(name)
         return getattr(self.built(), name)
-
-    def __reduce__(self):
-        # sent to another process (a Ray worker): built here, where the store's caches it is checked
-        # against are, and sent built
-        return _built, (self.built(),)
-
-
-def _built(task: Any) -> DeferredTask:
-    done = DeferredTask(lambda: task)
-    done.built()
-    return done
 
 
 @dataclass(frozen=True)
