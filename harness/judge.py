@@ -75,11 +75,10 @@ def read_template(path: Path, slots: tuple[str, ...], what: str):
     nothing else than them, `input` and `reference`."""
     import jinja2
     from jinja2 import meta
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     note_read(path)
     text = path.read_text(encoding="utf-8")
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = _sandbox()
     try:
         names = meta.find_undeclared_variables(env.parse(text))
     except jinja2.TemplateSyntaxError as e:
@@ -104,12 +103,16 @@ class Rubric:
 
     def render(self, **values) -> str:
         if self._template is None:
-            import jinja2
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-            self._template = env.from_string(self.text)
+            self._template = _sandbox().from_string(self.text)
         return self._template.render(**values)
+
+
+def _sandbox():
+    """Jinja's immutable sandbox, every variable required: where judge prompts are parsed and rendered."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
     def __getstate__(self) -> dict:
         return {"text": self.text, "_template": None}
