@@ -68,9 +68,9 @@ def pytest_collection_modifyitems(config, items):
 FILE_COST_S = {
     "tests/backends/test_backend_openai.py": 150, "tests/test_judge_served.py": 120,
     "tests/sources/test_benchmarks.py": 100, "tests/sources/test_prompts.py": 100, "tests/test_ray.py": 60,
-    "tests/test_speed.py": 50, "tests/demo/test_real_world.py": 55, "tests/test_judge.py": 40,
+    "tests/test_speed.py": 15, "tests/demo/test_real_world.py": 55, "tests/test_judge.py": 40,
     "tests/train/test_train_resume.py": 35, "tests/backends/test_backend_vllm.py": 35,
-    "tests/test_bad_input.py": 30, "tests/demo/test_demo_build.py": 22, "tests/test_gates.py": 20,
+    "tests/test_bad_input.py": 20, "tests/demo/test_demo_build.py": 22, "tests/test_gates.py": 25,
 }
 
 
@@ -79,8 +79,9 @@ def _demo_builder_first(items) -> None:
     it before the tests) overlaps the tests that do not need it: one short file that needs it first (under
     `pytest -n 2 --dist loadfile --no-loadscope-reorder` its worker builds the world, behind the build's
     lock), then every file that does not need it, then the other files that do; within each, the costliest
-    files first (FILE_COST_S; else more tests first, xdist's own order). Run alone, the order changes
-    nothing."""
+    files first (FILE_COST_S; else more tests first, xdist's own order), except that the first of the files
+    that do not need the world does not need SmolLM2 either: the build converts SmolLM2 first (~30 s on one
+    core), and the other worker would wait for it. Run alone, the order changes nothing."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
@@ -90,7 +91,12 @@ def _demo_builder_first(items) -> None:
                     key=lambda f: len(files[f]))
     builder = next((f for f in builds if f.startswith("tests/demo/")), builds[0] if builds else None)
     rank = {f: 0 if f == builder else 2 if needs[f] else 1 for f in files}
-    items[:] = [i for f in sorted(files, key=lambda f: (rank[f], -FILE_COST_S.get(f, len(files[f])))) for i in files[f]]
+    order = sorted(files, key=lambda f: (rank[f], -FILE_COST_S.get(f, len(files[f]))))
+    smol = [f for f in order if rank[f] == 1 and not any("smollm2" in getattr(i, "fixturenames", ()) for i in files[f])]
+    if smol:
+        order.remove(smol[0])
+        order.insert(next(n for n, f in enumerate(order) if rank[f] >= 1), smol[0])
+    items[:] = [i for f in order for i in files[f]]
 
 
 # ------------------------------------------------------------------ float32 tolerances, from the arithmetic

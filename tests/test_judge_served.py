@@ -167,11 +167,30 @@ def test_a_hosted_smollm2_reads_lettered_choices_from_its_chat_replies_as_the_lo
     assert next(v for v in result.gates).status == "pass"
 
 
+def test_a_refusal_is_tried_again_after_the_wait_it_asks_for_else_after_the_backoff():
+    """Worked by hand: retry-after-ms (OpenAI's API) before Retry-After (seconds or an HTTP date); a wait
+    over a minute, a negative one or one that does not parse is not taken, and the backoff decides."""
+    import email.utils
+
+    from harness.backends.retry import retry_after, wait_s
+
+    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after({"retry-after": " 3 "}) == 3.0
+    soon = retry_after({"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)})
+    assert 28 <= soon <= 30  # the date has whole seconds
+    assert retry_after({"retry-after": "-2"}) == 0.0
+    assert retry_after({"retry-after": "120"}) is None and retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+    assert [wait_s(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert wait_s(3, {"retry-after": "120"}) == 2.0 and wait_s(3, {"retry-after-ms": "10"}) == 0.01
+
+
 # ------------------------------------------------------------------ a whole comparison, judged by a served judge
 
 class _FakeJudge:
     """A loopback chat server standing in for a hosted judge: it prefers the answer with more words of
-    the reference, answers 429 to every 4th request once, and reads the Bearer key."""
+    the reference, answers 429 to every 4th request once (asking for 10 ms: retry-after-ms), and reads the
+    Bearer key."""
 
     def __init__(self, logprobs: bool = True, model: str = "fake-judge", blind: bool = False):
         """`blind`: it answers A whatever it is shown (a judge that cannot see)."""
@@ -179,11 +198,13 @@ class _FakeJudge:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, body: dict) -> None:
+            def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -198,7 +219,7 @@ class _FakeJudge:
                 outer.calls += 1
                 if outer.calls % 4 == 0 and not getattr(self, "_retried", False):
                     outer.calls += 1000  # once per 4th: the retry is the next call
-                    return self._send(429, {"error": "slow down"})
+                    return self._send(429, {"error": "slow down"}, {"retry-after-ms": "10"})  # as OpenAI's API
                 text = body["messages"][0]["content"]
                 lines = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
                 ref = set(lines.get("Reference", "").split())

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import logprob_tolerance, logprobs_within
 from harness.pipeline import load, run_comparison
@@ -163,6 +164,10 @@ def _demo_requests(tasks: dict[str, tuple[int, int]], monkeypatch) -> list:
     return requests
 
 
+# ~45 s of CI's 12 minutes held to AVX2: in `make test` the packed path on SmolLM2 with an adapter is held
+# against lm-eval's own full-sequence scoring by tests/sources/test_prompts.py (chat formats, 1 shot), and
+# the path's accounting (every request through it, each variant's cache its own) by this file's tiny-world tests
+@pytest.mark.slow
 def test_packed_scoring_on_smollm2_scores_as_lm_evals_full_sequences(smollm2, tmp_path, monkeypatch):
     """A real model: SmolLM2-135M-Instruct and a LoRA adapter on its attention (each variant's context
     cache its own), the demo's triage under a 3-shot context (five choices per question) and its

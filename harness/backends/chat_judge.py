@@ -23,13 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from harness.backends.retry import RETRIED, wait_s
 from harness.config import JudgeEndpointSpec
 from harness.errors import HarnessError
 
 # what /v1/models says of a model that names it, not the moment asked (vLLM's `created` is the request's
 # time, `permission` holds per-request ids)
 DESCRIBED = ("id", "object", "owned_by", "root", "parent", "max_model_len")
-RETRIED = {408, 409, 429, 500, 502, 503, 504}
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,13 @@ class ChatJudge:
         return self._local.session
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        """One request, retried on 429, 5xx and a dropped connection with exponential backoff; any other
+        """One request, retried on 429, 5xx and a dropped connection (harness.backends.retry); any other
         refusal is an error that quotes the server."""
         import requests
 
         e = self.endpoint
         for attempt in range(1, e.max_retries + 1):
+            r = None
             try:
                 r = self._session().request(method, f"{self.url}{path}", json=body, headers=self._headers,
                                           timeout=e.timeout_s)
@@ -129,7 +130,7 @@ class ChatJudge:
                 if r.status_code not in RETRIED:
                     raise HarnessError(f"judge.endpoint: {self.url}{path} refused the request ({problem})")
             if attempt < e.max_retries:
-                time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+                time.sleep(wait_s(attempt, None if r is None else r.headers))
         raise HarnessError(f"judge.endpoint: the server at {self.url} stopped answering ({problem}) after "
                            f"{e.max_retries} tries")
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends.chat_judge import reply_alternatives
+from harness.backends.retry import RETRIED, wait_s
 from harness.config import EndpointSpec, TokenPriceSpec
 from harness.errors import HarnessError
 from harness.records import PromptFormat
@@ -48,7 +49,6 @@ def api_key(endpoint: EndpointSpec) -> str:
     return key
 
 
-RETRIED = (429, 500, 502, 503, 504)  # answers worth another try: rate limited, or the server's own trouble
 
 
 def server_message(body) -> str:
@@ -61,9 +61,9 @@ def server_message(body) -> str:
 
 
 def _request(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> tuple[int, dict | str]:
-    """One GET (no payload) or POST, retried with exponential backoff on 429, 5xx and no answer, as
-    lm-eval retries the scoring requests (`max_retries` tries in all); the status and the body (JSON,
-    or text) of the answer that settled it."""
+    """One GET (no payload) or POST, retried on 429, 5xx and no answer, as lm-eval retries the scoring
+    requests (`max_retries` tries in all): after the wait the refusal asks for (retry_after), else with
+    exponential backoff; the status and the body (JSON, or text) of the answer that settled it."""
     import time
 
     import requests
@@ -71,7 +71,7 @@ def _request(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> 
     url = endpoint.base_url.rstrip("/") + path
     headers = {"Authorization": f"Bearer {api_key(endpoint)}"} if endpoint.api_key_env else {}
     for attempt in range(1, endpoint.max_retries + 1):
-        last = attempt == endpoint.max_retries
+        last, response = attempt == endpoint.max_retries, None
         try:
             if payload is None:
                 response = requests.get(url, headers=headers, timeout=endpoint.timeout_s)
@@ -87,7 +87,7 @@ def _request(endpoint: EndpointSpec, path: str, payload: dict | None = None) -> 
                     return response.status_code, response.json()
                 except ValueError:
                     return response.status_code, response.text
-        time.sleep(min(10.0, 0.5 * 2 ** attempt))
+        time.sleep(wait_s(attempt, None if response is None else response.headers))
     raise AssertionError("unreachable")
 
 
