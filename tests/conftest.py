@@ -95,7 +95,7 @@ def _demo_builder_first(items) -> None:
     smol = [f for f in order if rank[f] == 1 and not any("smollm2" in getattr(i, "fixturenames", ()) for i in files[f])]
     if smol:
         order.remove(smol[0])
-        order.insert(next(n for n, f in enumerate(order) if rank[f] >= 1), smol[0])
+        order.insert(next((n for n, f in enumerate(order) if rank[f] >= 1), len(order)), smol[0])
     items[:] = [i for f in order for i in files[f]]
 
 
