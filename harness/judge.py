@@ -106,6 +106,9 @@ class Rubric:
             self._template = _sandbox().from_string(self.text)
         return self._template.render(**values)
 
+    def __getstate__(self) -> dict:
+        return {"text": self.text, "_template": None}
+
 
 def _sandbox():
     """Jinja's immutable sandbox, every variable required: where judge prompts are parsed and rendered."""
@@ -113,9 +116,6 @@ def _sandbox():
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-
-    def __getstate__(self) -> dict:
-        return {"text": self.text, "_template": None}
 
 
 SERVED = "judge-endpoint:"  # the group of a judge behind a chat API (execute.load_backend: harness.backends.chat_judge)

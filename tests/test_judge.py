@@ -48,6 +48,22 @@ def test_the_verdict_is_in_the_candidates_terms_whichever_order():
     assert [_verdict(i, "candidate_first") for i in range(3)] == ["win", "loss", "tie"]
 
 
+def test_a_rubric_already_rendered_is_sent_to_another_process_as_its_text(tmp_path):
+    """A Ray worker gets the judge's rubric pickled: after the driver has rendered it (a compiled Jinja
+    template, which does not pickle), it still goes as its text and renders there the same."""
+    import pickle
+
+    from harness.judge import read_template
+
+    path = tmp_path / "rubric.jinja"
+    path.write_text("Reference: {{ reference }}\nA: {{ answer_a }}\nB: {{ answer_b }}\nBetter:")
+    _, rubric = read_template(path, ("answer_a", "answer_b"), "the two answers")
+    values = {"reference": "FALL.", "answer_a": "FALL. He slipped.", "answer_b": "CUT."}
+    here = rubric.render(**values)
+    assert here == "Reference: FALL.\nA: FALL. He slipped.\nB: CUT.\nBetter:"
+    assert pickle.loads(pickle.dumps(rubric)).render(**values) == here
+
+
 def test_pairs_are_judged_in_both_orders_once_and_a_judge_that_always_ties_is_flagged(demo_world, tmp_path):
     from harness.judge import POINTS, _verdict, plan_judgments
     from harness.plan import plan_runs
